@@ -1,0 +1,16 @@
+//! One module per command group; each defines a clap `Cmd` enum flattened into the top level.
+
+pub mod containers;
+pub mod images;
+pub mod networks;
+
+use crate::{Cli, Command};
+
+/// Runs the parsed command; `Ok(code)` is the process exit code.
+pub fn run(cli: &Cli) -> anyhow::Result<i32> {
+    match &cli.cmd {
+        Command::Images(c) => images::run(cli, c),
+        Command::Containers(c) => containers::run(cli, c),
+        Command::Networks(c) => networks::run(cli, c),
+    }
+}

@@ -1,0 +1,54 @@
+//! `rbox`: parse the command line, call the crates, print. Errors become Docker's exit codes:
+//! 125 for an rbox error, 126/127 for a command that cannot run / is not found, else the
+//! container's own code.
+
+mod commands;
+mod exit;
+mod format;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use exit::Exit;
+
+#[derive(Parser)]
+#[command(name = "rbox", version, about = "A small daemonless container runtime with networking built in")]
+pub struct Cli {
+    /// State directory (images, containers, networks)
+    #[arg(long, global = true, env = "RBOX_ROOT", default_value = "/var/lib/rbox")]
+    pub root: PathBuf,
+
+    /// Log debug details of what rbox and libcontainer do (to stderr)
+    #[arg(short = 'D', long, global = true)]
+    pub debug: bool,
+
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Images(commands::images::Cmd),
+    #[command(flatten)]
+    Containers(commands::containers::Cmd),
+    #[command(flatten)]
+    Networks(commands::networks::Cmd),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.debug || std::env::var_os("RUST_LOG").is_some() {
+        let filter = if cli.debug { "debug".to_string() } else { std::env::var("RUST_LOG").unwrap_or_default() };
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .init();
+    }
+    let code = match commands::run(&cli) {
+        Ok(code) => code,
+        Err(e) => exit::report(&e),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,103 @@
+//! The Container Network Model: `Sandbox` (a container's network namespace), `Endpoint` (its
+//! interface on one network), `Network` (a segment owned by a driver).
+//!
+//! API CONTRACT used by `runtime` (the net owner implements and may extend, keeping these):
+//! - `Sandbox::create(root, container_id)`  new netns bind-mounted at `<root>/netns/<id>`, `lo` up
+//! - `Sandbox::path()`                      what the OCI spec's network namespace joins by path
+//! - `connect(root, container_id, &sandbox, &EndpointRequest)` -> `EndpointSettings`
+//!   (IPAM lease, veth with its peer created inside the sandbox, addresses, routes, rules)
+//! - `disconnect(root, container_id, network)`  leave one network
+//! - `release(root, container_id)`  leave every network and remove the sandbox; keeps going past
+//!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
+//! - `endpoints(root, container_id)`  what the container is connected to now, for `inspect`
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("network {0} not found")]
+    NetworkNotFound(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A container's network namespace, kept as a bind mount so it can be wired before the
+/// container starts and outlive its processes.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub container_id: String,
+    pub path: PathBuf,
+}
+
+impl Sandbox {
+    pub fn create(root: &Path, container_id: &str) -> Result<Sandbox> {
+        let _ = (root, container_id);
+        Err(Error::Other("not implemented".into()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What a container asks of one network when it joins it.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointRequest {
+    /// Network name or id ("bridge" = the default bridge).
+    pub network: String,
+    pub container_name: String,
+    pub ip: Option<IpAddr>,
+    pub ip6: Option<IpAddr>,
+    pub mac: Option<String>,
+    pub aliases: Vec<String>,
+}
+
+/// What joining configured: Docker's `NetworkSettings.Networks[NAME]`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    pub network_name: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub gateway: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: u8,
+    pub mac_address: String,
+    pub aliases: Vec<String>,
+    /// Interface name inside the sandbox (eth0, eth1, ...).
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub interface: String,
+}
+
+pub fn connect(root: &Path, container_id: &str, sandbox: &Sandbox, req: &EndpointRequest) -> Result<EndpointSettings> {
+    let _ = (root, container_id, sandbox, req);
+    Err(Error::Other("not implemented".into()))
+}
+
+pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> {
+    let _ = (root, container_id, network);
+    Ok(())
+}
+
+pub fn release(root: &Path, container_id: &str) -> Result<()> {
+    let _ = (root, container_id);
+    Ok(())
+}
+
+pub fn endpoints(root: &Path, container_id: &str) -> Result<Vec<EndpointSettings>> {
+    let _ = (root, container_id);
+    Ok(Vec::new())
+}

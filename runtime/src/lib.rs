@@ -1,0 +1,1 @@
+//! Container lifecycle (runtime owner fills this in).

@@ -1,0 +1,141 @@
+//! Harness for the integration tests: each test gets its own `--root` under /tmp, runs the real
+//! `rbox` binary (RBOX_BIN, default target/debug/rbox) and removes everything on drop, also
+//! when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Path of the rbox binary under test.
+pub fn rbox_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RBOX_BIN") {
+        return PathBuf::from(p);
+    }
+    workspace().join("target/debug/rbox")
+}
+
+/// The workspace directory (parent of this crate).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where the image recipes leave their rootfs tarballs (`tests/run.sh` builds them).
+pub fn image_tar(name: &str) -> PathBuf {
+    let dir = std::env::var_os("RBOX_IMAGES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/images"));
+    let p = dir.join(format!("{name}.tar"));
+    assert!(p.exists(), "{} missing: run images/recipes/{name}.sh (tests/run.sh does)", p.display());
+    p
+}
+
+/// Result of one rbox invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// One test's private rbox root.
+pub struct Rbox {
+    pub root: PathBuf,
+}
+
+impl Rbox {
+    /// A fresh, empty root, unique to this process and test.
+    pub fn new(test: &str) -> Rbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = PathBuf::from(format!("/tmp/rbox-test-{}-{}-{n}", test, std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Rbox { root }
+    }
+
+    /// A fresh root with the busybox image imported as `busybox:latest`.
+    pub fn with_busybox(test: &str) -> Rbox {
+        let r = Rbox::new(test);
+        r.ok(&["import", "--change", r#"CMD ["sh"]"#, image_tar("busybox").to_str().unwrap(), "busybox:latest"]);
+        r
+    }
+
+    /// A `Command` for rbox with this root.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(rbox_bin());
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs rbox and returns its exit code and output.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("running rbox").into()
+    }
+
+    /// Runs rbox, asserts success, returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "rbox {args:?} failed ({}): {}{}", r.code, r.stderr, r.stdout);
+        r.stdout
+    }
+
+    /// Runs rbox, asserts failure with `code`, returns stderr.
+    #[track_caller]
+    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(r.code, code, "rbox {args:?}: expected exit {code}, got {}: {}{}", r.code, r.stderr, r.stdout);
+        r.stderr
+    }
+}
+
+impl Drop for Rbox {
+    fn drop(&mut self) {
+        // `system prune` is rbox's own repair path: kill containers, release networks, unmount.
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
+        for id in ids.split_whitespace() {
+            let _ = self.command(&["rm", "-f", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        let _ = self
+            .command(&["system", "prune", "-f"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        unmount_under(&self.root);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Lazily unmounts every mount below `dir` (deepest first), so a failed test cannot leave
+/// overlay or nsfs mounts behind.
+pub fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let prefix = dir.to_string_lossy().to_string();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let c = std::ffi::CString::new(p).unwrap();
+        // SAFETY: umount2 with a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Runs a host command and returns its output (for checks with iproute2, iptables, curl).
+pub fn sh(script: &str) -> Run {
+    Command::new("sh").arg("-c").arg(script).output().expect("sh").into()
+}
