@@ -6,22 +6,34 @@
 //! - `Store::resolve(reference)`    name[:tag] (short names as Docker), full id, or unique id prefix
 //! - `Store::layer_dirs(&image)`    unpacked layer dirs, lowest layer first (overlay lowerdirs)
 //! - `Image`, `ImageConfig`         plain data, fields below
+//!
+//! Layout: `blobs/sha256/<hex>` (config blobs and uncompressed layer tars, by digest),
+//! `layers/<diff_id hex>/` (each layer unpacked once, whiteouts in overlayfs form),
+//! `repositories.json` (tags and the set of images), `tmp/` (staging). Writers hold
+//! `<root>/locks/images.lock`; every file and directory appears by rename, so a crash leaves
+//! only `.tmp-<pid>-*` entries, which the next writer removes.
+
+mod archive;
+mod change;
+mod digest;
+mod error;
+mod import;
+mod load;
+mod reference;
+mod save;
+mod store;
+mod unpack;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("No such image: {0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
+pub use change::Change;
+pub use error::{Error, Result};
+pub use load::Loaded;
+pub use reference::Reference;
+pub use store::{short_id, Removed, Store};
 
 /// The parts of an image's config a container is made from (Docker's `Config` in inspect).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImageConfig {
     pub cmd: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
@@ -33,7 +45,7 @@ pub struct ImageConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Image {
     /// "sha256:<64 hex>" — the digest of the image config blob, as Docker's image id.
     pub id: String,
@@ -42,23 +54,12 @@ pub struct Image {
     pub config: ImageConfig,
     /// diff_ids ("sha256:..."), lowest layer first.
     pub layers: Vec<String>,
-}
-
-pub struct Store {
-    dir: PathBuf,
-}
-
-impl Store {
-    pub fn open(root: &Path) -> Result<Store> {
-        Ok(Store { dir: root.join("images") })
-    }
-
-    pub fn resolve(&self, reference: &str) -> Result<Image> {
-        let _ = &self.dir;
-        Err(Error::NotFound(reference.to_string()))
-    }
-
-    pub fn layer_dirs(&self, image: &Image) -> Vec<PathBuf> {
-        image.layers.iter().map(|l| self.dir.join("layers").join(l.trim_start_matches("sha256:"))).collect()
-    }
+    /// "name@sha256:..." of the manifests this image was loaded from (OCI layouts only).
+    pub repo_digests: Vec<String>,
+    /// RFC 3339 creation time from the config, if it has one.
+    pub created: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    /// Bytes of all layers, uncompressed.
+    pub size: u64,
 }

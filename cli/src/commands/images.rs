@@ -1,12 +1,516 @@
-//! `rbox` images commands.
+//! `rbox` image commands: import, load, save, images / image ls, image inspect, rmi / image rm,
+//! tag. Output matches Docker's.
 
-use clap::Subcommand;
+use std::fs::File;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use images::{short_id, Change, Image, Removed, Store};
+use serde_json::{json, Value};
+
+use crate::format::Format;
 use crate::Cli;
 
 #[derive(Subcommand)]
-pub enum Cmd {}
+pub enum Cmd {
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// List images
+    Images(LsArgs),
+    /// Remove one or more images
+    Rmi(RmArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+}
 
-pub fn run(_cli: &Cli, cmd: &Cmd) -> anyhow::Result<i32> {
-    match *cmd {}
+#[derive(Subcommand)]
+pub enum ImageCmd {
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more images
+    Inspect(InspectArgs),
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive
+    Save(SaveArgs),
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE, WORKDIR, USER, LABEL)
+    #[arg(short = 'c', long = "change")]
+    changes: Vec<String>,
+    /// Set commit message for imported image
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Tarball (plain or gzip), or - for STDIN
+    file: String,
+    /// REPOSITORY[:TAG]
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show all images (accepted for compatibility; there are no intermediate images)
+    #[arg(short, long)]
+    all: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Format output using a Go template
+    #[arg(long)]
+    format: Option<String>,
+    /// REPOSITORY[:TAG] to list
+    reference: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Format output using a Go template
+    #[arg(short, long)]
+    format: Option<String>,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Force removal of the image
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    source: String,
+    target: String,
+}
+
+pub fn run(cli: &Cli, cmd: &Cmd) -> anyhow::Result<i32> {
+    let store = Store::open(&cli.root)?;
+    match cmd {
+        Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => import(&store, a),
+        Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => load(&store, a),
+        Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => save(&store, a),
+        Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => list(&store, a),
+        Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => remove(cli, &store, a),
+        Cmd::Tag(a) | Cmd::Image(ImageCmd::Tag(a)) => {
+            store.tag(&a.source, &a.target)?;
+            Ok(0)
+        }
+        Cmd::Image(ImageCmd::Inspect(a)) => inspect(&store, a),
+    }
+}
+
+fn import(store: &Store, a: &ImportArgs) -> anyhow::Result<i32> {
+    let changes = a
+        .changes
+        .iter()
+        .map(|c| Change::parse(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let comment = a
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("Imported from {}", a.file));
+    let image = if a.file == "-" {
+        store.import(
+            io::stdin().lock(),
+            &changes,
+            a.reference.as_deref(),
+            &comment,
+        )?
+    } else {
+        let f = File::open(&a.file).with_context(|| format!("open {}", a.file))?;
+        store.import(f, &changes, a.reference.as_deref(), &comment)?
+    };
+    println!("{}", image.id);
+    Ok(0)
+}
+
+fn load(store: &Store, a: &LoadArgs) -> anyhow::Result<i32> {
+    let loaded = match &a.input {
+        Some(p) => store.load(File::open(p).with_context(|| format!("open {}", p.display()))?)?,
+        None => {
+            if io::stdin().is_terminal() {
+                bail!("requested load from stdin, but stdin is empty");
+            }
+            store.load(io::stdin().lock())?
+        }
+    };
+    if !a.quiet {
+        for l in loaded {
+            if l.tags.is_empty() {
+                println!("Loaded image ID: {}", l.image.id);
+            }
+            for t in l.tags {
+                println!("Loaded image: {t}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<i32> {
+    match &a.output {
+        Some(path) => {
+            // Written beside the target and renamed, so a failed save leaves no partial file.
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = dir.join(format!(".{name}.rbox-{}", std::process::id()));
+            let result = (|| -> anyhow::Result<()> {
+                let f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+                let mut w = io::BufWriter::new(f);
+                store.save(&a.images, &mut w)?;
+                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("rename to {}", path.display()))?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result?;
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            store.save(&a.images, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+fn list(store: &Store, a: &LsArgs) -> anyhow::Result<i32> {
+    let mut rows: Vec<Value> = Vec::new();
+    let filter = a
+        .reference
+        .as_deref()
+        .map(images::Reference::parse)
+        .transpose()?;
+    let all = store.list()?;
+    for img in &all {
+        let tags: Vec<Option<&String>> = if img.repo_tags.is_empty() {
+            vec![None]
+        } else {
+            img.repo_tags.iter().map(Some).collect()
+        };
+        for t in tags {
+            if let Some(f) = &filter {
+                let Some(t) = t else { continue };
+                let (repo, tag) = split_tag(t);
+                if repo != f.familiar_name() || f.tag.as_deref().is_some_and(|ft| ft != tag) {
+                    continue;
+                }
+            }
+            rows.push(row_json(img, t, a.no_trunc));
+        }
+    }
+    let out = io::stdout();
+    let mut out = out.lock();
+    if a.quiet {
+        let mut seen = Vec::new();
+        for r in &rows {
+            let id = r["ID"].as_str().unwrap_or_default().to_string();
+            if !seen.contains(&id) {
+                writeln!(out, "{id}")?;
+                seen.push(id);
+            }
+        }
+        return Ok(0);
+    }
+    if let Some(f) = &a.format {
+        let fmt = Format::parse(f)?;
+        if let Some(h) = fmt.header() {
+            writeln!(out, "{h}")?;
+        }
+        for r in &rows {
+            writeln!(out, "{}", fmt.render(r)?)?;
+        }
+        return Ok(0);
+    }
+    let cols = ["Repository", "Tag", "ID", "CreatedSince", "Size"];
+    let mut table = vec![vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()];
+    for r in &rows {
+        table.push(
+            cols.iter()
+                .map(|c| r[c].as_str().unwrap_or_default().to_string())
+                .collect(),
+        );
+    }
+    print_table(&mut out, &table)?;
+    Ok(0)
+}
+
+/// Columns padded as Docker's tabwriter does (3 spaces between columns).
+fn print_table(out: &mut impl Write, table: &[Vec<String>]) -> io::Result<()> {
+    let n = table.first().map(Vec::len).unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in table {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == n {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}", w = widths[i] + 3));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn split_tag(t: &str) -> (&str, &str) {
+    let slash = t.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match t[slash..].rfind(':') {
+        Some(i) => (&t[..slash + i], &t[slash + i + 1..]),
+        None => (t, "latest"),
+    }
+}
+
+/// One `images` row as the JSON `--format` templates see (Docker's field names).
+fn row_json(img: &Image, tag: Option<&String>, no_trunc: bool) -> Value {
+    let (repo, tag) = tag.map(|t| split_tag(t)).unwrap_or(("<none>", "<none>"));
+    let created = img
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+    let id = if no_trunc {
+        img.id.clone()
+    } else {
+        short_id(&img.id)
+    };
+    let digest = img
+        .repo_digests
+        .iter()
+        .find(|d| d.split('@').next() == Some(repo))
+        .and_then(|d| d.split('@').nth(1))
+        .unwrap_or("<none>");
+    json!({
+        "Containers": "N/A",
+        "CreatedAt": created.map(|c| c.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
+        "CreatedSince": created.map(|c| format!("{} ago", human_duration(chrono::Utc::now().signed_duration_since(c)))).unwrap_or_else(|| "N/A".into()),
+        "Digest": digest,
+        "ID": id,
+        "Repository": repo,
+        "SharedSize": "N/A",
+        "Size": human_size(img.size),
+        "Tag": tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": human_size(img.size),
+    })
+}
+
+/// Docker's `units.HumanDuration`.
+fn human_duration(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    let h = s / 3600;
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s / 60 == 1 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
+    }
+}
+
+/// Docker's `units.HumanSizeWithPrecision(n, 3)`: decimal units, three significant digits.
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
+fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<i32> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for r in &a.images {
+        match store.resolve(r) {
+            Ok(img) => found.push(inspect_json(store, &img)),
+            Err(images::Error::NotFound(_)) => missing.push(r.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match &a.format {
+        Some(f) => {
+            let fmt = Format::parse(f)?;
+            for v in &found {
+                println!("{}", fmt.render(v)?);
+            }
+        }
+        None => println!("{}", pretty(&Value::Array(found))?),
+    }
+    if !missing.is_empty() {
+        bail!("No such image: {}", missing.join(", "));
+    }
+    Ok(0)
+}
+
+/// JSON indented with 4 spaces, as `docker inspect` prints.
+fn pretty(v: &Value) -> anyhow::Result<String> {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(v, &mut ser)?;
+    Ok(String::from_utf8(buf)?)
+}
+
+/// Docker-shaped `image inspect` object.
+fn inspect_json(store: &Store, img: &Image) -> Value {
+    let c = &img.config;
+    let mut config = json!({
+        "Hostname": "",
+        "Domainname": "",
+        "User": c.user,
+        "AttachStdin": false,
+        "AttachStdout": false,
+        "AttachStderr": false,
+        "Tty": false,
+        "OpenStdin": false,
+        "StdinOnce": false,
+        "Env": if c.env.is_empty() { Value::Null } else { json!(c.env) },
+        "Cmd": c.cmd,
+        "Image": "",
+        "Volumes": null,
+        "WorkingDir": c.working_dir,
+        "Entrypoint": c.entrypoint,
+        "OnBuild": null,
+        "Labels": if c.labels.is_empty() { Value::Null } else { json!(c.labels) },
+    });
+    if !c.exposed_ports.is_empty() {
+        let ports: serde_json::Map<String, Value> = c
+            .exposed_ports
+            .iter()
+            .map(|p| (p.clone(), json!({})))
+            .collect();
+        config["ExposedPorts"] = Value::Object(ports);
+    }
+    let dirs: Vec<String> = store
+        .layer_dirs(img)
+        .iter()
+        .rev()
+        .map(|d| d.display().to_string())
+        .collect();
+    json!({
+        "Id": img.id,
+        "RepoTags": img.repo_tags,
+        "RepoDigests": img.repo_digests,
+        "Parent": "",
+        "Comment": "",
+        "Created": img.created.clone().unwrap_or_default(),
+        "DockerVersion": "",
+        "Author": "",
+        "Config": config,
+        "Architecture": img.architecture,
+        "Os": img.os,
+        "Size": img.size,
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": dirs.join(":")}},
+        "RootFS": {"Type": "layers", "Layers": img.layers},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    })
+}
+
+fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
+    let in_use = |id: &str| runtime::image_in_use(&cli.root, id);
+    let mut errors = Vec::new();
+    for r in &a.images {
+        match store.remove(r, a.force, &in_use) {
+            Ok(done) => {
+                for d in done {
+                    match d {
+                        Removed::Untagged(t) => println!("Untagged: {t}"),
+                        Removed::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(0)
 }
