@@ -36,6 +36,7 @@ impl Format {
             ("title", title as gtmpl_value::Func),
             ("split", split as gtmpl_value::Func),
             ("println", println as gtmpl_value::Func),
+            ("len", len as gtmpl_value::Func),
         ]);
         template
             .parse(body)
@@ -181,6 +182,19 @@ fn split(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Array(s.split(sep.as_str()).map(|p| Value::String(p.to_string())).collect()))
 }
 
+/// gtmpl's own `len` refuses maps, which Docker's `{{len .Containers}}` needs.
+fn len(args: &[Value]) -> Result<Value, FuncError> {
+    let n = match args {
+        [Value::String(s)] => s.len(),
+        [Value::Array(a)] => a.len(),
+        [Value::Map(m)] | [Value::Object(m)] => m.len(),
+        [Value::Nil] | [Value::NoValue] => 0,
+        [other] => return Err(FuncError::Generic(format!("len of {other}"))),
+        _ => return Err(FuncError::ExactlyXArgs("len".into(), 1)),
+    };
+    Ok(Value::Number(Number::from(n)))
+}
+
 fn println(args: &[Value]) -> Result<Value, FuncError> {
     let parts: Vec<String> = args.iter().map(|v| match v {
         Value::String(s) => s.clone(),
@@ -208,7 +222,8 @@ mod tests {
         assert_eq!(render("{{range .Args}}[{{.}}]{{end}}", v.clone()), "[a][b]");
         assert_eq!(render("{{index .Args 1}}", v.clone()), "b");
         assert_eq!(render("{{index .State \"Status\"}}", v.clone()), "running");
-        assert_eq!(render("{{.State.Pid}}\\t{{len .Args}}", v), "42\t2");
+        assert_eq!(render("{{.State.Pid}}\\t{{len .Args}}", v.clone()), "42\t2");
+        assert_eq!(render("{{len .State}}", v), "2");
     }
 
     #[test]

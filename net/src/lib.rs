@@ -10,38 +10,33 @@
 //! - `release(root, container_id)`  leave every network and remove the sandbox; keeps going past
 //!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
 //! - `endpoints(root, container_id)`  what the container is connected to now, for `inspect`
+//!
+//! Also for the CLI: `manage::{create, remove, prune, reload, inspect}` (`rbox network ...`),
+//! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
+//! `system prune`), `Store` (list/find networks).
+//!
+//! Every public function leaves no thread behind (netlink runs on a current_thread runtime that
+//! is dropped before returning; helper threads are joined): libcontainer forks with raw clone3.
+//! Files: `<root>/networks/<id>.json` (definition + leases), `<root>/netns/<id>` (sandboxes),
+//! `<root>/locks/network*.lock`; iptables chains RBOX-* are shared by all roots on the host.
+
+pub mod driver;
+mod endpoint;
+mod error;
+pub mod firewall;
+pub mod ipam;
+pub mod manage;
+mod netlink;
+pub mod network;
+mod sandbox;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("network {0} not found")]
-    NetworkNotFound(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// A container's network namespace, kept as a bind mount so it can be wired before the
-/// container starts and outlive its processes.
-#[derive(Debug, Clone)]
-pub struct Sandbox {
-    pub container_id: String,
-    pub path: PathBuf,
-}
-
-impl Sandbox {
-    pub fn create(root: &Path, container_id: &str) -> Result<Sandbox> {
-        let _ = (root, container_id);
-        Err(Error::Other("not implemented".into()))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
+pub use error::{Error, Result};
+pub use manage::CreateOptions;
+pub use network::{Network, Store};
+pub use sandbox::Sandbox;
 
 /// What a container asks of one network when it joins it.
 #[derive(Debug, Clone, Default)]
@@ -82,22 +77,23 @@ pub struct EndpointSettings {
     pub interface: String,
 }
 
-pub fn connect(root: &Path, container_id: &str, sandbox: &Sandbox, req: &EndpointRequest) -> Result<EndpointSettings> {
-    let _ = (root, container_id, sandbox, req);
-    Err(Error::Other("not implemented".into()))
+pub fn connect(
+    root: &Path,
+    container_id: &str,
+    sandbox: &Sandbox,
+    req: &EndpointRequest,
+) -> Result<EndpointSettings> {
+    endpoint::connect(root, container_id, sandbox, req)
 }
 
 pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> {
-    let _ = (root, container_id, network);
-    Ok(())
+    endpoint::disconnect(root, container_id, network)
 }
 
 pub fn release(root: &Path, container_id: &str) -> Result<()> {
-    let _ = (root, container_id);
-    Ok(())
+    endpoint::release(root, container_id)
 }
 
 pub fn endpoints(root: &Path, container_id: &str) -> Result<Vec<EndpointSettings>> {
-    let _ = (root, container_id);
-    Ok(Vec::new())
+    endpoint::endpoints(root, container_id)
 }

@@ -1,0 +1,303 @@
+//! `bridge`: a Linux bridge per network, a veth per endpoint (host end on the bridge, peer
+//! created directly inside the sandbox), NAT and isolation rules from the firewall.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+
+use futures_util::TryStreamExt;
+use ipnetwork::Ipv4Network;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::Driver;
+use crate::error::{io, nl, Error, Result};
+use crate::firewall;
+use crate::ipam::parse_mac;
+use crate::netlink::{self, block_on, host_handle, link_by_name, ns_handle};
+use crate::network::{EndpointRecord, Network};
+use crate::sandbox::Sandbox;
+
+pub struct Bridge;
+
+fn is_exists(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
+}
+
+/// Adds `ip/prefix` to link `idx`. IPv6 addresses skip duplicate address detection, which would
+/// keep them unusable ("tentative") for a second or more.
+async fn add_addr(handle: &Handle, idx: u32, ip: IpAddr, prefix: u8, what: &str) -> Result<()> {
+    let mut req = handle.address().add(idx, ip, prefix);
+    if ip.is_ipv6() {
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_exists(&e) => Ok(()),
+        Err(e) => Err(nl(format!("adding {ip} to {what}"))(e)),
+    }
+}
+
+/// Creates the bridge with the gateway address if missing; true when this call created it.
+async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
+    if link_by_name(handle, &net.bridge).await?.is_some() {
+        return Ok(false);
+    }
+    let ipam = net
+        .ipam
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+    let mut msg = LinkBridge::new(&net.bridge);
+    if let Some(mtu) = net.mtu {
+        msg = msg.mtu(mtu);
+    }
+    match handle.link().add(msg.build()).execute().await {
+        Ok(()) => {}
+        // Another rbox process made it first; it also adds the address and rules.
+        Err(e) if is_exists(&e) => return Ok(false),
+        Err(e) => return Err(nl(format!("creating bridge {}", net.bridge))(e)),
+    }
+    let result = async {
+        let link = link_by_name(handle, &net.bridge)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("bridge {} vanished", net.bridge)))?;
+        let idx = netlink::index(&link);
+        let what = format!("bridge {}", net.bridge);
+        add_addr(
+            handle,
+            idx,
+            ipam.gateway.into(),
+            ipam.subnet.prefix(),
+            &what,
+        )
+        .await?;
+        if let Some(v6) = &net.ipam6 {
+            add_addr(handle, idx, v6.gateway.into(), v6.subnet.prefix(), &what).await?;
+        }
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("setting bridge {} up", net.bridge)))
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = delete_link(handle, &net.bridge).await;
+        return Err(e);
+    }
+    Ok(true)
+}
+
+async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
+    if let Some(link) = link_by_name(handle, name).await? {
+        match handle.link().del(netlink::index(&link)).execute().await {
+            Ok(()) => {}
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => {}
+            Err(e) => return Err(nl(format!("deleting link {name}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+fn enable_ip_forward() -> Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if fs::read_to_string(path)
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    fs::write(path, "1").map_err(io("enabling ip_forward"))
+}
+
+/// Subnets routed on the host, so new networks do not shadow them (docker0, the LAN, ...).
+pub fn host_routes() -> Result<Vec<Ipv4Network>> {
+    block_on(async {
+        let handle = host_handle()?;
+        let routes: Vec<_> = handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("listing host routes"))?;
+        Ok(routes
+            .into_iter()
+            .filter(|r| r.header.destination_prefix_length > 0)
+            .filter_map(|r| {
+                r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                        Ipv4Network::new(*ip, r.header.destination_prefix_length).ok()
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    })?
+}
+
+/// Whether a link named `name` exists on the host.
+pub fn link_exists(name: &str) -> Result<bool> {
+    block_on(async { Ok(link_by_name(&host_handle()?, name).await?.is_some()) })?
+}
+
+/// Default routes of the sandbox via `net`'s gateways, out of interface `idx`.
+async fn add_default_routes(nsh: &Handle, net: &Network, idx: u32) -> Result<()> {
+    if let Some(v4) = &net.ipam {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(v4.gateway)
+            .output_interface(idx);
+        nsh.route()
+            .add(route.build())
+            .execute()
+            .await
+            .map_err(nl(format!("adding default route via {}", v4.gateway)))?;
+    }
+    if let Some(v6) = &net.ipam6 {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(v6.gateway)
+            .output_interface(idx);
+        nsh.route()
+            .add(route.build())
+            .execute()
+            .await
+            .map_err(nl(format!("adding default route via {}", v6.gateway)))?;
+    }
+    Ok(())
+}
+
+/// Points the sandbox's default routes at `net`, whose endpoint there is `ep` (the network that
+/// carried them was disconnected).
+pub fn take_default_route(net: &Network, ep: &EndpointRecord, sandbox: &Sandbox) -> Result<()> {
+    let ns = sandbox.file()?;
+    block_on(async {
+        let nsh = ns_handle(&ns)?;
+        let link = link_by_name(&nsh, &ep.interface)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("{} missing in sandbox", ep.interface)))?;
+        add_default_routes(&nsh, net, netlink::index(&link)).await
+    })?
+}
+
+impl Driver for Bridge {
+    fn create_network(&self, net: &Network) -> Result<()> {
+        block_on(async {
+            let handle = host_handle()?;
+            let created = ensure_bridge(&handle, net).await?;
+            let result = enable_ip_forward().and_then(|()| firewall::install(&[net]));
+            if result.is_err() && created {
+                let _ = delete_link(&handle, &net.bridge).await;
+            }
+            result
+        })?
+    }
+
+    fn delete_network(&self, net: &Network) -> Result<()> {
+        let mut errors = crate::error::Errors::default();
+        errors.check(firewall::remove(net));
+        errors.check(
+            block_on(async { delete_link(&host_handle()?, &net.bridge).await }).and_then(|r| r),
+        );
+        errors.into_result()
+    }
+
+    fn join(&self, net: &Network, ep: &EndpointRecord, sandbox: &Sandbox) -> Result<()> {
+        let ipam = net
+            .ipam
+            .as_ref()
+            .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+        let ip = ep
+            .ip
+            .ok_or_else(|| Error::Invalid("endpoint without address".into()))?;
+        let ns = sandbox.file()?;
+        let mac = parse_mac(&ep.mac)?;
+        block_on(async {
+            let handle = host_handle()?;
+            // The default bridge is created on first use; user bridges normally exist already
+            // but come back here after a reboot.
+            if ensure_bridge(&handle, net).await? {
+                if let Err(e) = enable_ip_forward().and_then(|()| firewall::install(&[net])) {
+                    let _ = delete_link(&handle, &net.bridge).await;
+                    return Err(e);
+                }
+            }
+            let bridge = link_by_name(&handle, &net.bridge)
+                .await?
+                .ok_or_else(|| Error::Invalid(format!("bridge {} missing", net.bridge)))?;
+            let mtu = net
+                .mtu
+                .or_else(|| netlink::mtu(&bridge))
+                .filter(|m| *m != 1500);
+            let mut peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+                .name(ep.interface.clone())
+                .setns_by_fd(ns.as_raw_fd())
+                .address(mac);
+            let mut veth = LinkVeth::new(&ep.host_veth, &ep.interface)
+                .controller(netlink::index(&bridge))
+                .up();
+            if let Some(m) = mtu {
+                peer = peer.mtu(m);
+                veth = veth.mtu(m);
+            }
+            let veth = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+            handle
+                .link()
+                .add(veth.build())
+                .execute()
+                .await
+                .map_err(nl(format!(
+                    "creating veth {} for {}",
+                    ep.host_veth, ep.container_name
+                )))?;
+            let inside = async {
+                // Hairpin lets a container reach itself through the bridge (published ports).
+                let host_end = link_by_name(&handle, &ep.host_veth)
+                    .await?
+                    .ok_or_else(|| Error::Invalid(format!("veth {} vanished", ep.host_veth)))?;
+                handle
+                    .link()
+                    .change(
+                        LinkBridgePort::new(netlink::index(&host_end))
+                            .hairpin(true)
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .map_err(nl(format!("enabling hairpin on {}", ep.host_veth)))?;
+                let nsh = ns_handle(&ns)?;
+                let link = link_by_name(&nsh, &ep.interface).await?.ok_or_else(|| {
+                    Error::Invalid(format!("{} missing in sandbox", ep.interface))
+                })?;
+                let idx = netlink::index(&link);
+                add_addr(&nsh, idx, ip.into(), ipam.subnet.prefix(), &ep.interface).await?;
+                if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipam6) {
+                    add_addr(&nsh, idx, ip6.into(), v6.subnet.prefix(), &ep.interface).await?;
+                }
+                nsh.link()
+                    .set(LinkUnspec::new_with_index(idx).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl(format!("setting {} up", ep.interface)))?;
+                if ep.default_route {
+                    add_default_routes(&nsh, net, idx).await?;
+                }
+                Ok::<_, Error>(())
+            }
+            .await;
+            if let Err(e) = inside {
+                let _ = delete_link(&handle, &ep.host_veth).await;
+                return Err(e);
+            }
+            Ok(())
+        })?
+    }
+
+    fn leave(&self, _net: &Network, ep: &EndpointRecord) -> Result<()> {
+        block_on(async { delete_link(&host_handle()?, &ep.host_veth).await })?
+    }
+}
