@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing rbox needs on Debian 12 (idempotent; run as root).
+set -euo pipefail
+
+packages=(
+  libseccomp-dev pkg-config   # libcontainer's seccomp support links -lseccomp
+  iptables iproute2 kmod      # firewall rules; `ip`/`bridge` only in tests, never in rbox
+  busybox-static nginx-light  # the offline image recipes
+  curl wget procps util-linux psmisc  # clients and tools the tests use (curl, script, ps)
+  dnsmasq-base                # the upstream DNS server the resolver tests run themselves
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Overlay rootfs and bridged traffic; both may be built in or unavailable as modules.
+modprobe overlay 2>/dev/null || true
+modprobe br_netfilter 2>/dev/null || true
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
