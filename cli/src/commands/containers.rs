@@ -1,12 +1,525 @@
-//! `rbox` containers commands.
+//! `rbox` container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait,
+//! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
-use clap::Subcommand;
+mod create;
+mod ps;
 
-use crate::Cli;
+use std::io::Write;
+
+use anyhow::{anyhow, Result};
+use clap::{Args, Subcommand};
+use runtime::{exec, lifecycle, logs};
+
+use crate::format::Format;
+use crate::{Cli, Exit};
+use create::CreateArgs;
 
 #[derive(Subcommand)]
-pub enum Cmd {}
+pub enum Cmd {
+    #[command(flatten)]
+    Common(Common),
+    /// List containers
+    Ps(PsArgs),
+    /// Return low-level information on containers
+    Inspect(InspectArgs),
+    /// Manage containers
+    Container {
+        #[command(subcommand)]
+        cmd: ContainerCmd,
+    },
+    /// Manage rbox
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
+    /// Owns a detached container (run by rbox itself)
+    #[command(name = "container-monitor", hide = true)]
+    Monitor { id: String },
+}
 
-pub fn run(_cli: &Cli, cmd: &Cmd) -> anyhow::Result<i32> {
-    match *cmd {}
+#[derive(Subcommand)]
+pub enum ContainerCmd {
+    #[command(flatten)]
+    Common(Common),
+    /// List containers
+    #[command(visible_aliases = ["ps", "list"])]
+    Ls(PsArgs),
+    /// Display detailed information on one or more containers
+    Inspect(InspectArgs),
+    /// Remove all stopped containers
+    Prune(PruneArgs),
+}
+
+#[derive(Subcommand)]
+pub enum SystemCmd {
+    /// Remove stopped containers and repair what crashed rbox processes left behind
+    Prune(PruneArgs),
+}
+
+/// The commands Docker offers both at the top level and under `container`.
+#[derive(Subcommand)]
+pub enum Common {
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(Box<RunArgs>),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(Box<CreateArgs>),
+    /// Start one or more stopped containers
+    Start {
+        /// Attach STDOUT/STDERR and forward signals
+        #[arg(short = 'a', long)]
+        attach: bool,
+        /// Attach container's STDIN
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop one or more running containers
+    Stop {
+        /// Seconds to wait before killing the container
+        #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Kill one or more running containers
+    Kill {
+        /// Signal to send to the container
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart one or more containers
+    Restart {
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove one or more containers
+    Rm {
+        /// Force the removal of a running container (uses SIGKILL)
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Remove anonymous volumes associated with the container (none exist in rbox)
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Fetch the logs of a container
+    Logs {
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Number of lines to show from the end of the logs ("all")
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        container: String,
+    },
+    /// Block until one or more containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// Display the running processes of a container
+    Top { container: String },
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    #[arg(short = 't', long)]
+    tty: bool,
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    cmd: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Only display container IDs
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Format output using a Go template
+    #[arg(long)]
+    format: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    #[arg(short = 'f', long)]
+    format: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+/// A runtime error with Docker's exit code.
+fn rt(e: runtime::Error) -> anyhow::Error {
+    match e.exit_code() {
+        125 => anyhow!(e),
+        code => anyhow!(Exit::new(code, e.to_string())),
+    }
+}
+
+pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
+    let root = &cli.root;
+    match cmd {
+        Cmd::Common(c) => common(cli, c),
+        Cmd::Ps(a) => ps_cmd(cli, a),
+        Cmd::Inspect(a) => inspect(cli, a),
+        Cmd::Container { cmd } => match cmd {
+            ContainerCmd::Common(c) => common(cli, c),
+            ContainerCmd::Ls(a) => ps_cmd(cli, a),
+            ContainerCmd::Inspect(a) => inspect(cli, a),
+            ContainerCmd::Prune(_) => prune(cli, false),
+        },
+        Cmd::System {
+            cmd: SystemCmd::Prune(_),
+        } => prune(cli, true),
+        Cmd::Monitor { id } => Ok(lifecycle::monitor_main(root, id)),
+    }
+}
+
+fn common(cli: &Cli, c: &Common) -> Result<i32> {
+    let root = &cli.root;
+    let out = &mut std::io::stdout();
+    match c {
+        Common::Run(a) => run_container(cli, a),
+        Common::Create(a) => {
+            let rec = lifecycle::create(root, &a.options(false)?).map_err(rt)?;
+            writeln!(out, "{}", rec.id)?;
+            Ok(0)
+        }
+        Common::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
+            if *attach {
+                let [c] = containers.as_slice() else {
+                    return Err(anyhow!(
+                        "you cannot start and attach multiple containers at once"
+                    ));
+                };
+                let rec = lifecycle::find(root, c).map_err(rt)?;
+                return lifecycle::run_attached(root, &rec.id, *interactive).map_err(rt);
+            }
+            each(containers, |c| lifecycle::start(root, c).map(|_| ()))
+        }
+        Common::Stop { time, containers } => {
+            each(containers, |c| lifecycle::stop(root, c, *time).map(|_| ()))
+        }
+        Common::Kill { signal, containers } => {
+            let sig = parse_signal(signal)?;
+            each(containers, |c| lifecycle::kill(root, c, sig).map(|_| ()))
+        }
+        Common::Restart { time, containers } => each(containers, |c| {
+            lifecycle::stop(root, c, *time)?;
+            lifecycle::start(root, c).map(|_| ())
+        }),
+        Common::Rm {
+            force, containers, ..
+        } => each(containers, |c| {
+            lifecycle::remove(root, c, *force).map(|_| ())
+        }),
+        Common::Logs {
+            follow,
+            tail,
+            timestamps,
+            container,
+        } => logs_cmd(cli, *follow, tail, *timestamps, container),
+        Common::Wait { containers } => {
+            for c in containers {
+                let code = lifecycle::wait(root, c).map_err(rt)?;
+                writeln!(out, "{code}")?;
+            }
+            Ok(0)
+        }
+        Common::Exec(a) => {
+            let opts = exec::ExecOptions {
+                cmd: a.cmd.clone(),
+                env: a.env.clone(),
+                workdir: a.workdir.clone(),
+                user: a.user.clone(),
+                interactive: a.interactive,
+                tty: a.tty,
+            };
+            exec::exec(root, &a.container, &opts).map_err(rt)
+        }
+        Common::Rename {
+            container,
+            new_name,
+        } => {
+            lifecycle::rename(root, container, new_name).map_err(rt)?;
+            Ok(0)
+        }
+        Common::Top { container } => top(cli, container),
+    }
+}
+
+/// Runs `f` on each argument, printing it on success as Docker does; one failure makes the
+/// command fail after trying all.
+fn each(args: &[String], mut f: impl FnMut(&str) -> runtime::Result<()>) -> Result<i32> {
+    let mut last = None;
+    for a in args {
+        match f(a) {
+            Ok(()) => println!("{a}"),
+            Err(e) => {
+                if args.len() > 1 {
+                    eprintln!("Error: {e}");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    match last {
+        Some(e) if args.len() == 1 => Err(rt(e)),
+        Some(_) => Ok(1),
+        None => Ok(0),
+    }
+}
+
+fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
+    let root = &cli.root;
+    tracing::debug!("run: creating the container");
+    let opts = a.create.options(a.rm)?;
+    let rec = lifecycle::create(root, &opts).map_err(rt)?;
+    tracing::debug!(id = %rec.id, "run: created");
+    if a.detach {
+        return match lifecycle::start(root, &rec.id) {
+            Ok(r) => {
+                println!("{}", r.id);
+                Ok(0)
+            }
+            Err(e) => {
+                let _ = lifecycle::remove(root, &rec.id, true);
+                Err(rt(e))
+            }
+        };
+    }
+    match lifecycle::run_attached(root, &rec.id, a.create.interactive) {
+        Ok(code) => {
+            tracing::debug!(code, "run: done");
+            Ok(code)
+        }
+        Err(e) => {
+            // A foreground run that could not start leaves nothing behind.
+            let _ = lifecycle::remove(root, &rec.id, true);
+            Err(rt(e))
+        }
+    }
+}
+
+fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow!("Invalid signal: {s}"))
+}
+
+fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
+    let recs: Vec<_> = lifecycle::list(&cli.root)
+        .into_iter()
+        .filter(|r| a.all || r.running())
+        .collect();
+    let trunc = !a.no_trunc;
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &recs {
+            writeln!(out, "{}", if trunc { &r.id[..12] } else { &r.id })?;
+        }
+        return Ok(0);
+    }
+    match &a.format {
+        Some(f) if f != "table" => {
+            let fmt = Format::parse(f)?;
+            if let Some(h) = fmt.header() {
+                writeln!(out, "{h}")?;
+            }
+            for r in &recs {
+                writeln!(out, "{}", fmt.render(&ps::fields(r, trunc))?)?;
+            }
+        }
+        _ => out.write_all(ps::table(&ps::rows(&recs, trunc)).as_bytes())?,
+    }
+    Ok(0)
+}
+
+fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
+    let fmt = a.format.as_deref().map(Format::parse).transpose()?;
+    let mut found = Vec::new();
+    let mut code = 0;
+    for c in &a.containers {
+        match lifecycle::find(&cli.root, c) {
+            Ok(r) => found.push(runtime::inspect::to_json(&cli.root, &r)),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 1;
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match fmt {
+        Some(f) => {
+            for v in &found {
+                writeln!(out, "{}", f.render(v)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?,
+    }
+    Ok(code)
+}
+
+fn logs_cmd(cli: &Cli, follow: bool, tail: &str, timestamps: bool, container: &str) -> Result<i32> {
+    let rec = lifecycle::find(&cli.root, container).map_err(rt)?;
+    let paths = runtime::Paths::new(&cli.root, &rec.id);
+    let tail = match tail {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse::<usize>()
+                .map_err(|_| anyhow!("invalid value for --tail: {n}"))?,
+        ),
+    };
+    let opts = logs::ReadOptions { tail, timestamps };
+    let mut offset = logs::print(&paths.log(), &opts)?;
+    if !follow {
+        return Ok(0);
+    }
+    // Following is not a hot path: a short poll keeps it simple and ends with the container.
+    loop {
+        let alive = runtime::store::monitor_alive(&paths);
+        offset = logs::print_from(&paths.log(), offset, &opts)?;
+        if !alive {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn top(cli: &Cli, container: &str) -> Result<i32> {
+    let rec = lifecycle::find(&cli.root, container).map_err(rt)?;
+    if !rec.running() {
+        return Err(anyhow!("container {} is not running", rec.id));
+    }
+    let mut rows = vec![vec![
+        "UID".to_string(),
+        "PID".into(),
+        "PPID".into(),
+        "CMD".into(),
+    ]];
+    let mut pids = runtime::cgroup::pids(&rec.id);
+    pids.sort();
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.split_whitespace().next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd)
+            .replace('\0', " ")
+            .trim()
+            .to_string();
+        rows.push(vec![field("Uid:"), pid.to_string(), field("PPid:"), cmd]);
+    }
+    print!("{}", ps::table(&rows));
+    Ok(0)
+}
+
+fn prune(cli: &Cli, system: bool) -> Result<i32> {
+    let root = &cli.root;
+    let removed = lifecycle::prune(root);
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    if system {
+        // Sandboxes whose container record is gone (a crash between steps) are released.
+        if let Ok(entries) = std::fs::read_dir(root.join("netns")) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if runtime::store::load(&runtime::Paths::new(root, &id)).is_err() {
+                    let _ = net::release(root, &id);
+                }
+            }
+        }
+        let nets = net::manage::prune(root).unwrap_or_default();
+        if !nets.is_empty() {
+            println!("Deleted Networks:");
+            for n in &nets {
+                println!("{n}");
+            }
+            println!();
+        }
+        // With nothing running, the networks' kernel objects (bridges, rules) go too; their
+        // definitions stay and come back on first use.
+        if !lifecycle::list(root).iter().any(|r| r.running()) {
+            if let Err(e) = net::manage::teardown(root) {
+                tracing::warn!("network teardown: {e}");
+            }
+        }
+        if let Ok(store) = images::Store::open(root) {
+            if let Err(e) = store.prune() {
+                tracing::warn!("image store repair: {e}");
+            }
+        }
+    }
+    println!("Total reclaimed space: 0B");
+    Ok(0)
 }

@@ -1,0 +1,141 @@
+//! Flags of `run` and `create`, turned into `runtime::lifecycle::CreateOptions`.
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args};
+use runtime::lifecycle::{parse_bytes, CreateOptions};
+use runtime::record::Settings;
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file")]
+    pub env_file: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Keep STDIN open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Connect a container to a network (bridge, host, none or a network name)
+    #[arg(long, alias = "net", default_value = "bridge")]
+    pub network: String,
+    /// IPv4 address
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// IPv6 address
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Container MAC address
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Print usage
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+/// `-e KEY` without a value takes KEY from our environment, as Docker does (dropped if unset).
+fn env_entry(e: &str) -> Option<String> {
+    if e.contains('=') {
+        Some(e.to_string())
+    } else {
+        std::env::var(e).ok().map(|v| format!("{e}={v}"))
+    }
+}
+
+impl CreateArgs {
+    pub fn options(&self, auto_remove: bool) -> Result<CreateOptions> {
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
+            for line in text.lines() {
+                let line = line.trim_start();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                env.extend(env_entry(line));
+            }
+        }
+        for e in &self.env {
+            if e.starts_with('=') || e.is_empty() {
+                bail!("invalid environment variable: {e}");
+            }
+            env.extend(env_entry(e));
+        }
+        let memory = match &self.memory {
+            Some(m) => parse_bytes(m).map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid argument \"{m}\" for \"-m, --memory\" flag: invalid size: '{m}'"
+                )
+            })?,
+            None => 0,
+        };
+        let nano_cpus = match self.cpus {
+            Some(c) if c < 0.0 || !c.is_finite() => {
+                bail!("invalid argument \"{c}\" for \"--cpus\" flag")
+            }
+            Some(c) => (c * 1e9) as i64,
+            None => 0,
+        };
+        Ok(CreateOptions {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone(),
+            settings: Settings {
+                hostname: self.hostname.clone().unwrap_or_default(),
+                env,
+                working_dir: self.workdir.clone().unwrap_or_default(),
+                user: self.user.clone().unwrap_or_default(),
+                tty: self.tty,
+                open_stdin: self.interactive,
+                read_only: self.read_only,
+                memory,
+                nano_cpus,
+                pids_limit: self.pids_limit.filter(|p| *p > 0).unwrap_or(0),
+                auto_remove,
+                network_mode: self.network.clone(),
+                ip: self.ip.clone(),
+                ip6: self.ip6.clone(),
+                mac_address: self.mac_address.clone(),
+                aliases: self.network_alias.clone(),
+                ..Default::default()
+            },
+        })
+    }
+}

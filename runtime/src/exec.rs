@@ -1,0 +1,122 @@
+//! `exec`: another process in a running container's namespaces and cgroup.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::wait::{waitpid, WaitStatus};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::store::Paths;
+use crate::{lifecycle, rootfs, spec, tty, user};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub interactive: bool,
+    pub tty: bool,
+}
+
+/// Runs `opts.cmd` in the container with this process's stdio; returns its exit code.
+pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
+    let rec = lifecycle::find(root, key)?;
+    if !rec.running() {
+        return Err(Error::Invalid(format!(
+            "container {} is not running",
+            rec.id
+        )));
+    }
+    let paths = Paths::new(root, &rec.id);
+    let rootfs_dir = paths.rootfs();
+    let user = user::resolve(
+        &rootfs_dir,
+        opts.user.as_deref().unwrap_or(&rec.settings.user),
+    )?;
+    let mut r2 = rec.clone();
+    r2.settings.env.extend(opts.env.iter().cloned());
+    r2.settings.tty = opts.tty;
+    let env = spec::process_env(&r2, &user);
+    let Some(argv0) = opts.cmd.first() else {
+        return Err(Error::Invalid("No command specified".into()));
+    };
+    rootfs::check_executable(&rootfs_dir, argv0, &env)?;
+    let cwd = opts.workdir.clone().unwrap_or_else(|| {
+        if rec.settings.working_dir.is_empty() {
+            "/".into()
+        } else {
+            rec.settings.working_dir.clone()
+        }
+    });
+    let mut user_json = json!({"uid": user.uid, "gid": user.gid});
+    if !user.additional_gids.is_empty() {
+        user_json["additionalGids"] = json!(user.additional_gids);
+    }
+    let process = json!({
+        "terminal": opts.tty,
+        "user": user_json,
+        "args": opts.cmd,
+        "env": env,
+        "cwd": cwd,
+        "noNewPrivileges": true,
+        "capabilities": {
+            "bounding": spec::DEFAULT_CAPS, "effective": spec::DEFAULT_CAPS, "permitted": spec::DEFAULT_CAPS,
+        },
+    });
+    let process_file = paths.dir.join(format!("exec-{}.json", std::process::id()));
+    statefile::write_json(&process_file, &process)?;
+    let socket = std::env::temp_dir().join(format!(
+        ".rbox-exec-{}-{}",
+        &rec.id[..12],
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut builder = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
+            .with_root_path(paths.lc_root())
+            .map_err(|e| Error::Libcontainer("libcontainer root".into(), e.to_string()))?;
+        let stdin: OwnedFd = if opts.interactive && !opts.tty {
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("stdin", e))?
+        } else {
+            File::open("/dev/null")
+                .map_err(|e| Error::io("/dev/null", e))?
+                .into()
+        };
+        builder = builder.with_stdin(stdin);
+        let listener = if opts.tty {
+            let l = tty::listen(&socket)?;
+            builder = builder.with_console_socket(Some(&socket));
+            Some(l)
+        } else {
+            None
+        };
+        let _ = std::io::stdout().flush();
+        let pid = builder
+            .with_executor(crate::seccomp::SeccompExecutor)
+            .as_tenant()
+            .with_process(Some(&process_file))
+            .with_detach(opts.tty)
+            .build()
+            .map_err(|e| Error::Libcontainer(format!("exec in {}", rec.name), e.to_string()))?;
+        let code = match &listener {
+            Some(l) => crate::monitor::proxy_tty(pid, tty::receive_master(l)?, opts.interactive),
+            None => match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, c)) => c,
+                Ok(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
+                _ => 255,
+            },
+        };
+        Ok(code)
+    })();
+    let _ = std::fs::remove_file(&process_file);
+    let _ = std::fs::remove_file(&socket);
+    result
+}

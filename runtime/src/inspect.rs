@@ -1,0 +1,95 @@
+//! Docker-shaped `inspect` JSON for a container record.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::record::{Record, Status};
+use crate::store::Paths;
+
+fn time(t: &Option<DateTime<Utc>>) -> String {
+    match t {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        None => "0001-01-01T00:00:00Z".into(),
+    }
+}
+
+pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
+    let s = &r.settings;
+    let paths = Paths::new(root, &r.id);
+    let argv = r.argv();
+    let mut networks = Map::new();
+    for (name, ep) in &r.networks {
+        networks.insert(
+            name.clone(),
+            serde_json::to_value(ep).unwrap_or(Value::Null),
+        );
+    }
+    let default = r.networks.get("bridge").cloned().unwrap_or_default();
+    json!({
+        "Id": r.id,
+        "Created": r.created.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": r.state.status.as_str(),
+            "Running": r.state.status == Status::Running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": r.state.oom_killed,
+            "Dead": false,
+            "Pid": r.state.pid,
+            "ExitCode": r.state.exit_code,
+            "Error": r.state.error,
+            "StartedAt": time(&r.state.started_at),
+            "FinishedAt": time(&r.state.finished_at),
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": paths.dir.join("resolv.conf"),
+        "HostnamePath": paths.dir.join("hostname"),
+        "HostsPath": paths.dir.join("hosts"),
+        "LogPath": paths.log(),
+        "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "NetworkMode": s.network_mode,
+            "AutoRemove": s.auto_remove,
+            "ReadonlyRootfs": s.read_only,
+            "Memory": s.memory,
+            "NanoCpus": s.nano_cpus,
+            "PidsLimit": if s.pids_limit > 0 { Value::from(s.pids_limit) } else { Value::Null },
+            "LogConfig": {"Type": "json-file", "Config": {}},
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": { "UpperDir": paths.upper(), "WorkDir": paths.work(), "MergedDir": paths.rootfs() },
+        },
+        "Mounts": [],
+        "Config": {
+            "Hostname": s.hostname,
+            "User": s.user,
+            "Tty": s.tty,
+            "OpenStdin": s.open_stdin,
+            "Env": s.env,
+            "Cmd": s.cmd,
+            "Entrypoint": if s.entrypoint.is_empty() { Value::Null } else { json!(s.entrypoint) },
+            "Image": r.image,
+            "WorkingDir": s.working_dir,
+            "Labels": s.labels,
+        },
+        "NetworkSettings": {
+            "SandboxID": if r.sandbox_key.is_empty() { String::new() } else { r.id.clone() },
+            "SandboxKey": r.sandbox_key,
+            "Gateway": default.gateway,
+            "IPAddress": default.ip_address,
+            "IPPrefixLen": default.ip_prefix_len,
+            "GlobalIPv6Address": default.global_ipv6_address,
+            "GlobalIPv6PrefixLen": default.global_ipv6_prefix_len,
+            "IPv6Gateway": default.ipv6_gateway,
+            "MacAddress": default.mac_address,
+            "Ports": {},
+            "Networks": networks,
+        },
+    })
+}

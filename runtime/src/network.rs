@@ -1,0 +1,61 @@
+//! The container's side of networking: which sandbox the spec joins and what `net` configured.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::store::Paths;
+
+fn parse_ip(s: &Option<String>, flag: &str) -> Result<Option<std::net::IpAddr>> {
+    s.as_deref()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::Invalid(format!("invalid {flag} address: {v}")))
+        })
+        .transpose()
+}
+
+/// Creates the sandbox and joins the container's network; `None` for `--network host`
+/// (the spec then has no network namespace and the container shares the host's).
+pub fn attach(paths: &Paths, rec: &mut Record) -> Result<Option<PathBuf>> {
+    let mode = rec.settings.network_mode.clone();
+    if mode == "host" {
+        rec.networks.insert(
+            "host".into(),
+            net::EndpointSettings {
+                network_name: "host".into(),
+                ..Default::default()
+            },
+        );
+        return Ok(None);
+    }
+    let sandbox = net::Sandbox::create(&paths.root, &paths.id)?;
+    rec.sandbox_key = sandbox.path().display().to_string();
+    if mode == "none" {
+        rec.networks.insert(
+            "none".into(),
+            net::EndpointSettings {
+                network_name: "none".into(),
+                ..Default::default()
+            },
+        );
+    } else {
+        let req = net::EndpointRequest {
+            network: mode.clone(),
+            container_name: rec.name.clone(),
+            ip: parse_ip(&rec.settings.ip, "--ip")?,
+            ip6: parse_ip(&rec.settings.ip6, "--ip6")?,
+            mac: rec.settings.mac_address.clone(),
+            aliases: rec.settings.aliases.clone(),
+        };
+        let ep = net::connect(&paths.root, &paths.id, &sandbox, &req)?;
+        let key = if ep.network_name.is_empty() {
+            mode
+        } else {
+            ep.network_name.clone()
+        };
+        rec.networks.insert(key, ep);
+    }
+    Ok(Some(sandbox.path().to_path_buf()))
+}

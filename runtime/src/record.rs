@@ -1,0 +1,100 @@
+//! The per-container state file (`<root>/containers/<id>/container.json`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// What the process is doing now (Docker's `State`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    pub status: Status,
+    /// Init pid (host namespace) while running, else 0.
+    pub pid: i32,
+    /// Pid of the process that owns the container while it runs (the monitor or the CLI of a
+    /// foreground run); 0 when none claimed it. Liveness is judged by its lock, not this pid.
+    pub monitor_pid: i32,
+    pub exit_code: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub oom_killed: bool,
+    pub error: String,
+}
+
+/// The user's choices, as Docker's `Config` + `HostConfig`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Settings {
+    pub hostname: String,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub labels: BTreeMap<String, String>,
+    pub read_only: bool,
+    /// Bytes; 0 = unlimited.
+    pub memory: i64,
+    pub nano_cpus: i64,
+    /// 0 = unlimited.
+    pub pids_limit: i64,
+    pub auto_remove: bool,
+    /// "bridge" (default), "host", "none" or a network name.
+    pub network_mode: String,
+    pub ip: Option<String>,
+    pub ip6: Option<String>,
+    pub mac_address: Option<String>,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub created: DateTime<Utc>,
+    /// The reference the user gave ("busybox").
+    pub image: String,
+    /// "sha256:..."
+    pub image_id: String,
+    pub settings: Settings,
+    pub state: RunState,
+    /// Network name -> what joining it configured.
+    #[serde(default)]
+    pub networks: BTreeMap<String, net::EndpointSettings>,
+    #[serde(default)]
+    pub sandbox_key: String,
+    #[serde(default)]
+    pub restart_count: u32,
+}
+
+impl Record {
+    /// Entrypoint + Cmd: what the container runs.
+    pub fn argv(&self) -> Vec<String> {
+        let mut v = self.settings.entrypoint.clone();
+        v.extend(self.settings.cmd.iter().cloned());
+        v
+    }
+
+    pub fn running(&self) -> bool {
+        self.state.status == Status::Running
+    }
+}

@@ -1,0 +1,271 @@
+//! Where a container's files live under `--root`, and finding containers by name or id.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+/// The files of one container under `<root>/containers/<id>/`.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &Path, id: &str) -> Paths {
+        Paths {
+            root: root.to_path_buf(),
+            id: id.to_string(),
+            dir: containers_dir(root).join(id),
+        }
+    }
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("container.json")
+    }
+    /// Serialises read-modify-write of the record.
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+    /// Held exclusively by the process that owns the running container, for its lifetime.
+    pub fn monitor_lock(&self) -> PathBuf {
+        self.dir.join("monitor.lock")
+    }
+    /// The OCI bundle is the container dir itself: `config.json` + `rootfs/`.
+    pub fn bundle(&self) -> &Path {
+        &self.dir
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join(format!("{}-json.log", self.id))
+    }
+    /// Outside the container dir: a unix socket path must fit in 108 bytes.
+    pub fn console_socket(&self) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            ".rbox-console-{}-{}",
+            &self.id[..12],
+            std::process::id()
+        ))
+    }
+    /// libcontainer's state root, one per rbox root.
+    pub fn lc_root(&self) -> PathBuf {
+        self.root.join("run")
+    }
+}
+
+pub fn containers_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+/// The root-wide lock that keeps names unique.
+pub fn names_lock(root: &Path) -> Result<statefile::Lock> {
+    Ok(statefile::Lock::exclusive(
+        &root.join("locks").join("containers.lock"),
+    )?)
+}
+
+pub fn load(paths: &Paths) -> Result<Record> {
+    statefile::read_json_opt(&paths.record())?.ok_or_else(|| Error::NotFound(paths.id.clone()))
+}
+
+pub fn save(paths: &Paths, rec: &Record) -> Result<()> {
+    Ok(statefile::write_json(&paths.record(), rec)?)
+}
+
+/// All container records (not repaired; see `lifecycle::list`).
+pub fn all(root: &Path) -> Vec<Record> {
+    let dir = containers_dir(root);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() != 64 {
+            continue;
+        }
+        if let Ok(Some(rec)) = statefile::read_json_opt::<Record>(&e.path().join("container.json"))
+        {
+            out.push(rec);
+        }
+    }
+    out
+}
+
+/// Docker's lookup order: full id, exact name, unique id prefix.
+pub fn resolve(root: &Path, key: &str) -> Result<Record> {
+    let key = key.trim_start_matches('/');
+    if key.is_empty() {
+        return Err(Error::NotFound(key.to_string()));
+    }
+    let all = all(root);
+    if let Some(r) = all.iter().find(|r| r.id == key) {
+        return Ok(r.clone());
+    }
+    if let Some(r) = all.iter().find(|r| r.name == key) {
+        return Ok(r.clone());
+    }
+    let mut hits = all.into_iter().filter(|r| r.id.starts_with(key));
+    match (hits.next(), hits.next()) {
+        (Some(r), None) => Ok(r),
+        (Some(_), Some(_)) => Err(Error::Ambiguous(key.to_string())),
+        _ => Err(Error::NotFound(key.to_string())),
+    }
+}
+
+/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+/// True while some process holds the container's monitor lock exclusively. A shared
+/// non-blocking probe does not disturb other probes or waiters.
+pub fn monitor_alive(paths: &Paths) -> bool {
+    let Ok(f) = File::open(paths.monitor_lock()) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    rc != 0
+}
+
+/// Blocks until the owner of the container (if any) has exited and written its final state;
+/// returns the exit code the owner left in the lock file, if it finished normally.
+pub fn wait_monitor(paths: &Paths) -> Option<i32> {
+    let mut f = File::open(paths.monitor_lock()).ok()?;
+    // SAFETY: flock on a descriptor we own; EINTR just retries.
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut f, &mut s).ok()?;
+    s.trim().parse().ok()
+}
+
+/// Claims the container for this process; `None` if another process owns it.
+pub fn claim_monitor(paths: &Paths) -> Result<Option<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(paths.monitor_lock())
+        .map_err(|e| Error::io(paths.monitor_lock().display(), e))?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    Ok((rc == 0).then_some(f))
+}
+
+const ADJECTIVES: &[&str] = &[
+    "admiring",
+    "brave",
+    "clever",
+    "dazzling",
+    "eager",
+    "fervent",
+    "gallant",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "modest",
+    "nifty",
+    "optimistic",
+    "peaceful",
+    "quirky",
+    "relaxed",
+    "serene",
+    "tender",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "youthful",
+    "zealous",
+];
+const NAMES: &[&str] = &[
+    "albattani",
+    "bell",
+    "curie",
+    "darwin",
+    "euler",
+    "feynman",
+    "galileo",
+    "hopper",
+    "knuth",
+    "lovelace",
+    "meitner",
+    "newton",
+    "noether",
+    "pasteur",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "turing",
+    "wozniak",
+    "yalow",
+];
+
+/// A Docker-style random name (`adjective_scientist`), unique in `taken`.
+pub fn random_name(taken: &[String]) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    loop {
+        let mut n = format!(
+            "{}_{}",
+            ADJECTIVES[rng.gen_range(0..ADJECTIVES.len())],
+            NAMES[rng.gen_range(0..NAMES.len())]
+        );
+        if taken.contains(&n) {
+            n.push_str(&rng.gen_range(0..100).to_string());
+        }
+        if !taken.contains(&n) {
+            return n;
+        }
+    }
+}
+
+/// A fresh 64-hex container id.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        assert!(valid_name("web-1"));
+        assert!(valid_name("a.b_c"));
+        assert!(!valid_name("a"));
+        assert!(!valid_name("-web"));
+        assert!(!valid_name("we b"));
+        assert!(!valid_name("web/1"));
+    }
+
+    #[test]
+    fn ids_are_64_hex() {
+        let id = new_id();
+        assert_eq!(id.len(), 64);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
