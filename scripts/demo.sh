@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian 12 machine, as root: build rbox, make the offline busybox
-# image, run a web server container on a user bridge network and show it answering.
+# The main job on a fresh Debian 12 machine, as root: build rbox, make the offline busybox and
+# nginx images, then the user's own example — nginx on a user bridge network with port 8080
+# published — answering on 127.0.0.1:8080, and a busybox container reaching it by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,20 +11,19 @@ rbox=$PWD/target/release/rbox
 export RBOX_ROOT=${RBOX_ROOT:-/var/lib/rbox}
 
 RBOX=$rbox images/recipes/busybox.sh --import
+RBOX=$rbox images/recipes/nginx.sh --import
 
 cleanup() {
-  "$rbox" rm -f demo-web >/dev/null 2>&1 || true
-  "$rbox" network rm demo-net >/dev/null 2>&1 || true
+  "$rbox" rm -f web >/dev/null 2>&1 || true
+  "$rbox" network rm mybridge >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
 
 set -x
-"$rbox" run --rm --network none busybox echo hello
-"$rbox" network create demo-net
-"$rbox" run -d --name demo-web --network demo-net busybox \
-  sh -c 'mkdir -p /www && echo "hello from an rbox container" > /www/index.html && exec httpd -f -p 80 -h /www'
-ip=$("$rbox" inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' demo-web)
+"$rbox" run --rm busybox echo hello from busybox
+"$rbox" network create mybridge
+"$rbox" run -d --name web --network mybridge -p 8080:80 nginx
 "$rbox" ps
-curl -s --retry 10 --retry-connrefused --retry-delay 1 "http://$ip/"
-"$rbox" run --rm --network demo-net busybox wget -qO- "http://$ip/"
+curl -sS --retry 10 --retry-connrefused --retry-delay 1 http://127.0.0.1:8080/
+"$rbox" run --rm --network mybridge busybox wget -qO- http://web/

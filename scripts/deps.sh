@@ -7,6 +7,8 @@ packages=(
   iptables iproute2 kmod      # firewall rules; `ip`/`bridge` only in tests, never in rbox
   busybox-static nginx-light  # the offline image recipes
   curl wget procps util-linux psmisc  # clients and tools the tests use (curl, script, ps)
+  socat                       # UDP client of the published-port tests
+  docker-registry skopeo python3 openssl  # pull tests: registry, pusher, tiny test servers, TLS
   dnsmasq-base                # the upstream DNS server the resolver tests run themselves
 )
 missing=()

@@ -12,6 +12,9 @@
 //! `repositories.json` (tags and the set of images), `tmp/` (staging). Writers hold
 //! `<root>/locks/images.lock`; every file and directory appears by rename, so a crash leaves
 //! only `.tmp-<pid>-*` entries, which the next writer removes.
+//!
+//! `Store::pull` (module `pull`) fetches images from registries and registers them through the
+//! same verified `commit` as `load`; `PullPolicy` is the `run --pull` setting.
 
 mod archive;
 mod change;
@@ -19,6 +22,7 @@ mod digest;
 mod error;
 mod import;
 mod load;
+mod pull;
 mod reference;
 mod save;
 mod store;
@@ -29,6 +33,7 @@ use std::collections::BTreeMap;
 pub use change::Change;
 pub use error::{Error, Result};
 pub use load::Loaded;
+pub use pull::{registry_key, LayerInfo, Platform, Progress, PullOptions, PullPolicy, Pulled};
 pub use reference::Reference;
 pub use store::{short_id, Removed, Store};
 

@@ -10,7 +10,6 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
 
 use crate::archive::{spool, Member, Members};
 use crate::digest::hex_part;
-use crate::import::go_arch;
 use crate::store::Staged;
 use crate::{Error, Image, Reference, Result, Store};
 
@@ -207,12 +206,7 @@ fn resolve_manifest(
     }
     let index: ImageIndex = serde_json::from_slice(&data)
         .map_err(|e| Error::InvalidArchive(format!("index {}: {e}", desc.digest())))?;
-    let ours = index.manifests().iter().find(|d| {
-        d.platform().as_ref().is_some_and(|p| {
-            p.os().to_string() == "linux" && p.architecture().to_string() == go_arch()
-        })
-    });
-    let chosen = ours
+    let chosen = crate::pull::choose_platform(&index, &crate::Platform::host())
         .or_else(|| index.manifests().first())
         .ok_or_else(|| Error::InvalidArchive(format!("index {} is empty", desc.digest())))?;
     resolve_manifest(members, chosen, depth + 1)
@@ -262,7 +256,7 @@ fn uncompressed(m: &Member, what: &str) -> Result<(String, std::path::PathBuf)> 
     }
 }
 
-fn diff_ids(config: &[u8], what: &str) -> Result<Vec<String>> {
+pub(crate) fn diff_ids(config: &[u8], what: &str) -> Result<Vec<String>> {
     let cfg: ImageConfiguration = serde_json::from_slice(config)
         .map_err(|e| Error::InvalidArchive(format!("image config {what}: {e}")))?;
     let ids = cfg.rootfs().diff_ids().clone();
@@ -272,7 +266,7 @@ fn diff_ids(config: &[u8], what: &str) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-fn check(what: &str, want: &str, got_hex: &str) -> Result<()> {
+pub(crate) fn check(what: &str, want: &str, got_hex: &str) -> Result<()> {
     let want_hex = hex_part(want)?;
     if want_hex != got_hex {
         return Err(mismatch(what, want_hex, got_hex));
@@ -280,7 +274,7 @@ fn check(what: &str, want: &str, got_hex: &str) -> Result<()> {
     Ok(())
 }
 
-fn mismatch(what: &str, expected: &str, actual: &str) -> Error {
+pub(crate) fn mismatch(what: &str, expected: &str, actual: &str) -> Error {
     Error::DigestMismatch {
         what: what.to_string(),
         expected: format!("sha256:{expected}"),

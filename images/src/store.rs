@@ -211,6 +211,16 @@ impl Store {
         self.dir.join("layers").join(hex)
     }
 
+    /// The `--root` this store lives in.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the layer with this diff_id is stored (unpacked, with its tar).
+    pub(crate) fn has_layer(&self, hex: &str) -> bool {
+        self.layer_dir(hex).is_dir() && self.blob_path(hex).is_file()
+    }
+
     /// A fresh staging path (not created) under `tmp/`, named so that a crash's leftovers are
     /// recognised and removed by the next writer.
     pub(crate) fn temp_path(&self, parent: &Path, what: &str) -> TempPath {

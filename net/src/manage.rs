@@ -340,19 +340,34 @@ pub fn reload(root: &Path) -> Result<()> {
         .iter()
         .filter(|n| n.driver == "bridge" && bridge::link_exists(&n.bridge).unwrap_or(false))
         .collect();
-    firewall::install(&live)
+    let mut errors = Errors::default();
+    errors.check(firewall::install(&live));
+    errors.check(crate::ports::reload(root));
+    // Also brings back a resolver that was killed.
+    errors.check(crate::dns::sync(root));
+    errors.into_result()
 }
 
 /// Removes every kernel object of the root's networks (bridges, rules), keeping the state:
 /// for `system prune` and test cleanup. The default bridge comes back on first use.
 pub fn teardown(root: &Path) -> Result<()> {
     let mut errors = Errors::default();
+    errors.check(crate::dns::stop(root));
+    errors.check(crate::ports::teardown(root));
     if let Some(nets) = errors.check(Store::new(root).list()) {
-        for n in nets.iter().filter(|n| n.driver == "bridge") {
+        // A bridge that still has ports is in use, possibly by another root sharing its name
+        // (two roots both on the default `rbox0`): leave it and its rules alone.
+        for n in nets.iter().filter(|n| n.driver == "bridge" && !bridge_has_ports(&n.bridge)) {
             errors.check(driver::for_network(n).and_then(|d| d.delete_network(n)));
         }
     }
     errors.into_result()
+}
+
+fn bridge_has_ports(bridge: &str) -> bool {
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
 }
 
 /// Docker's `network inspect` JSON for `net`.

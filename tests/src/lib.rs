@@ -75,6 +75,9 @@ impl Rbox {
         let mut c = Command::new(rbox_bin());
         c.arg("--root").arg(&self.root).args(args);
         c.stdin(Stdio::null());
+        // A test never reaches an outside registry: an unknown image fails instead of being
+        // pulled. Tests of auto-pull pass `--pull missing` with their own loopback registry.
+        c.env("RBOX_PULL", "never");
         c
     }
 

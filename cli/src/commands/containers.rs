@@ -132,6 +132,12 @@ pub enum Common {
     Rename { container: String, new_name: String },
     /// Display the running processes of a container
     Top { container: String },
+    /// List port mappings or a specific mapping for the container
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        port: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -227,7 +233,9 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
     match c {
         Common::Run(a) => run_container(cli, a),
         Common::Create(a) => {
-            let rec = lifecycle::create(root, &a.options(false)?).map_err(rt)?;
+            let opts = a.options(false)?;
+            ensure_image(cli, a)?;
+            let rec = lifecycle::create(root, &opts).map_err(rt)?;
             writeln!(out, "{}", rec.id)?;
             Ok(0)
         }
@@ -295,6 +303,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             Ok(0)
         }
         Common::Top { container } => top(cli, container),
+        Common::Port { container, port } => port_cmd(cli, container, port.as_deref()),
     }
 }
 
@@ -324,6 +333,7 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let root = &cli.root;
     tracing::debug!("run: creating the container");
     let opts = a.create.options(a.rm)?;
+    ensure_image(cli, &a.create)?;
     let rec = lifecycle::create(root, &opts).map_err(rt)?;
     tracing::debug!(id = %rec.id, "run: created");
     if a.detach {
@@ -349,6 +359,35 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
             Err(rt(e))
         }
     }
+}
+
+/// `port CTR [PORT[/PROTO]]`: "80/tcp -> 0.0.0.0:8080" per mapping, or the host addresses of
+/// one container port.
+fn port_cmd(cli: &Cli, container: &str, port: Option<&str>) -> Result<i32> {
+    let r = lifecycle::find(&cli.root, container).map_err(rt)?;
+    let want = port.map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    let mut found = false;
+    for b in &r.ports {
+        match &want {
+            Some(w) if *w != b.container_key() => {}
+            Some(_) => {
+                found = true;
+                writeln!(out, "{}", b.host_addr())?;
+            }
+            None => writeln!(out, "{} -> {}", b.container_key(), b.host_addr())?,
+        }
+    }
+    if let (Some(w), false) = (&want, found) {
+        return Err(anyhow!("No public port '{w}' published for {container}"));
+    }
+    Ok(0)
 }
 
 fn parse_signal(s: &str) -> Result<i32> {
@@ -522,4 +561,10 @@ fn prune(cli: &Cli, system: bool) -> Result<i32> {
     }
     println!("Total reclaimed space: 0B");
     Ok(0)
+}
+
+/// Pulls the image of `run`/`create` first when `--pull` says so (Docker's default: missing).
+fn ensure_image(cli: &Cli, a: &CreateArgs) -> Result<()> {
+    crate::commands::pull::image_for_container(cli, &a.image, a.pull, a.platform.as_deref(), false)?;
+    Ok(())
 }

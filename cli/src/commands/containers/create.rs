@@ -61,6 +61,18 @@ pub struct CreateArgs {
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias")]
     pub network_alias: Vec<String>,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, env = "RBOX_PULL", default_value = "missing")]
+    pub pull: images::PullPolicy,
+    /// Set platform if server is multi-platform capable
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Print usage
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -134,6 +146,8 @@ impl CreateArgs {
                 ip6: self.ip6.clone(),
                 mac_address: self.mac_address.clone(),
                 aliases: self.network_alias.clone(),
+                publish: self.publish.clone(),
+                publish_all: self.publish_all,
                 ..Default::default()
             },
         })
