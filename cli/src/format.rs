@@ -64,9 +64,15 @@ fn header_for(body: &str) -> String {
     let mut rest = body;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else { break };
+        let Some(end) = rest[start..].find("}}") else {
+            break;
+        };
         let action = rest[start + 2..start + end].trim();
-        let name = action.trim_start_matches('.').split(['.', ' ']).next().unwrap_or("");
+        let name = action
+            .trim_start_matches('.')
+            .split(['.', ' '])
+            .next()
+            .unwrap_or("");
         out.push_str(&upper_snake(name));
         rest = &rest[start + end + 2..];
     }
@@ -76,10 +82,12 @@ fn header_for(body: &str) -> String {
 
 fn upper_snake(name: &str) -> String {
     let mut s = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() && i > 0 && !name[..i].ends_with(|p: char| p.is_uppercase()) {
+    let mut prev_upper = true;
+    for c in name.chars() {
+        if c.is_uppercase() && !prev_upper {
             s.push(' ');
         }
+        prev_upper = c.is_uppercase();
         s.push(c.to_ascii_uppercase());
     }
     s
@@ -101,9 +109,11 @@ pub fn to_gtmpl(v: &serde_json::Value) -> Value {
         }
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(to_gtmpl).collect()),
-        serde_json::Value::Object(o) => {
-            Value::Map(o.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect::<HashMap<_, _>>())
-        }
+        serde_json::Value::Object(o) => Value::Map(
+            o.iter()
+                .map(|(k, v)| (k.clone(), to_gtmpl(v)))
+                .collect::<HashMap<_, _>>(),
+        ),
     }
 }
 
@@ -125,7 +135,8 @@ fn to_json(v: &Value) -> serde_json::Value {
         }
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
         Value::Object(m) | Value::Map(m) => {
-            let sorted: std::collections::BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+            let sorted: std::collections::BTreeMap<_, _> =
+                m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
             serde_json::Value::Object(sorted.into_iter().collect())
         }
     }
@@ -141,7 +152,9 @@ fn arg_str(args: &[Value], i: usize, name: &str) -> Result<String, FuncError> {
 }
 
 fn json(args: &[Value]) -> Result<Value, FuncError> {
-    let v = args.first().ok_or_else(|| FuncError::ExactlyXArgs("json".into(), 1))?;
+    let v = args
+        .first()
+        .ok_or_else(|| FuncError::ExactlyXArgs("json".into(), 1))?;
     let s = serde_json::to_string(&to_json(v)).map_err(|e| FuncError::Generic(e.to_string()))?;
     Ok(Value::String(s))
 }
@@ -149,12 +162,19 @@ fn json(args: &[Value]) -> Result<Value, FuncError> {
 fn join(args: &[Value]) -> Result<Value, FuncError> {
     let sep = arg_str(args, 1, "join")?;
     let items: Vec<String> = match args.first() {
-        Some(Value::Array(a)) => a.iter().map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
         Some(Value::Nil) | Some(Value::NoValue) => Vec::new(),
-        _ => return Err(FuncError::Generic("join: first argument must be a list".into())),
+        _ => {
+            return Err(FuncError::Generic(
+                "join: first argument must be a list".into(),
+            ))
+        }
     };
     Ok(Value::String(items.join(&sep)))
 }
@@ -179,7 +199,11 @@ fn title(args: &[Value]) -> Result<Value, FuncError> {
 fn split(args: &[Value]) -> Result<Value, FuncError> {
     let s = arg_str(args, 0, "split")?;
     let sep = arg_str(args, 1, "split")?;
-    Ok(Value::Array(s.split(sep.as_str()).map(|p| Value::String(p.to_string())).collect()))
+    Ok(Value::Array(
+        s.split(sep.as_str())
+            .map(|p| Value::String(p.to_string()))
+            .collect(),
+    ))
 }
 
 /// gtmpl's own `len` refuses maps, which Docker's `{{len .Containers}}` needs.
@@ -196,10 +220,13 @@ fn len(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn println(args: &[Value]) -> Result<Value, FuncError> {
-    let parts: Vec<String> = args.iter().map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }).collect();
+    let parts: Vec<String> = args
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
     Ok(Value::String(parts.join(" ") + "\n"))
 }
 

@@ -13,10 +13,19 @@ use clap::{Parser, Subcommand};
 pub use exit::Exit;
 
 #[derive(Parser)]
-#[command(name = "rbox", version, about = "A small daemonless container runtime with networking built in")]
+#[command(
+    name = "rbox",
+    version,
+    about = "A small daemonless container runtime with networking built in"
+)]
 pub struct Cli {
     /// State directory (images, containers, networks)
-    #[arg(long, global = true, env = "RBOX_ROOT", default_value = "/var/lib/rbox")]
+    #[arg(
+        long,
+        global = true,
+        env = "RBOX_ROOT",
+        default_value = "/var/lib/rbox"
+    )]
     pub root: PathBuf,
 
     /// Log debug details of what rbox and libcontainer do (to stderr)
@@ -35,12 +44,20 @@ pub enum Command {
     Containers(commands::containers::Cmd),
     #[command(flatten)]
     Networks(commands::networks::Cmd),
+    #[command(flatten)]
+    Pull(commands::pull::Cmd),
+    #[command(flatten)]
+    Dns(commands::dns::Cmd),
 }
 
 fn main() {
     let cli = Cli::parse();
     if cli.debug || std::env::var_os("RUST_LOG").is_some() {
-        let filter = if cli.debug { "debug".to_string() } else { std::env::var("RUST_LOG").unwrap_or_default() };
+        let filter = if cli.debug {
+            "debug".to_string()
+        } else {
+            std::env::var("RUST_LOG").unwrap_or_default()
+        };
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

@@ -99,6 +99,9 @@ pub fn connect(
     if let Some(mac) = &req.mac {
         ipam::parse_mac(mac)?;
     }
+    for a in &req.aliases {
+        crate::dns::check_alias(a)?;
+    }
 
     // Lease under the network's lock.
     let record = {
@@ -133,6 +136,7 @@ pub fn connect(
             host_veth: String::new(),
             aliases: req.aliases.clone(),
             default_route: false,
+            dns_servers: req.dns.clone(),
         };
         if let Some(cfg) = &net.ipam {
             let leased: BTreeSet<_> = net.endpoints.values().filter_map(|e| e.ip).collect();
@@ -179,6 +183,14 @@ pub fn connect(
         let _ = drop_lease(&store, &net.id, container_id);
         return Err(e);
     }
+    // The name must resolve once this returns; without a resolver the join is undone.
+    if crate::dns::serves(&net) {
+        if let Err(e) = crate::dns::sync(root) {
+            let _ = driver::for_network(&net).and_then(|d| d.leave(&net, &record));
+            let _ = drop_lease(&store, &net.id, container_id);
+            return Err(e);
+        }
+    }
     Ok(settings(&net, &record))
 }
 
@@ -216,10 +228,14 @@ pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> 
         )));
     };
     let mut errors = Errors::default();
+    errors.check(crate::ports::left_network(root, container_id, &net.id));
     if sandbox::netns_path(root, container_id).exists() && !rec.host_veth.is_empty() {
         errors.check(driver::for_network(&net).and_then(|d| d.leave(&net, &rec)));
     }
     errors.check(drop_lease(&store, &net.id, container_id));
+    if crate::dns::serves(&net) {
+        errors.check(crate::dns::sync(root));
+    }
     if rec.default_route {
         errors.check(hand_over_default_route(&store, container_id));
     }
@@ -254,12 +270,18 @@ fn hand_over_default_route(store: &Store, container_id: &str) -> Result<()> {
 pub fn release(root: &Path, container_id: &str) -> Result<()> {
     let store = Store::new(root);
     let mut errors = Errors::default();
+    errors.check(crate::ports::unpublish(root, container_id));
+    let mut named = false;
     if let Some(nets) = errors.check(store.list()) {
         for (net, _) in container_endpoints(&nets, container_id) {
+            named |= crate::dns::serves(&net);
             errors.check(drop_lease(&store, &net.id, container_id));
         }
     }
     errors.check(sandbox::remove(root, container_id));
+    if named {
+        errors.check(crate::dns::sync(root));
+    }
     errors.into_result()
 }
 

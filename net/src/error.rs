@@ -60,6 +60,10 @@ impl Errors {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn into_result(mut self) -> Result<()> {
         match self.0.len() {
             0 => Ok(()),

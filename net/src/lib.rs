@@ -11,6 +11,15 @@
 //!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
 //! - `endpoints(root, container_id)`  what the container is connected to now, for `inspect`
 //!
+//! - `publish(root, container_id, &[PortSpec])` -> `(Vec<PortBinding>, Reservation)`: reserve
+//!   host ports (the caller holds the `Reservation` while the container runs), record them in
+//!   `<root>/ports/<id>.json` and install the DNAT rules; `unpublish(root, container_id)`;
+//!   `published(root, container_id)`. `release` unpublishes too, so crash repair removes them.
+//!
+//! - Names: `connect`/`disconnect`/`release` on user networks keep the embedded DNS resolver
+//!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
+//!   they return; `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
+//!
 //! Also for the CLI: `manage::{create, remove, prune, reload, inspect}` (`rbox network ...`),
 //! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
 //! `system prune`), `Store` (list/find networks).
@@ -20,6 +29,7 @@
 //! Files: `<root>/networks/<id>.json` (definition + leases), `<root>/netns/<id>` (sandboxes),
 //! `<root>/locks/network*.lock`; iptables chains RBOX-* are shared by all roots on the host.
 
+pub mod dns;
 pub mod driver;
 mod endpoint;
 mod error;
@@ -28,6 +38,8 @@ pub mod ipam;
 pub mod manage;
 mod netlink;
 pub mod network;
+pub mod ports;
+mod portspec;
 mod sandbox;
 
 use std::net::IpAddr;
@@ -36,6 +48,7 @@ use std::path::Path;
 pub use error::{Error, Result};
 pub use manage::CreateOptions;
 pub use network::{Network, Store};
+pub use ports::{PortBinding, PortRange, PortSpec, Proto, Reservation};
 pub use sandbox::Sandbox;
 
 /// What a container asks of one network when it joins it.
@@ -48,6 +61,8 @@ pub struct EndpointRequest {
     pub ip6: Option<IpAddr>,
     pub mac: Option<String>,
     pub aliases: Vec<String>,
+    /// The container's `--dns` servers: the embedded resolver relays its other queries there.
+    pub dns: Vec<IpAddr>,
 }
 
 /// What joining configured: Docker's `NetworkSettings.Networks[NAME]`.
@@ -96,4 +111,20 @@ pub fn release(root: &Path, container_id: &str) -> Result<()> {
 
 pub fn endpoints(root: &Path, container_id: &str) -> Result<Vec<EndpointSettings>> {
     endpoint::endpoints(root, container_id)
+}
+
+pub fn publish(
+    root: &Path,
+    container_id: &str,
+    specs: &[PortSpec],
+) -> Result<(Vec<PortBinding>, Reservation)> {
+    ports::publish(root, container_id, specs)
+}
+
+pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
+    ports::unpublish(root, container_id)
+}
+
+pub fn published(root: &Path, container_id: &str) -> Result<Vec<PortBinding>> {
+    ports::published(root, container_id)
 }

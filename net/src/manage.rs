@@ -357,7 +357,10 @@ pub fn teardown(root: &Path) -> Result<()> {
     if let Some(nets) = errors.check(Store::new(root).list()) {
         // A bridge that still has ports is in use, possibly by another root sharing its name
         // (two roots both on the default `rbox0`): leave it and its rules alone.
-        for n in nets.iter().filter(|n| n.driver == "bridge" && !bridge_has_ports(&n.bridge)) {
+        for n in nets
+            .iter()
+            .filter(|n| n.driver == "bridge" && !bridge_has_ports(&n.bridge))
+        {
             errors.check(driver::for_network(n).and_then(|d| d.delete_network(n)));
         }
     }

@@ -45,6 +45,9 @@ pub struct EndpointRecord {
     /// Whether the sandbox's default route goes through this network's gateway.
     #[serde(default)]
     pub default_route: bool,
+    /// The container's `--dns` servers: where the embedded resolver relays its other queries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,18 +1,20 @@
 //! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` that rbox writes per container and
 //! bind-mounts into it.
 
+use std::net::IpAddr;
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::store::Paths;
 
-const DOCKER_DNS: &[&str] = &["8.8.8.8", "8.8.4.4"];
-
-/// The hosts file: localhost lines, then each address of the container with its hostname
-/// (and its name and aliases, so peers resolve it the same way).
-pub fn hosts(rec: &Record) -> String {
+/// The hosts file: localhost lines, `--add-host` entries, then each address of the container
+/// with its hostname (and its name and aliases, so peers resolve it the same way).
+pub fn hosts(root: &Path, rec: &Record) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    s.push_str(&extra_hosts(root, rec));
     for ep in rec.networks.values() {
         for ip in [&ep.ip_address, &ep.global_ipv6_address] {
             if !ip.is_empty() {
@@ -23,35 +25,42 @@ pub fn hosts(rec: &Record) -> String {
     s
 }
 
-/// The host's resolvers minus loopback ones (unreachable from a container netns); Docker's
-/// public defaults only when nothing is left.
-pub fn resolv_conf(host: &str) -> String {
-    let mut out = String::new();
-    let mut servers = 0;
-    for line in host.lines() {
-        let t = line.trim();
-        if let Some(addr) = t.strip_prefix("nameserver") {
-            let addr = addr.trim();
-            if addr.starts_with("127.") || addr == "::1" {
-                continue;
+/// `--add-host` lines; `host-gateway` is the default bridge's gateway, the host's address as
+/// containers see it (Docker's default for it).
+fn extra_hosts(root: &Path, rec: &Record) -> String {
+    let mut s = String::new();
+    for h in &rec.settings.extra_hosts {
+        let Ok((name, ip)) = net::dns::parse_add_host(h) else {
+            continue;
+        };
+        let ip = if ip == net::dns::HOST_GATEWAY {
+            match host_gateway(root) {
+                Some(g) => g,
+                None => continue,
             }
-            servers += 1;
-        }
-        if t.starts_with("nameserver")
-            || t.starts_with("search")
-            || t.starts_with("options")
-            || t.starts_with("domain")
-        {
-            out.push_str(t);
-            out.push('\n');
-        }
+        } else {
+            ip
+        };
+        s.push_str(&format!("{ip}\t{name}\n"));
     }
-    if servers == 0 {
-        for d in DOCKER_DNS {
-            out.push_str(&format!("nameserver {d}\n"));
-        }
+    s
+}
+
+fn host_gateway(root: &Path) -> Option<String> {
+    let bridge = net::Store::new(root).find("bridge").ok()?;
+    Some(bridge.ipam?.gateway.to_string())
+}
+
+/// The embedded resolver's address for `rec`: the gateway of its network when that is a user
+/// network (the resolver listens there); `None` on the default bridge, host and none.
+fn resolver(root: &Path, rec: &Record) -> Option<IpAddr> {
+    let net = net::Store::new(root)
+        .find(&rec.settings.network_mode)
+        .ok()?;
+    if !net::dns::serves(&net) {
+        return None;
     }
-    out
+    rec.networks.get(&net.name)?.gateway.parse().ok()
 }
 
 pub fn write_all(paths: &Paths, rec: &Record, host_network: bool) -> Result<()> {
@@ -63,32 +72,40 @@ pub fn write_all(paths: &Paths, rec: &Record, host_network: bool) -> Result<()> 
     };
     w("hostname", format!("{}\n", rec.settings.hostname))?;
     let hosts_text = if host_network {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts(rec))
+        let mut h =
+            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts(&paths.root, rec));
+        h.push_str(&extra_hosts(&paths.root, rec));
+        h
     } else {
-        hosts(rec)
+        hosts(&paths.root, rec)
     };
     w("hosts", hosts_text)?;
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    w(
-        "resolv.conf",
-        if host_network {
-            host_resolv
-        } else {
-            resolv_conf(&host_resolv)
-        },
-    )
+    let host_resolv = net::dns::config::read_host_resolv_conf();
+    let dns = net::dns::DnsSettings {
+        servers: rec.settings.dns.clone(),
+        search: rec.settings.dns_search.clone(),
+        options: rec.settings.dns_options.clone(),
+    };
+    let text = if host_network && dns == net::dns::DnsSettings::default() {
+        host_resolv
+    } else {
+        net::dns::resolv_conf(&host_resolv, &dns, resolver(&paths.root, rec))
+    };
+    w("resolv.conf", text)
 }
 
 /// Rewrites /etc/hosts in place (same inode, so the bind mount inside a running container
 /// sees it): used when endpoints are added or removed.
 pub fn rewrite_hosts(paths: &Paths, rec: &Record) -> Result<()> {
     let p = paths.dir.join("hosts");
-    std::fs::write(&p, hosts(rec)).map_err(|e| Error::io(p.display(), e))
+    std::fs::write(&p, hosts(&paths.root, rec)).map_err(|e| Error::io(p.display(), e))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    fn resolv_conf(host: &str) -> String {
+        net::dns::resolv_conf(host, &Default::default(), None)
+    }
 
     #[test]
     fn resolv_conf_drops_loopback() {

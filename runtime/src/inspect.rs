@@ -25,6 +25,29 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         );
     }
     let default = r.networks.get("bridge").cloned().unwrap_or_default();
+    let specs: Vec<net::PortSpec> = s
+        .publish
+        .iter()
+        .filter_map(|p| net::PortSpec::parse(p).ok())
+        .collect();
+    let exposed: Map<String, Value> = s
+        .exposed_ports
+        .iter()
+        .map(|e| {
+            let key = if e.contains('/') {
+                e.clone()
+            } else {
+                format!("{e}/tcp")
+            };
+            (key, json!({}))
+        })
+        .collect();
+    // Docker lists exposed-but-unpublished ports as null while running, nothing when stopped.
+    let ports = if r.state.status == Status::Running {
+        net::ports::docker_ports(&r.ports, &s.exposed_ports)
+    } else {
+        json!({})
+    };
     json!({
         "Id": r.id,
         "Created": r.created.to_rfc3339_opts(SecondsFormat::Nanos, true),
@@ -54,11 +77,17 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": s.network_mode,
+            "Dns": s.dns,
+            "DnsSearch": s.dns_search,
+            "DnsOptions": s.dns_options,
+            "ExtraHosts": if s.extra_hosts.is_empty() { Value::Null } else { json!(s.extra_hosts) },
             "AutoRemove": s.auto_remove,
             "ReadonlyRootfs": s.read_only,
             "Memory": s.memory,
             "NanoCpus": s.nano_cpus,
             "PidsLimit": if s.pids_limit > 0 { Value::from(s.pids_limit) } else { Value::Null },
+            "PortBindings": net::ports::docker_port_bindings(&specs),
+            "PublishAllPorts": s.publish_all,
             "LogConfig": {"Type": "json-file", "Config": {}},
         },
         "GraphDriver": {
@@ -77,6 +106,7 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "Image": r.image,
             "WorkingDir": s.working_dir,
             "Labels": s.labels,
+            "ExposedPorts": if exposed.is_empty() { Value::Null } else { Value::Object(exposed) },
         },
         "NetworkSettings": {
             "SandboxID": if r.sandbox_key.is_empty() { String::new() } else { r.id.clone() },
@@ -88,7 +118,7 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "GlobalIPv6PrefixLen": default.global_ipv6_prefix_len,
             "IPv6Gateway": default.ipv6_gateway,
             "MacAddress": default.mac_address,
-            "Ports": {},
+            "Ports": ports,
             "Networks": networks,
         },
     })

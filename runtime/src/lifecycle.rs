@@ -80,6 +80,13 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     if s.network_mode.is_empty() {
         s.network_mode = "bridge".into();
     }
+    for e in &cfg.exposed_ports {
+        if !s.exposed_ports.contains(e) {
+            s.exposed_ports.push(e.clone());
+        }
+    }
+    // Bad -p values fail here, before anything exists.
+    crate::network::port_specs(&s)?;
     for (k, v) in &cfg.labels {
         s.labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
@@ -138,6 +145,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         },
         networks: Default::default(),
         sandbox_key: String::new(),
+        ports: Vec::new(),
         restart_count: 0,
     };
     let paths = Paths::new(root, &id);
@@ -179,6 +187,7 @@ pub fn repair(root: &Path, rec: Record) -> Option<Record> {
     rec.state.monitor_pid = 0;
     rec.networks.clear();
     rec.sandbox_key.clear();
+    rec.ports.clear();
     if rec.settings.auto_remove && rec.state.status == Status::Exited {
         remove_files(&paths);
         return None;

@@ -69,6 +69,7 @@ pub fn run(
                 r.state = state;
                 r.networks.clear();
                 r.sandbox_key.clear();
+                r.ports.clear();
             });
             started(Err(&e));
             return Err(e);
@@ -101,6 +102,7 @@ pub fn run(
         r.state.finished_at = Some(Utc::now());
         r.networks.clear();
         r.sandbox_key.clear();
+        r.ports.clear();
     })?;
     Ok(code)
 }
@@ -129,6 +131,8 @@ fn claim_record(paths: &Paths) -> Result<Record> {
 struct Started {
     container: libcontainer::container::Container,
     io: Io,
+    /// The published host ports' sockets: held until the container is torn down.
+    _ports: net::Reservation,
 }
 
 /// The streams of one container process and where they go.
@@ -183,7 +187,7 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
     for f in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"] {
         rootfs::ensure_file(&root, f)?;
     }
-    let netns = crate::network::attach(paths, rec)?;
+    let (netns, ports) = crate::network::attach(paths, rec)?;
     tracing::debug!(id = %paths.id, "network attached");
     etcfiles::write_all(paths, rec, netns.is_none())?;
     let config = spec::build(paths, rec, &user, &env, netns.as_deref());
@@ -264,6 +268,7 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
         r.state = rec.state.clone();
         r.networks = rec.networks.clone();
         r.sandbox_key = rec.sandbox_key.clone();
+        r.ports = rec.ports.clone();
     }) {
         let _ = container.delete(true);
         return Err(e);
@@ -277,6 +282,7 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
             master,
             log: Some(log),
         },
+        _ports: ports,
     })
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::record::Record;
+use crate::record::{Record, Settings};
 use crate::store::Paths;
 
 fn parse_ip(s: &Option<String>, flag: &str) -> Result<Option<std::net::IpAddr>> {
@@ -16,9 +16,24 @@ fn parse_ip(s: &Option<String>, flag: &str) -> Result<Option<std::net::IpAddr>> 
         .transpose()
 }
 
-/// Creates the sandbox and joins the container's network; `None` for `--network host`
-/// (the spec then has no network namespace and the container shares the host's).
-pub fn attach(paths: &Paths, rec: &mut Record) -> Result<Option<PathBuf>> {
+/// The container's `-p` specs and, with `-P`, its image's exposed ports.
+pub fn port_specs(s: &Settings) -> Result<Vec<net::PortSpec>> {
+    let mut specs = Vec::new();
+    for p in &s.publish {
+        specs.push(net::PortSpec::parse(p)?);
+    }
+    if s.publish_all {
+        for e in &s.exposed_ports {
+            specs.push(net::PortSpec::exposed(e)?);
+        }
+    }
+    Ok(specs)
+}
+
+/// Creates the sandbox, joins the container's network and publishes its ports; `None` for
+/// `--network host` (the spec then has no network namespace and the container shares the
+/// host's). The caller holds the returned reservation while the container runs.
+pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::Reservation)> {
     let mode = rec.settings.network_mode.clone();
     if mode == "host" {
         rec.networks.insert(
@@ -28,7 +43,7 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<Option<PathBuf>> {
                 ..Default::default()
             },
         );
-        return Ok(None);
+        return Ok((None, net::Reservation::default()));
     }
     let sandbox = net::Sandbox::create(&paths.root, &paths.id)?;
     rec.sandbox_key = sandbox.path().display().to_string();
@@ -48,6 +63,12 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<Option<PathBuf>> {
             ip6: parse_ip(&rec.settings.ip6, "--ip6")?,
             mac: rec.settings.mac_address.clone(),
             aliases: rec.settings.aliases.clone(),
+            dns: rec
+                .settings
+                .dns
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
         };
         let ep = net::connect(&paths.root, &paths.id, &sandbox, &req)?;
         let key = if ep.network_name.is_empty() {
@@ -57,5 +78,7 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<Option<PathBuf>> {
         };
         rec.networks.insert(key, ep);
     }
-    Ok(Some(sandbox.path().to_path_buf()))
+    let (ports, held) = net::publish(&paths.root, &paths.id, &port_specs(&rec.settings)?)?;
+    rec.ports = ports;
+    Ok((Some(sandbox.path().to_path_buf()), held))
 }

@@ -64,6 +64,25 @@ pub struct Settings {
     pub ip6: Option<String>,
     pub mac_address: Option<String>,
     pub aliases: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`, `--add-host` (HostConfig.Dns, DnsSearch,
+    /// DnsOptions, ExtraHosts).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// `-p` values as given (validated by `create`).
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: publish every exposed port on an ephemeral host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// The image's `EXPOSE` entries ("80/tcp").
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +101,9 @@ pub struct Record {
     pub networks: BTreeMap<String, net::EndpointSettings>,
     #[serde(default)]
     pub sandbox_key: String,
+    /// Host ports published while running (held by the owner's reservation).
+    #[serde(default)]
+    pub ports: Vec<net::PortBinding>,
     #[serde(default)]
     pub restart_count: u32,
 }

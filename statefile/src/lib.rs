@@ -30,7 +30,10 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!("{TEMP_PREFIX}{}-{name}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
@@ -47,8 +50,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Serializes `value` as pretty JSON and writes it atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let data = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::Json(path.display().to_string(), e))?;
+    let data =
+        serde_json::to_vec_pretty(value).map_err(|e| Error::Json(path.display().to_string(), e))?;
     write_atomic(path, &data)
 }
 
@@ -72,10 +75,14 @@ pub fn read_json_opt<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 /// Removes temp files left in `dir` by a writer that crashed between create and rename.
 /// Only files whose writer process is gone are removed.
 pub fn cleanup_temp(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            continue;
+        };
         let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
         if let Some(pid) = pid {
             if Path::new(&format!("/proc/{pid}")).exists() {
@@ -127,7 +134,10 @@ impl Lock {
                 return Err(io_err(path, e));
             }
         }
-        Ok(Lock { _file: file, path: path.to_path_buf() })
+        Ok(Lock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -147,8 +157,14 @@ mod tests {
         write_json(&p, &vec![1, 2, 3]).unwrap();
         let v: Vec<i32> = read_json(&p).unwrap();
         assert_eq!(v, vec![1, 2, 3]);
-        assert!(read_json_opt::<Vec<i32>>(&dir.join("missing.json")).unwrap().is_none());
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(read_json_opt::<Vec<i32>>(&dir.join("missing.json"))
+            .unwrap()
+            .is_none());
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "only the target file remains: {names:?}");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -18,7 +18,10 @@ pub fn rbox_bin() -> PathBuf {
 
 /// The workspace directory (parent of this crate).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Where the image recipes leave their rootfs tarballs (`tests/run.sh` builds them).
@@ -27,7 +30,11 @@ pub fn image_tar(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/images"));
     let p = dir.join(format!("{name}.tar"));
-    assert!(p.exists(), "{} missing: run images/recipes/{name}.sh (tests/run.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run images/recipes/{name}.sh (tests/run.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -57,7 +64,11 @@ impl Rbox {
     /// A fresh, empty root, unique to this process and test.
     pub fn new(test: &str) -> Rbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let root = PathBuf::from(format!("/tmp/rbox-test-{}-{}-{n}", test, std::process::id()));
+        let root = PathBuf::from(format!(
+            "/tmp/rbox-test-{}-{}-{n}",
+            test,
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         Rbox { root }
@@ -66,7 +77,13 @@ impl Rbox {
     /// A fresh root with the busybox image imported as `busybox:latest`.
     pub fn with_busybox(test: &str) -> Rbox {
         let r = Rbox::new(test);
-        r.ok(&["import", "--change", r#"CMD ["sh"]"#, image_tar("busybox").to_str().unwrap(), "busybox:latest"]);
+        r.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            image_tar("busybox").to_str().unwrap(),
+            "busybox:latest",
+        ]);
         r
     }
 
@@ -90,7 +107,11 @@ impl Rbox {
     #[track_caller]
     pub fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
-        assert_eq!(r.code, 0, "rbox {args:?} failed ({}): {}{}", r.code, r.stderr, r.stdout);
+        assert_eq!(
+            r.code, 0,
+            "rbox {args:?} failed ({}): {}{}",
+            r.code, r.stderr, r.stdout
+        );
         r.stdout
     }
 
@@ -98,7 +119,11 @@ impl Rbox {
     #[track_caller]
     pub fn fails(&self, code: i32, args: &[&str]) -> String {
         let r = self.run(args);
-        assert_eq!(r.code, code, "rbox {args:?}: expected exit {code}, got {}: {}{}", r.code, r.stderr, r.stdout);
+        assert_eq!(
+            r.code, code,
+            "rbox {args:?}: expected exit {code}, got {}: {}{}",
+            r.code, r.stderr, r.stdout
+        );
         r.stderr
     }
 }
@@ -108,7 +133,11 @@ impl Drop for Rbox {
         // `system prune` is rbox's own repair path: kill containers, release networks, unmount.
         let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
         for id in ids.split_whitespace() {
-            let _ = self.command(&["rm", "-f", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = self
+                .command(&["rm", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = self
             .command(&["system", "prune", "-f"])
@@ -123,7 +152,9 @@ impl Drop for Rbox {
 /// Lazily unmounts every mount below `dir` (deepest first), so a failed test cannot leave
 /// overlay or nsfs mounts behind.
 pub fn unmount_under(dir: &Path) {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let prefix = dir.to_string_lossy().to_string();
     let mut points: Vec<String> = mounts
         .lines()
@@ -140,5 +171,10 @@ pub fn unmount_under(dir: &Path) {
 
 /// Runs a host command and returns its output (for checks with iproute2, iptables, curl).
 pub fn sh(script: &str) -> Run {
-    Command::new("sh").arg("-c").arg(script).output().expect("sh").into()
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh")
+        .into()
 }

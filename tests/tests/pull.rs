@@ -841,13 +841,38 @@ fn run_pulls_a_missing_image_unless_told_never() {
     reg.push_busybox("busybox:latest");
     let rb = Rbox::new("pull-auto");
     let name = format!("{}/busybox", reg.host());
-    let err = rb.fails(125, &["run", "--rm", "--pull", "never", "--network", "none", &name, "true"]);
+    let err = rb.fails(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            &name,
+            "true",
+        ],
+    );
     assert!(err.contains("No such image"), "{err}");
-    let r = rb.run(&["run", "--rm", "--pull", "missing", "--network", "none", &name, "echo", "auto"]);
+    let r = rb.run(&[
+        "run",
+        "--rm",
+        "--pull",
+        "missing",
+        "--network",
+        "none",
+        &name,
+        "echo",
+        "auto",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "auto\n");
     assert!(r.stderr.contains("Unable to find image"), "{}", r.stderr);
-    assert!(rb.ok(&["images", "-q"]).trim().len() == 12, "the pulled image is stored");
+    assert!(
+        rb.ok(&["images", "-q"]).trim().len() == 12,
+        "the pulled image is stored"
+    );
     // Present now: `missing` does not pull again, `create` uses it too.
     let r = rb.run(&["create", "--pull", "missing", "--network", "none", &name]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -565,6 +565,12 @@ fn prune(cli: &Cli, system: bool) -> Result<i32> {
 
 /// Pulls the image of `run`/`create` first when `--pull` says so (Docker's default: missing).
 fn ensure_image(cli: &Cli, a: &CreateArgs) -> Result<()> {
-    crate::commands::pull::image_for_container(cli, &a.image, a.pull, a.platform.as_deref(), false)?;
+    crate::commands::pull::image_for_container(
+        cli,
+        &a.image,
+        a.pull,
+        a.platform.as_deref(),
+        false,
+    )?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! One module per command group; each defines a clap `Cmd` enum flattened into the top level.
 
 pub mod containers;
+pub mod dns;
 pub mod images;
 pub mod networks;
+pub mod pull;
 
 use crate::{Cli, Command};
 
@@ -12,5 +14,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Images(c) => images::run(cli, c),
         Command::Containers(c) => containers::run(cli, c),
         Command::Networks(c) => networks::run(cli, c),
+        Command::Pull(c) => pull::run(cli, c),
+        Command::Dns(c) => dns::run(cli, c),
     }
 }

@@ -98,6 +98,19 @@ pub enum SandboxCmd {
     Release {
         id: String,
     },
+    /// Publishes ports of a connected sandbox, prints the bindings as JSON, then holds the
+    /// reservation until stdin closes (the role of a container's monitor).
+    Publish {
+        #[arg(short = 'p', long = "publish")]
+        publish: Vec<String>,
+        /// EXPOSE entries published on ephemeral ports, as -P does
+        #[arg(long)]
+        expose: Vec<String>,
+        id: String,
+    },
+    Unpublish {
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -293,6 +306,25 @@ fn sandbox(root: &std::path::Path, cmd: &SandboxCmd) -> Result<i32> {
         }
         SandboxCmd::Disconnect { network, id } => net::disconnect(root, id, network)?,
         SandboxCmd::Release { id } => net::release(root, id)?,
+        SandboxCmd::Publish {
+            publish,
+            expose,
+            id,
+        } => {
+            let mut specs = Vec::new();
+            for p in publish {
+                specs.push(net::PortSpec::parse(p)?);
+            }
+            for e in expose {
+                specs.push(net::PortSpec::exposed(e)?);
+            }
+            let (bindings, _held) = net::publish(root, id, &specs)?;
+            println!("{}", serde_json::to_string(&bindings)?);
+            std::io::stdout().flush()?;
+            let mut sink = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)?;
+        }
+        SandboxCmd::Unpublish { id } => net::unpublish(root, id)?,
     }
     Ok(0)
 }
@@ -466,6 +498,7 @@ fn connect(
         ip6: parse_ip(ip6, "--ip6")?,
         mac: None,
         aliases: aliases.to_vec(),
+        dns: Vec::new(),
     };
     let settings = net::connect(root, &c.id, &sb, &req)?;
     let name = settings.network_name.clone();

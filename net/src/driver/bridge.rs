@@ -51,7 +51,11 @@ async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
         .ipam
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
-    let mut msg = LinkBridge::new(&net.bridge);
+    // A fixed address: otherwise the bridge takes the lowest MAC of its ports and changes it as
+    // containers leave, and every container's cached neighbour entry for the gateway goes stale
+    // (traffic to the gateway, the DNS resolver and the default route stalls for seconds).
+    let mut msg =
+        LinkBridge::new(&net.bridge).address(parse_mac(&crate::ipam::mac_for(ipam.gateway))?);
     if let Some(mtu) = net.mtu {
         msg = msg.mtu(mtu);
     }

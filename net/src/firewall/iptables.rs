@@ -244,6 +244,14 @@ impl Iptables {
     };
 
     fn with_state<F: FnOnce(&Table, &Table) -> String>(&self, what: &str, make: F) -> Result<()> {
+        self.with_saved(what, |saved| {
+            make(&parse_save(saved, "filter"), &parse_save(saved, "nat"))
+        })
+    }
+
+    /// Under rbox's iptables lock: reads `iptables-save`, builds a batch from it and applies it
+    /// with `iptables-restore --noflush`.
+    pub(crate) fn with_saved<F: FnOnce(&str) -> String>(&self, what: &str, make: F) -> Result<()> {
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -253,7 +261,7 @@ impl Iptables {
         let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| io(format!("locking {LOCK}"))(e.into()))?;
         let saved = run(self.save, &[], None)?;
-        let batch = make(&parse_save(&saved, "filter"), &parse_save(&saved, "nat"));
+        let batch = make(&saved);
         tracing::debug!(what, batch, "iptables-restore");
         run(self.restore, &["--noflush", "-w"], Some(&batch)).map(|_| ())
     }

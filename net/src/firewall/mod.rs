@@ -2,6 +2,7 @@
 //! and apply" and a golden-file test is "generate and compare".
 
 pub mod iptables;
+pub mod ports;
 
 use ipnetwork::IpNetwork;
 

@@ -61,6 +61,18 @@ pub struct CreateArgs {
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias")]
     pub network_alias: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
@@ -117,6 +129,22 @@ impl CreateArgs {
             })?,
             None => 0,
         };
+        for d in &self.dns {
+            net::dns::parse_dns_server(d)
+                .map_err(|e| anyhow::anyhow!("invalid argument \"{d}\" for \"--dns\" flag: {e}"))?;
+        }
+        for s in &self.dns_search {
+            net::dns::check_dns_search(s)?;
+        }
+        for o in &self.dns_option {
+            net::dns::check_dns_option(o)?;
+        }
+        for h in &self.add_host {
+            net::dns::parse_add_host(h)?;
+        }
+        for a in &self.network_alias {
+            net::dns::check_alias(a)?;
+        }
         let nano_cpus = match self.cpus {
             Some(c) if c < 0.0 || !c.is_finite() => {
                 bail!("invalid argument \"{c}\" for \"--cpus\" flag")
@@ -146,6 +174,10 @@ impl CreateArgs {
                 ip6: self.ip6.clone(),
                 mac_address: self.mac_address.clone(),
                 aliases: self.network_alias.clone(),
+                dns: self.dns.iter().map(|d| d.trim().to_string()).collect(),
+                dns_search: self.dns_search.clone(),
+                dns_options: self.dns_option.clone(),
+                extra_hosts: self.add_host.clone(),
                 publish: self.publish.clone(),
                 publish_all: self.publish_all,
                 ..Default::default()

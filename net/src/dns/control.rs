@@ -1,0 +1,213 @@
+//! Starting, reloading and stopping the resolver from rbox commands, and the resolver process's
+//! own start-up (daemonising, binding, readiness).
+//!
+//! Every change goes through [`sync`] under `<root>/locks/dns.lock`: it asks a live resolver to
+//! reload (or stop, when nothing is left to serve) over `<root>/dns/resolver.sock` and waits for
+//! its "ok", so the records are current when the command returns; with no live resolver and
+//! something to serve it starts one and waits until it listens. A resolver killed with -9 leaves
+//! a socket nobody accepts on, which reads as "not running": the next change starts a new one.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::unistd::{fork, ForkResult};
+
+use super::{config, server, table::Table};
+use crate::error::{io, Error, Result};
+
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("dns")
+}
+
+/// Where the live resolver's pid is (for `kill`, tests and benchmarks).
+pub fn pid_file(root: &Path) -> PathBuf {
+    dir(root).join("resolver.pid")
+}
+
+fn sock_path(root: &Path) -> PathBuf {
+    dir(root).join("resolver.sock")
+}
+
+/// The pid recorded by the resolver, if its file exists.
+pub fn pid(root: &Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file(root))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+enum Outcome {
+    Done,
+    NotRunning,
+}
+
+/// Sends `cmd` to the resolver and waits for its answer.
+fn request(root: &Path, cmd: &str) -> Result<Outcome> {
+    let mut s = match UnixStream::connect(sock_path(root)) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(Outcome::NotRunning)
+        }
+        Err(e) => return Err(io("contacting the DNS resolver")(e)),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io("contacting the DNS resolver"))?;
+    if s.write_all(format!("{cmd}\n").as_bytes()).is_err() {
+        return Ok(Outcome::NotRunning);
+    }
+    let mut line = String::new();
+    let _ = BufReader::new(&s).read_line(&mut line);
+    match line.trim() {
+        "ok" => Ok(Outcome::Done),
+        // It died between accepting and answering.
+        "" => Ok(Outcome::NotRunning),
+        other => Err(Error::Invalid(format!(
+            "DNS resolver: {}",
+            other.strip_prefix("error ").unwrap_or(other)
+        ))),
+    }
+}
+
+/// Brings the resolver in line with the state: reloaded when there are names to serve, started
+/// if it is not running, stopped when nothing is left. Returns once it answers from the new
+/// state. Leaves no thread behind (plain blocking sockets and a child that daemonises).
+pub fn sync(root: &Path) -> Result<()> {
+    let wanted = !Table::load(root, Vec::new())?.is_empty();
+    let _lock = statefile::Lock::exclusive(&root.join("locks/dns.lock"))?;
+    match request(root, if wanted { "reload" } else { "stop" })? {
+        Outcome::Done => Ok(()),
+        Outcome::NotRunning if wanted => spawn(root),
+        Outcome::NotRunning => Ok(()),
+    }
+}
+
+/// Stops the resolver of `root` if one runs (for teardown).
+pub fn stop(root: &Path) -> Result<()> {
+    let _lock = statefile::Lock::exclusive(&root.join("locks/dns.lock"))?;
+    request(root, "stop").map(|_| ())
+}
+
+/// Starts `rbox --root R dns serve`, which forks the resolver and exits once it listens (or
+/// prints why it could not). The resolver is thus never our child: nothing to reap later.
+fn spawn(root: &Path) -> Result<()> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("rbox")
+        .arg("--root")
+        .arg(root)
+        .args(["dns", "serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec. Descriptors our caller left
+    // inheritable (the monitor's report pipe) must not reach a long-lived daemon: it would keep
+    // `run -d` waiting for their end.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(io("starting the DNS resolver"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&out.stderr);
+    let msg = msg.trim().lines().last().unwrap_or("exited early");
+    Err(Error::Invalid(format!(
+        "starting the DNS resolver: {}",
+        msg.strip_prefix("Error: ").unwrap_or(msg)
+    )))
+}
+
+/// Body of the hidden `dns serve` command. Forks: the child binds, writes its pid, reports
+/// "ok" on a pipe and serves; this parent exits 0 on "ok", else prints the error and exits 125.
+pub fn serve_main(root: &Path) -> i32 {
+    // A monitor may have blocked signals; the resolver needs SIGHUP/SIGTERM.
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    let (r, w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("Error: pipe: {e}");
+            return 125;
+        }
+    };
+    // SAFETY: this process is single-threaded here (no runtime yet).
+    match unsafe { fork() } {
+        Err(e) => {
+            eprintln!("Error: fork: {e}");
+            125
+        }
+        Ok(ForkResult::Parent { .. }) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut msg);
+            if msg.trim() == "ok" {
+                0
+            } else {
+                eprintln!("Error: {}", msg.trim());
+                125
+            }
+        }
+        Ok(ForkResult::Child) => {
+            drop(r);
+            let mut w = std::fs::File::from(w);
+            match prepare(root) {
+                Ok(server) => {
+                    let _ = w.write_all(b"ok\n");
+                    drop(w);
+                    let code = match server::run(server, &pid_file(root), &sock_path(root)) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            tracing::warn!("resolver: {e}");
+                            1
+                        }
+                    };
+                    std::process::exit(code)
+                }
+                Err(e) => {
+                    let _ = w.write_all(e.to_string().as_bytes());
+                    std::process::exit(1)
+                }
+            }
+        }
+    }
+}
+
+/// Everything that can fail before the resolver reports ready: the table, the sockets, the
+/// control socket, the pid file, and stderr moved to `<root>/dns/resolver.log`.
+fn prepare(root: &Path) -> Result<server::Server> {
+    let _ = std::env::set_current_dir("/");
+    let d = dir(root);
+    std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
+    let table = Table::load(root, config::host_upstreams())?;
+    let bound = server::bind_all(&table).map_err(io("starting the DNS resolver"))?;
+    let sock = sock_path(root);
+    let _ = std::fs::remove_file(&sock);
+    let control = UnixListener::bind(&sock).map_err(io(format!("binding {}", sock.display())))?;
+    statefile::write_atomic(
+        &pid_file(root),
+        format!("{}\n", std::process::id()).as_bytes(),
+    )?;
+    let log =
+        std::fs::File::create(d.join("resolver.log")).map_err(io("creating the resolver log"))?;
+    // SAFETY: dup2 onto stderr; the pipe to whoever started us closes with it.
+    unsafe { libc::dup2(log.as_raw_fd(), 2) };
+    Ok(server::Server {
+        root: root.to_path_buf(),
+        table,
+        bound,
+        control,
+    })
+}

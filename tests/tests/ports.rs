@@ -1,0 +1,1239 @@
+//! Published ports against the real kernel: DNAT from loopback, the host's own address (the
+//! bridge gateway), a "remote" host in a netns of the test's own, sibling and hairpin paths,
+//! UDP, ranges, ephemeral ports, reservations, stale rules of a killed holder, and many
+//! publishers at once.
+//!
+//! Each test has its own root, default bridge (rbt-pN), subnet 10.205.N.0/24 and host ports
+//! 18N1-18N9 (N = 11..20; 18160-18179 and 18300-18319 for the two parallel tests), and checks
+//! that no rule, record or reservation is left. Sandbox-level tests use the hidden
+//! `rbox network sandbox publish`, which plays the monitor (it holds the reservation until its
+//! stdin closes), with busybox httpd or a UDP responder inside the sandbox; container tests use
+//! `run -p/-P`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rbox_tests::{rbox_bin, sh, Rbox, Run};
+use serde_json::Value;
+
+struct Net {
+    rbox: Rbox,
+    n: u8,
+    bridge: String,
+    subnet: String,
+    netns: Option<String>,
+    sandboxes: std::cell::RefCell<Vec<String>>,
+    children: std::cell::RefCell<Vec<Child>>,
+}
+
+impl Net {
+    fn new(test: &str, n: u8) -> Net {
+        Net {
+            rbox: Rbox::new(test),
+            n,
+            bridge: format!("rbt-p{n}"),
+            subnet: format!("10.205.{n}.0/24"),
+            netns: None,
+            sandboxes: Default::default(),
+            children: Default::default(),
+        }
+    }
+
+    /// Like `new`, but rbox runs inside a fresh network namespace of its own.
+    fn in_netns(test: &str, n: u8) -> Net {
+        let mut net = Net::new(test, n);
+        let ns = format!("rbt-pns{n}-{}", std::process::id());
+        let r = sh(&format!(
+            "ip netns add {ns} && ip netns exec {ns} ip link set lo up"
+        ));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        net.netns = Some(ns);
+        net
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(rbox_bin());
+                c
+            }
+            None => Command::new(rbox_bin()),
+        };
+        c.arg("--root").arg(&self.rbox.root).args(args);
+        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
+            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("running rbox").into()
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "rbox {args:?} failed ({}): {}{}",
+            r.code, r.stderr, r.stdout
+        );
+        r.stdout
+    }
+
+    /// Docker's bad-input contract: exit 125 and exactly one line on stderr.
+    #[track_caller]
+    fn bad(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 125,
+            "rbox {args:?}: expected 125, got {}: {}{}",
+            r.code, r.stderr, r.stdout
+        );
+        assert_eq!(
+            r.stderr.trim().lines().count(),
+            1,
+            "one line expected: {:?}",
+            r.stderr
+        );
+        assert!(r.stderr.starts_with("Error: "), "{:?}", r.stderr);
+        r.stderr
+    }
+
+    fn sh(&self, script: &str) -> Run {
+        match &self.netns {
+            Some(ns) => sh(&format!(
+                "ip netns exec {ns} sh -c '{}'",
+                script.replace('\'', r"'\''")
+            )),
+            None => sh(script),
+        }
+    }
+
+    /// A 12-character sandbox id unique to this test, process and `k`.
+    fn sid(&self, k: u32) -> String {
+        format!("{:02}{:02}{:08x}", self.n, k, std::process::id())
+    }
+
+    fn gateway(&self) -> String {
+        format!("10.205.{}.1", self.n)
+    }
+
+    /// A sandbox on `net`; returns its IP.
+    fn sandbox(&self, id: &str, net: &str) -> String {
+        self.ok(&["network", "sandbox", "create", id]);
+        self.sandboxes.borrow_mut().push(id.to_string());
+        let v: Value =
+            serde_json::from_str(&self.ok(&["network", "sandbox", "connect", net, id])).unwrap();
+        v["IPAddress"].as_str().unwrap().to_string()
+    }
+
+    fn netns_path(&self, id: &str) -> PathBuf {
+        self.rbox.root.join("netns").join(id)
+    }
+
+    fn exec(&self, id: &str, cmd: &str) -> Run {
+        sh(&format!(
+            "nsenter --net={} {cmd}",
+            self.netns_path(id).display()
+        ))
+    }
+
+    fn spawn(&self, mut c: Command) -> u32 {
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        self.children.borrow_mut().push(child);
+        pid
+    }
+
+    /// busybox httpd on `port` inside sandbox `id`, serving `body`; returns once it answers.
+    fn httpd(&self, id: &str, port: u16, body: &str) {
+        let dir = self.rbox.root.join(format!("www-{id}-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), body).unwrap();
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.netns_path(id).display()))
+            .args(["busybox", "httpd", "-f", "-p", &port.to_string(), "-h"])
+            .arg(&dir);
+        self.spawn(c);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self
+            .exec(
+                id,
+                &format!("curl -s --max-time 1 http://127.0.0.1:{port}/"),
+            )
+            .code
+            != 0
+        {
+            assert!(Instant::now() < deadline, "httpd in {id} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A UDP server inside sandbox `id` answering every datagram with `reply`, on a thread of
+    /// this test that entered the sandbox; it ends once the sandbox is released.
+    fn udp_responder(&self, id: &str, port: u16, reply: &'static str) {
+        use std::os::fd::AsRawFd;
+        let path = self.netns_path(id);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns changes only this thread's network namespace.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            drop(f);
+            let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            tx.send(()).unwrap();
+            let mut buf = [0u8; 512];
+            while path.exists() {
+                if let Ok((_, from)) = s.recv_from(&mut buf) {
+                    let _ = s.send_to(reply.as_bytes(), from);
+                }
+            }
+        });
+        rx.recv().unwrap();
+    }
+
+    /// Publishes for sandbox `id` and holds the reservation (the monitor's part) until
+    /// `release_hold`; returns the holder and the bindings.
+    fn publish(&self, id: &str, args: &[&str]) -> (Child, Value) {
+        let mut all = vec!["network", "sandbox", "publish"];
+        all.extend_from_slice(args);
+        all.push(id);
+        let mut child = self
+            .command(&all)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.is_empty() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "publish {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (child, serde_json::from_str(&line).unwrap())
+    }
+
+    /// What a chain of container `id` holds in `table` (empty when it is gone).
+    fn chain_rules(&self, table: &str, chain: &str) -> Vec<String> {
+        self.sh(&format!("iptables-save -t {table}"))
+            .stdout
+            .lines()
+            .filter(|l| l.contains(chain))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Asserts that nothing of sandbox `id`'s ports is left: rules, record, reservation.
+    fn assert_unpublished(&self, id: &str, host_ports: &[u16]) {
+        let short = &id[..12];
+        for t in ["filter", "nat"] {
+            let left = self.chain_rules(t, short);
+            assert!(left.is_empty(), "{t} rules left for {id}: {left:?}");
+        }
+        assert!(
+            !self.rbox.root.join(format!("ports/{id}.json")).exists(),
+            "ports record left for {id}"
+        );
+        for p in host_ports {
+            // Bindable again: no reservation remains (rbox's sockets do not share ports).
+            let free = std::net::TcpListener::bind(("0.0.0.0", *p));
+            assert!(free.is_ok(), "port {p} still reserved: {free:?}");
+        }
+    }
+
+    /// Releases every sandbox, tears the networks down and checks nothing port-related is left.
+    fn clean_and_check(&self) {
+        // Servers inside a sandbox keep its namespace, and so its veth on the bridge, alive.
+        for c in self.children.borrow_mut().iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for id in self.sandboxes.borrow_mut().drain(..) {
+            self.ok(&["network", "sandbox", "release", &id]);
+            self.assert_unpublished(&id, &[]);
+        }
+        // `network teardown` leaves a bridge that still has ports (another root may use it);
+        // a UDP responder thread lets go of its sandbox within 200 ms.
+        let brif = format!("/sys/class/net/{}/brif", self.bridge);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while std::fs::read_dir(&brif).is_ok_and(|mut d| d.next().is_some())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.ok(&["network", "teardown"]);
+        assert!(
+            self.sh(&format!("ip link show {}", self.bridge)).code != 0,
+            "bridge {} left",
+            self.bridge
+        );
+        let rules = self.sh("iptables-save").stdout;
+        assert!(
+            !rules.contains(&format!("{} ", self.bridge)) && !rules.contains(&self.subnet),
+            "rules of {} left",
+            self.bridge
+        );
+        let left = std::fs::read_dir(self.rbox.root.join("ports"))
+            .map(|d| d.flatten().count())
+            .unwrap_or(0);
+        assert_eq!(left, 0, "ports records left");
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for c in self.children.borrow_mut().iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for id in self.sandboxes.borrow().iter() {
+            let _ = self.run(&["network", "sandbox", "release", id]);
+        }
+        let _ = self.run(&["network", "teardown"]);
+        if let Some(ns) = &self.netns {
+            sh(&format!("ip netns del {ns}"));
+        }
+    }
+}
+
+/// Stops a holder cleanly (its stdin closes, it exits, the ports are free again).
+fn release_hold(mut child: Child) {
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "holder failed: {status:?}");
+}
+
+fn curl(url: &str) -> Option<String> {
+    let r = sh(&format!("curl -sS --max-time 3 {url}"));
+    (r.code == 0).then_some(r.stdout)
+}
+
+/// A "remote" host: its own netns behind a veth pair, routed to the host without giving the
+/// host any address (it reaches the host through the bridge gateway's address, which the host
+/// answers ARP for on every interface).
+struct Remote {
+    ns: String,
+    veth: String,
+}
+
+impl Remote {
+    fn new(n: u8, gateway: &str) -> Remote {
+        let ns = format!("rbt-prm{n}-{}", std::process::id());
+        let veth = format!("rbt-prv{n}");
+        let me = format!("10.205.{}.2", 200 + n);
+        let r = sh(&format!(
+            "ip netns add {ns} && ip link add {veth} type veth peer name uplink netns {ns} && \
+             ip link set {veth} up && ip route add {me}/32 dev {veth} && \
+             ip -n {ns} link set lo up && ip -n {ns} link set uplink up && \
+             ip -n {ns} addr add {me}/32 dev uplink && ip -n {ns} route add {gateway}/32 dev uplink && \
+             ip -n {ns} route add default via {gateway} dev uplink"
+        ));
+        let remote = Remote { ns, veth };
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        remote
+    }
+
+    fn curl(&self, url: &str) -> Option<String> {
+        let r = sh(&format!(
+            "ip netns exec {} curl -sS --max-time 3 {url}",
+            self.ns
+        ));
+        (r.code == 0).then_some(r.stdout)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        sh(&format!(
+            "ip link del {} 2>/dev/null; ip netns del {}",
+            self.veth, self.ns
+        ));
+    }
+}
+
+#[test]
+fn tcp_port_from_loopback_host_address_remote_sibling_and_hairpin() {
+    let n = Net::new("ports-paths", 11);
+    let (a, b) = (n.sid(1), n.sid(2));
+    let ip_a = n.sandbox(&a, "bridge");
+    n.sandbox(&b, "bridge");
+    n.httpd(&a, 80, "hello-from-a");
+    assert!(
+        curl("http://127.0.0.1:18111/").is_none(),
+        "the test must be able to fail"
+    );
+    let (holder, bindings) = n.publish(&a, &["-p", "18111:80"]);
+    assert_eq!(
+        bindings,
+        serde_json::json!([{"host_ip": "0.0.0.0", "host_port": 18111, "container_port": 80, "proto": "tcp"}])
+    );
+    let gw = n.gateway();
+    assert_eq!(
+        curl("http://127.0.0.1:18111/").as_deref(),
+        Some("hello-from-a"),
+        "via 127.0.0.1"
+    );
+    assert_eq!(
+        curl("http://127.0.0.5:18111/").as_deref(),
+        Some("hello-from-a"),
+        "via 127.0.0.5"
+    );
+    assert_eq!(
+        curl(&format!("http://{gw}:18111/")).as_deref(),
+        Some("hello-from-a"),
+        "via the host's address"
+    );
+    let remote = Remote::new(11, &gw);
+    assert_eq!(
+        remote.curl(&format!("http://{gw}:18111/")).as_deref(),
+        Some("hello-from-a"),
+        "from a remote host"
+    );
+    let sib = n.exec(&b, &format!("curl -sS --max-time 3 http://{gw}:18111/"));
+    assert_eq!(sib.stdout, "hello-from-a", "from a sibling: {}", sib.stderr);
+    let hair = n.exec(&a, &format!("curl -sS --max-time 3 http://{gw}:18111/"));
+    assert_eq!(hair.stdout, "hello-from-a", "hairpin: {}", hair.stderr);
+    // The kernel does it all: nothing listens on the host port, the reservation only binds.
+    let listening = n.sh("cat /proc/net/tcp").stdout;
+    assert!(
+        !listening.contains(&format!(":{:04X} 00000000:0000 0A", 18111)),
+        "a listener on the host port"
+    );
+    // A second publisher of the port is refused while the first holds it.
+    let err = n.bad(&["network", "sandbox", "publish", "-p", "18111:80", &b]);
+    assert!(
+        err.contains("Bind for 0.0.0.0:18111 failed: port is already allocated"),
+        "{err}"
+    );
+    // Flushed rules come back with `network reload`, from the ports record.
+    let chain = format!("RBOX-P-{}", &a[..12]);
+    assert_eq!(n.sh(&format!("iptables -t nat -F {chain}")).code, 0);
+    assert!(
+        curl("http://127.0.0.1:18111/").is_none(),
+        "flushed DNAT must break it"
+    );
+    n.ok(&["network", "reload"]);
+    assert_eq!(
+        curl("http://127.0.0.1:18111/").as_deref(),
+        Some("hello-from-a"),
+        "after reload"
+    );
+    assert!(!n.chain_rules("nat", &chain).is_empty());
+    let _ = ip_a;
+    release_hold(holder);
+    n.ok(&["network", "sandbox", "unpublish", &a]);
+    n.assert_unpublished(&a, &[18111]);
+    assert!(curl("http://127.0.0.1:18111/").is_none(), "unpublished");
+    drop(remote);
+    n.clean_and_check();
+}
+
+#[test]
+fn icc_false_network_and_host_binding_option() {
+    let n = Net::new("ports-icc", 12);
+    n.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.205.112.0/24",
+        "-o",
+        "com.docker.network.bridge.name=rbt-pi12",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+        "i12",
+    ]);
+    let (a, b) = (n.sid(1), n.sid(2));
+    let ip_a = n.sandbox(&a, "i12");
+    n.sandbox(&b, "i12");
+    n.httpd(&a, 80, "icc-off");
+    let (holder, bindings) = n.publish(&a, &["-p", "18121:80"]);
+    assert_eq!(
+        bindings[0]["host_ip"], "127.0.0.1",
+        "host_binding_ipv4 is the default host IP"
+    );
+    assert_eq!(curl("http://127.0.0.1:18121/").as_deref(), Some("icc-off"));
+    assert!(
+        curl("http://10.205.112.1:18121/").is_none(),
+        "bound to 127.0.0.1 only"
+    );
+    let direct = n.exec(&b, &format!("curl -sS --max-time 2 http://{ip_a}:80/"));
+    assert_ne!(
+        direct.code, 0,
+        "icc=false still blocks direct container-to-container traffic"
+    );
+    // Leaving the network takes the port rules along: the address may go to someone else.
+    n.ok(&["network", "sandbox", "disconnect", "i12", &a]);
+    n.assert_unpublished(&a, &[]);
+    assert!(curl("http://127.0.0.1:18121/").is_none());
+    release_hold(holder);
+    n.ok(&["network", "sandbox", "unpublish", &a]);
+    n.assert_unpublished(&a, &[18121]);
+    for id in n.sandboxes.borrow_mut().drain(..) {
+        n.ok(&["network", "sandbox", "release", &id]);
+    }
+    n.ok(&["network", "rm", "i12"]);
+    n.clean_and_check();
+}
+
+#[test]
+fn udp_ranges_ephemeral_and_expose() {
+    let n = Net::new("ports-udp", 13);
+    let a = n.sid(1);
+    n.sandbox(&a, "bridge");
+    n.udp_responder(&a, 53, "udp-pong");
+    for p in [80u16, 81, 82] {
+        n.httpd(&a, p, &format!("port-{p}"));
+    }
+    let (holder, b) = n.publish(
+        &a,
+        &[
+            "-p",
+            "18131:53/udp",
+            "-p",
+            "18132-18134:80-82",
+            "-p",
+            "127.0.0.1::80",
+            "--expose",
+            "81/tcp",
+        ],
+    );
+    let b = b.as_array().unwrap().clone();
+    assert_eq!(b.len(), 6, "{b:?}");
+    let udp = sh("echo ping | socat -T2 - UDP4:127.0.0.1:18131");
+    assert_eq!(
+        udp.stdout.trim(),
+        "udp-pong",
+        "udp via 127.0.0.1: {}",
+        udp.stderr
+    );
+    let udp = sh(&format!(
+        "echo ping | socat -T2 - UDP4:{}:18131",
+        n.gateway()
+    ));
+    assert_eq!(
+        udp.stdout.trim(),
+        "udp-pong",
+        "udp via the host address: {}",
+        udp.stderr
+    );
+    for (i, p) in [80, 81, 82].iter().enumerate() {
+        assert_eq!(
+            curl(&format!("http://127.0.0.1:{}/", 18132 + i)).unwrap(),
+            format!("port-{p}")
+        );
+    }
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let r: Vec<u64> = range
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    for (want_ip, ctr, body) in [("127.0.0.1", 80, "port-80"), ("0.0.0.0", 81, "port-81")] {
+        let e = b
+            .iter()
+            .find(|x| {
+                x["host_ip"] == want_ip
+                    && x["container_port"] == ctr
+                    && !(18131..=18134).contains(&x["host_port"].as_u64().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{want_ip} {ctr} in {b:?}"));
+        let hp = e["host_port"].as_u64().unwrap();
+        assert!((r[0]..=r[1]).contains(&hp), "ephemeral {hp} not in {range}");
+        assert_eq!(
+            curl(&format!("http://127.0.0.1:{hp}/")).as_deref(),
+            Some(body)
+        );
+    }
+    release_hold(holder);
+    n.ok(&["network", "sandbox", "unpublish", &a]);
+    n.assert_unpublished(&a, &[18132, 18133, 18134]);
+    n.clean_and_check();
+}
+
+#[test]
+fn ipv6_host_address_of_a_dual_stack_network() {
+    let n = Net::new("ports-v6", 20);
+    n.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.205.120.0/24",
+        "--subnet",
+        "fd00:205:120::/64",
+        "-o",
+        "com.docker.network.bridge.name=rbt-pv20",
+        "v20",
+    ]);
+    let a = n.sid(1);
+    n.sandbox(&a, "v20");
+    n.httpd(&a, 80, "over-v6");
+    let err = n.bad(&["network", "sandbox", "publish", "-p", "[::1]:18201:80", &a]);
+    assert!(err.contains("IPv6 loopback"), "{err}");
+    n.assert_unpublished(&a, &[]);
+    let (holder, b) = n.publish(&a, &["-p", "[fd00:205:120::1]:18201:80", "-p", "18202:80"]);
+    assert_eq!(b[0]["host_ip"], "fd00:205:120::1");
+    assert_eq!(
+        curl("http://[fd00:205:120::1]:18201/").as_deref(),
+        Some("over-v6")
+    );
+    assert_eq!(curl("http://127.0.0.1:18202/").as_deref(), Some("over-v6"));
+    let v6 = sh("ip6tables-save -t nat").stdout;
+    assert!(v6.contains(&format!("-A RBOX-P-{} -d fd00:205:120::1/128 -p tcp -m tcp --dport 18201 -j DNAT --to-destination [fd00:205:120::2]:80", &a[..12])), "{v6}");
+    release_hold(holder);
+    n.ok(&["network", "sandbox", "unpublish", &a]);
+    n.assert_unpublished(&a, &[18202]);
+    assert!(
+        !sh("ip6tables-save").stdout.contains(&a[..12]),
+        "ip6tables rules left"
+    );
+    for id in n.sandboxes.borrow_mut().drain(..) {
+        n.ok(&["network", "sandbox", "release", &id]);
+    }
+    n.ok(&["network", "rm", "v20"]);
+    n.clean_and_check();
+}
+
+#[test]
+fn bad_specs_and_taken_ports_leave_nothing() {
+    let n = Net::new("ports-bad", 14);
+    let (a, b) = (n.sid(1), n.sid(2));
+    n.sandbox(&a, "bridge");
+    n.sandbox(&b, "bridge");
+    for (spec, want) in [
+        ("garbage", "invalid containerPort: garbage"),
+        ("70000:80", "invalid hostPort: 70000"),
+        ("127.0.0.1:0:80", "invalid hostPort: 0"),
+        ("18141:0", "invalid containerPort: 0"),
+        ("18141:80/sctpx", "invalid proto: sctpx"),
+        ("18141-18142:80-82", "invalid ranges specified"),
+        (
+            "192.0.2.1:18141:80",
+            "192.0.2.1 is not an address of this host",
+        ),
+        ("[::1]:18141:80", "has no IPv6"),
+    ] {
+        let err = n.bad(&["network", "sandbox", "publish", "-p", spec, &a]);
+        assert!(err.contains(want), "{spec}: {err}");
+        n.assert_unpublished(&a, &[]);
+    }
+    // Another program listening on the port.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 18143)).unwrap();
+    let err = n.bad(&["network", "sandbox", "publish", "-p", "18143:80", &a]);
+    assert!(
+        err.contains("Bind for 0.0.0.0:18143 failed: port is already allocated"),
+        "{err}"
+    );
+    drop(listener);
+    // The second of two ports taken: the first one's reservation is given back too.
+    let (holder, _) = n.publish(&b, &["-p", "18145:80"]);
+    let err = n.bad(&[
+        "network", "sandbox", "publish", "-p", "18144:80", "-p", "18145:80", &a,
+    ]);
+    assert!(
+        err.contains("Bind for 0.0.0.0:18145 failed: port is already allocated"),
+        "{err}"
+    );
+    n.assert_unpublished(&a, &[18144]);
+    let (h2, _) = n.publish(&a, &["-p", "18144:80"]);
+    release_hold(h2);
+    release_hold(holder);
+    for id in [&a, &b] {
+        n.ok(&["network", "sandbox", "unpublish", id]);
+        n.assert_unpublished(id, &[18144, 18145]);
+    }
+    n.clean_and_check();
+}
+
+#[test]
+fn stale_rules_of_a_killed_holder_never_black_hole_the_port() {
+    let n = Net::new("ports-stale", 15);
+    let (a, b) = (n.sid(1), n.sid(2));
+    n.sandbox(&a, "bridge");
+    n.sandbox(&b, "bridge");
+    n.httpd(&a, 80, "old");
+    n.httpd(&b, 80, "new");
+    let (mut holder, _) = n.publish(&a, &["-p", "18151:80"]);
+    assert_eq!(curl("http://127.0.0.1:18151/").as_deref(), Some("old"));
+    // kill -9 of the monitor: the rules and the record stay, the reservation goes.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(!n
+        .chain_rules("nat", &format!("RBOX-P-{}", &a[..12]))
+        .is_empty());
+    let (h2, _) = n.publish(&b, &["-p", "18151:80"]);
+    assert_eq!(
+        curl("http://127.0.0.1:18151/").as_deref(),
+        Some("new"),
+        "the new publisher gets the port"
+    );
+    assert!(
+        n.chain_rules("nat", &format!("RBOX-P-{}", &a[..12]))
+            .is_empty(),
+        "stale chain removed"
+    );
+    // Repair of the dead one (what the next command does) removes its record.
+    n.ok(&["network", "sandbox", "release", &a]);
+    n.sandboxes.borrow_mut().retain(|s| s != &a);
+    n.assert_unpublished(&a, &[]);
+    assert_eq!(
+        curl("http://127.0.0.1:18151/").as_deref(),
+        Some("new"),
+        "the repair leaves the new one alone"
+    );
+    release_hold(h2);
+    n.ok(&["network", "sandbox", "release", &b]);
+    n.sandboxes.borrow_mut().retain(|s| s != &b);
+    n.assert_unpublished(&b, &[18151]);
+    n.clean_and_check();
+}
+
+#[test]
+fn twenty_publishers_in_parallel() {
+    let n = Net::new("ports-many", 16);
+    let ids: Vec<String> = (0..20).map(|k| n.sid(k)).collect();
+    for id in &ids {
+        n.sandbox(id, "bridge");
+        n.httpd(id, 80, &format!("body-{id}"));
+    }
+    // All publishers run at once; each reports its bindings when done.
+    let children: Vec<(String, Child)> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| {
+            let spec = format!("{}:80", 18160 + k);
+            let child = n
+                .command(&["network", "sandbox", "publish", "-p", &spec, id])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (spec, child)
+        })
+        .collect();
+    let mut holders = Vec::new();
+    for (spec, mut child) in children {
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(!line.is_empty(), "publish {spec} failed");
+        holders.push(child);
+    }
+    for (k, id) in ids.iter().enumerate() {
+        assert_eq!(
+            curl(&format!("http://127.0.0.1:{}/", 18160 + k)),
+            Some(format!("body-{id}"))
+        );
+    }
+    for h in holders {
+        release_hold(h);
+    }
+    for id in &ids {
+        n.ok(&["network", "sandbox", "unpublish", id]);
+        n.assert_unpublished(id, &[]);
+    }
+    n.clean_and_check();
+}
+
+/// rbox's part of `iptables-save`, normalised as in networks.rs: ids replaced by the golden
+/// files' placeholders, chains sorted, rules grouped per chain in kernel order.
+fn normalize(save: &str, names: &[(String, &str)]) -> String {
+    let mut out = String::new();
+    for table in ["filter", "nat"] {
+        let mut inside = false;
+        let mut chains = Vec::new();
+        let mut rules: Vec<(String, String)> = Vec::new();
+        for line in save.lines() {
+            let mut line = line.to_string();
+            for (real, placeholder) in names {
+                line = line.replace(real.as_str(), placeholder);
+            }
+            if let Some(t) = line.strip_prefix('*') {
+                inside = t == table;
+            } else if inside && line.starts_with(":RBOX") {
+                chains.push(line.split(' ').next().unwrap().to_string());
+            } else if inside && line.starts_with("-A ") && line.contains("RBOX") {
+                let chain = line.split(' ').nth(1).unwrap().to_string();
+                let key = if chain.starts_with("RBOX") {
+                    chain
+                } else {
+                    String::new()
+                };
+                rules.push((key, line));
+            }
+        }
+        chains.sort();
+        rules.sort_by(|a, b| a.0.cmp(&b.0));
+        out += &format!("*{table}\n{}\n", chains.join("\n"));
+        for (_, r) in rules {
+            out += &r;
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The golden port documents are what the kernel really shows: each scenario is published by
+/// rbox in a private namespace (so rbox's are the only rules) and compared with its file.
+#[test]
+fn golden_port_files_match_the_kernels_iptables_save() {
+    let mut n = Net::in_netns("ports-golden", 17);
+    n.bridge = "rbox0".into();
+    n.subnet = "172.17.0.0/16".into();
+    let golden = |name: &str| {
+        let p = rbox_tests::workspace().join(format!("tests/golden/{name}.rules"));
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let id = "eeeeeeeeeeee";
+    n.ok(&["network", "sandbox", "create", id]);
+    n.sandboxes.borrow_mut().push(id.to_string());
+    n.ok(&["network", "sandbox", "connect", "bridge", id]);
+    let v: Value = serde_json::from_str(&n.ok(&["network", "inspect", "bridge"])).unwrap();
+    let net_id = v[0]["Id"].as_str().unwrap()[..12].to_string();
+    for (scenario, args) in [
+        ("ports-published", &["-p", "8080:80"][..]),
+        ("ports-range", &["-p", "127.0.0.1:8080-8082:80-82"][..]),
+        ("ports-udp", &["-p", "5353:53/udp"][..]),
+    ] {
+        let (holder, _) = n.publish(id, args);
+        let save = n.sh("iptables-save").stdout;
+        assert_eq!(
+            normalize(&save, &[(net_id.clone(), "aaaaaaaaaaaa")]),
+            normalize(&golden(scenario), &[]),
+            "scenario {scenario}:\n{save}"
+        );
+        release_hold(holder);
+        n.ok(&["network", "sandbox", "unpublish", id]);
+        assert!(
+            !n.sh("iptables-save").stdout.contains(id),
+            "rules left after {scenario}"
+        );
+    }
+    let route_localnet = n
+        .sh("cat /proc/sys/net/ipv4/conf/rbox0/route_localnet")
+        .stdout;
+    assert_eq!(route_localnet.trim(), "1");
+    n.clean_and_check();
+}
+
+// ---- Containers: `run -p/-P`, `port`, `ps`, `inspect`, lifecycle (needs the runtime wiring).
+
+impl Net {
+    fn with_images(test: &str, n: u8) -> Net {
+        let net = Net::new(test, n);
+        let tar = rbox_tests::image_tar("busybox");
+        net.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            "--change",
+            "EXPOSE 80",
+            tar.to_str().unwrap(),
+            "busybox:latest",
+        ]);
+        let tar = rbox_tests::image_tar("nginx");
+        net.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["nginx","-g","daemon off;"]"#,
+            "--change",
+            "EXPOSE 80",
+            tar.to_str().unwrap(),
+            "nginx:latest",
+        ]);
+        net
+    }
+
+    fn inspect_ctr(&self, ctr: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", ctr])).unwrap();
+        v[0].clone()
+    }
+
+    fn all_ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-aq", "--no-trunc"])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Nothing of container `id`'s ports is left: rules, record, reservation of `host_ports`.
+    fn assert_ctr_unpublished(&self, id: &str, host_ports: &[u16]) {
+        self.assert_unpublished(id, host_ports);
+    }
+
+    fn monitor_pid(&self, id: &str) -> i32 {
+        let p = self
+            .rbox
+            .root
+            .join(format!("containers/{id}/container.json"));
+        let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v["state"]["monitor_pid"].as_i64().unwrap() as i32
+    }
+}
+
+/// `ps -aq` removal before the networks go, also on failure.
+struct Ctrs<'a>(&'a Net);
+
+impl Drop for Ctrs<'_> {
+    fn drop(&mut self) {
+        for id in self.0.all_ids() {
+            let _ = self.0.run(&["rm", "-f", &id]);
+        }
+    }
+}
+
+/// Polls `url` until it answers (a container's server needs a moment after `run -d`).
+fn curl_wait(url: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(body) = curl(url) {
+            return Some(body);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_p_port_ps_inspect_stop_start_rm() {
+    let n = Net::with_images("ports-run", 18);
+    let _c = Ctrs(&n);
+    // busybox httpd serving /etc: /hostname is the container's short id.
+    let id = n
+        .ok(&[
+            "run", "-d", "--name", "web", "-p", "18181:80", "busybox", "httpd", "-f", "-p", "80",
+            "-h", "/etc",
+        ])
+        .trim()
+        .to_string();
+    let short = &id[..12];
+    assert_eq!(
+        curl_wait("http://127.0.0.1:18181/hostname")
+            .as_deref()
+            .map(str::trim),
+        Some(short)
+    );
+    assert_eq!(
+        curl(&format!("http://{}:18181/hostname", n.gateway()))
+            .as_deref()
+            .map(str::trim),
+        Some(short),
+        "via the host's address"
+    );
+    let hair = n.ok(&[
+        "exec",
+        "web",
+        "wget",
+        "-qO-",
+        &format!("http://{}:18181/hostname", n.gateway()),
+    ]);
+    assert_eq!(hair.trim(), short, "hairpin from the container itself");
+    assert!(
+        n.ok(&["ps"]).contains("0.0.0.0:18181->80/tcp"),
+        "{}",
+        n.ok(&["ps"])
+    );
+    assert_eq!(
+        n.ok(&["ps", "--format", "{{.Ports}}"]).trim(),
+        "0.0.0.0:18181->80/tcp"
+    );
+    assert_eq!(n.ok(&["port", "web"]).trim(), "80/tcp -> 0.0.0.0:18181");
+    assert_eq!(n.ok(&["port", "web", "80"]).trim(), "0.0.0.0:18181");
+    n.bad(&["port", "web", "81/udp"]);
+    let v = n.inspect_ctr("web");
+    assert_eq!(
+        v["NetworkSettings"]["Ports"]["80/tcp"],
+        serde_json::json!([{"HostIp": "0.0.0.0", "HostPort": "18181"}])
+    );
+    assert_eq!(
+        v["HostConfig"]["PortBindings"]["80/tcp"],
+        serde_json::json!([{"HostIp": "", "HostPort": "18181"}])
+    );
+    assert_eq!(
+        v["Config"]["ExposedPorts"],
+        serde_json::json!({"80/tcp": {}})
+    );
+    // Taken by rbox: one line, exit 125, nothing created (with --rm too).
+    let before = n.all_ids();
+    for extra in [&[][..], &["--rm"][..]] {
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-p", "18181:80", "busybox", "sleep", "30"]);
+        let err = n.bad(&args);
+        assert!(
+            err.contains("Bind for 0.0.0.0:18181 failed: port is already allocated"),
+            "{err}"
+        );
+        assert_eq!(n.all_ids(), before, "the failed container was left behind");
+    }
+    // stop: rules and reservation go; start: they come back.
+    n.ok(&["stop", "-t", "1", "web"]);
+    n.assert_ctr_unpublished(&id, &[18181]);
+    assert!(n
+        .ok(&["ps", "-a"])
+        .lines()
+        .nth(1)
+        .is_some_and(|l| !l.contains("18181")));
+    n.ok(&["start", "web"]);
+    assert_eq!(
+        curl_wait("http://127.0.0.1:18181/hostname")
+            .as_deref()
+            .map(str::trim),
+        Some(short),
+        "after start"
+    );
+    n.ok(&["rm", "-f", "web"]);
+    n.assert_ctr_unpublished(&id, &[18181]);
+    assert!(curl("http://127.0.0.1:18181/hostname").is_none());
+    // A range: one PORTS entry as Docker folds it, one `port` line per port.
+    let rng = n
+        .ok(&[
+            "run",
+            "-d",
+            "-p",
+            "127.0.0.1:18185-18186:80-81",
+            "busybox",
+            "sleep",
+            "30",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(
+        n.ok(&["ps", "--format", "{{.Ports}}"]).trim(),
+        "127.0.0.1:18185-18186->80-81/tcp"
+    );
+    assert_eq!(
+        n.ok(&["port", &rng]),
+        "80/tcp -> 127.0.0.1:18185\n81/tcp -> 127.0.0.1:18186\n"
+    );
+    n.ok(&["rm", "-f", &rng]);
+    n.assert_ctr_unpublished(&rng, &[18185, 18186]);
+    // Bad specs: one line, exit 125, nothing created.
+    for spec in [
+        "garbage",
+        "70000:80",
+        "18182:80/sctpx",
+        "18182-18183:80-82",
+        "192.0.2.1:18182:80",
+        "127.0.0.1:0:80",
+    ] {
+        n.bad(&["run", "-d", "--rm", "-p", spec, "busybox", "sleep", "30"]);
+        // Docker checks the host address only when the port is bound, at start.
+        if !spec.starts_with("192.0.2.1") {
+            n.bad(&["create", "-p", spec, "busybox"]);
+        }
+        assert!(n.all_ids().is_empty(), "{spec} left a container");
+    }
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 18184)).unwrap();
+    let err = n.bad(&["run", "-d", "-p", "18184:80", "busybox", "sleep", "30"]);
+    assert!(
+        err.contains("Bind for 0.0.0.0:18184 failed: port is already allocated"),
+        "another program: {err}"
+    );
+    drop(listener);
+    assert!(n.all_ids().is_empty());
+    let left = std::fs::read_dir(n.rbox.root.join("ports"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "ports records left");
+}
+
+#[test]
+fn nginx_on_a_user_network_publish_all_rm_exit_and_monitor_kill() {
+    let n = Net::with_images("ports-nginx", 19);
+    let _c = Ctrs(&n);
+    n.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.205.119.0/24",
+        "-o",
+        "com.docker.network.bridge.name=rbt-pn19",
+        "mybridge19",
+    ]);
+    let id = n
+        .ok(&[
+            "run",
+            "-d",
+            "--network",
+            "mybridge19",
+            "-p",
+            "18191:80",
+            "nginx",
+        ])
+        .trim()
+        .to_string();
+    let page = curl_wait("http://127.0.0.1:18191/").unwrap_or_default();
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    let remote = Remote::new(19, "10.205.119.1");
+    let page = remote
+        .curl("http://10.205.119.1:18191/")
+        .unwrap_or_default();
+    assert!(
+        page.contains("Welcome to nginx!"),
+        "from a remote host: {page}"
+    );
+    // A sibling on the same network through the host's address.
+    let sib = n.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "mybridge19",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://10.205.119.1:18191/",
+    ]);
+    assert!(sib.contains("Welcome to nginx!"), "{sib}");
+    // -P: EXPOSE 80 on an ephemeral port.
+    let all = n.ok(&["run", "-d", "-P", "nginx"]).trim().to_string();
+    let hp = n
+        .ok(&["port", &all, "80/tcp"])
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let r: Vec<u16> = range
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!((r[0]..=r[1]).contains(&hp), "{hp} outside {range}");
+    assert!(curl_wait(&format!("http://127.0.0.1:{hp}/"))
+        .unwrap_or_default()
+        .contains("Welcome to nginx!"));
+    n.ok(&["rm", "-f", &all]);
+    n.assert_ctr_unpublished(&all, &[hp]);
+    // --rm exit: published while it runs, gone when it ends.
+    let short = n
+        .ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "-p",
+            "18192:80",
+            "busybox",
+            "sh",
+            "-c",
+            "httpd -p 80 -h /etc; sleep 2",
+        ])
+        .trim()
+        .to_string();
+    assert!(curl_wait("http://127.0.0.1:18192/hostname").is_some());
+    n.ok(&["wait", &short]);
+    n.assert_ctr_unpublished(&short, &[18192]);
+    // kill -9 of the monitor: the port is reusable at once and never black-holed; the next
+    // command repairs the dead container.
+    let pid = n.monitor_pid(&id);
+    assert!(pid > 0);
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let new = n
+        .ok(&[
+            "run",
+            "-d",
+            "--network",
+            "mybridge19",
+            "-p",
+            "18191:80",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(
+        curl_wait("http://127.0.0.1:18191/hostname")
+            .as_deref()
+            .map(str::trim),
+        Some(&new[..12]),
+        "the new container owns the port"
+    );
+    n.ok(&["ps", "-a"]);
+    n.assert_ctr_unpublished(&id, &[]);
+    n.ok(&["rm", "-f", &id, &new]);
+    n.assert_ctr_unpublished(&new, &[18191]);
+    drop(remote);
+    n.ok(&["network", "rm", "mybridge19"]);
+    n.clean_and_check();
+}
+
+#[test]
+fn twenty_containers_published_in_parallel() {
+    let n = Net::with_images("ports-par", 10);
+    let _c = Ctrs(&n);
+    let children: Vec<(u16, Child)> = (0..20u16)
+        .map(|k| {
+            let spec = format!("{}:80", 18300 + k);
+            let child = n
+                .command(&[
+                    "run", "-d", "-p", &spec, "busybox", "httpd", "-f", "-p", "80", "-h", "/etc",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (18300 + k, child)
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for (port, c) in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{port}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push((
+            port,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ));
+    }
+    for (port, id) in &ids {
+        let got = curl_wait(&format!("http://127.0.0.1:{port}/hostname"));
+        assert_eq!(
+            got.as_deref().map(str::trim),
+            Some(&id[..12]),
+            "port {port}"
+        );
+    }
+    let all: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    let mut args = vec!["rm", "-f"];
+    args.extend(all.iter().copied());
+    n.ok(&args);
+    for (port, id) in &ids {
+        n.assert_ctr_unpublished(id, &[*port]);
+    }
+    n.clean_and_check();
+}
