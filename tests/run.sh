@@ -9,4 +9,10 @@ cargo build --workspace
 images/recipes/busybox.sh
 images/recipes/nginx.sh
 # Integration tests each use their own --root, bridge and subnets, so they may run in parallel.
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite (cargo prints one result line per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "Tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -86,26 +86,28 @@ impl Rbox {
         ]);
         r
     }
+}
 
-    /// A `Command` for rbox with this root.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(rbox_bin());
-        c.arg("--root").arg(&self.root).args(args);
-        c.stdin(Stdio::null());
-        // A test never reaches an outside registry: an unknown image fails instead of being
-        // pulled. Tests of auto-pull pass `--pull missing` with their own loopback registry.
-        c.env("RBOX_PULL", "never");
-        c
+impl RboxCli for Rbox {
+    fn command(&self, args: &[&str]) -> Command {
+        rbox_command(&self.root, None, args)
     }
+}
+
+/// How a test runs rbox: a test's own wrapper (with its bridge, subnet or namespace) only says
+/// how to build the command; running and the assertions on the outcome are shared.
+pub trait RboxCli {
+    /// A `Command` for rbox with the test's root and settings.
+    fn command(&self, args: &[&str]) -> Command;
 
     /// Runs rbox and returns its exit code and output.
-    pub fn run(&self, args: &[&str]) -> Run {
+    fn run(&self, args: &[&str]) -> Run {
         self.command(args).output().expect("running rbox").into()
     }
 
     /// Runs rbox, asserts success, returns stdout.
     #[track_caller]
-    pub fn ok(&self, args: &[&str]) -> String {
+    fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
         assert_eq!(
             r.code, 0,
@@ -117,7 +119,7 @@ impl Rbox {
 
     /// Runs rbox, asserts failure with `code`, returns stderr.
     #[track_caller]
-    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+    fn fails(&self, code: i32, args: &[&str]) -> String {
         let r = self.run(args);
         assert_eq!(
             r.code, code,
@@ -126,6 +128,84 @@ impl Rbox {
         );
         r.stderr
     }
+
+    /// Docker's bad-input contract: exit 125 and exactly one `Error: ` line on stderr.
+    #[track_caller]
+    fn bad(&self, args: &[&str]) -> String {
+        let stderr = self.fails(125, args);
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "one line expected: {stderr:?}"
+        );
+        assert!(stderr.starts_with("Error: "), "{stderr:?}");
+        stderr
+    }
+}
+
+/// rbox with `--root root`, run inside network namespace `netns` (a name under /run/netns) if
+/// given, with stdin closed.
+pub fn rbox_command(root: &Path, netns: Option<&str>, args: &[&str]) -> Command {
+    let mut c = match netns {
+        Some(ns) => {
+            // nsenter, not `ip netns exec`: that also makes a private mount namespace, which
+            // would swallow rbox's sandbox bind mounts when the command exits.
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(rbox_bin());
+            c
+        }
+        None => Command::new(rbox_bin()),
+    };
+    c.arg("--root").arg(root).args(args);
+    c.stdin(Stdio::null());
+    // A test never reaches an outside registry: an unknown image fails instead of being
+    // pulled. Tests of auto-pull pass `--pull missing` with their own loopback registry.
+    c.env("RBOX_PULL", "never");
+    c
+}
+
+/// A golden file under tests/golden/.
+pub fn golden(name: &str) -> String {
+    let p = workspace().join(format!("tests/golden/{name}.rules"));
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// rbox's part of `iptables-save`, with real ids and bridge names replaced by the golden files'
+/// placeholders, chains sorted and rules grouped per chain (keeping their kernel order).
+pub fn normalize_rules(save: &str, names: &[(String, &str)]) -> String {
+    let mut out = String::new();
+    for table in ["filter", "nat"] {
+        let mut inside = false;
+        let mut chains = Vec::new();
+        let mut rules: Vec<(String, String)> = Vec::new();
+        for line in save.lines() {
+            let mut line = line.to_string();
+            for (real, placeholder) in names {
+                line = line.replace(real.as_str(), placeholder);
+            }
+            if let Some(t) = line.strip_prefix('*') {
+                inside = t == table;
+            } else if inside && line.starts_with(":RBOX") {
+                chains.push(line.split(' ').next().unwrap().to_string());
+            } else if inside && line.starts_with("-A ") && line.contains("RBOX") {
+                let chain = line.split(' ').nth(1).unwrap().to_string();
+                let key = if chain.starts_with("RBOX") {
+                    chain
+                } else {
+                    String::new()
+                };
+                rules.push((key, line));
+            }
+        }
+        chains.sort();
+        rules.sort_by(|a, b| a.0.cmp(&b.0));
+        out += &format!("*{table}\n{}\n", chains.join("\n"));
+        for (_, r) in rules {
+            out += &r;
+            out.push('\n');
+        }
+    }
+    out
 }
 
 impl Drop for Rbox {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rbox_tests::{sh, Rbox};
+use rbox_tests::{sh, Rbox, RboxCli};
 
 const NONE: &str = "--network=none";
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbox_tests::{rbox_bin, sh, Rbox, Run};
+use rbox_tests::{rbox_command, sh, Rbox, RboxCli, Run};
 
 struct Dns {
     rbox: Rbox,
@@ -66,31 +66,6 @@ impl Dns {
             std::thread::sleep(Duration::from_millis(50));
         }
         self
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(rbox_bin());
-        c.arg("--root").arg(&self.rbox.root).args(args);
-        c.env("RBOX_DEFAULT_BRIDGE", format!("rbt-n{}", self.n))
-            .env("RBOX_DEFAULT_SUBNET", format!("10.207.{}.0/24", self.n))
-            .env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.command(args).output().expect("running rbox").into()
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "rbox {args:?} failed ({}): {}{}",
-            r.code, r.stderr, r.stdout
-        );
-        r.stdout
     }
 
     /// Creates user network `k` of this test; returns its gateway.
@@ -163,6 +138,16 @@ impl Dns {
             .trim()
             .parse()
             .ok()
+    }
+}
+
+impl RboxCli for Dns {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = rbox_command(&self.rbox.root, None, args);
+        c.env("RBOX_DEFAULT_BRIDGE", format!("rbt-n{}", self.n))
+            .env("RBOX_DEFAULT_SUBNET", format!("10.207.{}.0/24", self.n))
+            .env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
+        c
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use flate2::write::GzEncoder;
-use rbox_tests::{image_tar, Rbox};
+use rbox_tests::{image_tar, Rbox, RboxCli};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tar::{Builder, EntryType, Header};

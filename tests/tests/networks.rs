@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use rbox_tests::{rbox_bin, sh, Rbox, Run};
+use rbox_tests::{golden, normalize_rules, rbox_command, sh, Rbox, RboxCli, Run};
 use serde_json::Value;
 
 /// One test's rbox: own root, own default bridge and subnet, optionally run inside a netns.
@@ -44,58 +44,6 @@ impl Net {
         assert_eq!(r.code, 0, "{}", r.stderr);
         net.netns = Some(ns);
         net
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = match &self.netns {
-            Some(ns) => {
-                // nsenter, not `ip netns exec`: that also makes a private mount namespace, which
-                // would swallow rbox's sandbox bind mounts when the command exits.
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg(rbox_bin());
-                c
-            }
-            None => Command::new(rbox_bin()),
-        };
-        c.arg("--root").arg(&self.rbox.root).args(args);
-        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
-            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
-        c.stdin(std::process::Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.command(args).output().expect("running rbox").into()
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "rbox {args:?} failed ({}): {}{}",
-            r.code, r.stderr, r.stdout
-        );
-        r.stdout
-    }
-
-    /// Asserts Docker's bad-input contract: exit 125 and exactly one line on stderr.
-    #[track_caller]
-    fn bad(&self, args: &[&str]) -> String {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 125,
-            "rbox {args:?}: expected 125, got {}: {}{}",
-            r.code, r.stderr, r.stdout
-        );
-        assert_eq!(
-            r.stderr.trim().lines().count(),
-            1,
-            "one line expected: {:?}",
-            r.stderr
-        );
-        assert!(r.stderr.starts_with("Error: "), "{:?}", r.stderr);
-        r.stderr
     }
 
     /// Runs a shell command in this test's namespace (or on the host).
@@ -206,6 +154,15 @@ impl Net {
             .map(|d| d.flatten().count())
             .unwrap_or(0);
         assert_eq!(left, 0, "netns files left");
+    }
+}
+
+impl RboxCli for Net {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = rbox_command(&self.rbox.root, self.netns.as_deref(), args);
+        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
+            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
+        c
     }
 }
 
@@ -1022,44 +979,6 @@ fn concurrent_runs_get_distinct_addresses_and_host_none_work() {
     n.clean_and_check(&["rbt-r18"], &veths);
 }
 
-/// rbox's part of `iptables-save`, with real ids and bridge names replaced by the golden files'
-/// placeholders, chains sorted and rules grouped per chain (keeping their order).
-fn normalize(save: &str, names: &[(String, &str)]) -> String {
-    let mut out = String::new();
-    for table in ["filter", "nat"] {
-        let mut inside = false;
-        let mut chains = Vec::new();
-        let mut rules: Vec<(String, String)> = Vec::new();
-        for line in save.lines() {
-            let mut line = line.to_string();
-            for (real, placeholder) in names {
-                line = line.replace(real.as_str(), placeholder);
-            }
-            if let Some(t) = line.strip_prefix('*') {
-                inside = t == table;
-            } else if inside && line.starts_with(":RBOX") {
-                chains.push(line.split(' ').next().unwrap().to_string());
-            } else if inside && line.starts_with("-A ") && line.contains("RBOX") {
-                let chain = line.split(' ').nth(1).unwrap().to_string();
-                let key = if chain.starts_with("RBOX") {
-                    chain
-                } else {
-                    String::new()
-                };
-                rules.push((key, line));
-            }
-        }
-        chains.sort();
-        rules.sort_by(|a, b| a.0.cmp(&b.0));
-        out += &format!("*{table}\n{}\n", chains.join("\n"));
-        for (_, r) in rules {
-            out += &r;
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// The golden rule files are what the kernel really shows: each scenario is built by rbox in a
 /// private namespace (so rbox's are the only rules) and compared with its file.
 #[test]
@@ -1067,16 +986,12 @@ fn golden_files_match_the_kernels_iptables_save() {
     let mut n = Net::in_netns("net-golden", 19);
     n.bridge = "rbox0".into();
     n.subnet = "172.17.0.0/16".into();
-    let golden = |name: &str| {
-        let p = rbox_tests::workspace().join(format!("tests/golden/{name}.rules"));
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    };
     let id12 = |net: &str| n.inspect(net)["Id"].as_str().unwrap()[..12].to_string();
     let check = |scenario: &str, names: &[(String, &str)]| {
         let save = n.sh("iptables-save").stdout;
         assert_eq!(
-            normalize(&save, names),
-            normalize(&golden(scenario), &[]),
+            normalize_rules(&save, names),
+            normalize_rules(&golden(scenario), &[]),
             "scenario {scenario}:\n{save}"
         );
     };

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbox_tests::{rbox_bin, sh, Rbox, Run};
+use rbox_tests::{golden, normalize_rules, rbox_command, sh, Rbox, RboxCli, Run};
 use serde_json::Value;
 
 struct Net {
@@ -50,56 +50,6 @@ impl Net {
         assert_eq!(r.code, 0, "{}", r.stderr);
         net.netns = Some(ns);
         net
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg(rbox_bin());
-                c
-            }
-            None => Command::new(rbox_bin()),
-        };
-        c.arg("--root").arg(&self.rbox.root).args(args);
-        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
-            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.command(args).output().expect("running rbox").into()
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "rbox {args:?} failed ({}): {}{}",
-            r.code, r.stderr, r.stdout
-        );
-        r.stdout
-    }
-
-    /// Docker's bad-input contract: exit 125 and exactly one line on stderr.
-    #[track_caller]
-    fn bad(&self, args: &[&str]) -> String {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 125,
-            "rbox {args:?}: expected 125, got {}: {}{}",
-            r.code, r.stderr, r.stdout
-        );
-        assert_eq!(
-            r.stderr.trim().lines().count(),
-            1,
-            "one line expected: {:?}",
-            r.stderr
-        );
-        assert!(r.stderr.starts_with("Error: "), "{:?}", r.stderr);
-        r.stderr
     }
 
     fn sh(&self, script: &str) -> Run {
@@ -293,6 +243,15 @@ impl Net {
             .map(|d| d.flatten().count())
             .unwrap_or(0);
         assert_eq!(left, 0, "ports records left");
+    }
+}
+
+impl RboxCli for Net {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = rbox_command(&self.rbox.root, self.netns.as_deref(), args);
+        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
+            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
+        c
     }
 }
 
@@ -755,44 +714,6 @@ fn twenty_publishers_in_parallel() {
     n.clean_and_check();
 }
 
-/// rbox's part of `iptables-save`, normalised as in networks.rs: ids replaced by the golden
-/// files' placeholders, chains sorted, rules grouped per chain in kernel order.
-fn normalize(save: &str, names: &[(String, &str)]) -> String {
-    let mut out = String::new();
-    for table in ["filter", "nat"] {
-        let mut inside = false;
-        let mut chains = Vec::new();
-        let mut rules: Vec<(String, String)> = Vec::new();
-        for line in save.lines() {
-            let mut line = line.to_string();
-            for (real, placeholder) in names {
-                line = line.replace(real.as_str(), placeholder);
-            }
-            if let Some(t) = line.strip_prefix('*') {
-                inside = t == table;
-            } else if inside && line.starts_with(":RBOX") {
-                chains.push(line.split(' ').next().unwrap().to_string());
-            } else if inside && line.starts_with("-A ") && line.contains("RBOX") {
-                let chain = line.split(' ').nth(1).unwrap().to_string();
-                let key = if chain.starts_with("RBOX") {
-                    chain
-                } else {
-                    String::new()
-                };
-                rules.push((key, line));
-            }
-        }
-        chains.sort();
-        rules.sort_by(|a, b| a.0.cmp(&b.0));
-        out += &format!("*{table}\n{}\n", chains.join("\n"));
-        for (_, r) in rules {
-            out += &r;
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// The golden port documents are what the kernel really shows: each scenario is published by
 /// rbox in a private namespace (so rbox's are the only rules) and compared with its file.
 #[test]
@@ -800,10 +721,6 @@ fn golden_port_files_match_the_kernels_iptables_save() {
     let mut n = Net::in_netns("ports-golden", 17);
     n.bridge = "rbox0".into();
     n.subnet = "172.17.0.0/16".into();
-    let golden = |name: &str| {
-        let p = rbox_tests::workspace().join(format!("tests/golden/{name}.rules"));
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    };
     let id = "eeeeeeeeeeee";
     n.ok(&["network", "sandbox", "create", id]);
     n.sandboxes.borrow_mut().push(id.to_string());
@@ -818,8 +735,8 @@ fn golden_port_files_match_the_kernels_iptables_save() {
         let (holder, _) = n.publish(id, args);
         let save = n.sh("iptables-save").stdout;
         assert_eq!(
-            normalize(&save, &[(net_id.clone(), "aaaaaaaaaaaa")]),
-            normalize(&golden(scenario), &[]),
+            normalize_rules(&save, &[(net_id.clone(), "aaaaaaaaaaaa")]),
+            normalize_rules(&golden(scenario), &[]),
             "scenario {scenario}:\n{save}"
         );
         release_hold(holder);

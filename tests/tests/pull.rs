@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rbox_tests::{sh, Rbox};
+use rbox_tests::{sh, Rbox, RboxCli};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

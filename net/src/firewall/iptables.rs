@@ -323,21 +323,7 @@ mod tests {
     }
 
     fn golden(name: &str, nets: &[FwNetwork]) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/golden")
-            .join(format!("{name}.rules"));
-        let got = ruleset(nets);
-        if std::env::var_os("RBOX_UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, &got).unwrap();
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (RBOX_UPDATE_GOLDEN=1 writes it)", path.display()));
-        assert_eq!(
-            got,
-            want,
-            "ruleset for {name} differs from {}",
-            path.display()
-        );
+        crate::firewall::check_golden(name, &ruleset(nets));
     }
 
     #[test]

@@ -53,3 +53,23 @@ pub fn remove(net: &Network) -> Result<()> {
     }
     errors.into_result()
 }
+
+/// Compares a generated rules document with `tests/golden/<name>.rules`
+/// (`RBOX_UPDATE_GOLDEN=1` rewrites the file instead).
+#[cfg(test)]
+pub(crate) fn check_golden(name: &str, got: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/golden")
+        .join(format!("{name}.rules"));
+    if std::env::var_os("RBOX_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (RBOX_UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(
+        got,
+        want,
+        "ruleset for {name} differs from {}",
+        path.display()
+    );
+}
