@@ -258,3 +258,81 @@ pub fn sh(script: &str) -> Run {
         .expect("sh")
         .into()
 }
+
+/// A network test's rbox: its own root, default bridge and subnet (RBOX_DEFAULT_BRIDGE /
+/// RBOX_DEFAULT_SUBNET), optionally run inside a network namespace of its own (for tests that
+/// change FORWARD policy or sysctls, which must never happen on the host). Drop releases the
+/// sandboxes it made, tears the root's networks down and deletes the namespace.
+pub struct NetFixture {
+    pub rbox: Rbox,
+    pub bridge: String,
+    pub subnet: String,
+    pub netns: Option<String>,
+    pub sandboxes: std::cell::RefCell<Vec<String>>,
+}
+
+impl NetFixture {
+    pub fn new(test: &str, bridge: String, subnet: String) -> NetFixture {
+        NetFixture {
+            rbox: Rbox::new(test),
+            bridge,
+            subnet,
+            netns: None,
+            sandboxes: Default::default(),
+        }
+    }
+
+    /// Makes rbox run inside a fresh network namespace `ns` (with `lo` up).
+    pub fn enter_netns(&mut self, ns: String) {
+        let r = sh(&format!(
+            "ip netns add {ns} && ip netns exec {ns} ip link set lo up"
+        ));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        self.netns = Some(ns);
+    }
+
+    /// Runs a shell command in this test's namespace (or on the host).
+    /// `ip netns exec` is right here: its fresh /sys shows the namespace's links.
+    pub fn sh(&self, script: &str) -> Run {
+        match &self.netns {
+            Some(ns) => sh(&format!(
+                "ip netns exec {ns} sh -c '{}'",
+                script.replace('\'', r"'\''")
+            )),
+            None => sh(script),
+        }
+    }
+
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.rbox.root.join("netns").join(id)
+    }
+
+    /// Runs `cmd` inside sandbox `id`.
+    pub fn exec(&self, id: &str, cmd: &str) -> Run {
+        sh(&format!(
+            "nsenter --net={} {cmd}",
+            self.netns_path(id).display()
+        ))
+    }
+}
+
+impl RboxCli for NetFixture {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = rbox_command(&self.rbox.root, self.netns.as_deref(), args);
+        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
+            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
+        c
+    }
+}
+
+impl Drop for NetFixture {
+    fn drop(&mut self) {
+        for id in self.sandboxes.borrow().iter() {
+            let _ = self.run(&["network", "sandbox", "release", id]);
+        }
+        let _ = self.run(&["network", "teardown"]);
+        if let Some(ns) = &self.netns {
+            sh(&format!("ip netns del {ns}"));
+        }
+    }
+}

@@ -7,55 +7,40 @@
 //! network namespace (rbox runs there via `ip netns exec`), never on the host.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 
-use rbox_tests::{golden, normalize_rules, rbox_command, sh, Rbox, RboxCli, Run};
+use rbox_tests::{golden, normalize_rules, sh, NetFixture, RboxCli};
 use serde_json::Value;
 
 /// One test's rbox: own root, own default bridge and subnet, optionally run inside a netns.
-struct Net {
-    // (fields are set per test)
-    rbox: Rbox,
-    bridge: String,
-    subnet: String,
-    netns: Option<String>,
-    sandboxes: std::cell::RefCell<Vec<String>>,
+struct Net(NetFixture);
+
+impl std::ops::Deref for Net {
+    type Target = NetFixture;
+    fn deref(&self) -> &NetFixture {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut NetFixture {
+        &mut self.0
+    }
 }
 
 impl Net {
     fn new(test: &str, n: u8) -> Net {
-        Net {
-            rbox: Rbox::new(test),
-            bridge: format!("rbt-d{n}"),
-            subnet: format!("10.201.{n}.0/24"),
-            netns: None,
-            sandboxes: Default::default(),
-        }
+        Net(NetFixture::new(
+            test,
+            format!("rbt-d{n}"),
+            format!("10.201.{n}.0/24"),
+        ))
     }
 
     /// Like `new`, but rbox runs inside a fresh network namespace of its own.
     fn in_netns(test: &str, n: u8) -> Net {
         let mut net = Net::new(test, n);
-        let ns = format!("rbt-ns{n}-{}", std::process::id());
-        let r = sh(&format!(
-            "ip netns add {ns} && ip netns exec {ns} ip link set lo up"
-        ));
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        net.netns = Some(ns);
+        net.enter_netns(format!("rbt-ns{n}-{}", std::process::id()));
         net
-    }
-
-    /// Runs a shell command in this test's namespace (or on the host).
-    /// `ip netns exec` is right here: its fresh /sys shows the namespace's links.
-    fn sh(&self, script: &str) -> Run {
-        match &self.netns {
-            Some(ns) => sh(&format!(
-                "ip netns exec {ns} sh -c '{}'",
-                script.replace('\'', r"'\''")
-            )),
-            None => sh(script),
-        }
     }
 
     fn sandbox(&self, id: &str) {
@@ -65,18 +50,6 @@ impl Net {
 
     fn connect(&self, net: &str, id: &str) -> Value {
         serde_json::from_str(&self.ok(&["network", "sandbox", "connect", net, id])).unwrap()
-    }
-
-    fn netns_path(&self, id: &str) -> PathBuf {
-        self.rbox.root.join("netns").join(id)
-    }
-
-    /// Runs `cmd` inside sandbox `id`.
-    fn exec(&self, id: &str, cmd: &str) -> Run {
-        sh(&format!(
-            "nsenter --net={} {cmd}",
-            self.netns_path(id).display()
-        ))
     }
 
     fn ping(&self, id: &str, ip: &str) -> bool {
@@ -154,27 +127,6 @@ impl Net {
             .map(|d| d.flatten().count())
             .unwrap_or(0);
         assert_eq!(left, 0, "netns files left");
-    }
-}
-
-impl RboxCli for Net {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = rbox_command(&self.rbox.root, self.netns.as_deref(), args);
-        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
-            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
-        c
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for id in self.sandboxes.borrow().iter() {
-            let _ = self.run(&["network", "sandbox", "release", id]);
-        }
-        let _ = self.run(&["network", "teardown"]);
-        if let Some(ns) = &self.netns {
-            sh(&format!("ip netns del {ns}"));
-        }
     }
 }
 

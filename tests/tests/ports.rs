@@ -10,32 +10,36 @@
 //! stdin closes), with busybox httpd or a UDP responder inside the sandbox; container tests use
 //! `run -p/-P`.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbox_tests::{golden, normalize_rules, rbox_command, sh, Rbox, RboxCli, Run};
+use rbox_tests::{golden, normalize_rules, sh, NetFixture, RboxCli};
 use serde_json::Value;
 
 struct Net {
-    rbox: Rbox,
+    fx: NetFixture,
     n: u8,
-    bridge: String,
-    subnet: String,
-    netns: Option<String>,
-    sandboxes: std::cell::RefCell<Vec<String>>,
     children: std::cell::RefCell<Vec<Child>>,
+}
+
+impl std::ops::Deref for Net {
+    type Target = NetFixture;
+    fn deref(&self) -> &NetFixture {
+        &self.fx
+    }
+}
+
+impl std::ops::DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut NetFixture {
+        &mut self.fx
+    }
 }
 
 impl Net {
     fn new(test: &str, n: u8) -> Net {
         Net {
-            rbox: Rbox::new(test),
+            fx: NetFixture::new(test, format!("rbt-p{n}"), format!("10.205.{n}.0/24")),
             n,
-            bridge: format!("rbt-p{n}"),
-            subnet: format!("10.205.{n}.0/24"),
-            netns: None,
-            sandboxes: Default::default(),
             children: Default::default(),
         }
     }
@@ -43,23 +47,8 @@ impl Net {
     /// Like `new`, but rbox runs inside a fresh network namespace of its own.
     fn in_netns(test: &str, n: u8) -> Net {
         let mut net = Net::new(test, n);
-        let ns = format!("rbt-pns{n}-{}", std::process::id());
-        let r = sh(&format!(
-            "ip netns add {ns} && ip netns exec {ns} ip link set lo up"
-        ));
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        net.netns = Some(ns);
+        net.enter_netns(format!("rbt-pns{n}-{}", std::process::id()));
         net
-    }
-
-    fn sh(&self, script: &str) -> Run {
-        match &self.netns {
-            Some(ns) => sh(&format!(
-                "ip netns exec {ns} sh -c '{}'",
-                script.replace('\'', r"'\''")
-            )),
-            None => sh(script),
-        }
     }
 
     /// A 12-character sandbox id unique to this test, process and `k`.
@@ -78,17 +67,6 @@ impl Net {
         let v: Value =
             serde_json::from_str(&self.ok(&["network", "sandbox", "connect", net, id])).unwrap();
         v["IPAddress"].as_str().unwrap().to_string()
-    }
-
-    fn netns_path(&self, id: &str) -> PathBuf {
-        self.rbox.root.join("netns").join(id)
-    }
-
-    fn exec(&self, id: &str, cmd: &str) -> Run {
-        sh(&format!(
-            "nsenter --net={} {cmd}",
-            self.netns_path(id).display()
-        ))
     }
 
     fn spawn(&self, mut c: Command) -> u32 {
@@ -246,27 +224,12 @@ impl Net {
     }
 }
 
-impl RboxCli for Net {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = rbox_command(&self.rbox.root, self.netns.as_deref(), args);
-        c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
-            .env("RBOX_DEFAULT_SUBNET", &self.subnet);
-        c
-    }
-}
-
 impl Drop for Net {
     fn drop(&mut self) {
+        // Servers first, so the fixture's teardown finds the bridges free.
         for c in self.children.borrow_mut().iter_mut() {
             let _ = c.kill();
             let _ = c.wait();
-        }
-        for id in self.sandboxes.borrow().iter() {
-            let _ = self.run(&["network", "sandbox", "release", id]);
-        }
-        let _ = self.run(&["network", "teardown"]);
-        if let Some(ns) = &self.netns {
-            sh(&format!("ip netns del {ns}"));
         }
     }
 }
