@@ -355,22 +355,11 @@ pub fn teardown(root: &Path) -> Result<()> {
     errors.check(crate::dns::stop(root));
     errors.check(crate::ports::teardown(root));
     if let Some(nets) = errors.check(Store::new(root).list()) {
-        // A bridge that still has ports is in use, possibly by another root sharing its name
-        // (two roots both on the default `rbox0`): leave it and its rules alone.
-        for n in nets
-            .iter()
-            .filter(|n| n.driver == "bridge" && !bridge_has_ports(&n.bridge))
-        {
+        for n in nets.iter().filter(|n| n.driver == "bridge") {
             errors.check(driver::for_network(n).and_then(|d| d.delete_network(n)));
         }
     }
     errors.into_result()
-}
-
-fn bridge_has_ports(bridge: &str) -> bool {
-    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
 }
 
 /// Docker's `network inspect` JSON for `net`.

@@ -58,6 +58,8 @@ impl From<Output> for Run {
 /// One test's private rbox root.
 pub struct Rbox {
     pub root: PathBuf,
+    /// This process's number for the root (names its default bridge and subnet).
+    n: u32,
 }
 
 impl Rbox {
@@ -71,7 +73,7 @@ impl Rbox {
         ));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        Rbox { root }
+        Rbox { root, n: n % 256 }
     }
 
     /// A fresh root with the busybox image imported as `busybox:latest`.
@@ -89,8 +91,13 @@ impl Rbox {
 }
 
 impl RboxCli for Rbox {
+    /// Each root gets its own default bridge and subnet, so that tests running at once never
+    /// share `rbox0` (one root's cleanup would take it from under another's containers).
     fn command(&self, args: &[&str]) -> Command {
-        rbox_command(&self.root, None, args)
+        let mut c = rbox_command(&self.root, None, args);
+        c.env("RBOX_DEFAULT_BRIDGE", format!("rbt-h{}", self.n))
+            .env("RBOX_DEFAULT_SUBNET", format!("10.211.{}.0/24", self.n));
+        c
     }
 }
 
