@@ -20,6 +20,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d "$OUT/.busybox-rootfs.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 R=$WORK/rootfs
+. "$WS/images/recipes/common.sh"
 mkdir -p "$R/bin" "$R/sbin" "$R/usr/bin" "$R/usr/sbin" "$R/etc" "$R/root" "$R/proc" "$R/sys" \
     "$R/dev" "$R/tmp" "$R/var/log" "$R/home"
 cp /bin/busybox "$R/bin/busybox"
@@ -36,15 +37,4 @@ cat > "$R/etc/group" <<'G'
 root:x:0:
 nogroup:x:65534:
 G
-chmod 1777 "$R/tmp"
-chmod 700 "$R/root"
-
-# Reproducible: same busybox, same tarball, same layer digest (so layers are shared).
-tar --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$R" -cf "$WORK/busybox.tar" .
-mv "$WORK/busybox.tar" "$OUT/busybox.tar"
-echo "$OUT/busybox.tar"
-
-if [ -n "$IMPORT" ]; then
-    RBOX=${RBOX:-$WS/target/debug/rbox}
-    "$RBOX" import --change 'CMD ["sh"]' "$OUT/busybox.tar" busybox:latest
-fi
+finish busybox --change 'CMD ["sh"]'

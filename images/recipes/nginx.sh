@@ -22,24 +22,10 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d "$OUT/.nginx-rootfs.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 R=$WORK/rootfs
+. "$WS/images/recipes/common.sh"
 mkdir -p "$R/usr/sbin" "$R/etc/nginx" "$R/usr/share/nginx/html" "$R/var/log/nginx" \
     "$R/var/lib/nginx" "$R/run" "$R/tmp" "$R/proc" "$R/sys" "$R/dev" "$R/root"
-cp "$NGINX" "$R/usr/sbin/nginx"
-
-# The libraries (and the dynamic loader) at the paths the binary looks for them.
-for lib in $(ldd "$NGINX" | awk '/=> \//{print $3} /^[[:space:]]*\//{print $1}'); do
-    mkdir -p "$R$(dirname "$lib")"
-    cp -L "$lib" "$R$lib"
-done
-# Debian is merged-/usr: /lib and /lib64 are links into /usr.
-for d in lib lib64; do
-    if [ -L "/$d" ] && [ -d "$R/$d" ]; then
-        mkdir -p "$R/usr/$d"
-        cp -a "$R/$d/." "$R/usr/$d/"
-        rm -rf "${R:?}/$d"
-        ln -s "usr/$d" "$R/$d"
-    fi
-done
+copy_binary "$NGINX" /usr/sbin/nginx
 
 cat > "$R/etc/passwd" <<'P'
 root:x:0:0:root:/root:/bin/sh
@@ -98,15 +84,4 @@ H
 # nginx opens its compiled-in log paths before reading the config.
 ln -s /dev/stderr "$R/var/log/nginx/error.log"
 ln -s /dev/stdout "$R/var/log/nginx/access.log"
-chmod 1777 "$R/tmp"
-chmod 700 "$R/root"
-
-tar --sort=name --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$R" -cf "$WORK/nginx.tar" .
-mv "$WORK/nginx.tar" "$OUT/nginx.tar"
-echo "$OUT/nginx.tar"
-
-if [ -n "$IMPORT" ]; then
-    RBOX=${RBOX:-$WS/target/debug/rbox}
-    "$RBOX" import --change 'CMD ["nginx","-g","daemon off;"]' --change 'EXPOSE 80' \
-        "$OUT/nginx.tar" nginx:latest
-fi
+finish nginx --change 'CMD ["nginx","-g","daemon off;"]' --change 'EXPOSE 80'

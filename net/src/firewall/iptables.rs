@@ -11,7 +11,6 @@
 //! Bridged traffic is accepted explicitly so it flows when another engine set the FORWARD policy
 //! to DROP with br_netfilter loaded.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -122,35 +121,46 @@ pub fn ruleset(nets: &[FwNetwork]) -> String {
     out
 }
 
-/// What `iptables-save` reported for one table: chain names and rule lines.
+/// What `iptables-save` reported for one table: declared chains and rule lines, in kernel
+/// order (port publishing looks for stale rules in that order).
 #[derive(Default)]
-struct Table {
-    chains: BTreeSet<String>,
-    rules: BTreeSet<String>,
+pub(crate) struct Table {
+    pub chains: Vec<String>,
+    pub rules: Vec<String>,
 }
 
-fn parse_save(text: &str, table: &str) -> Table {
-    let mut t = Table::default();
-    let mut inside = false;
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix('*') {
-            inside = name == table;
-        } else if !inside {
-        } else if let Some(decl) = line.strip_prefix(':') {
-            t.chains
-                .insert(decl.split(' ').next().unwrap_or_default().to_string());
-        } else if line.starts_with("-A ") {
-            t.rules.insert(line.to_string());
+impl Table {
+    pub fn parse(text: &str, table: &str) -> Table {
+        let mut t = Table::default();
+        let mut inside = false;
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('*') {
+                inside = name == table;
+            } else if !inside {
+            } else if let Some(decl) = line.strip_prefix(':') {
+                t.chains
+                    .push(decl.split(' ').next().unwrap_or_default().to_string());
+            } else if line.starts_with("-A ") {
+                t.rules.push(line.to_string());
+            }
         }
+        t
     }
-    t
+
+    pub fn has_chain(&self, c: &str) -> bool {
+        self.chains.iter().any(|x| x == c)
+    }
+
+    pub fn has_rule(&self, r: &str) -> bool {
+        self.rules.iter().any(|x| x == r)
+    }
 }
 
 /// The batch that makes `nets`' rules present, given the current state.
 fn install_batch(nets: &[FwNetwork], filter: &Table, nat: &Table) -> String {
     let mut out = String::from("*filter\n");
     for c in [USER, FORWARD, ISOLATION, ISOLATION2] {
-        if !filter.chains.contains(c) {
+        if !filter.has_chain(c) {
             out += &format!(":{c} - [0:0]\n");
         }
     }
@@ -161,10 +171,10 @@ fn install_batch(nets: &[FwNetwork], filter: &Table, nat: &Table) -> String {
     }
     if FILTER_JUMPS
         .iter()
-        .any(|j| !filter.rules.contains(&format!("-A FORWARD -j {j}")))
+        .any(|j| !filter.has_rule(&format!("-A FORWARD -j {j}")))
     {
         for j in FILTER_JUMPS {
-            if filter.rules.contains(&format!("-A FORWARD -j {j}")) {
+            if filter.has_rule(&format!("-A FORWARD -j {j}")) {
                 out += &format!("-D FORWARD -j {j}\n");
             }
         }
@@ -174,7 +184,7 @@ fn install_batch(nets: &[FwNetwork], filter: &Table, nat: &Table) -> String {
     }
     for n in nets {
         for r in shared_filter_rules(n) {
-            if !filter.rules.contains(&r) {
+            if !filter.has_rule(&r) {
                 out += &r;
                 out.push('\n');
             }
@@ -185,15 +195,15 @@ fn install_batch(nets: &[FwNetwork], filter: &Table, nat: &Table) -> String {
         }
     }
     out += "COMMIT\n*nat\n";
-    if !nat.chains.contains(POSTROUTING) {
+    if !nat.has_chain(POSTROUTING) {
         out += &format!(":{POSTROUTING} - [0:0]\n");
     }
-    if !nat.rules.contains(NAT_JUMP) {
+    if !nat.has_rule(NAT_JUMP) {
         out += "-I POSTROUTING 1 -j RBOX-POSTROUTING\n";
     }
     for n in nets {
         for r in nat_rules(n) {
-            if !nat.rules.contains(&r) {
+            if !nat.has_rule(&r) {
                 out += &r;
                 out.push('\n');
             }
@@ -207,12 +217,12 @@ fn install_batch(nets: &[FwNetwork], filter: &Table, nat: &Table) -> String {
 fn remove_batch(net: &FwNetwork, filter: &Table, nat: &Table) -> String {
     let mut out = String::from("*filter\n");
     for r in shared_filter_rules(net) {
-        if filter.rules.contains(&r) {
+        if filter.has_rule(&r) {
             out += &format!("-D{}\n", &r[2..]);
         }
     }
     let c = chain(net);
-    if filter.chains.contains(&c) {
+    if filter.has_chain(&c) {
         out += &format!("-F {c}\n-X {c}\n");
     }
     out += "COMMIT\n*nat\n";
@@ -220,7 +230,7 @@ fn remove_batch(net: &FwNetwork, filter: &Table, nat: &Table) -> String {
         "-A {POSTROUTING} -s {} ! -o {} -j MASQUERADE",
         net.subnet, net.bridge
     );
-    if nat.rules.contains(&masq) {
+    if nat.has_rule(&masq) {
         out += &format!("-D{}\n", &masq[2..]);
     }
     out += "COMMIT\n";
@@ -245,7 +255,7 @@ impl Iptables {
 
     fn with_state<F: FnOnce(&Table, &Table) -> String>(&self, what: &str, make: F) -> Result<()> {
         self.with_saved(what, |saved| {
-            make(&parse_save(saved, "filter"), &parse_save(saved, "nat"))
+            make(&Table::parse(saved, "filter"), &Table::parse(saved, "nat"))
         })
     }
 
@@ -381,7 +391,7 @@ mod tests {
         assert!(first.contains("-I FORWARD 1 -j RBOX-USER"));
         // Once everything exists, a re-install only regenerates the network's own chain.
         let full = ruleset(std::slice::from_ref(&n));
-        let (f, t) = (parse_save(&full, "filter"), parse_save(&full, "nat"));
+        let (f, t) = (Table::parse(&full, "filter"), Table::parse(&full, "nat"));
         let again = install_batch(std::slice::from_ref(&n), &f, &t);
         assert!(
             !again.contains(":RBOX-FORWARD"),

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use super::iptables::{Iptables, FORWARD, POSTROUTING};
+use super::iptables::{Iptables, Table, FORWARD, POSTROUTING};
 use crate::error::Result;
 use crate::portspec::Proto;
 
@@ -191,40 +191,6 @@ pub fn ruleset(containers: &[FwPorts]) -> String {
     out
 }
 
-/// What `iptables-save` showed: declared chains and rule lines of one table.
-#[derive(Default)]
-pub(crate) struct Saved {
-    pub chains: Vec<String>,
-    pub rules: Vec<String>,
-}
-
-impl Saved {
-    pub fn parse(text: &str, table: &str) -> Saved {
-        let mut t = Saved::default();
-        let mut inside = false;
-        for line in text.lines() {
-            if let Some(name) = line.strip_prefix('*') {
-                inside = name == table;
-            } else if !inside {
-            } else if let Some(decl) = line.strip_prefix(':') {
-                t.chains
-                    .push(decl.split(' ').next().unwrap_or_default().to_string());
-            } else if line.starts_with("-A ") {
-                t.rules.push(line.to_string());
-            }
-        }
-        t
-    }
-
-    fn has_chain(&self, c: &str) -> bool {
-        self.chains.iter().any(|x| x == c)
-    }
-
-    fn has_rule(&self, r: &str) -> bool {
-        self.rules.iter().any(|x| x == r)
-    }
-}
-
 /// Whether a DNAT rule line of another container captures what `port` publishes: same
 /// protocol and host port, and host addresses that overlap (equal, or either unspecified).
 fn captures(rule: &str, port: &FwPort) -> bool {
@@ -249,7 +215,7 @@ fn captures(rule: &str, port: &FwPort) -> bool {
 
 /// Short ids of other containers whose DNAT chains capture one of `p`'s ports. Their owner is
 /// gone: `p`'s reservation sockets bound those very ports, which a live owner would still hold.
-fn stale_owners(p: &FwPorts, nat: &Saved) -> Vec<String> {
+fn stale_owners(p: &FwPorts, nat: &Table) -> Vec<String> {
     let mine = chain(p);
     let mut out: Vec<String> = Vec::new();
     for r in &nat.rules {
@@ -268,7 +234,7 @@ fn stale_owners(p: &FwPorts, nat: &Saved) -> Vec<String> {
 }
 
 /// Lines that remove container `id`'s chains and jumps where present, per table.
-fn remove_lines(id: &str, filter: &Saved, nat: &Saved) -> (String, String) {
+fn remove_lines(id: &str, filter: &Table, nat: &Table) -> (String, String) {
     let (c, m) = (format!("RBOX-P-{id}"), format!("RBOX-PM-{id}"));
     let mut f = String::new();
     let jump = format!("-A {PORTS} -j {c}");
@@ -297,7 +263,7 @@ fn remove_lines(id: &str, filter: &Saved, nat: &Saved) -> (String, String) {
 
 /// The batch that makes `p`'s rules present (regenerating its chains) and removes stale chains
 /// of dead containers that capture the same ports.
-pub(crate) fn install_batch(p: &FwPorts, filter: &Saved, nat: &Saved) -> String {
+pub(crate) fn install_batch(p: &FwPorts, filter: &Table, nat: &Table) -> String {
     let v6 = is_v6(p);
     let (c, m) = (chain(p), masq_chain(p));
     let stale = stale_owners(p, nat);
@@ -365,7 +331,7 @@ pub(crate) fn install_batch(p: &FwPorts, filter: &Saved, nat: &Saved) -> String 
 }
 
 /// The batch that removes container `short_id`'s port rules that are present.
-pub(crate) fn remove_batch(short_id: &str, filter: &Saved, nat: &Saved) -> String {
+pub(crate) fn remove_batch(short_id: &str, filter: &Table, nat: &Table) -> String {
     let (f, n) = remove_lines(short_id, filter, nat);
     format!("*filter\n{f}COMMIT\n*nat\n{n}COMMIT\n")
 }
@@ -381,14 +347,14 @@ fn family(v6: bool) -> &'static Iptables {
 /// Installs one container's port rules: one `iptables-restore` batch.
 pub fn install(p: &FwPorts) -> Result<()> {
     family(is_v6(p)).with_saved("publish", |text| {
-        install_batch(p, &Saved::parse(text, "filter"), &Saved::parse(text, "nat"))
+        install_batch(p, &Table::parse(text, "filter"), &Table::parse(text, "nat"))
     })
 }
 
 /// Removes one container's port rules for one family; succeeds when they are already gone.
 pub fn remove(short_id: &str, v6: bool) -> Result<()> {
     family(v6).with_saved("unpublish", |text| {
-        let (f, n) = (Saved::parse(text, "filter"), Saved::parse(text, "nat"));
+        let (f, n) = (Table::parse(text, "filter"), Table::parse(text, "nat"));
         remove_batch(short_id, &f, &n)
     })
 }
@@ -437,7 +403,7 @@ mod tests {
             ("filter", &["INPUT", "FORWARD", "OUTPUT"][..]),
             ("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"][..]),
         ] {
-            let (na, pb) = (Saved::parse(&a, table), Saved::parse(&b, table));
+            let (na, pb) = (Table::parse(&a, table), Table::parse(&b, table));
             let mut chains: Vec<String> = na.chains.iter().chain(&pb.chains).cloned().collect();
             chains.sort();
             chains.dedup();
@@ -513,7 +479,7 @@ mod tests {
     #[test]
     fn batch_size_does_not_depend_on_other_containers() {
         let a = ports("aaaaaaaaaaaa", &[("0.0.0.0", 8080, 80, Proto::Tcp)]);
-        let empty = Saved::default();
+        let empty = Table::default();
         let first = install_batch(&a, &empty, &empty);
         assert!(first.contains(":RBOX-DNAT - [0:0]") && first.contains(PREROUTING_JUMP));
         // With 50 other containers published, the batch for one more has the same length.
@@ -528,14 +494,14 @@ mod tests {
         let mut all = others.clone();
         all.push(ports("bbbbbbbbbbbb", &[("0.0.0.0", 1, 1, Proto::Tcp)]));
         let text = ruleset(&all);
-        let (f, n) = (Saved::parse(&text, "filter"), Saved::parse(&text, "nat"));
+        let (f, n) = (Table::parse(&text, "filter"), Table::parse(&text, "nat"));
         let again = install_batch(&a, &f, &n);
         let alone = {
             let text = ruleset(std::slice::from_ref(&all[50]));
             install_batch(
                 &a,
-                &Saved::parse(&text, "filter"),
-                &Saved::parse(&text, "nat"),
+                &Table::parse(&text, "filter"),
+                &Table::parse(&text, "nat"),
             )
         };
         assert_eq!(again, alone, "the batch must not touch other containers");
@@ -557,7 +523,7 @@ mod tests {
         );
         let other = ports("cccccccccccc", &[("127.0.0.1", 8081, 80, Proto::Tcp)]);
         let text = ruleset(&[dead, other]);
-        let (f, n) = (Saved::parse(&text, "filter"), Saved::parse(&text, "nat"));
+        let (f, n) = (Table::parse(&text, "filter"), Table::parse(&text, "nat"));
         let new = ports("ffffffffffff", &[("127.0.0.1", 8080, 80, Proto::Tcp)]);
         let b = install_batch(&new, &f, &n);
         assert!(b.contains("-D RBOX-DNAT -j RBOX-P-dddddddddddd"), "{b}");
@@ -574,7 +540,7 @@ mod tests {
             "dddddddddddd",
             &[("127.0.0.1", 8080, 80, Proto::Tcp)],
         )]);
-        let (f, n) = (Saved::parse(&text, "filter"), Saved::parse(&text, "nat"));
+        let (f, n) = (Table::parse(&text, "filter"), Table::parse(&text, "nat"));
         let elsewhere = ports("ffffffffffff", &[("10.0.0.1", 8080, 80, Proto::Tcp)]);
         assert!(!install_batch(&elsewhere, &f, &n).contains("dddddddddddd"));
     }
@@ -583,7 +549,7 @@ mod tests {
     fn remove_batch_only_touches_present_rules() {
         let a = ports("aaaaaaaaaaaa", &[("0.0.0.0", 8080, 80, Proto::Tcp)]);
         let text = ruleset(std::slice::from_ref(&a));
-        let (f, n) = (Saved::parse(&text, "filter"), Saved::parse(&text, "nat"));
+        let (f, n) = (Table::parse(&text, "filter"), Table::parse(&text, "nat"));
         let b = remove_batch("aaaaaaaaaaaa", &f, &n);
         for want in [
             "-D RBOX-PORTS -j RBOX-P-aaaaaaaaaaaa",
@@ -594,7 +560,7 @@ mod tests {
         ] {
             assert!(b.contains(want), "{want} missing: {b}");
         }
-        let empty = Saved::default();
+        let empty = Table::default();
         assert_eq!(
             remove_batch("aaaaaaaaaaaa", &empty, &empty),
             "*filter\nCOMMIT\n*nat\nCOMMIT\n"
