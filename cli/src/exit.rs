@@ -38,3 +38,21 @@ pub fn report(e: &anyhow::Error) -> i32 {
     }
     code
 }
+
+/// A command line clap cannot parse: help and version print and exit 0; anything else is a
+/// usage error, which Docker reports with exit 125 (clap's own default is 2).
+pub fn usage(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+        // Docker prints the usage for `docker` or `docker network` alone, and exits 0.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            let _ = e.print();
+            std::process::exit(0)
+        }
+        _ => {
+            let _ = e.print();
+            std::process::exit(125)
+        }
+    }
+}

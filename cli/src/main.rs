@@ -16,7 +16,8 @@ pub use exit::Exit;
 #[command(
     name = "rbox",
     version,
-    about = "A small daemonless container runtime with networking built in"
+    about = "A small daemonless container runtime with networking built in",
+    arg_required_else_help = true
 )]
 pub struct Cli {
     /// State directory (images, containers, networks)
@@ -51,7 +52,8 @@ pub enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    abort_on_panic();
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit::usage(e));
     if cli.debug || std::env::var_os("RUST_LOG").is_some() {
         let filter = if cli.debug {
             "debug".to_string()
@@ -68,4 +70,15 @@ fn main() {
         Err(e) => exit::report(&e),
     };
     std::process::exit(code);
+}
+
+/// A panic must never unwind: in a child that libcontainer forked without exec, unwinding
+/// would run the CLI's own code inside the container. Release builds have `panic = "abort"`;
+/// debug builds unwind (the test harness needs it), so the hook aborts before any unwinding.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::abort();
+    }));
 }

@@ -277,8 +277,22 @@ fn exec_shares_pid_namespace_and_hostname() {
     assert_eq!(r.run(&["exec", &id, "sh", "-c", "exit 5"]).code, 5);
     r.fails(127, &["exec", &id, "nosuchcmd"]);
     r.fails(126, &["exec", &id, "/etc"]);
+    // Docker's top: `ps -ef` columns, only the container's processes; ps options pass through.
     let top = r.ok(&["top", &id]);
-    assert!(top.contains("PID") && top.contains("sleep 1000"), "{top}");
+    let header: Vec<&str> = top.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+        "{top}"
+    );
+    assert_eq!(top.lines().count(), 2, "{top}");
+    assert!(top.contains("sleep 1000"), "{top}");
+    let top = r.ok(&["top", &id, "-o", "pid,comm"]);
+    assert_eq!(
+        top.lines().nth(1).unwrap().split_whitespace().nth(1),
+        Some("sleep"),
+        "{top}"
+    );
     // stdin with -i.
     let mut c = r.command(&["exec", "-i", &id, "cat"]);
     c.stdin(Stdio::piped()).stdout(Stdio::piped());

@@ -718,6 +718,50 @@ fn lease_of_a_killed_holder_is_repaired() {
     n.clean_and_check(&["rbt-s16"], &[]);
 }
 
+/// Two roots given one default bridge name: the bridge carries its owner (the alias), so the
+/// second root can neither hand out the first one's addresses on it nor delete it; a leftover
+/// with nothing attached is taken over.
+#[test]
+fn roots_sharing_a_bridge_name_never_take_each_others() {
+    let a = Net::new("net-share-a", 41);
+    let b = Net(NetFixture::new(
+        "net-share-b",
+        a.bridge.clone(),
+        a.subnet.clone(),
+    ));
+    a.sandbox("sa");
+    a.connect("bridge", "sa");
+    let alias = a.sh(&format!("cat /sys/class/net/{}/ifalias", a.bridge));
+    assert!(
+        alias.stdout.starts_with("rbox network "),
+        "{}",
+        alias.stdout
+    );
+    b.sandbox("sb");
+    let err = b.bad(&["network", "sandbox", "connect", "bridge", "sb"]);
+    assert!(err.contains("in use by another rbox network"), "{err}");
+    assert_eq!(b.leases(), 0, "the refused connect left a lease");
+    // b's teardown leaves a's bridge and rules alone.
+    b.ok(&["network", "teardown"]);
+    assert!(a.link_exists(&a.bridge));
+    assert!(a.ping("sa", "10.201.41.1"), "a lost its gateway");
+    // With nothing attached, a's bridge is a leftover for b, which makes it its own.
+    a.ok(&["network", "sandbox", "release", "sa"]);
+    a.sandboxes.borrow_mut().clear();
+    // The kernel removes the veth of a released netns asynchronously.
+    let brif = format!("/sys/class/net/{}/brif", a.bridge);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&brif).unwrap().next().is_some() {
+        assert!(std::time::Instant::now() < deadline, "a's veth stayed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(b.connect("bridge", "sb")["IPAddress"], "10.201.41.2");
+    a.ok(&["network", "teardown"]);
+    assert!(b.link_exists(&b.bridge), "a deleted b's bridge");
+    assert!(b.ping("sb", "10.201.41.1"));
+    b.clean_and_check(&[], &[]);
+}
+
 impl Net {
     fn with_busybox(test: &str, n: u8) -> Net {
         let net = Net::new(test, n);

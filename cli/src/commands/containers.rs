@@ -131,7 +131,12 @@ pub enum Common {
     /// Rename a container
     Rename { container: String, new_name: String },
     /// Display the running processes of a container
-    Top { container: String },
+    Top {
+        container: String,
+        /// Options for ps (default: -ef), as Docker's `top CONTAINER [ps OPTIONS]`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_options: Vec<String>,
+    },
     /// List port mappings or a specific mapping for the container
     Port {
         container: String,
@@ -302,7 +307,10 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             lifecycle::rename(root, container, new_name).map_err(rt)?;
             Ok(0)
         }
-        Common::Top { container } => top(cli, container),
+        Common::Top {
+            container,
+            ps_options,
+        } => top(cli, container, ps_options),
         Common::Port { container, port } => port_cmd(cli, container, port.as_deref()),
     }
 }
@@ -484,38 +492,49 @@ fn logs_cmd(cli: &Cli, follow: bool, tail: &str, timestamps: bool, container: &s
     }
 }
 
-fn top(cli: &Cli, container: &str) -> Result<i32> {
+/// Docker's `top`: the host's `ps` (default `-ef`), keeping the header and the rows whose PID
+/// is one of the container's processes.
+fn top(cli: &Cli, container: &str, ps_options: &[String]) -> Result<i32> {
     let rec = lifecycle::find(&cli.root, container).map_err(rt)?;
     if !rec.running() {
         return Err(anyhow!("container {} is not running", rec.id));
     }
-    let mut rows = vec![vec![
-        "UID".to_string(),
-        "PID".into(),
-        "PPID".into(),
-        "CMD".into(),
-    ]];
-    let mut pids = runtime::cgroup::pids(&rec.id);
-    pids.sort();
-    for pid in pids {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |k: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.split_whitespace().next())
-                .unwrap_or("")
-                .to_string()
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd)
-            .replace('\0', " ")
-            .trim()
-            .to_string();
-        rows.push(vec![field("Uid:"), pid.to_string(), field("PPid:"), cmd]);
+    let pids = runtime::cgroup::pids(&rec.id);
+    let default = ["-ef".to_string()];
+    let opts = if ps_options.is_empty() {
+        &default[..]
+    } else {
+        ps_options
+    };
+    let out = std::process::Command::new("ps")
+        .args(opts)
+        .output()
+        .map_err(|e| anyhow!("running ps: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(anyhow!("ps {}: {}", opts.join(" "), err.trim()));
     }
-    print!("{}", ps::table(&rows));
+    print!("{}", ps_rows(&String::from_utf8_lossy(&out.stdout), &pids)?);
     Ok(0)
+}
+
+/// The header and the rows of `ps` output whose PID column is in `pids`.
+fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
+    let mut lines = ps.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|c| c == "PID")
+        .ok_or_else(|| anyhow!("couldn't find PID field in ps output"))?;
+    let mut out = format!("{header}\n");
+    for l in lines {
+        let pid = l.split_whitespace().nth(col).and_then(|p| p.parse().ok());
+        if pid.is_some_and(|p: i32| pids.contains(&p)) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 fn prune(cli: &Cli, system: bool) -> Result<i32> {
@@ -573,4 +592,23 @@ fn ensure_image(cli: &Cli, a: &CreateArgs) -> Result<()> {
         false,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ps_rows;
+
+    #[test]
+    fn ps_rows_keeps_header_and_container_pids() {
+        let ps = "UID PID PPID C STIME TTY TIME CMD\n\
+                  root 1 0 0 10:00 ? 00:00:01 init\n\
+                  root 42 1 0 10:01 ? 00:00:00 sleep 1000\n\
+                  root 420 1 0 10:01 ? 00:00:00 other 42\n";
+        let out = ps_rows(ps, &[42]).unwrap();
+        assert_eq!(
+            out,
+            "UID PID PPID C STIME TTY TIME CMD\nroot 42 1 0 10:01 ? 00:00:00 sleep 1000\n"
+        );
+        assert!(ps_rows("USER COMMAND\n", &[1]).is_err());
+    }
 }

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use futures_util::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -42,10 +42,59 @@ async fn add_addr(handle: &Handle, idx: u32, ip: IpAddr, prefix: u8, what: &str)
     }
 }
 
+/// The owner tag rbox puts in a bridge's alias (IFLA_IFALIAS): bridges of other `--root`s can
+/// share a name (`rbox0`), and neither may take the other's bridge or delete it.
+fn owner_tag(net: &Network) -> String {
+    format!("rbox network {}", net.id)
+}
+
+fn alias(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(s) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Whether interfaces are attached to bridge `name` (sysfs lists them in `brif`).
+fn has_ports(name: &str) -> bool {
+    fs::read_dir(format!("/sys/class/net/{name}/brif"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+/// Checks that an existing bridge is this network's. Another rbox network's bridge with nothing
+/// attached is a leftover (its root was removed without `system prune`): it is deleted, and
+/// true is returned so that the caller makes it anew.
+async fn claim_existing(handle: &Handle, net: &Network, link: &LinkMessage) -> Result<bool> {
+    let tag = owner_tag(net);
+    match alias(link) {
+        Some(a) if a == tag => Ok(false),
+        Some(a) if a.starts_with("rbox network ") && !has_ports(&net.bridge) => {
+            delete_link(handle, &net.bridge).await?;
+            Ok(true)
+        }
+        Some(a) if a.starts_with("rbox network ") => Err(Error::Invalid(format!(
+            "bridge {} is in use by another rbox network ({}, another --root?): \
+             give this root its own default bridge (RBOX_DEFAULT_BRIDGE)",
+            net.bridge,
+            &a["rbox network ".len()..]
+                .chars()
+                .take(12)
+                .collect::<String>()
+        ))),
+        _ => Err(Error::Invalid(format!(
+            "bridge {} exists and was not created by rbox",
+            net.bridge
+        ))),
+    }
+}
+
 /// Creates the bridge with the gateway address if missing; true when this call created it.
 async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
-    if link_by_name(handle, &net.bridge).await?.is_some() {
-        return Ok(false);
+    if let Some(link) = link_by_name(handle, &net.bridge).await? {
+        if !claim_existing(handle, net, &link).await? {
+            return Ok(false);
+        }
     }
     let ipam = net
         .ipam
@@ -82,9 +131,12 @@ async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
         if let Some(v6) = &net.ipam6 {
             add_addr(handle, idx, v6.gateway.into(), v6.subnet.prefix(), &what).await?;
         }
+        // The kernel ignores IFLA_IFALIAS when creating a link, so the owner is set here.
+        let mut up = LinkUnspec::new_with_index(idx).up().build();
+        up.attributes.push(LinkAttribute::IfAlias(owner_tag(net)));
         handle
             .link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
+            .set(up)
             .execute()
             .await
             .map_err(nl(format!("setting bridge {} up", net.bridge)))
@@ -204,8 +256,18 @@ impl Driver for Bridge {
     fn delete_network(&self, net: &Network) -> Result<()> {
         let mut errors = crate::error::Errors::default();
         errors.check(firewall::remove(net));
+        // Only this network's own bridge: another root's `rbox0` is not ours to delete.
         errors.check(
-            block_on(async { delete_link(&host_handle()?, &net.bridge).await }).and_then(|r| r),
+            block_on(async {
+                let handle = host_handle()?;
+                match link_by_name(&handle, &net.bridge).await? {
+                    Some(link) if alias(&link) == Some(owner_tag(net).as_str()) => {
+                        delete_link(&handle, &net.bridge).await
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .and_then(|r| r),
         );
         errors.into_result()
     }
