@@ -481,14 +481,53 @@ fn logs_cmd(cli: &Cli, follow: bool, tail: &str, timestamps: bool, container: &s
     if !follow {
         return Ok(0);
     }
-    // Following is not a hot path: a short poll keeps it simple and ends with the container.
+    follow_log(&paths, offset, &opts)
+}
+
+/// `logs -f`: prints what the monitor appends, woken by inotify on the container's directory,
+/// until the monitor exits (a thread blocks on its lock and closes a pipe then).
+fn follow_log(paths: &runtime::Paths, mut offset: u64, opts: &logs::ReadOptions) -> Result<i32> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (done_rx, done_tx) = nix::unistd::pipe().map_err(|e| anyhow!("pipe: {e}"))?;
+    let watched = paths.clone();
+    std::thread::spawn(move || {
+        runtime::store::wait_monitor(&watched);
+        drop(done_tx);
+    });
+    // SAFETY: inotify_init1 returns a new descriptor or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    if fd < 0 {
+        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    let ino = unsafe { OwnedFd::from_raw_fd(fd) };
+    let dir = std::ffi::CString::new(paths.dir.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a valid descriptor and a NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY | libc::IN_CREATE) } < 0 {
+        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: ino.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: done_rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let mut events = [0u8; 4096];
     loop {
-        let alive = runtime::store::monitor_alive(&paths);
-        offset = logs::print_from(&paths.log(), offset, &opts)?;
-        if !alive {
+        offset = logs::print_from(&paths.log(), offset, opts)?;
+        if fds[1].revents != 0 {
             return Ok(0);
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // SAFETY: poll on two descriptors we own; EINTR comes back as -1 and loops.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        // SAFETY: a non-blocking read of pending events into our buffer.
+        while unsafe { libc::read(fd, events.as_mut_ptr().cast(), events.len()) } > 0 {}
     }
 }
 
