@@ -29,6 +29,7 @@
 //! Files: `<root>/networks/<id>.json` (definition + leases), `<root>/netns/<id>` (sandboxes),
 //! `<root>/locks/network*.lock`; iptables chains RBOX-* are shared by all roots on the host.
 
+mod conntrack;
 pub mod dns;
 pub mod driver;
 mod endpoint;

@@ -5,10 +5,13 @@
 //! every other container) off the port for as long as their holder — the container's monitor —
 //! lives, and a connection that somehow misses the DNAT gets a reset instead of a hang. Because
 //! a live holder always owns the socket, a successful bind proves that any other rule still
-//! capturing the port is stale, so publishing removes such rules instead of being black-holed.
+//! capturing the port is stale: the new container's jumps are inserted before it, so it is
+//! never black-holed, and the stale rule goes when its owner is repaired (or when a publish has
+//! to read the kernel's rules anyway). UDP conntrack entries of the port are deleted on publish
+//! and unpublish (`conntrack`), so a client that keeps sending follows the port too.
 
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -235,17 +238,57 @@ fn bind_error(ip: IpAddr, ports: &str, e: Errno) -> Error {
     }
 }
 
-/// The host IP a spec binds: its own, else the network's `host_binding_ipv4`, else 0.0.0.0.
-fn host_ip(spec: &PortSpec, net: &Network) -> Result<IpAddr> {
+/// The host IPs a spec binds: its own, else the network's `host_binding_ipv4`, else 0.0.0.0 —
+/// and, like Docker, also `::` when the container has an IPv6 address on the network.
+fn host_ips(spec: &PortSpec, net: &Network, has_v6: bool) -> Result<Vec<IpAddr>> {
     if let Some(ip) = spec.host_ip {
-        return Ok(ip);
+        return Ok(vec![ip]);
     }
     match net.options.get(OPT_HOST_BINDING).filter(|s| !s.is_empty()) {
         Some(s) => s
             .parse()
+            .map(|ip| vec![ip])
             .map_err(|_| Error::Invalid(format!("invalid host binding address {s}"))),
-        None => Ok(Ipv4Addr::UNSPECIFIED.into()),
+        None if has_v6 => Ok(vec![
+            Ipv4Addr::UNSPECIFIED.into(),
+            Ipv6Addr::UNSPECIFIED.into(),
+        ]),
+        None => Ok(vec![Ipv4Addr::UNSPECIFIED.into()]),
     }
+}
+
+/// Binds `port` (0: an ephemeral one) on every address of `ips`, the same port on each.
+fn reserve_on(
+    ips: &[IpAddr],
+    port: u16,
+    proto: Proto,
+) -> std::result::Result<(Vec<OwnedFd>, u16), (IpAddr, Errno)> {
+    // An ephemeral port the first family got may be taken in another: pick again a few times.
+    let tries = if port == 0 && ips.len() > 1 { 8 } else { 1 };
+    let mut last = (ips[0], Errno::EADDRINUSE);
+    for _ in 0..tries {
+        let mut fds = Vec::new();
+        let mut want = port;
+        let mut failed = None;
+        for ip in ips {
+            match reserve(*ip, want, proto) {
+                Ok((fd, got)) => {
+                    fds.push(fd);
+                    want = got;
+                }
+                Err(e) => {
+                    failed = Some((*ip, e));
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => return Ok((fds, want)),
+            Some((ip, Errno::EADDRINUSE)) if port == 0 => last = (ip, Errno::EADDRINUSE),
+            Some(f) => return Err(f),
+        }
+    }
+    Err(last)
 }
 
 /// Reserves the host ports of every spec; on error every socket taken so far is released.
@@ -257,58 +300,66 @@ fn reserve_all(
     let mut res = Reservation::default();
     let mut bindings = Vec::new();
     for spec in specs {
-        let ip = host_ip(spec, net)?;
-        if ip.is_ipv6() && !has_v6 {
-            return Err(Error::Invalid(format!(
-                "cannot publish {spec} on {ip}: network {} has no IPv6",
-                net.name
-            )));
-        }
-        if ip.is_loopback() && ip.is_ipv6() {
-            // IPv6 has no route_localnet: replies to ::1 arriving on the bridge are never
-            // delivered locally, so a DNAT from ::1 would only black-hole the port.
-            return Err(Error::Invalid(format!(
-                "cannot publish {spec} on ::1: IPv6 loopback cannot be forwarded without a userland proxy; use 127.0.0.1 or an IPv6 address of this host"
-            )));
+        let ips = host_ips(spec, net, has_v6)?;
+        for ip in &ips {
+            if ip.is_ipv6() && !has_v6 {
+                return Err(Error::Invalid(format!(
+                    "cannot publish {spec} on {ip}: network {} has no IPv6",
+                    net.name
+                )));
+            }
+            if ip.is_loopback() && ip.is_ipv6() {
+                // Tried: DNAT in nat OUTPUT plus MASQUERADE of ::1 to the bridge address. The
+                // SYN reaches the container, but its SYN-ACK, un-NATed back to ::1 as it
+                // arrives on the bridge, is dropped: the input route lookup for a loopback
+                // destination is strict about the device (ip6_route_input_lookup() adds
+                // RT6_LOOKUP_F_IFACE when rt6_need_strict(), which includes
+                // IPV6_ADDR_LOOPBACK, net/ipv6/route.c), so it fails for anything but lo
+                // (seen as kfree_skb at br_nf_pre_routing_finish_ipv6; without br_netfilter,
+                // ip6_rcv_finish does the same lookup). IPv6 has no route_localnet.
+                return Err(Error::Invalid(format!(
+                    "cannot publish {spec} on ::1: IPv6 loopback cannot be forwarded without a userland proxy; use 127.0.0.1 or an IPv6 address of this host"
+                )));
+            }
         }
         let proto = spec.proto;
         let ctr = spec.container_ports;
+        let binding = |host_ip: IpAddr, host_port: u16, container_port: u16| PortBinding {
+            host_ip,
+            host_port,
+            container_port,
+            proto,
+        };
         match spec.host_ports {
-            // A pool: the first free port of the host range.
+            // A pool: the first port of the host range free on every address.
             Some(h) if ctr.len() == 1 && h.len() > 1 => {
                 let mut taken = None;
                 for port in h.ports() {
-                    match reserve(ip, port, proto) {
+                    match reserve_on(&ips, port, proto) {
                         Ok(x) => {
                             taken = Some(x);
                             break;
                         }
-                        Err(Errno::EADDRINUSE) => continue,
-                        Err(e) => return Err(bind_error(ip, &h.to_string(), e)),
+                        Err((_, Errno::EADDRINUSE)) => continue,
+                        Err((ip, e)) => return Err(bind_error(ip, &h.to_string(), e)),
                     }
                 }
-                let (fd, port) =
-                    taken.ok_or_else(|| bind_error(ip, &h.to_string(), Errno::EADDRINUSE))?;
-                res.sockets.push(fd);
-                bindings.push(PortBinding {
-                    host_ip: ip,
-                    host_port: port,
-                    container_port: ctr.start,
-                    proto,
-                });
+                let (fds, port) =
+                    taken.ok_or_else(|| bind_error(ips[0], &h.to_string(), Errno::EADDRINUSE))?;
+                res.sockets.extend(fds);
+                for ip in &ips {
+                    bindings.push(binding(*ip, port, ctr.start));
+                }
             }
             host => {
                 for (i, c) in ctr.ports().enumerate() {
                     let want = host.map(|h| h.start + i as u16).unwrap_or(0);
-                    let (fd, port) = reserve(ip, want, proto)
-                        .map_err(|e| bind_error(ip, &want.to_string(), e))?;
-                    res.sockets.push(fd);
-                    bindings.push(PortBinding {
-                        host_ip: ip,
-                        host_port: port,
-                        container_port: c,
-                        proto,
-                    });
+                    let (fds, port) = reserve_on(&ips, want, proto)
+                        .map_err(|(ip, e)| bind_error(ip, &want.to_string(), e))?;
+                    res.sockets.extend(fds);
+                    for ip in &ips {
+                        bindings.push(binding(*ip, port, c));
+                    }
                 }
             }
         }
@@ -325,13 +376,25 @@ fn enable_route_localnet(bridge: &str) -> Result<()> {
     fs::write(&path, "1").map_err(io(format!("enabling route_localnet on {bridge}")))
 }
 
-fn install(container_id: &str, rec: &Record) -> Result<()> {
+/// How rules are put in place: `Add` for a container whose chains do not exist yet (one
+/// constant-size batch), `Repair` to regenerate them from what the kernel has.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Add,
+    Repair,
+}
+
+fn install(container_id: &str, rec: &Record, mode: Mode) -> Result<()> {
+    let apply = |p: &FwPorts| match mode {
+        Mode::Add => fw::add(p),
+        Mode::Repair => fw::install(p),
+    };
     if let Some(v4) = rec.firewall(container_id, false) {
         enable_route_localnet(&rec.bridge)?;
-        fw::install(&v4)?;
+        apply(&v4)?;
     }
     if let Some(v6) = rec.firewall(container_id, true) {
-        fw::install(&v6)?;
+        apply(&v6)?;
     }
     Ok(())
 }
@@ -366,12 +429,20 @@ pub fn publish(
     };
     let d = dir(root);
     fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
+    let path = file(root, container_id);
+    // A record left by a crash may have rules behind it: regenerate those instead of adding.
+    let mode = match statefile::read_json_opt::<Record>(&path)? {
+        Some(_) => Mode::Repair,
+        None => Mode::Add,
+    };
     // Recorded before the rules exist, so a crash in between leaves something to repair.
-    statefile::write_json(&file(root, container_id), &rec)?;
-    if let Err(e) = install(container_id, &rec) {
+    statefile::write_json(&path, &rec)?;
+    if let Err(e) = install(container_id, &rec, mode) {
         let _ = unpublish(root, container_id);
         return Err(e);
     }
+    // Now that the port leads here, a client still sending to it must not stay on an old path.
+    forget_udp_flows(&bindings);
     Ok((bindings, reservation))
 }
 
@@ -383,11 +454,13 @@ pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
     };
     let short = Record::short_id(container_id);
     let mut errors = Errors::default();
-    errors.check(fw::remove(&short, false));
-    if rec.bindings.iter().any(|b| b.host_ip.is_ipv6()) {
-        errors.check(fw::remove(&short, true));
+    for v6 in [false, true] {
+        if rec.bindings.iter().any(|b| b.host_ip.is_ipv6() == v6) {
+            errors.check(fw::remove(&short, v6));
+        }
     }
     if errors.is_empty() {
+        forget_udp_flows(&rec.bindings);
         if let Err(e) = fs::remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.check::<()>(Err(io(format!("removing {}", path.display()))(e)));
@@ -395,6 +468,27 @@ pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
         }
     }
     errors.into_result()
+}
+
+/// Deletes the conntrack entries of the UDP host ports in `bindings`, so the next datagram of a
+/// client that kept sending is NATed afresh (to whoever publishes the port then, or to nobody).
+/// Best effort: without ctnetlink there is nothing rbox can do about them, and publishing or
+/// removing a container must not fail for it.
+fn forget_udp_flows(bindings: &[PortBinding]) {
+    for v6 in [false, true] {
+        let targets: Vec<(IpAddr, u16)> = bindings
+            .iter()
+            .filter(|b| b.proto == Proto::Udp && b.host_ip.is_ipv6() == v6)
+            .map(|b| (b.host_ip, b.host_port))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        match crate::conntrack::delete_udp(v6, &targets) {
+            Ok(n) => tracing::debug!(?targets, n, "udp conntrack entries deleted"),
+            Err(e) => tracing::warn!(?targets, "deleting udp conntrack entries: {e}"),
+        }
+    }
 }
 
 /// A container left `network_id`: if its ports went there, their rules go too (the address
@@ -441,7 +535,7 @@ pub fn reload(root: &Path) -> Result<()> {
                 .check(statefile::read_json_opt::<Record>(&file(root, &id)).map_err(Error::from))
                 .flatten()
             {
-                errors.check(install(&id, &rec));
+                errors.check(install(&id, &rec, Mode::Repair));
             }
         } else {
             errors.check(unpublish(root, &id));
@@ -537,6 +631,31 @@ mod tests {
         // 192.0.2.0/24 is TEST-NET-1: never an address of this host.
         let e = reserve("192.0.2.1".parse().unwrap(), 8080, Proto::Tcp).unwrap_err();
         assert_eq!(e, Errno::EADDRNOTAVAIL);
+    }
+
+    #[test]
+    fn both_families_hold_the_same_port() {
+        let ips: [IpAddr; 2] = [Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()];
+        let (fds, port) = reserve_on(&ips, 0, Proto::Tcp).unwrap();
+        assert_eq!(fds.len(), 2);
+        for lo in [
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            Ipv6Addr::LOCALHOST.into(),
+        ] {
+            assert_eq!(
+                reserve(lo, port, Proto::Tcp).unwrap_err(),
+                Errno::EADDRINUSE,
+                "{lo} not held"
+            );
+        }
+        // An explicit port taken is reported for the first address that cannot have it.
+        assert_eq!(
+            reserve_on(&ips[1..], port, Proto::Tcp).unwrap_err(),
+            (ips[1], Errno::EADDRINUSE)
+        );
+        drop(fds);
+        let (again, p2) = reserve_on(&ips, port, Proto::Tcp).unwrap();
+        assert_eq!((again.len(), p2), (2, port));
     }
 
     #[test]

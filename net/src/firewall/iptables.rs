@@ -262,19 +262,51 @@ impl Iptables {
     /// Under rbox's iptables lock: reads `iptables-save`, builds a batch from it and applies it
     /// with `iptables-restore --noflush`.
     pub(crate) fn with_saved<F: FnOnce(&str) -> String>(&self, what: &str, make: F) -> Result<()> {
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK)
-            .map_err(io(format!("opening {LOCK}")))?;
-        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| io(format!("locking {LOCK}"))(e.into()))?;
+        let _held = lock()?;
+        self.save_and_apply(what, make)
+    }
+
+    /// Under rbox's iptables lock: applies `batch`, written from what rbox's own state says
+    /// exists, with one `iptables-restore`; if the kernel refuses it (a shared chain not made
+    /// yet in this namespace, rules gone or left over after a crash or an `iptables -F`), reads
+    /// `iptables-save` and applies `repair(saved)` instead. A refused table of the batch
+    /// changed nothing, and the repair batch only adds what is missing, so a half-applied batch
+    /// (iptables-restore commits table by table) is completed, not doubled.
+    pub(crate) fn apply_or_repair<F: FnOnce(&str) -> String>(
+        &self,
+        what: &str,
+        batch: &str,
+        repair: F,
+    ) -> Result<()> {
+        let _held = lock()?;
+        tracing::debug!(what, batch, "iptables-restore");
+        match run(self.restore, &["--noflush", "-w"], Some(batch)) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(what, error = %e, "batch refused; repairing from iptables-save");
+                self.save_and_apply(what, repair)
+            }
+        }
+    }
+
+    fn save_and_apply<F: FnOnce(&str) -> String>(&self, what: &str, make: F) -> Result<()> {
         let saved = run(self.save, &[], None)?;
         let batch = make(&saved);
         tracing::debug!(what, batch, "iptables-restore");
         run(self.restore, &["--noflush", "-w"], Some(&batch)).map(|_| ())
     }
+}
+
+/// Takes rbox's iptables lock (held until the returned guard drops).
+fn lock() -> Result<nix::fcntl::Flock<File>> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)
+        .map_err(io(format!("opening {LOCK}")))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io(format!("locking {LOCK}"))(e.into()))
 }
 
 impl Firewall for Iptables {

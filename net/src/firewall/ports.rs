@@ -1,7 +1,13 @@
 //! iptables rules of published ports: kernel DNAT, no userland proxy.
 //!
 //! Layout (shared chains are created once and never flushed; each container owns its chains,
-//! so publishing costs one constant-size batch whatever else is published):
+//! so publishing costs one constant-size batch whatever else is published). Publishing and
+//! unpublishing write that batch from the container's record alone (`add_batch`, `drop_batch`):
+//! one `iptables-restore` fork, no `iptables-save`. Only when the kernel refuses it (the first
+//! publish in a network namespace, when the shared chains do not exist yet, or rules that a
+//! crash or an `iptables -F` changed) is the state read and repaired (`install_batch`,
+//! `remove_batch`), which also removes stale chains of dead containers capturing the ports.
+//! A v6 DNAT for `[::]` leaves `::1` alone (it cannot be forwarded, see `ports::reserve_all`).
 //! - nat `PREROUTING` and `OUTPUT` jump to `RBOX-DNAT` for destination-local traffic, loopback
 //!   included (`route_localnet=1` on the bridge lets 127.0.0.1 be routed to it).
 //! - nat `RBOX-DNAT -j RBOX-P-<id12>`, inserted first so a newer container wins over any stale
@@ -82,7 +88,12 @@ pub fn dnat_rules(p: &FwPorts) -> Vec<String> {
     p.ports
         .iter()
         .map(|port| {
-            let dst = if port.host_ip.is_unspecified() {
+            let dst = if port.host_ip.is_unspecified() && p.container_ip.is_ipv6() {
+                // [::]:port must leave [::1]:port alone: replies could not come back to ::1
+                // (see ports::reserve_all), so a DNAT would only turn a refused connection
+                // into a hang.
+                "! -d ::1/128 ".to_string()
+            } else if port.host_ip.is_unspecified() {
                 String::new()
             } else {
                 format!("-d {} ", host(port.host_ip))
@@ -207,7 +218,11 @@ fn captures(rule: &str, port: &FwPort) -> bool {
     {
         return false;
     }
-    match after("-d") {
+    let negated = words
+        .iter()
+        .position(|w| *w == "-d")
+        .is_some_and(|i| i > 0 && words[i - 1] == "!");
+    match after("-d").filter(|_| !negated) {
         None => true,
         Some(d) => port.host_ip.is_unspecified() || d == host(port.host_ip),
     }
@@ -236,23 +251,17 @@ fn stale_owners(p: &FwPorts, nat: &Table) -> Vec<String> {
 /// Lines that remove container `id`'s chains and jumps where present, per table.
 fn remove_lines(id: &str, filter: &Table, nat: &Table) -> (String, String) {
     let (c, m) = (format!("RBOX-P-{id}"), format!("RBOX-PM-{id}"));
-    let mut f = String::new();
-    let jump = format!("-A {PORTS} -j {c}");
-    if filter.has_rule(&jump) {
-        f += &format!("-D{}\n", &jump[2..]);
-    }
+    // Every copy of a jump goes: a chain still referenced cannot be deleted.
+    let deletes = |t: &Table, jump: &str| {
+        let copies = t.rules.iter().filter(|r| *r == jump).count();
+        format!("-D{}\n", &jump[2..]).repeat(copies)
+    };
+    let mut f = deletes(filter, &format!("-A {PORTS} -j {c}"));
     if filter.has_chain(&c) {
         f += &format!("-F {c}\n-X {c}\n");
     }
-    let mut n = String::new();
-    for j in [
-        format!("-A {DNAT} -j {c}"),
-        format!("-A {POSTROUTING} -j {m}"),
-    ] {
-        if nat.has_rule(&j) {
-            n += &format!("-D{}\n", &j[2..]);
-        }
-    }
+    let mut n = deletes(nat, &format!("-A {DNAT} -j {c}"));
+    n += &deletes(nat, &format!("-A {POSTROUTING} -j {m}"));
     for ch in [&c, &m] {
         if nat.has_chain(ch) {
             n += &format!("-F {ch}\n-X {ch}\n");
@@ -330,6 +339,38 @@ pub(crate) fn install_batch(p: &FwPorts, filter: &Table, nat: &Table) -> String 
     out
 }
 
+/// The batch that adds a new container's chains, rules and jumps, written without looking at
+/// the kernel: it assumes the shared chains exist and `p`'s own do not (the caller's record says
+/// so). Its size depends on `p` alone. The jumps are inserted first, so a new container wins over
+/// any stale chain a crashed one left capturing the same port.
+pub(crate) fn add_batch(p: &FwPorts) -> String {
+    let (c, m) = (chain(p), masq_chain(p));
+    let mut out = format!("*filter\n:{c} - [0:0]\n-I {PORTS} 1 -j {c}\n");
+    for r in filter_rules(p) {
+        out += &r;
+        out.push('\n');
+    }
+    out += &format!(
+        "COMMIT\n*nat\n:{c} - [0:0]\n:{m} - [0:0]\n-I {DNAT} 1 -j {c}\n-I {POSTROUTING} 1 -j {m}\n"
+    );
+    for r in dnat_rules(p).into_iter().chain(masq_rules(p)) {
+        out += &r;
+        out.push('\n');
+    }
+    out += "COMMIT\n";
+    out
+}
+
+/// The batch that removes container `short_id`'s chains and jumps as `add_batch` made them,
+/// written without looking at the kernel.
+pub(crate) fn drop_batch(short_id: &str) -> String {
+    let (c, m) = (format!("RBOX-P-{short_id}"), format!("RBOX-PM-{short_id}"));
+    format!(
+        "*filter\n-D {PORTS} -j {c}\n-F {c}\n-X {c}\nCOMMIT\n\
+         *nat\n-D {DNAT} -j {c}\n-D {POSTROUTING} -j {m}\n-F {c}\n-X {c}\n-F {m}\n-X {m}\nCOMMIT\n"
+    )
+}
+
 /// The batch that removes container `short_id`'s port rules that are present.
 pub(crate) fn remove_batch(short_id: &str, filter: &Table, nat: &Table) -> String {
     let (f, n) = remove_lines(short_id, filter, nat);
@@ -344,16 +385,28 @@ fn family(v6: bool) -> &'static Iptables {
     }
 }
 
-/// Installs one container's port rules: one `iptables-restore` batch.
+/// Adds a new container's port rules: one `iptables-restore` of `add_batch`, no
+/// `iptables-save`. The first publish in a network namespace (no shared chains yet), or one over
+/// rules a crash left, falls back to `install`'s read-and-repair.
+pub fn add(p: &FwPorts) -> Result<()> {
+    family(is_v6(p)).apply_or_repair("publish", &add_batch(p), |text| {
+        install_batch(p, &Table::parse(text, "filter"), &Table::parse(text, "nat"))
+    })
+}
+
+/// Installs or regenerates one container's port rules from `iptables-save` (reload, repair):
+/// creates missing shared chains and jumps, and removes stale chains capturing its ports.
 pub fn install(p: &FwPorts) -> Result<()> {
     family(is_v6(p)).with_saved("publish", |text| {
         install_batch(p, &Table::parse(text, "filter"), &Table::parse(text, "nat"))
     })
 }
 
-/// Removes one container's port rules for one family; succeeds when they are already gone.
+/// Removes one container's port rules for one family: one `iptables-restore` of `drop_batch`
+/// when they are as `add` made them, else read-and-remove what is present; succeeds when they
+/// are already gone.
 pub fn remove(short_id: &str, v6: bool) -> Result<()> {
-    family(v6).with_saved("unpublish", |text| {
+    family(v6).apply_or_repair("unpublish", &drop_batch(short_id), |text| {
         let (f, n) = (Table::parse(text, "filter"), Table::parse(text, "nat"));
         remove_batch(short_id, &f, &n)
     })
@@ -510,6 +563,82 @@ mod tests {
             "shared chain would be flushed: {again}"
         );
         assert!(again.contains("-I RBOX-DNAT 1 -j RBOX-P-aaaaaaaaaaaa"));
+    }
+
+    #[test]
+    fn add_batch_makes_what_the_ruleset_shows_and_drop_batch_undoes_it() {
+        let a = ports(
+            "aaaaaaaaaaaa",
+            &[
+                ("0.0.0.0", 8080, 80, Proto::Tcp),
+                ("127.0.0.1", 5353, 53, Proto::Udp),
+            ],
+        );
+        let add = add_batch(&a);
+        // Only a's own chains are declared: declaring a shared chain would flush it.
+        let declared: Vec<&str> = add.lines().filter(|l| l.starts_with(':')).collect();
+        assert_eq!(
+            declared,
+            [
+                ":RBOX-P-aaaaaaaaaaaa - [0:0]",
+                ":RBOX-P-aaaaaaaaaaaa - [0:0]",
+                ":RBOX-PM-aaaaaaaaaaaa - [0:0]"
+            ]
+        );
+        // Its rules, with the inserted jumps as iptables-save lists them, are a's rules of the
+        // ruleset (what the golden files hold).
+        let as_saved = |l: &str| match l.strip_prefix("-I ") {
+            Some(rest) => format!("-A {}", rest.replacen(" 1 ", " ", 1)),
+            None => l.to_string(),
+        };
+        let mut got: Vec<String> = add
+            .lines()
+            .filter(|l| l.starts_with("-A ") || l.starts_with("-I "))
+            .map(as_saved)
+            .collect();
+        let mut want: Vec<String> = ruleset(std::slice::from_ref(&a))
+            .lines()
+            .filter(|l| l.starts_with("-A ") && l.contains("aaaaaaaaaaaa"))
+            .map(str::to_string)
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        for jump in ["RBOX-PORTS", "RBOX-DNAT", "RBOX-POSTROUTING"] {
+            assert!(
+                add.contains(&format!("-I {jump} 1 ")),
+                "{jump} jump not first: {add}"
+            );
+        }
+        let drop = drop_batch("aaaaaaaaaaaa");
+        for want in [
+            "-D RBOX-PORTS -j RBOX-P-aaaaaaaaaaaa",
+            "-D RBOX-DNAT -j RBOX-P-aaaaaaaaaaaa",
+            "-D RBOX-POSTROUTING -j RBOX-PM-aaaaaaaaaaaa",
+            "-X RBOX-P-aaaaaaaaaaaa",
+            "-X RBOX-PM-aaaaaaaaaaaa",
+        ] {
+            assert!(drop.contains(want), "{want} missing: {drop}");
+        }
+        assert_eq!(drop.matches("-X ").count(), 3, "{drop}");
+    }
+
+    #[test]
+    fn repair_removes_every_copy_of_a_jump() {
+        let a = ports("aaaaaaaaaaaa", &[("0.0.0.0", 8080, 80, Proto::Tcp)]);
+        let mut text = ruleset(std::slice::from_ref(&a));
+        // What a fast add over chains a crash left produces: a second copy of each jump.
+        text = text.replace(
+            "-A RBOX-DNAT -j RBOX-P-aaaaaaaaaaaa\n",
+            "-A RBOX-DNAT -j RBOX-P-aaaaaaaaaaaa\n-A RBOX-DNAT -j RBOX-P-aaaaaaaaaaaa\n",
+        );
+        let (f, n) = (Table::parse(&text, "filter"), Table::parse(&text, "nat"));
+        let b = remove_batch("aaaaaaaaaaaa", &f, &n);
+        assert_eq!(
+            b.matches("-D RBOX-DNAT -j RBOX-P-aaaaaaaaaaaa").count(),
+            2,
+            "{b}"
+        );
     }
 
     #[test]
