@@ -1,5 +1,7 @@
-//! What rbox reads from the container's cgroup (`/rbox/<id>`) itself: OOM kills and member
-//! processes, on v1, hybrid and unified hosts. libcontainer creates and deletes the cgroup.
+//! What rbox does with the container's cgroup (`/rbox/<id>`) itself, on v1, hybrid and unified
+//! hosts: reads OOM kills and member processes, removes it once the container stopped
+//! (libcontainer creates it; its `delete` is the fallback), and warms up the kernel lock that
+//! libcontainer's move of the container into it takes (`MigrationWarmUp`).
 
 use std::path::PathBuf;
 
@@ -30,14 +32,21 @@ fn oom_kills_in(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// True when the kernel OOM-killed a process of the container.
+/// True when the kernel OOM-killed a process of the container. Only the memory controller
+/// counts OOM kills: v1 `memory/` (memory.oom_control), unified at the base or, on a hybrid
+/// host, at `unified/` (memory.events).
 pub fn oom_killed(id: &str) -> bool {
-    dirs(id).iter().any(|d| {
-        ["memory.oom_control", "memory.events"].iter().any(|f| {
-            std::fs::read_to_string(d.join(f))
-                .map(|t| oom_kills_in(&t) > 0)
-                .unwrap_or(false)
-        })
+    let base = PathBuf::from(BASE);
+    [
+        base.join("memory/rbox").join(id).join("memory.oom_control"),
+        base.join("rbox").join(id).join("memory.events"),
+        base.join("unified/rbox").join(id).join("memory.events"),
+    ]
+    .iter()
+    .any(|f| {
+        std::fs::read_to_string(f)
+            .map(|t| oom_kills_in(&t) > 0)
+            .unwrap_or(false)
     })
 }
 
@@ -54,15 +63,121 @@ pub fn pids(id: &str) -> Vec<i32> {
     Vec::new()
 }
 
-/// Removes what libcontainer left (e.g. after a crash); non-empty cgroups stay.
-pub fn remove(id: &str) {
-    for d in dirs(id) {
-        let _ = std::fs::remove_dir(&d);
+/// Removes the container's cgroups (what libcontainer made, or left after a crash); non-empty
+/// ones stay. True when there were some and none is left (a co-mounted hierarchy such as
+/// `cpu,cpuacct` shows up under several names: the later ones are already gone).
+pub fn remove(id: &str) -> bool {
+    let found = dirs(id);
+    let mut all_gone = !found.is_empty();
+    for d in found {
+        all_gone &= match std::fs::remove_dir(&d) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+    }
+    all_gone
+}
+
+/// The `cgroup.procs` of this process's own cgroup in one hierarchy (a v1 controller's when
+/// there is one, else the unified one).
+fn own_procs_file() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    procs_file_in(&text, |p| p.exists())
+}
+
+/// `own_procs_file` for the text of /proc/self/cgroup; `exists` says which files are there
+/// (/proc/self/cgroup lists every hierarchy of the host, mounted in our namespace or not).
+fn procs_file_in(text: &str, exists: impl Fn(&std::path::Path) -> bool) -> Option<PathBuf> {
+    let mut unified = None;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            unified = Some(PathBuf::from(BASE).join(path).join("cgroup.procs"));
+        } else if !controllers.contains('=') {
+            let p = PathBuf::from(BASE)
+                .join(controllers)
+                .join(path)
+                .join("cgroup.procs");
+            if exists(&p) {
+                return Some(p);
+            }
+        }
+    }
+    unified.filter(|p| exists(p))
+}
+
+/// A throw-away child that moved itself into the cgroup it already is in; reaped on drop.
+///
+/// Why: every write to a `cgroup.procs` takes a global lock (cgroup_threadgroup_rwsem) whose
+/// first writer after a quiet spell waits for an RCU grace period, 5-20 ms on this 2-CPU VM;
+/// writers within about one grace period after that take ~0.1 ms. libcontainer moves the
+/// container's first process ~6 ms into a run, after our own set-up (claim, overlay, netns,
+/// spec). Forked at the start of the run, this child pays the wait in parallel with that
+/// set-up, so the container's move finds the lock warm or waits only for the rest of the
+/// grace period. The child only makes raw system calls between fork and _exit.
+pub struct MigrationWarmUp(Option<nix::unistd::Pid>);
+
+impl MigrationWarmUp {
+    pub fn start() -> MigrationWarmUp {
+        let Some(file) = own_procs_file()
+            .and_then(|p| std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).ok())
+        else {
+            return MigrationWarmUp(None);
+        };
+        // SAFETY: the child makes only async-signal-safe calls (open, write, _exit) on data
+        // prepared before the fork.
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    // "0" is the writing process itself.
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                }
+                libc::_exit(0)
+            },
+            pid if pid > 0 => MigrationWarmUp(Some(nix::unistd::Pid::from_raw(pid))),
+            _ => MigrationWarmUp(None),
+        }
+    }
+}
+
+impl Drop for MigrationWarmUp {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn warm_up_writes_to_an_own_cgroup_that_is_mounted() {
+        let hybrid = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/x\n0::/\n";
+        assert_eq!(
+            super::procs_file_in(hybrid, |_| true),
+            Some(PathBuf::from("/sys/fs/cgroup/pids/cgroup.procs"))
+        );
+        let memory = Path::new("/sys/fs/cgroup/memory/process_api/x/cgroup.procs");
+        assert_eq!(
+            super::procs_file_in(hybrid, |p| p == memory),
+            Some(memory.to_path_buf())
+        );
+        // Pure v2 (or v1 hierarchies that are not mounted here): the unified cgroup.
+        let v2 = Path::new("/sys/fs/cgroup/user.slice/cgroup.procs");
+        assert_eq!(
+            super::procs_file_in("8:pids:/\n0::/user.slice\n", |p| p == v2),
+            Some(v2.to_path_buf())
+        );
+        assert_eq!(super::procs_file_in("0::/\n", |_| false), None);
+    }
+
     #[test]
     fn parses_v1_and_v2_counters() {
         assert_eq!(

@@ -100,7 +100,11 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         };
         let _ = std::io::stdout().flush();
         let pid = builder
-            .with_executor(crate::seccomp::SeccompExecutor)
+            .with_executor(crate::seccomp::executor(
+                &paths.root,
+                &rec.settings.security_opt,
+                spec::DEFAULT_CAPS,
+            )?)
             .as_tenant()
             .with_process(Some(&process_file))
             .with_detach(opts.tty)

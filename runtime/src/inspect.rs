@@ -89,6 +89,8 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "PortBindings": net::ports::docker_port_bindings(&specs),
             "PublishAllPorts": s.publish_all,
             "LogConfig": {"Type": "json-file", "Config": {}},
+            "SecurityOpt": if s.security_opt.is_empty() { Value::Null } else { json!(s.security_opt) },
+            "Privileged": false,
         },
         "GraphDriver": {
             "Name": "overlay",

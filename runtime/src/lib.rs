@@ -28,7 +28,7 @@ mod monitor;
 mod network;
 pub mod record;
 mod rootfs;
-mod seccomp;
+pub mod seccomp;
 mod spec;
 pub mod store;
 mod tty;

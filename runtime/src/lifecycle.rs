@@ -149,6 +149,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         restart_count: 0,
     };
     let paths = Paths::new(root, &id);
+    store::create_topdir(&store::containers_dir(root))?;
     std::fs::create_dir_all(&paths.dir).map_err(|e| Error::io(paths.dir.display(), e))?;
     if let Err(e) = store::save(&paths, &rec) {
         let _ = std::fs::remove_dir_all(&paths.dir);

@@ -83,6 +83,9 @@ pub struct Settings {
     /// The image's `EXPOSE` entries ("80/tcp").
     #[serde(default)]
     pub exposed_ports: Vec<String>,
+    /// `--security-opt` (HostConfig.SecurityOpt); a `seccomp=` profile file is kept inline.
+    #[serde(default)]
+    pub security_opt: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -171,7 +171,7 @@ pub fn build(
             "resources": resources,
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,
-            "seccomp": crate::seccomp::default_profile(),
+            // No "seccomp": seccomp::SeccompExecutor loads a BPF compiled once per root.
         }
     })
 }

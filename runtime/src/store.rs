@@ -68,6 +68,33 @@ pub fn containers_dir(root: &Path) -> PathBuf {
     root.join("containers")
 }
 
+/// ext4's FS_TOPDIR_FL (`chattr +T`, linux/fs.h).
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Creates `dir` and marks it, where the file system knows the flag (ext2/3/4), as the top of
+/// unrelated directory trees (`chattr +T`), so each per-container directory made in it is
+/// placed in its own block group (Orlov) instead of its parent's. Why: every run creates and
+/// deletes ~30 inodes; on ext4 without a journal (this host) allocating an inode skips, one by
+/// one, every inode of the group deleted in the last 1-5 minutes, so with all containers in one
+/// group a busy root paid ~1 ms per file (30 ms per run) against ~0.04 ms when spread.
+/// Other file systems refuse or ignore the flag; that is fine.
+pub fn create_topdir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    if let Ok(f) = File::open(dir) {
+        let mut flags: libc::c_int = 0;
+        // SAFETY: FS_IOC_{GET,SET}FLAGS read/write one int through the pointer we pass.
+        unsafe {
+            if libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) == 0
+                && flags & FS_TOPDIR_FL == 0
+            {
+                flags |= FS_TOPDIR_FL;
+                libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The root-wide lock that keeps names unique.
 pub fn names_lock(root: &Path) -> Result<statefile::Lock> {
     Ok(statefile::Lock::exclusive(
@@ -81,6 +108,14 @@ pub fn load(paths: &Paths) -> Result<Record> {
 
 pub fn save(paths: &Paths, rec: &Record) -> Result<()> {
     Ok(statefile::write_json(&paths.record(), rec)?)
+}
+
+/// `save` without fsync, for the updates of a run in progress (who owns it, its pid, that it
+/// runs): after a power loss every container is stopped and crash repair rebuilds that part
+/// from the last durable record (created, or the previous exit), so an fsync would buy nothing.
+/// What a container is (create, rename) and how it ended stay durable.
+pub fn save_transient(paths: &Paths, rec: &Record) -> Result<()> {
+    Ok(statefile::write_json_unsynced(&paths.record(), rec)?)
 }
 
 /// All container records (not repaired; see `lifecycle::list`).

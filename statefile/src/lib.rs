@@ -29,6 +29,19 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_with(path, data, true)
+}
+
+/// Like `write_atomic` but without the fsync: readers and a killed writer still only ever see
+/// the old or the new version (rename is atomic), but a power loss may bring back the previous
+/// version, or, on file systems that do not order data before the rename (ext4 does, for a
+/// rename over an existing file), an empty file. For state that is worthless after a reboot
+/// anyway, e.g. which process runs a container right now.
+pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_with(path, data, false)
+}
+
+fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -38,7 +51,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        if sync {
+            f.sync_data()?;
+        }
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
@@ -53,6 +68,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let data =
         serde_json::to_vec_pretty(value).map_err(|e| Error::Json(path.display().to_string(), e))?;
     write_atomic(path, &data)
+}
+
+/// Serializes `value` as pretty JSON and writes it atomically without fsync (see
+/// `write_atomic_unsynced` for what a power loss may do).
+pub fn write_json_unsynced<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let data =
+        serde_json::to_vec_pretty(value).map_err(|e| Error::Json(path.display().to_string(), e))?;
+    write_atomic_unsynced(path, &data)
 }
 
 /// Reads a JSON state file.
@@ -166,6 +189,18 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "only the target file remains: {names:?}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unsynced_write_replaces_atomically_too() {
+        let dir = std::env::temp_dir().join(format!("statefile-unsynced-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.json");
+        write_json(&p, &vec![1]).unwrap();
+        write_json_unsynced(&p, &vec![2, 3]).unwrap();
+        assert_eq!(read_json::<Vec<i32>>(&p).unwrap(), vec![2, 3]);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -477,7 +477,7 @@ fn logs_cmd(cli: &Cli, follow: bool, tail: &str, timestamps: bool, container: &s
         ),
     };
     let opts = logs::ReadOptions { tail, timestamps };
-    let mut offset = logs::print(&paths.log(), &opts)?;
+    let offset = logs::print(&paths.log(), &opts)?;
     if !follow {
         return Ok(0);
     }

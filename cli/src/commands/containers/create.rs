@@ -79,6 +79,9 @@ pub struct CreateArgs {
     /// Publish all exposed ports to random ports
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
+    /// Security Options
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, env = "RBOX_PULL", default_value = "missing")]
     pub pull: images::PullPolicy,
@@ -180,6 +183,7 @@ impl CreateArgs {
                 extra_hosts: self.add_host.clone(),
                 publish: self.publish.clone(),
                 publish_all: self.publish_all,
+                security_opt: runtime::seccomp::security_opts(&self.security_opt)?,
                 ..Default::default()
             },
         })
