@@ -97,6 +97,8 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()));
     }
     let _names = store::names_lock(root)?;
+    // `rmi` checks for users under this lock too: the image must still be there once we hold it.
+    store.resolve(&image.id)?;
     let all = store::all(root);
     let name = match &opts.name {
         Some(n) => {

@@ -789,3 +789,52 @@ fn network_connect_updates_state_and_hosts() {
     r.ok(&["network", "rm", &net]);
     assert_clean(&r, &[&id]);
 }
+
+/// `rmi` and `create` of the same image at once: either the container was recorded first and
+/// `rmi` refuses, or the image went first and `create` fails; never a container without its
+/// image.
+#[test]
+fn rmi_racing_create_never_orphans_a_container() {
+    let r = Rbox::with_busybox("rmi-race");
+    let tar = rbox_tests::image_tar("busybox");
+    for i in 0..12 {
+        let tag = format!("race{i}:latest");
+        let label = format!("LABEL n={i}");
+        r.ok(&[
+            "import",
+            "--change",
+            &label,
+            "--change",
+            r#"CMD ["true"]"#,
+            tar.to_str().unwrap(),
+            &tag,
+        ]);
+        let create = r
+            .command(&["create", NONE, &tag])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let rmi = r.run(&["rmi", &tag]);
+        let created: rbox_tests::Run = create.wait_with_output().unwrap().into();
+        assert!(
+            created.code != 0 || rmi.code != 0,
+            "both create and rmi of {tag} succeeded: {}",
+            created.stdout
+        );
+        if created.code == 0 {
+            let id = created.stdout.trim();
+            let image = r.ok(&["inspect", "--format", "{{.Image}}", id]);
+            r.ok(&["image", "inspect", image.trim()]);
+            r.ok(&["rm", id]);
+            r.ok(&["rmi", &tag]);
+        } else {
+            assert!(
+                created.stderr.contains("No such image"),
+                "{}",
+                created.stderr
+            );
+        }
+    }
+    assert_eq!(r.ok(&["ps", "-aq"]), "");
+}

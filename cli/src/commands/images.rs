@@ -495,6 +495,9 @@ fn inspect_json(store: &Store, img: &Image) -> Value {
 
 fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
     let in_use = |id: &str| runtime::image_in_use(&cli.root, id);
+    // Held while checking for users and deleting, so no `create` records a container on an
+    // image being removed (create resolves the image again under the same lock).
+    let _names = runtime::store::names_lock(&cli.root)?;
     let mut errors = Vec::new();
     for r in &a.images {
         match store.remove(r, a.force, &in_use) {
