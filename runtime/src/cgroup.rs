@@ -25,6 +25,41 @@ pub fn dirs(id: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Whether the host can enforce limits of cgroup controller `name`: on a unified (v2) host it
+/// is listed in the root's `cgroup.controllers`, on v1 and hybrid hosts it has a hierarchy.
+pub fn controller_available(name: &str) -> bool {
+    match std::fs::read_to_string(PathBuf::from(BASE).join("cgroup.controllers")) {
+        Ok(list) => list.split_whitespace().any(|c| c == name),
+        Err(_) => PathBuf::from(BASE).join(name).is_dir(),
+    }
+}
+
+/// Docker's answer to a limit the host cannot enforce: memory and pids limits are dropped with
+/// a warning (returned, for the CLI to print), a CPU limit is an error.
+pub fn discard_unsupported(s: &mut crate::record::Settings) -> crate::Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if s.memory > 0 && !controller_available("memory") {
+        s.memory = 0;
+        warnings.push(
+            "Your kernel does not support memory limit capabilities or the cgroup is not mounted. Limitation discarded."
+                .to_string(),
+        );
+    }
+    if s.pids_limit > 0 && !controller_available("pids") {
+        s.pids_limit = 0;
+        warnings.push(
+            "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded."
+                .to_string(),
+        );
+    }
+    if s.nano_cpus > 0 && !controller_available("cpu") {
+        return Err(crate::Error::Invalid(
+            "NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not mounted".into(),
+        ));
+    }
+    Ok(warnings)
+}
+
 fn oom_kills_in(text: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix("oom_kill "))

@@ -6,7 +6,7 @@
 //!
 //! On v2 only the controllers the host's unified hierarchy really has are usable (here just
 //! hugetlb: cpu, memory and pids are bound to v1 hierarchies), so `--memory` cannot be tested
-//! there; the v2 test checks that asking for it fails cleanly instead.
+//! there; the v2 test checks Docker's answer instead: a warning and the limit dropped.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -188,13 +188,45 @@ fn pure_v2_run_exec_stop_rm() {
     l.ok(&["rm", id]);
     l.assert_clean(&[id]);
 
-    // No memory controller in this v2 hierarchy: a limit cannot be honoured, so the run fails
-    // (one line, exit 125) and leaves nothing behind.
+    // No memory, pids or cpu controller in this v2 hierarchy: as Docker, memory and pids
+    // limits are dropped with a warning, a CPU limit is refused (one line, exit 125) and leaves
+    // nothing behind.
+    let run = l.run(&[
+        "run",
+        "-d",
+        NONE,
+        "--memory",
+        "32m",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("WARNING: Your kernel does not support memory limit")
+            && run.stderr.contains("PIDs limit discarded"),
+        "{}",
+        run.stderr
+    );
+    let id = run.stdout.trim();
+    assert_eq!(
+        l.ok(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.Memory}} {{json .HostConfig.PidsLimit}}",
+            id
+        ]),
+        "0 null\n"
+    );
+    l.ok(&["rm", "-f", id]);
     let cgroups = || l.sh("ls -d /sys/fs/cgroup/rbox/*/ 2>/dev/null").stdout;
     let before = cgroups();
-    let err = l.bad(&["run", "--rm", NONE, "--memory", "32m", "busybox", "true"]);
-    assert!(err.contains("memory.max"), "{err}");
-    l.assert_clean(&[]);
+    let err = l.bad(&["run", "--rm", NONE, "--cpus", "0.5", "busybox", "true"]);
+    assert!(err.contains("NanoCPUs can not be set"), "{err}");
+    l.assert_clean(&[id]);
     assert_eq!(cgroups(), before, "a cgroup of the failed run is left");
 }
 

@@ -155,7 +155,7 @@ impl CreateArgs {
             Some(c) => (c * 1e9) as i64,
             None => 0,
         };
-        Ok(CreateOptions {
+        let mut opts = CreateOptions {
             name: self.name.clone(),
             image: self.image.clone(),
             cmd: self.cmd.clone(),
@@ -186,6 +186,10 @@ impl CreateArgs {
                 security_opt: runtime::seccomp::security_opts(&self.security_opt)?,
                 ..Default::default()
             },
-        })
+        };
+        for w in runtime::cgroup::discard_unsupported(&mut opts.settings)? {
+            eprintln!("WARNING: {w}");
+        }
+        Ok(opts)
     }
 }
