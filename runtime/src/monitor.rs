@@ -170,6 +170,9 @@ struct Started {
     io: Io,
     /// The published host ports' sockets: held until the container is torn down.
     _ports: net::Reservation,
+    /// `run -di`: the write end of the container's stdin, held open (as Docker keeps it for a
+    /// later attach) so that a shell reading it waits instead of seeing end of file.
+    _stdin: Option<OwnedFd>,
 }
 
 /// The streams of one container process and where they go.
@@ -239,11 +242,18 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
     let mut builder = ContainerBuilder::new(paths.id.clone(), SyscallType::default())
         .with_root_path(&lc_root)
         .map_err(|e| lc_err("libcontainer root", e))?;
+    let mut stdin_hold = None;
     let stdin: OwnedFd = match attach {
         Attach::Foreground { stdin: true } if !rec.settings.tty => std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| Error::io("stdin", e))?,
+        Attach::Detached if rec.settings.open_stdin && !rec.settings.tty => {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| Error::io("pipe", e.into()))?;
+            stdin_hold = Some(w);
+            r
+        }
         _ => File::open("/dev/null")
             .map_err(|e| Error::io("/dev/null", e))?
             .into(),
@@ -323,6 +333,7 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
             log: Some(log),
         },
         _ports: ports,
+        _stdin: stdin_hold,
     })
 }
 

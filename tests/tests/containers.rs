@@ -838,3 +838,34 @@ fn rmi_racing_create_never_orphans_a_container() {
     }
     assert_eq!(r.ok(&["ps", "-aq"]), "");
 }
+
+/// `run -di` / `-dit` keep the container's stdin open (a pipe, or the pty, held by the monitor
+/// as Docker holds it for attach): a shell waits instead of exiting at end of file.
+#[test]
+fn detached_interactive_shells_stay_up() {
+    let r = Rbox::with_busybox("detached-i");
+    let di = r.ok(&["run", "-di", NONE, "busybox", "sh"]);
+    let dit = r.ok(&["run", "-dit", NONE, "busybox", "sh"]);
+    let d = r.ok(&["run", "-d", NONE, "busybox", "sh"]);
+    let (di, dit, d) = (di.trim(), dit.trim(), d.trim());
+    assert_eq!(
+        r.ok(&["wait", d]),
+        "0\n",
+        "sh with stdin at end of file exits"
+    );
+    for id in [di, dit] {
+        assert_eq!(
+            r.ok(&["exec", id, "echo", "alive"]),
+            "alive\n",
+            "{id} stopped"
+        );
+        assert_eq!(
+            inspect(&r, id, "{{.State.Status}} {{.Config.OpenStdin}}"),
+            "running true"
+        );
+    }
+    let stdin = r.ok(&["exec", di, "readlink", "/proc/1/fd/0"]);
+    assert!(stdin.starts_with("pipe:"), "{stdin}");
+    r.ok(&["rm", "-f", di, dit, d]);
+    assert_clean(&r, &[di, dit, d]);
+}
