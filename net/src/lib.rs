@@ -15,6 +15,8 @@
 //!   host ports (the caller holds the `Reservation` while the container runs), record them in
 //!   `<root>/ports/<id>.json` and install the DNAT rules; `unpublish(root, container_id)`;
 //!   `published(root, container_id)`. `release` unpublishes too, so crash repair removes them.
+//!   TCP on `[::1]` goes through a proxy process that `publish` starts (on the caller's main
+//!   thread: it dies with it) and `unpublish` stops: `port_proxy` is its body.
 //!
 //! - Names: `connect`/`disconnect`/`release` on user networks keep the embedded DNS resolver
 //!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
@@ -41,6 +43,7 @@ mod netlink;
 pub mod network;
 pub mod ports;
 mod portspec;
+mod proxy;
 mod sandbox;
 
 use std::net::IpAddr;
@@ -124,6 +127,12 @@ pub fn publish(
 
 pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
     ports::unpublish(root, container_id)
+}
+
+/// Body of the hidden `rbox network port-proxy --to ADDR` that `publish` starts for a `[::1]`
+/// port: relays the listening socket on fd 3 to `to` until killed.
+pub fn port_proxy(to: std::net::SocketAddr) -> i32 {
+    proxy::serve_main(to)
 }
 
 pub fn published(root: &Path, container_id: &str) -> Result<Vec<PortBinding>> {

@@ -9,6 +9,11 @@
 //! never black-holed, and the stale rule goes when its owner is repaired (or when a publish has
 //! to read the kernel's rules anyway). UDP conntrack entries of the port are deleted on publish
 //! and unpublish (`conntrack`), so a client that keeps sending follows the port too.
+//!
+//! The one exception is TCP on `[::1]`, which the kernel cannot forward to a container (see
+//! `proxy`): its reservation socket listens and goes to a userland proxy process, recorded
+//! with its pid and start time so that `unpublish` (crash repair included) can stop it. It has
+//! no rule. UDP on `[::1]` is refused.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,8 +23,8 @@ use std::path::{Path, PathBuf};
 use ipnetwork::IpNetwork;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-    SockaddrIn6, SockaddrStorage,
+    bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
+    SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +32,7 @@ use crate::error::{io, Error, Errors, Result};
 use crate::firewall::ports::{self as fw, FwPort, FwPorts};
 use crate::network::{Network, Store, OPT_HOST_BINDING};
 pub use crate::portspec::{PortRange, PortSpec, Proto};
+use crate::proxy;
 use crate::sandbox;
 
 /// One published port: Docker's `{HostIp, HostPort}` under `"<port>/<proto>"`.
@@ -48,6 +54,15 @@ impl PortBinding {
     pub fn host_addr(&self) -> String {
         SocketAddr::new(self.host_ip, self.host_port).to_string()
     }
+
+    /// Served by a userland proxy, not by the kernel's DNAT.
+    fn proxied(&self) -> bool {
+        proxied(self.host_ip)
+    }
+}
+
+fn proxied(host_ip: IpAddr) -> bool {
+    host_ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
 }
 
 impl std::fmt::Display for PortBinding {
@@ -124,9 +139,19 @@ struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     container_ip6: Option<IpAddr>,
     bindings: Vec<PortBinding>,
+    /// The proxies of the `[::1]` bindings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    proxies: Vec<proxy::Process>,
 }
 
 impl Record {
+    /// Whether the kernel has rules for this family.
+    fn has_rules(&self, v6: bool) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| b.host_ip.is_ipv6() == v6 && !b.proxied())
+    }
+
     fn short_id(container_id: &str) -> String {
         container_id.chars().take(12).collect()
     }
@@ -140,7 +165,7 @@ impl Record {
         let ports: Vec<FwPort> = self
             .bindings
             .iter()
-            .filter(|b| b.host_ip.is_ipv6() == v6)
+            .filter(|b| b.host_ip.is_ipv6() == v6 && !b.proxied())
             .map(|b| FwPort {
                 host_ip: b.host_ip,
                 host_port: b.host_port,
@@ -189,8 +214,8 @@ fn carrier(root: &Path, container_id: &str) -> Result<Option<(Network, IpAddr, O
     Ok(found.into_iter().next().map(|(_, n, a, b)| (n, a, b)))
 }
 
-/// Binds `ip:port` (port 0: the kernel picks a free one from `ip_local_port_range`) without
-/// listening; returns the socket and the port it holds.
+/// Binds `ip:port` (port 0: the kernel picks a free one from `ip_local_port_range`), listening
+/// only for a proxied `[::1]` TCP port; returns the socket and the port it holds.
 fn reserve(ip: IpAddr, port: u16, proto: Proto) -> std::result::Result<(OwnedFd, u16), Errno> {
     let family = if ip.is_ipv6() {
         AddressFamily::Inet6
@@ -206,9 +231,19 @@ fn reserve(ip: IpAddr, port: u16, proto: Proto) -> std::result::Result<(OwnedFd,
         // [::]:port must not also claim 0.0.0.0:port.
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
+    let listens = proxied(ip) && proto == Proto::Tcp;
+    if listens {
+        // The proxy closes first, so its connections linger in TIME_WAIT on this port: they
+        // must not keep the next container off it. A listener conflicts with any other bind
+        // all the same, and two binds racing are told apart by listen() right below.
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
     match SocketAddr::new(ip, port) {
         SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
         SocketAddr::V6(a) => bind(fd.as_raw_fd(), &SockaddrIn6::from(a))?,
+    }
+    if listens {
+        listen(&fd, Backlog::MAXCONN)?;
     }
     let bound: SockaddrStorage = getsockname(fd.as_raw_fd())?;
     let port = bound
@@ -291,13 +326,21 @@ fn reserve_on(
     Err(last)
 }
 
+/// A `[::1]` TCP reservation, to be handed to a proxy.
+struct Loopback {
+    socket: OwnedFd,
+    host_port: u16,
+    container_port: u16,
+}
+
 /// Reserves the host ports of every spec; on error every socket taken so far is released.
 fn reserve_all(
     specs: &[PortSpec],
     net: &Network,
     has_v6: bool,
-) -> Result<(Vec<PortBinding>, Reservation)> {
+) -> Result<(Vec<PortBinding>, Reservation, Vec<Loopback>)> {
     let mut res = Reservation::default();
+    let mut loopback = Vec::new();
     let mut bindings = Vec::new();
     for spec in specs {
         let ips = host_ips(spec, net, has_v6)?;
@@ -308,27 +351,32 @@ fn reserve_all(
                     net.name
                 )));
             }
-            if ip.is_loopback() && ip.is_ipv6() {
-                // Tried: DNAT in nat OUTPUT plus MASQUERADE of ::1 to the bridge address. The
-                // SYN reaches the container, but its SYN-ACK, un-NATed back to ::1 as it
-                // arrives on the bridge, is dropped: the input route lookup for a loopback
-                // destination is strict about the device (ip6_route_input_lookup() adds
-                // RT6_LOOKUP_F_IFACE when rt6_need_strict(), which includes
-                // IPV6_ADDR_LOOPBACK, net/ipv6/route.c), so it fails for anything but lo
-                // (seen as kfree_skb at br_nf_pre_routing_finish_ipv6; without br_netfilter,
-                // ip6_rcv_finish does the same lookup). IPv6 has no route_localnet.
+            if proxied(*ip) && spec.proto != Proto::Tcp {
                 return Err(Error::Invalid(format!(
-                    "cannot publish {spec} on ::1: IPv6 loopback cannot be forwarded without a userland proxy; use 127.0.0.1 or an IPv6 address of this host"
+                    "cannot publish {spec} on ::1: only TCP is supported on ::1"
                 )));
             }
         }
         let proto = spec.proto;
         let ctr = spec.container_ports;
-        let binding = |host_ip: IpAddr, host_port: u16, container_port: u16| PortBinding {
-            host_ip,
-            host_port,
-            container_port,
-            proto,
+        let mut keep = |fds: Vec<OwnedFd>, host_port: u16, container_port: u16| {
+            for (fd, ip) in fds.into_iter().zip(&ips) {
+                if proxied(*ip) {
+                    loopback.push(Loopback {
+                        socket: fd,
+                        host_port,
+                        container_port,
+                    });
+                } else {
+                    res.sockets.push(fd);
+                }
+                bindings.push(PortBinding {
+                    host_ip: *ip,
+                    host_port,
+                    container_port,
+                    proto,
+                });
+            }
         };
         match spec.host_ports {
             // A pool: the first port of the host range free on every address.
@@ -346,25 +394,43 @@ fn reserve_all(
                 }
                 let (fds, port) =
                     taken.ok_or_else(|| bind_error(ips[0], &h.to_string(), Errno::EADDRINUSE))?;
-                res.sockets.extend(fds);
-                for ip in &ips {
-                    bindings.push(binding(*ip, port, ctr.start));
-                }
+                keep(fds, port, ctr.start);
             }
             host => {
                 for (i, c) in ctr.ports().enumerate() {
                     let want = host.map(|h| h.start + i as u16).unwrap_or(0);
                     let (fds, port) = reserve_on(&ips, want, proto)
                         .map_err(|(ip, e)| bind_error(ip, &want.to_string(), e))?;
-                    res.sockets.extend(fds);
-                    for ip in &ips {
-                        bindings.push(binding(*ip, port, c));
-                    }
+                    keep(fds, port, c);
                 }
             }
         }
     }
-    Ok((bindings, res))
+    Ok((bindings, res, loopback))
+}
+
+/// Starts a proxy for each `[::1]` reservation; on error those started are stopped.
+fn start_proxies(
+    container_id: &str,
+    ip6: Option<IpAddr>,
+    loopback: Vec<Loopback>,
+) -> Result<Vec<proxy::Process>> {
+    let mut started: Vec<proxy::Process> = Vec::new();
+    for l in loopback {
+        // reserve_all refused ::1 unless the container has an IPv6 address.
+        let to = ip6.map(|ip| SocketAddr::new(ip, l.container_port));
+        let r = to
+            .ok_or_else(|| Error::Invalid(format!("cannot publish [::1]:{}: no IPv6", l.host_port)))
+            .and_then(|to| proxy::spawn(l.socket, container_id, l.host_port, to));
+        match r {
+            Ok(p) => started.push(p),
+            Err(e) => {
+                started.iter().for_each(proxy::stop);
+                return Err(e);
+            }
+        }
+    }
+    Ok(started)
 }
 
 /// Lets DNAT from 127.0.0.0/8 (OUTPUT) leave through the bridge.
@@ -417,7 +483,19 @@ pub fn publish(
         .ipam
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
-    let (bindings, reservation) = reserve_all(specs, &net, ip6.is_some())?;
+    let (bindings, reservation, loopback) = reserve_all(specs, &net, ip6.is_some())?;
+    let path = file(root, container_id);
+    // A record left by a crash may have rules behind it: regenerate those instead of adding.
+    let old = statefile::read_json_opt::<Record>(&path)?;
+    if let Some(old) = &old {
+        old.proxies.iter().for_each(proxy::stop);
+    }
+    let mode = match old {
+        Some(_) => Mode::Repair,
+        None => Mode::Add,
+    };
+    // Before the record: a crash in between kills them with their holder (PDEATHSIG).
+    let proxies = start_proxies(container_id, ip6, loopback)?;
     let rec = Record {
         network_id: net.id.clone(),
         bridge: net.bridge.clone(),
@@ -426,17 +504,17 @@ pub fn publish(
         subnet6: net.ipam6.as_ref().map(|c| c.subnet.into()),
         container_ip6: ip6,
         bindings: bindings.clone(),
+        proxies,
     };
     let d = dir(root);
-    fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
-    let path = file(root, container_id);
-    // A record left by a crash may have rules behind it: regenerate those instead of adding.
-    let mode = match statefile::read_json_opt::<Record>(&path)? {
-        Some(_) => Mode::Repair,
-        None => Mode::Add,
-    };
     // Recorded before the rules exist, so a crash in between leaves something to repair.
-    statefile::write_json(&path, &rec)?;
+    let recorded = fs::create_dir_all(&d)
+        .map_err(io(format!("creating {}", d.display())))
+        .and_then(|_| Ok(statefile::write_json(&path, &rec)?));
+    if let Err(e) = recorded {
+        rec.proxies.iter().for_each(proxy::stop);
+        return Err(e);
+    }
     if let Err(e) = install(container_id, &rec, mode) {
         let _ = unpublish(root, container_id);
         return Err(e);
@@ -453,9 +531,11 @@ pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
         return Ok(());
     };
     let short = Record::short_id(container_id);
+    // First, so the port is free when this returns: the proxy was its only holder.
+    rec.proxies.iter().for_each(proxy::stop);
     let mut errors = Errors::default();
     for v6 in [false, true] {
-        if rec.bindings.iter().any(|b| b.host_ip.is_ipv6() == v6) {
+        if rec.has_rules(v6) {
             errors.check(fw::remove(&short, v6));
         }
     }

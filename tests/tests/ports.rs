@@ -507,8 +507,16 @@ fn ipv6_host_address_of_a_dual_stack_network() {
     let a = n.sid(1);
     n.sandbox(&a, "v20");
     n.httpd(&a, 80, "over-v6");
-    let err = n.bad(&["network", "sandbox", "publish", "-p", "[::1]:18201:80", &a]);
-    assert!(err.contains("IPv6 loopback"), "{err}");
+    // [::1] has a userland proxy for TCP only (see run_p_on_ipv6_loopback_goes_through_a_proxy).
+    let err = n.bad(&[
+        "network",
+        "sandbox",
+        "publish",
+        "-p",
+        "[::1]:18201:80/udp",
+        &a,
+    ]);
+    assert!(err.contains("only TCP is supported on ::1"), "{err}");
     n.assert_unpublished(&a, &[]);
     let (holder, b) = n.publish(&a, &["-p", "[fd00:205:120::1]:18201:80", "-p", "18202:80"]);
     assert_eq!(b[0]["host_ip"], "fd00:205:120::1");
@@ -541,8 +549,8 @@ fn ipv6_host_address_of_a_dual_stack_network() {
         curl("-g http://[fd00:205:120::1]:18202/").as_deref(),
         Some("over-v6")
     );
-    // [::1] is not forwarded (see ports::reserve_all) and must not hang either: the
-    // reservation socket refuses it at once (curl exit 7, not a 28 timeout).
+    // [::]'s DNAT leaves [::1] alone (only an explicit [::1] binding is proxied) and must not
+    // hang either: the reservation socket refuses it at once (curl exit 7, not a 28 timeout).
     let lo6 = sh("curl -sS --max-time 3 -g http://[::1]:18202/");
     assert_eq!(lo6.code, 7, "[::1]:18202: {}", lo6.stderr);
     assert!(
@@ -1300,5 +1308,224 @@ fn twenty_containers_published_in_parallel() {
     for (port, id) in &ids {
         n.assert_ctr_unpublished(id, &[*port]);
     }
+    n.clean_and_check();
+}
+
+/// The state letter of /proc/PID/stat, `None` once the process is gone.
+fn proc_state(pid: i64) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// The proxy that serves container `id`'s `[::1]` port, from its ports record.
+fn proxy_pid(n: &Net, id: &str) -> i64 {
+    let rec: Value = serde_json::from_slice(
+        &std::fs::read(n.rbox.root.join(format!("ports/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    let pid = rec["proxies"][0]["pid"].as_i64().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "rbox-proxy"
+    );
+    pid
+}
+
+/// Gone, or a zombie its parent has not reaped yet: either way it holds nothing.
+fn assert_proxy_gone(pid: i64) {
+    let state = proc_state(pid);
+    assert!(
+        matches!(state, None | Some('Z')),
+        "proxy {pid} still running: {state:?}"
+    );
+    let lis = sh("ss -Hltn 'sport = :38411'").stdout;
+    assert!(lis.trim().is_empty(), "still listening: {lis}");
+}
+
+/// `-p [::1]:H:C` on an IPv6 network: the kernel cannot forward ::1 to a container, so a proxy
+/// process serves it (as docker-proxy does), with no rule; it goes with `rm -f`, `stop` and a
+/// kill -9 of the monitor, and the port is reusable at once (TIME_WAIT of its connections
+/// included). UDP on ::1 is refused.
+#[test]
+fn run_p_on_ipv6_loopback_goes_through_a_proxy() {
+    let n = Net::new("ports-lo6", 24);
+    let tar = rbox_tests::image_tar("busybox");
+    n.ok(&[
+        "import",
+        "--change",
+        r#"CMD ["sh"]"#,
+        tar.to_str().unwrap(),
+        "busybox:latest",
+    ]);
+    n.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.205.124.0/24",
+        "--subnet",
+        "fd00:205:124::/64",
+        "-o",
+        "com.docker.network.bridge.name=rbt-pv24",
+        "v24",
+    ]);
+    let c = Ctrs(&n);
+    let httpd = |name: &str, body: &str| {
+        n.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "v24",
+            "-p",
+            "[::1]:38411:80",
+            "busybox",
+            "sh",
+            "-c",
+            &format!("echo {body} > /tmp/index.html && head -c 1048576 /dev/zero > /tmp/big && exec httpd -f -p 80 -h /tmp"),
+        ])
+        .trim()
+        .to_string()
+    };
+    let id = httpd("lo6", "over-lo6");
+    assert_eq!(
+        curl_wait("-g http://[::1]:38411/").as_deref(),
+        Some("over-lo6\n")
+    );
+    // A megabyte through splice (upstream volume and half-closes: proxy.rs's unit test).
+    let big =
+        sh("curl -sS --max-time 5 -g -o /dev/null -w '%{size_download}' http://[::1]:38411/big");
+    assert_eq!(big.stdout, "1048576", "{}", big.stderr);
+    // Clients that reset mid-download (the proxy then writes into a dead socket) cost it
+    // nothing: it goes on serving.
+    for _ in 0..5 {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let mut s = std::net::TcpStream::connect("[::1]:38411").unwrap();
+        s.write_all(b"GET /big HTTP/1.0\r\n\r\n").unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).unwrap();
+        let lin = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on a socket we own with a properly sized linger.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&lin as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+    }
+    assert_eq!(
+        n.ok(&["ps", "--format", "{{.Ports}}"]).trim(),
+        "[::1]:38411->80/tcp"
+    );
+    assert_eq!(n.ok(&["port", "lo6"]), "80/tcp -> [::1]:38411\n");
+    assert_eq!(
+        n.inspect_ctr("lo6")["NetworkSettings"]["Ports"]["80/tcp"],
+        serde_json::json!([{"HostIp": "::1", "HostPort": "38411"}])
+    );
+    assert!(
+        !sh("ip6tables-save").stdout.contains(&id[..12]),
+        "a [::1] binding has no rule"
+    );
+    let pid = proxy_pid(&n, &id);
+    // Its own session, away from the monitor's terminal signals.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!(f[3], pid.to_string(), "session of {pid}: {stat}");
+    // Taken: Docker's wording, nothing of the failed container left.
+    let before = n.all_ids();
+    let err = n.bad(&[
+        "run",
+        "-d",
+        "--network",
+        "v24",
+        "-p",
+        "[::1]:38411:80",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert!(
+        err.contains("Bind for [::1]:38411 failed: port is already allocated"),
+        "{err}"
+    );
+    let err = n.bad(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "v24",
+        "-p",
+        "[::1]:38412:80/udp",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert!(err.contains("only TCP is supported on ::1"), "{err}");
+    assert_eq!(n.all_ids(), before, "a failed container was left behind");
+    assert!(
+        proc_state(pid).is_some_and(|s| s != 'Z'),
+        "proxy {pid} died"
+    );
+    assert_eq!(
+        curl("-g http://[::1]:38411/").as_deref(),
+        Some("over-lo6\n"),
+        "after the resets"
+    );
+
+    n.ok(&["rm", "-f", "lo6"]);
+    assert_proxy_gone(pid);
+    n.assert_ctr_unpublished(&id, &[38411]);
+    assert!(std::net::TcpListener::bind("[::1]:38411").is_ok());
+    assert!(curl("-g http://[::1]:38411/").is_none());
+
+    // Reused at once, although the last connections left TIME_WAITs on the port.
+    let id = httpd("again", "again");
+    assert_eq!(
+        curl_wait("-g http://[::1]:38411/").as_deref(),
+        Some("again\n")
+    );
+    let pid = proxy_pid(&n, &id);
+    n.ok(&["stop", "-t", "1", "again"]);
+    assert_proxy_gone(pid);
+    n.assert_ctr_unpublished(&id, &[38411]);
+    n.ok(&["start", "again"]);
+    assert_eq!(
+        curl_wait("-g http://[::1]:38411/").as_deref(),
+        Some("again\n"),
+        "after start"
+    );
+    let pid = proxy_pid(&n, &id);
+
+    // kill -9 of the monitor: the proxy dies with it, the next command repairs the rest.
+    let mon = n.monitor_pid(&id);
+    assert!(mon > 0);
+    assert_eq!(unsafe { libc::kill(mon, libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proc_state(mon.into()).is_some_and(|s| s != 'Z') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    n.ok(&["ps", "-a"]);
+    assert_proxy_gone(pid);
+    n.assert_ctr_unpublished(&id, &[38411]);
+    let id = httpd("third", "third");
+    assert_eq!(
+        curl_wait("-g http://[::1]:38411/").as_deref(),
+        Some("third\n")
+    );
+    let pid = proxy_pid(&n, &id);
+    drop(c);
+    assert_proxy_gone(pid);
+    n.ok(&["network", "rm", "v24"]);
     n.clean_and_check();
 }

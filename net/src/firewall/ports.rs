@@ -7,7 +7,8 @@
 //! publish in a network namespace, when the shared chains do not exist yet, or rules that a
 //! crash or an `iptables -F` changed) is the state read and repaired (`install_batch`,
 //! `remove_batch`), which also removes stale chains of dead containers capturing the ports.
-//! A v6 DNAT for `[::]` leaves `::1` alone (it cannot be forwarded, see `ports::reserve_all`).
+//! A v6 DNAT for `[::]` leaves `::1` alone (the kernel cannot forward it, see `proxy`; an
+//! explicit `[::1]` binding is served by a userland proxy instead, with no rule).
 //! - nat `PREROUTING` and `OUTPUT` jump to `RBOX-DNAT` for destination-local traffic, loopback
 //!   included (`route_localnet=1` on the bridge lets 127.0.0.1 be routed to it).
 //! - nat `RBOX-DNAT -j RBOX-P-<id12>`, inserted first so a newer container wins over any stale
@@ -90,7 +91,7 @@ pub fn dnat_rules(p: &FwPorts) -> Vec<String> {
         .map(|port| {
             let dst = if port.host_ip.is_unspecified() && p.container_ip.is_ipv6() {
                 // [::]:port must leave [::1]:port alone: replies could not come back to ::1
-                // (see ports::reserve_all), so a DNAT would only turn a refused connection
+                // (see proxy.rs), so a DNAT would only turn a refused connection
                 // into a hang.
                 "! -d ::1/128 ".to_string()
             } else if port.host_ip.is_unspecified() {
