@@ -187,6 +187,10 @@ pub fn serve_main(to: SocketAddr) -> i32 {
     // `ps -C rbox-proxy`, `ss -p`: a name of its own rather than the monitor's "exe".
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"rbox-proxy".as_ptr()) };
+    if let Err(e) = drop_privileges() {
+        eprintln!("Error: port proxy: dropping privileges: {e}");
+        return 125;
+    }
     // SAFETY: fd 3 is the socket `spawn` handed over; taken once.
     let listener = TcpListener::from(unsafe { OwnedFd::from_raw_fd(LISTEN_FD) });
     loop {
@@ -214,6 +218,22 @@ pub fn serve_main(to: SocketAddr) -> i32 {
             },
         }
     }
+}
+
+/// The proxy needs no privilege once it has its listening socket: it dials the container as any
+/// client would. It runs as `nobody` (leaving uid 0 clears every capability) with
+/// no_new_privs, so a bug in it cannot be turned against the host.
+fn drop_privileges() -> nix::Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    let (uid, gid) = (Uid::from_raw(65534), Gid::from_raw(65534));
+    setgroups(&[])?;
+    setresgid(gid, gid, gid)?;
+    setresuid(uid, uid, uid)?;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
 }
 
 /// One connection: the container side is dialled, then each direction is copied on its own

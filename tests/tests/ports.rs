@@ -1442,6 +1442,16 @@ fn run_p_on_ipv6_loopback_goes_through_a_proxy() {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     assert_eq!(f[3], pid.to_string(), "session of {pid}: {stat}");
+    // Unprivileged: nobody, no capabilities, no_new_privs.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for want in [
+        "Uid:\t65534\t65534\t65534\t65534",
+        "CapEff:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(status.contains(want), "{want:?} in {status}");
+    }
     // Taken: Docker's wording, nothing of the failed container left.
     let before = n.all_ids();
     let err = n.bad(&[
