@@ -49,6 +49,8 @@ pub enum Command {
     Pull(commands::pull::Cmd),
     #[command(flatten)]
     Dns(commands::dns::Cmd),
+    #[command(flatten)]
+    Volumes(commands::volumes::Cmd),
 }
 
 fn main() {

@@ -48,6 +48,7 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
     } else {
         json!({})
     };
+    let (binds, mounts, tmpfs) = crate::mounts::host_config(&s.mounts);
     json!({
         "Id": r.id,
         "Created": r.created.to_rfc3339_opts(SecondsFormat::Nanos, true),
@@ -76,6 +77,9 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
+            "Binds": binds,
+            "Mounts": mounts,
+            "Tmpfs": tmpfs,
             "NetworkMode": s.network_mode,
             "Dns": s.dns,
             "DnsSearch": s.dns_search,
@@ -96,7 +100,7 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "Name": "overlay",
             "Data": { "UpperDir": paths.upper(), "WorkDir": paths.work(), "MergedDir": paths.rootfs() },
         },
-        "Mounts": [],
+        "Mounts": crate::mounts::inspect_mounts(root, &s.mounts),
         "Config": {
             "Hostname": s.hostname,
             "User": s.user,

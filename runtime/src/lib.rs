@@ -25,6 +25,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 mod monitor;
+pub mod mounts;
 mod network;
 pub mod record;
 mod rootfs;
@@ -33,6 +34,7 @@ mod spec;
 pub mod store;
 mod tty;
 mod user;
+pub mod volume;
 
 use std::path::Path;
 

@@ -96,6 +96,8 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     if s.memory > 0 && s.memory < 6 * 1024 * 1024 {
         return Err(Error::Invalid("Minimum memory limit allowed is 6MB".into()));
     }
+    crate::mounts::check(&s.mounts)?;
+    crate::mounts::name_anonymous(&mut s.mounts);
     let _names = store::names_lock(root)?;
     // `rmi` checks for users under this lock too: the image must still be there once we hold it.
     store.resolve(&image.id)?;
@@ -153,7 +155,11 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     let paths = Paths::new(root, &id);
     store::create_topdir(&store::containers_dir(root))?;
     std::fs::create_dir_all(&paths.dir).map_err(|e| Error::io(paths.dir.display(), e))?;
-    if let Err(e) = store::save(&paths, &rec) {
+    // Last, so that no other error leaves a host directory behind.
+    if let Err(e) = store::save(&paths, &rec)
+        .and_then(|_| crate::mounts::create_sources(&rec.settings.mounts))
+        .and_then(|_| crate::volume::create_for(root, &rec))
+    {
         let _ = std::fs::remove_dir_all(&paths.dir);
         return Err(e);
     }
@@ -380,9 +386,21 @@ pub fn remove_files(paths: &Paths) {
 
 /// Deletes the container's directory once everything it held was released.
 pub(crate) fn remove_dir(paths: &Paths) {
+    let rec = store::load(paths).ok();
     // Never recurse into a still-mounted rootfs.
     crate::rootfs::unmount(paths);
     let _ = std::fs::remove_dir_all(&paths.dir);
+    // Docker drops the anonymous volumes of an --rm container with it.
+    if let Some(r) = rec.filter(|r| r.settings.auto_remove) {
+        crate::volume::remove_anonymous(&paths.root, &r);
+    }
+}
+
+/// `rm -v`: `remove`, then the container's anonymous volumes.
+pub fn remove_with_volumes(root: &Path, key: &str, force: bool) -> Result<Record> {
+    let rec = remove(root, key, force)?;
+    crate::volume::remove_anonymous(root, &rec);
+    Ok(rec)
 }
 
 /// `rm [-f]`.

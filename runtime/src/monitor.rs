@@ -227,6 +227,8 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
     for f in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"] {
         rootfs::ensure_file(&root, f)?;
     }
+    // -v host directories removed since create come back; empty volumes get the image's files.
+    crate::mounts::prepare_start(&paths.root, &root, &rec.settings.mounts)?;
     let (netns, ports) = crate::network::attach(paths, rec)?;
     tracing::debug!(id = %paths.id, "network attached");
     etcfiles::write_all(paths, rec, netns.is_none())?;

@@ -86,6 +86,9 @@ pub struct Settings {
     /// `--security-opt` (HostConfig.SecurityOpt); a `seccomp=` profile file is kept inline.
     #[serde(default)]
     pub security_opt: Vec<String>,
+    /// `-v`, `--mount` and `--tmpfs`, parsed and checked (see `mounts`).
+    #[serde(default)]
+    pub mounts: Vec<crate::mounts::Mount>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

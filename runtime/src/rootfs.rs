@@ -71,8 +71,10 @@ pub fn unmount(paths: &Paths) {
 }
 
 /// Resolves `path` (absolute or relative to `/`) inside `root` the way the kernel would after
-/// pivot_root: absolute symlinks restart at `root`, `..` never climbs above it.
-pub fn resolve_in(root: &Path, path: &str) -> PathBuf {
+/// pivot_root: absolute symlinks restart at `root`, `..` never climbs above it. More than 40
+/// links is ELOOP, as for the kernel: a path with links left in it would be followed by the
+/// host, out of the rootfs.
+pub fn resolve_in(root: &Path, path: &str) -> std::io::Result<PathBuf> {
     let mut out = PathBuf::new();
     let mut pending: Vec<String> = Path::new(path)
         .components()
@@ -91,7 +93,10 @@ pub fn resolve_in(root: &Path, path: &str) -> PathBuf {
         }
         let candidate = root.join(&out).join(&part);
         match std::fs::read_link(&candidate) {
-            Ok(target) if hops < 40 => {
+            Ok(_) if hops >= 40 => {
+                return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            Ok(target) => {
                 hops += 1;
                 if target.is_absolute() {
                     out = PathBuf::new();
@@ -104,10 +109,10 @@ pub fn resolve_in(root: &Path, path: &str) -> PathBuf {
                     }
                 }
             }
-            _ => out.push(part),
+            Err(_) => out.push(part),
         }
     }
-    root.join(out)
+    Ok(root.join(out))
 }
 
 /// The metadata of `path` resolved by the kernel as if `root_dir` were `/` (openat2 with
@@ -167,7 +172,7 @@ pub fn check_executable(root: &Path, argv0: &str, env: &[String]) -> Result<()> 
     for c in &candidates {
         let meta = match root_dir.as_ref().and_then(|d| metadata_in_root(d, c)) {
             Some(m) => m,
-            None => std::fs::metadata(resolve_in(root, c)),
+            None => resolve_in(root, c).and_then(std::fs::metadata),
         };
         let Ok(meta) = meta else {
             continue;
@@ -192,7 +197,8 @@ pub fn check_executable(root: &Path, argv0: &str, env: &[String]) -> Result<()> 
 
 /// Makes sure `path` exists inside `root` as a directory (Docker creates a missing `-w` dir).
 pub fn ensure_dir(root: &Path, path: &str, uid: u32, gid: u32) -> Result<()> {
-    let p = resolve_in(root, path);
+    let p = resolve_in(root, path)
+        .map_err(|e| Error::io(format!("creating working directory {path}"), e))?;
     if p.is_dir() {
         return Ok(());
     }
@@ -206,7 +212,7 @@ pub fn ensure_dir(root: &Path, path: &str, uid: u32, gid: u32) -> Result<()> {
 
 /// Makes sure a file exists at `path` inside `root`, as a bind-mount target.
 pub fn ensure_file(root: &Path, path: &str) -> Result<()> {
-    let p = resolve_in(root, path);
+    let p = resolve_in(root, path).map_err(|e| Error::io(path, e))?;
     if p.exists() {
         return Ok(());
     }
@@ -235,9 +241,9 @@ mod tests {
         symlink("busybox", r.join("bin/sh")).unwrap();
         symlink("/etc/passwd", r.join("bin/escape")).unwrap();
         symlink("../../../../bin", r.join("up")).unwrap();
-        assert_eq!(resolve_in(r, "/bin/sh"), r.join("bin/busybox"));
-        assert_eq!(resolve_in(r, "/bin/escape"), r.join("etc/passwd"));
-        assert_eq!(resolve_in(r, "/up/sh"), r.join("bin/busybox"));
+        assert_eq!(resolve_in(r, "/bin/sh").unwrap(), r.join("bin/busybox"));
+        assert_eq!(resolve_in(r, "/bin/escape").unwrap(), r.join("etc/passwd"));
+        assert_eq!(resolve_in(r, "/up/sh").unwrap(), r.join("bin/busybox"));
         let env = vec!["PATH=/usr/bin:/bin".to_string()];
         assert!(check_executable(r, "sh", &env).is_ok());
         assert!(check_executable(r, "/bin/sh", &env).is_ok());
@@ -265,5 +271,32 @@ mod tests {
                 .exit_code(),
             126
         );
+    }
+
+    /// A chain of more links than the kernel follows, ending at a host directory: ELOOP, and
+    /// `ensure_dir` (`-w`) / `ensure_file` create nothing on the host.
+    #[test]
+    fn long_link_chains_are_eloop_not_an_escape() {
+        let d = tempfile::tempdir().unwrap();
+        let (r, host) = (d.path().join("rootfs"), d.path().join("host"));
+        std::fs::create_dir_all(&r).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        for i in 0..45 {
+            symlink(format!("l{}", i + 1), r.join(format!("l{i}"))).unwrap();
+        }
+        symlink(&host, r.join("l45")).unwrap();
+        let err = resolve_in(&r, "/l0/x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+        assert!(ensure_dir(&r, "/l0/made", 0, 0).is_err());
+        assert!(ensure_file(&r, "/l0/file").is_err());
+        assert_eq!(
+            std::fs::read_dir(&host).unwrap().count(),
+            0,
+            "written on the host"
+        );
+        // 40 links are still followed.
+        std::fs::remove_file(r.join("l40")).unwrap();
+        std::fs::create_dir(r.join("l40")).unwrap();
+        assert_eq!(resolve_in(&r, "/l0/x").unwrap(), r.join("l40/x"));
     }
 }

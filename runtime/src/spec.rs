@@ -129,6 +129,31 @@ pub fn build(
             "source": paths.dir.join(f), "options": ["rbind", "rprivate"]
         }));
     }
+    let rootfs = paths.rootfs();
+    let user_mounts = crate::mounts::spec_mounts(&paths.root, &s.mounts, |t| {
+        // Too many links: left to libcontainer, whose own lookup stays in the rootfs.
+        let Ok(p) = crate::rootfs::resolve_in(&rootfs, t) else {
+            return t.to_string();
+        };
+        match p.strip_prefix(&rootfs) {
+            // A destination resolving to the root itself is left to libcontainer's own lookup.
+            Ok(rel) if !rel.as_os_str().is_empty() => format!("/{}", rel.display()),
+            _ => t.to_string(),
+        }
+    });
+    // As Docker: a user's mount replaces rbox's own at the same place (/etc/hosts, /dev/shm),
+    // and parents go before children, so `-v vol:/etc` does not hide /etc/hosts.
+    mounts.retain(|m| {
+        !user_mounts
+            .iter()
+            .any(|u| u["destination"] == m["destination"])
+    });
+    mounts.extend(user_mounts);
+    mounts.sort_by_key(|m| {
+        m["destination"]
+            .as_str()
+            .map_or(0, |d| d.matches('/').count())
+    });
     let mut resources = json!({ "devices": [{"allow": false, "access": "rwm"}] });
     if s.memory > 0 {
         resources["memory"] = json!({"limit": s.memory});

@@ -104,7 +104,7 @@ pub enum Common {
         /// Force the removal of a running container (uses SIGKILL)
         #[arg(short = 'f', long)]
         force: bool,
-        /// Remove anonymous volumes associated with the container (none exist in rbox)
+        /// Remove anonymous volumes associated with the container
         #[arg(short = 'v', long)]
         volumes: bool,
         #[arg(required = true)]
@@ -272,9 +272,12 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             lifecycle::start(root, c).map(|_| ())
         }),
         Common::Rm {
-            force, containers, ..
-        } => each(containers, |c| {
-            lifecycle::remove(root, c, *force).map(|_| ())
+            force,
+            volumes,
+            containers,
+        } => each(containers, |c| match volumes {
+            true => lifecycle::remove_with_volumes(root, c, *force).map(|_| ()),
+            false => lifecycle::remove(root, c, *force).map(|_| ()),
         }),
         Common::Logs {
             follow,

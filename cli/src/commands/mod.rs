@@ -5,6 +5,7 @@ pub mod dns;
 pub mod images;
 pub mod networks;
 pub mod pull;
+pub mod volumes;
 
 use crate::{Cli, Command};
 
@@ -16,5 +17,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Networks(c) => networks::run(cli, c),
         Command::Pull(c) => pull::run(cli, c),
         Command::Dns(c) => dns::run(cli, c),
+        Command::Volumes(c) => volumes::run(cli, c),
     }
 }

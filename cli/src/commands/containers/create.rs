@@ -79,6 +79,15 @@ pub struct CreateArgs {
     /// Publish all exposed ports to random ports
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
+    /// Bind mount a volume (/host/path:/ctr/path[:ro|:rw])
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|tmpfs,source=..,target=..)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs directory (/path[:options])
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// Security Options
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
@@ -148,6 +157,16 @@ impl CreateArgs {
         for a in &self.network_alias {
             net::dns::check_alias(a)?;
         }
+        let mut mounts = Vec::new();
+        for v in &self.volume {
+            mounts.push(runtime::mounts::parse_volume(v)?);
+        }
+        for m in &self.mount {
+            mounts.push(runtime::mounts::parse_mount(m)?);
+        }
+        for t in &self.tmpfs {
+            mounts.push(runtime::mounts::parse_tmpfs(t)?);
+        }
         let nano_cpus = match self.cpus {
             Some(c) if c < 0.0 || !c.is_finite() => {
                 bail!("invalid argument \"{c}\" for \"--cpus\" flag")
@@ -184,6 +203,7 @@ impl CreateArgs {
                 publish: self.publish.clone(),
                 publish_all: self.publish_all,
                 security_opt: runtime::seccomp::security_opts(&self.security_opt)?,
+                mounts,
                 ..Default::default()
             },
         };

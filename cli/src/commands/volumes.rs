@@ -1,0 +1,218 @@
+//! `rbox volume create/ls/inspect/rm/prune`, with Docker's output.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, Subcommand};
+use runtime::volume;
+use serde_json::Value;
+
+use crate::format::Format;
+use crate::Cli;
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+}
+
+#[derive(Subcommand)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create(CreateArgs),
+    /// List volumes
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect {
+        /// Format output using a custom template
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove one or more volumes
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Do not error if the volume does not exist
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove unused local volumes (anonymous ones unless --all)
+    Prune {
+        /// Remove all unused volumes, not just anonymous ones
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Specify volume driver name
+    #[arg(short = 'd', long, default_value = "local")]
+    driver: String,
+    /// Set metadata for a volume
+    #[arg(long)]
+    label: Vec<String>,
+    name: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only display volume names
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Format output using a custom template
+    #[arg(long)]
+    format: Option<String>,
+}
+
+pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
+    let root = &cli.root;
+    let Cmd::Volume(cmd) = cmd;
+    match cmd {
+        VolumeCmd::Create(a) => {
+            if a.driver != "local" {
+                bail!("plugin \"{}\" not found", a.driver);
+            }
+            let labels: BTreeMap<String, String> = a
+                .label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            let name = a.name.clone().unwrap_or_else(runtime::store::new_id);
+            let v = volume::create(root, &name, labels)?;
+            println!("{}", v.name);
+            Ok(0)
+        }
+        VolumeCmd::Ls(a) => ls(root, a),
+        VolumeCmd::Inspect { format, volumes } => {
+            let mut found = Vec::new();
+            let mut missing = Vec::new();
+            for n in volumes {
+                match volume::get(root, n) {
+                    Ok(v) => found.push(v.to_json(root)),
+                    Err(_) => missing.push(n.clone()),
+                }
+            }
+            match format {
+                Some(f) => {
+                    let fmt = Format::parse(f)?;
+                    for v in &found {
+                        println!("{}", fmt.render(v)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&Value::Array(found))?),
+            }
+            if !missing.is_empty() {
+                bail!("No such volume: {}", missing.join(", "));
+            }
+            Ok(0)
+        }
+        VolumeCmd::Rm { force, volumes } => {
+            let mut last = None;
+            for n in volumes {
+                match volume::remove(root, n, *force) {
+                    Ok(()) => println!("{n}"),
+                    Err(e) => {
+                        if volumes.len() > 1 {
+                            eprintln!("Error: {e}");
+                        }
+                        last = Some(e);
+                    }
+                }
+            }
+            match last {
+                Some(e) if volumes.len() == 1 => Err(anyhow!(e)),
+                Some(_) => Ok(1),
+                None => Ok(0),
+            }
+        }
+        VolumeCmd::Prune { all, force } => {
+            if !force && !confirm(*all)? {
+                return Ok(0);
+            }
+            let (names, bytes) = volume::prune(root, *all)?;
+            let mut out = std::io::stdout().lock();
+            if !names.is_empty() {
+                writeln!(out, "Deleted Volumes:")?;
+                for n in &names {
+                    writeln!(out, "{n}")?;
+                }
+                writeln!(out)?;
+            }
+            writeln!(out, "Total reclaimed space: {}", volume::human_size(bytes))?;
+            Ok(0)
+        }
+    }
+}
+
+fn confirm(all: bool) -> Result<bool> {
+    let what = if all {
+        "all local volumes"
+    } else {
+        "anonymous local volumes"
+    };
+    eprint!(
+        "WARNING! This will remove {what} not used by at least one container.\nAre you sure you want to continue? [y/N] "
+    );
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal()
+        && stdin
+            .lock()
+            .fill_buf()
+            .map(|b| b.is_empty())
+            .unwrap_or(true)
+    {
+        return Ok(false);
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
+    let vols = volume::list(root);
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for v in &vols {
+            writeln!(out, "{}", v.name)?;
+        }
+        return Ok(0);
+    }
+    if let Some(f) = &a.format {
+        let fmt = Format::parse(f)?;
+        if let Some(h) = fmt.header() {
+            writeln!(out, "{h}")?;
+        }
+        for v in &vols {
+            let mut j = v.to_json(root);
+            // `volume ls --format` fields are Docker's column names.
+            j["Labels"] = Value::String(
+                v.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            writeln!(out, "{}", fmt.render(&j)?)?;
+        }
+        return Ok(0);
+    }
+    // Docker's tabwriter: minimum width 10, padding 3.
+    writeln!(out, "DRIVER    VOLUME NAME")?;
+    for v in &vols {
+        writeln!(out, "{:<10}{}", "local", v.name)?;
+    }
+    Ok(0)
+}
