@@ -297,7 +297,8 @@ fn create_options_show_in_inspect_and_kernel_and_rm_removes_all() {
 
 #[test]
 fn bad_input_fails_with_one_line_and_leaves_nothing() {
-    let n = Net::new("net-bad", 12);
+    // In a netns of its own: the link and rule counts below see no other test's networks.
+    let n = Net::in_netns("net-bad", 12);
     n.ok(&[
         "network",
         "create",
@@ -307,11 +308,10 @@ fn bad_input_fails_with_one_line_and_leaves_nothing() {
         "com.docker.network.bridge.name=rbt-b12",
         "n12",
     ]);
-    // Other tests run in parallel: count only what this test could have made.
     let mine = |l: &&str| l.contains("rbox-") || l.contains("10.201.113.") || l.contains("rbt-b12");
     let snapshot = || {
-        let links = sh("ip -o link show").stdout.lines().filter(mine).count();
-        let rules = sh("iptables-save").stdout.lines().filter(mine).count();
+        let links = n.sh("ip -o link show").stdout.lines().filter(mine).count();
+        let rules = n.sh("iptables-save").stdout.lines().filter(mine).count();
         (n.ok(&["network", "ls", "-q"]), links, rules)
     };
     let before = snapshot();
@@ -760,6 +760,45 @@ fn roots_sharing_a_bridge_name_never_take_each_others() {
     assert!(b.link_exists(&b.bridge), "a deleted b's bridge");
     assert!(b.ping("sb", "10.201.41.1"));
     b.clean_and_check(&[], &[]);
+}
+
+/// A bridge left by a crash between its creation and naming its owner (down, nothing attached,
+/// the network's own MAC, no alias) is made anew; a bridge someone else made is refused.
+#[test]
+fn bridge_left_unnamed_by_a_crash_is_made_anew_a_foreign_one_refused() {
+    let n = Net::new("net-crashbr", 42);
+    let b = n.bridge.clone();
+    // The test's own bridges go also when it fails (rbox never deletes a foreign one).
+    struct DelLink(String);
+    impl Drop for DelLink {
+        fn drop(&mut self) {
+            sh(&format!("ip link del {} 2>/dev/null", self.0));
+        }
+    }
+    let _cleanup = DelLink(b.clone());
+    let add = |mac: &str| {
+        let r = n.sh(&format!("ip link add {b} address {mac} type bridge"));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    // Someone else's bridge of that name: refused, and left alone.
+    add("02:00:00:00:00:42");
+    n.sandbox("f");
+    let err = n.bad(&["network", "sandbox", "connect", "bridge", "f"]);
+    assert!(err.contains("was not created by rbox"), "{err}");
+    assert!(n.link_exists(&b));
+    assert_eq!(n.leases(), 0);
+    n.sh(&format!("ip link del {b}"));
+    // rbox's own, unnamed: the gateway's MAC (02:42 + 10.201.42.1).
+    add("02:42:0a:c9:2a:01");
+    assert_eq!(n.connect("bridge", "f")["IPAddress"], "10.201.42.2");
+    let alias = n.sh(&format!("cat /sys/class/net/{b}/ifalias"));
+    assert!(
+        alias.stdout.starts_with("rbox network "),
+        "{}",
+        alias.stdout
+    );
+    assert!(n.ping("f", "10.201.42.1"));
+    n.clean_and_check(&[], &[]);
 }
 
 impl Net {

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use futures_util::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -82,6 +82,15 @@ async fn claim_existing(handle: &Handle, net: &Network, link: &LinkMessage) -> R
                 .take(12)
                 .collect::<String>()
         ))),
+        // A crash between creating the bridge and naming its owner: down, empty, and with the
+        // address rbox gives this network's bridge (02:42 + gateway), which nobody else uses.
+        None if !link.header.flags.contains(LinkFlags::Up)
+            && !has_ports(&net.bridge)
+            && mac(link) == Some(gateway_mac(net)?) =>
+        {
+            delete_link(handle, &net.bridge).await?;
+            Ok(true)
+        }
         _ => Err(Error::Invalid(format!(
             "bridge {} exists and was not created by rbox",
             net.bridge
@@ -89,8 +98,31 @@ async fn claim_existing(handle: &Handle, net: &Network, link: &LinkMessage) -> R
     }
 }
 
+fn mac(link: &LinkMessage) -> Option<Vec<u8>> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(m) => Some(m.clone()),
+        _ => None,
+    })
+}
+
+/// A fixed address: otherwise the bridge takes the lowest MAC of its ports and changes it as
+/// containers leave, and every container's cached neighbour entry for the gateway goes stale
+/// (traffic to the gateway, the DNS resolver and the default route stalls for seconds).
+fn gateway_mac(net: &Network) -> Result<Vec<u8>> {
+    let ipam = net
+        .ipam
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+    parse_mac(&crate::ipam::mac_for(ipam.gateway))
+}
+
+/// Serialises bridge creation across processes and roots: a bridge gets its owner alias only
+/// after it exists, and no other process may judge it in between.
+const BRIDGE_LOCK: &str = "/run/rbox-bridges.lock";
+
 /// Creates the bridge with the gateway address if missing; true when this call created it.
 async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
+    let _held = statefile::Lock::exclusive(std::path::Path::new(BRIDGE_LOCK))?;
     if let Some(link) = link_by_name(handle, &net.bridge).await? {
         if !claim_existing(handle, net, &link).await? {
             return Ok(false);
@@ -100,11 +132,7 @@ async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
         .ipam
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
-    // A fixed address: otherwise the bridge takes the lowest MAC of its ports and changes it as
-    // containers leave, and every container's cached neighbour entry for the gateway goes stale
-    // (traffic to the gateway, the DNS resolver and the default route stalls for seconds).
-    let mut msg =
-        LinkBridge::new(&net.bridge).address(parse_mac(&crate::ipam::mac_for(ipam.gateway))?);
+    let mut msg = LinkBridge::new(&net.bridge).address(gateway_mac(net)?);
     if let Some(mtu) = net.mtu {
         msg = msg.mtu(mtu);
     }
@@ -119,6 +147,18 @@ async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
             .await?
             .ok_or_else(|| Error::Invalid(format!("bridge {} vanished", net.bridge)))?;
         let idx = netlink::index(&link);
+        // The kernel ignores IFLA_IFALIAS when creating a link, so the owner is named now,
+        // before anything else (see claim_existing for a crash before this).
+        let mut owner = LinkUnspec::new_with_index(idx).build();
+        owner
+            .attributes
+            .push(LinkAttribute::IfAlias(owner_tag(net)));
+        handle
+            .link()
+            .set(owner)
+            .execute()
+            .await
+            .map_err(nl(format!("naming the owner of bridge {}", net.bridge)))?;
         let what = format!("bridge {}", net.bridge);
         add_addr(
             handle,
@@ -131,12 +171,9 @@ async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
         if let Some(v6) = &net.ipam6 {
             add_addr(handle, idx, v6.gateway.into(), v6.subnet.prefix(), &what).await?;
         }
-        // The kernel ignores IFLA_IFALIAS when creating a link, so the owner is set here.
-        let mut up = LinkUnspec::new_with_index(idx).up().build();
-        up.attributes.push(LinkAttribute::IfAlias(owner_tag(net)));
         handle
             .link()
-            .set(up)
+            .set(LinkUnspec::new_with_index(idx).up().build())
             .execute()
             .await
             .map_err(nl(format!("setting bridge {} up", net.bridge)))
