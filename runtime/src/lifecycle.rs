@@ -155,8 +155,15 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     let paths = Paths::new(root, &id);
     store::create_topdir(&store::containers_dir(root))?;
     std::fs::create_dir_all(&paths.dir).map_err(|e| Error::io(paths.dir.display(), e))?;
+    // An --rm container does not outlive a power loss anyway, so its record needs no fsync; a
+    // record lost that way leaves a directory `prune` removes.
+    let save = if rec.settings.auto_remove {
+        store::save_transient
+    } else {
+        store::save
+    };
     // Last, so that no other error leaves a host directory behind.
-    if let Err(e) = store::save(&paths, &rec)
+    if let Err(e) = save(&paths, &rec)
         .and_then(|_| crate::mounts::create_sources(&rec.settings.mounts))
         .and_then(|_| crate::volume::create_for(root, &rec))
     {
@@ -454,7 +461,28 @@ pub fn prune(root: &Path) -> Vec<String> {
         }
     }
     statefile::cleanup_temp(&store::containers_dir(root));
+    remove_recordless(root);
     removed
+}
+
+/// Removes container directories without a readable record (a power loss before an unsynced
+/// record reached the disk) whose monitor is gone. Under the names lock, which `create` holds
+/// from making a directory to writing its record.
+fn remove_recordless(root: &Path) {
+    let Ok(_names) = store::names_lock(root) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(store::containers_dir(root)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let paths = Paths::new(root, &id);
+        if id.len() == 64 && store::load(&paths).is_err() && !store::monitor_alive(&paths) {
+            crate::rootfs::unmount(&paths);
+            let _ = std::fs::remove_dir_all(&paths.dir);
+        }
+    }
 }
 
 #[cfg(test)]

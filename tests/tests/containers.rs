@@ -869,3 +869,25 @@ fn detached_interactive_shells_stay_up() {
     r.ok(&["rm", "-f", di, dit, d]);
     assert_clean(&r, &[di, dit, d]);
 }
+
+/// A container directory whose record never reached the disk (an `--rm` record is written
+/// without fsync; a power loss can leave it empty) is removed by `container prune`; a running
+/// container in the same root is left alone.
+#[test]
+fn prune_removes_directories_without_a_record() {
+    let r = Rbox::with_busybox("prune-norecord");
+    let id = r.ok(&["run", "-d", NONE, "busybox", "sleep", "100"]);
+    let id = id.trim();
+    let dir = r.root.join("containers").join("ab".repeat(32));
+    std::fs::create_dir_all(dir.join("upper")).unwrap();
+    std::fs::write(dir.join("container.json"), "").unwrap();
+    r.ok(&["container", "prune", "-f"]);
+    assert!(!dir.exists(), "a directory without a record is left");
+    assert_eq!(
+        inspect(&r, id, "{{.State.Status}}"),
+        "running",
+        "prune touched a running container"
+    );
+    r.ok(&["rm", "-f", id]);
+    assert_clean(&r, &[id]);
+}
