@@ -131,6 +131,15 @@ mod tests {
     #[test]
     fn create_pins_netns_with_lo_up_and_release_is_idempotent() {
         let root = tempfile::tempdir().unwrap();
+        // Unpins both namespaces also when an assertion fails (before the tempdir goes).
+        struct Release<'a>(&'a Path);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                let _ = remove(self.0, "c1");
+                let _ = remove(self.0, "c2");
+            }
+        }
+        let _release = Release(root.path());
         let sb = Sandbox::create(root.path(), "c1").unwrap();
         // cargo's test harness runs each test on its own thread, so only check nothing is left
         // running beyond the harness: the count must not grow.
