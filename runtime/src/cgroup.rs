@@ -113,6 +113,36 @@ pub fn remove(id: &str) -> bool {
     all_gone
 }
 
+/// The cgroup filesystems a container sees, for the spec's `readonlyPaths`: `/sys/fs/cgroup`
+/// and, on v1 and hybrid hosts, each hierarchy's directory below it.
+///
+/// Why: libcontainer 0.7 mounts the v1 hierarchies of a cgroup-namespaced container
+/// read-write whatever the spec's `ro` says (`setup_namespaced_subsystem`), which let the
+/// container's root raise its own memory, pids and CPU limits. Each path listed here is
+/// bind-mounted onto itself and remounted read-only by the init, as runc's `ro` cgroup mount
+/// does. A hierarchy the host lists but has not mounted is skipped by libcontainer (ENOENT).
+pub fn readonly_mounts() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    readonly_mounts_in(&text)
+}
+
+fn readonly_mounts_in(text: &str) -> Vec<String> {
+    let mut paths = vec![BASE.to_string()];
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if controllers.is_empty() {
+            continue;
+        }
+        // Named hierarchies (`name=systemd`) are mounted under their name.
+        let dir = controllers.strip_prefix("name=").unwrap_or(controllers);
+        paths.push(format!("{BASE}/{dir}"));
+    }
+    paths
+}
+
 /// The `cgroup.procs` of this process's own cgroup in one hierarchy (a v1 controller's when
 /// there is one, else the unified one).
 fn own_procs_file() -> Option<PathBuf> {
@@ -191,6 +221,24 @@ impl Drop for MigrationWarmUp {
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
+
+    #[test]
+    fn readonly_mounts_cover_every_v1_hierarchy() {
+        let hybrid = "12:pids:/a\n4:cpu,cpuacct:/a\n1:name=systemd:/a\n0::/\n";
+        assert_eq!(
+            super::readonly_mounts_in(hybrid),
+            [
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/pids",
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/systemd"
+            ]
+        );
+        assert_eq!(
+            super::readonly_mounts_in("0::/rbox/x\n"),
+            ["/sys/fs/cgroup"]
+        );
+    }
 
     #[test]
     fn warm_up_writes_to_an_own_cgroup_that_is_mounted() {

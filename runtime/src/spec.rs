@@ -168,6 +168,8 @@ pub fn build(
     if !user.additional_gids.is_empty() {
         user_json["additionalGids"] = json!(user.additional_gids);
     }
+    let mut readonly: Vec<String> = READONLY.iter().map(|p| p.to_string()).collect();
+    readonly.extend(crate::cgroup::readonly_mounts());
     let cwd = if s.working_dir.is_empty() {
         "/"
     } else {
@@ -195,7 +197,7 @@ pub fn build(
             "namespaces": namespaces,
             "resources": resources,
             "maskedPaths": MASKED,
-            "readonlyPaths": READONLY,
+            "readonlyPaths": readonly,
             // No "seccomp": seccomp::SeccompExecutor loads a BPF compiled once per root.
         }
     })

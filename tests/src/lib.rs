@@ -2,11 +2,58 @@
 //! `rbox` binary (RBOX_BIN, default target/debug/rbox) and removes everything on drop, also
 //! when the test fails.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Host-wide isolation between test processes (two checkouts testing at once, or two test
+/// binaries): `slot` numbers this process's default bridges and subnets, and the lock on the
+/// binary's own name makes a second run of the same test file wait, because its tests use
+/// fixed bridge names, subnets and host ports.
+struct Isolation {
+    slot: u32,
+    _locks: [File; 2],
+}
+
+const SLOTS: u32 = 16;
+const LOCK_DIR: &str = "/run/rbox-tests";
+
+fn flock(f: &File, how: libc::c_int) -> bool {
+    // SAFETY: flock on an fd we own.
+    unsafe { libc::flock(f.as_raw_fd(), how) == 0 }
+}
+
+fn lock_file(name: &str) -> File {
+    std::fs::create_dir_all(LOCK_DIR).unwrap();
+    File::create(Path::new(LOCK_DIR).join(name)).unwrap()
+}
+
+fn isolation() -> &'static Isolation {
+    static ISO: OnceLock<Isolation> = OnceLock::new();
+    ISO.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let stem = exe.file_stem().unwrap().to_string_lossy().into_owned();
+        // Cargo names test binaries `<file>-<hash>`; the hash differs between checkouts.
+        let file = stem.rsplit_once('-').map_or(stem.as_str(), |(f, _)| f);
+        let binary = lock_file(&format!("binary-{file}.lock"));
+        flock(&binary, libc::LOCK_EX);
+        for slot in 0..SLOTS {
+            let f = lock_file(&format!("slot-{slot}.lock"));
+            if flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+                return Isolation {
+                    slot,
+                    _locks: [binary, f],
+                };
+            }
+        }
+        panic!("more than {SLOTS} rbox test processes at once");
+    })
+}
 
 /// Path of the rbox binary under test.
 pub fn rbox_bin() -> PathBuf {
@@ -58,13 +105,15 @@ impl From<Output> for Run {
 /// One test's private rbox root.
 pub struct Rbox {
     pub root: PathBuf,
-    /// This process's number for the root (names its default bridge and subnet).
+    /// This root's number in its process (with the process's slot, names its default bridge
+    /// and subnet).
     n: u32,
 }
 
 impl Rbox {
     /// A fresh, empty root, unique to this process and test.
     pub fn new(test: &str) -> Rbox {
+        isolation();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let root = PathBuf::from(format!(
             "/tmp/rbox-test-{}-{}-{n}",
@@ -94,9 +143,13 @@ impl RboxCli for Rbox {
     /// Each root gets its own default bridge and subnet, so that tests running at once never
     /// share `rbox0` (one root's cleanup would take it from under another's containers).
     fn command(&self, args: &[&str]) -> Command {
+        let slot = isolation().slot;
         let mut c = rbox_command(&self.root, None, args);
-        c.env("RBOX_DEFAULT_BRIDGE", format!("rbt-h{}", self.n))
-            .env("RBOX_DEFAULT_SUBNET", format!("10.211.{}.0/24", self.n));
+        c.env("RBOX_DEFAULT_BRIDGE", format!("rbt-h{slot}-{}", self.n))
+            .env(
+                "RBOX_DEFAULT_SUBNET",
+                format!("10.{}.{}.0/24", 160 + slot, self.n),
+            );
         c
     }
 }

@@ -298,3 +298,56 @@ fn pure_v1_run_exec_stop_rm_and_limits() {
     l.ok(&["rm", "hog"]);
     l.assert_clean(&[]);
 }
+
+/// Inside a container with memory, pids and CPU limits, every cgroup filesystem is read-only
+/// as in Docker: root in the container can neither raise its limits nor make cgroups (a hole
+/// up to session 2: libcontainer mounted the v1 hierarchies read-write).
+fn assert_cgroupfs_read_only(rbox: &dyn RboxCli, limits: &[&str]) {
+    // Values each file would accept were it writable.
+    let script = "for fv in memory/memory.limit_in_bytes=268435456 pids/pids.max=1000 \
+                  cpu/cpu.cfs_quota_us=100000 memory.max=268435456 pids.max=1000 \
+                  'cpu.max=max 100000'; do \
+                    f=${fv%%=*}; v=${fv#*=}; \
+                    [ -e /sys/fs/cgroup/$f ] || continue; \
+                    if echo \"$v\" > /sys/fs/cgroup/$f; then echo wrote $f; \
+                    else echo refused $f; fi; \
+                  done 2>/dev/null; \
+                  for d in /sys/fs/cgroup /sys/fs/cgroup/memory; do \
+                    [ -d $d ] && { mkdir $d/evil 2>/dev/null && echo made $d/evil; }; \
+                  done; \
+                  grep cgroup /proc/mounts";
+    let mut args = vec!["run", "--rm", NONE];
+    args.extend_from_slice(limits);
+    args.extend_from_slice(&["busybox", "sh", "-c", script]);
+    let out = rbox.ok(&args);
+    assert!(!out.contains("wrote") && !out.contains("made"), "{out}");
+    if !limits.is_empty() {
+        assert!(out.contains("refused"), "no limit file was tried: {out}");
+    }
+    // The read-only bind lies over the mount libcontainer made, as runc's readonly paths
+    // (/proc/sys) do: what the container sees is the last entry of each mount point.
+    let mut visible = std::collections::BTreeMap::new();
+    for m in out.lines().filter(|l| l.contains(" /sys/fs/cgroup")) {
+        let f: Vec<&str> = m.split(' ').collect();
+        visible.insert(f[1].to_string(), m.to_string());
+    }
+    assert!(!visible.is_empty(), "{out}");
+    for m in visible.values() {
+        let opts = m.split(' ').nth(3).unwrap_or("");
+        assert!(opts.split(',').any(|o| o == "ro"), "mounted rw: {m}");
+    }
+}
+
+#[test]
+fn cgroupfs_is_read_only_on_hybrid_v1_and_v2() {
+    let limits = ["--memory", "32m", "--pids-limit", "50", "--cpus", "0.5"];
+    // This host: hybrid (v1 controllers plus cgroup2 at /sys/fs/cgroup/unified).
+    let hybrid = Rbox::with_busybox("cg-ro-hybrid");
+    assert_cgroupfs_read_only(&hybrid, &limits);
+    let v1 = InLayout::new("cg-ro-v1", Layout::V1);
+    assert_cgroupfs_read_only(&v1, &limits);
+    // This host's v2 hierarchy has no memory/pids/cpu controller: limits are dropped there,
+    // and the container's own cgroup2 root is what must not be writable.
+    let v2 = InLayout::new("cg-ro-v2", Layout::V2);
+    assert_cgroupfs_read_only(&v2, &[]);
+}
