@@ -66,7 +66,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         "cwd": cwd,
         "noNewPrivileges": true,
         "capabilities": {
-            "bounding": spec::DEFAULT_CAPS, "effective": spec::DEFAULT_CAPS, "permitted": spec::DEFAULT_CAPS,
+            "bounding": crate::security::DEFAULT_CAPS, "effective": crate::security::DEFAULT_CAPS, "permitted": crate::security::DEFAULT_CAPS,
         },
     });
     let process_file = paths.dir.join(format!("exec-{}.json", std::process::id()));
@@ -103,7 +103,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             .with_executor(crate::seccomp::executor(
                 &paths.root,
                 &rec.settings.security_opt,
-                spec::DEFAULT_CAPS,
+                crate::security::DEFAULT_CAPS,
             )?)
             .as_tenant()
             .with_process(Some(&process_file))

@@ -18,6 +18,7 @@
 //! alive" is a lock probe (immune to pid reuse) and `wait` is a blocking lock.
 
 pub mod cgroup;
+mod cleanup;
 mod error;
 mod etcfiles;
 pub mod exec;
@@ -30,9 +31,11 @@ mod network;
 pub mod record;
 mod rootfs;
 pub mod seccomp;
+mod security;
 mod spec;
 pub mod store;
 mod tty;
+pub mod units;
 mod user;
 pub mod volume;
 
@@ -41,35 +44,6 @@ use std::path::Path;
 pub use error::{Error, Result};
 pub use record::{Record, Status};
 pub use store::Paths;
-
-/// Releases what a stopped (or crashed) container held: libcontainer state and cgroup,
-/// rootfs mount, network sandbox. Keeps going past errors and is idempotent.
-pub(crate) fn teardown(paths: &Paths, rec: &mut Record) {
-    let lc_dir = paths.lc_root().join(&paths.id);
-    if lc_dir.exists() {
-        match libcontainer::container::Container::load(lc_dir.clone()) {
-            Ok(mut c) => {
-                if let Err(e) = c.delete(true) {
-                    tracing::debug!(id = %paths.id, "libcontainer delete: {e}");
-                    let _ = std::fs::remove_dir_all(&lc_dir);
-                }
-            }
-            Err(_) => {
-                let _ = std::fs::remove_dir_all(&lc_dir);
-            }
-        }
-    }
-    rootfs::unmount(paths);
-    tracing::debug!(id = %paths.id, "rootfs unmounted");
-    if rec.settings.network_mode != "host" {
-        if let Err(e) = net::release(&paths.root, &paths.id) {
-            tracing::warn!(id = %paths.id, "releasing network: {e}");
-        }
-        tracing::debug!(id = %paths.id, "network released");
-    }
-    cgroup::remove(&paths.id);
-    let _ = std::fs::remove_file(paths.console_socket());
-}
 
 /// True if any container was created from `image_id` ("sha256:...").
 pub fn image_in_use(root: &Path, image_id: &str) -> bool {

@@ -27,25 +27,6 @@ pub struct CreateOptions {
     pub settings: Settings,
 }
 
-/// Parses Docker's byte sizes: "64m", "1g", "512k", "1048576", "1.5g".
-pub fn parse_bytes(s: &str) -> Result<i64> {
-    let bad = || Error::Invalid(format!("invalid size: '{s}'"));
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(bad());
-    }
-    Ok((v * mult as f64) as i64)
-}
-
 /// Creates the container's record and directory; nothing runs yet.
 pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     let store = images::Store::open(root)?;
@@ -192,7 +173,7 @@ pub fn repair(root: &Path, rec: Record) -> Option<Record> {
         return Some(rec);
     }
     tracing::debug!(id = %rec.id, "owner of the container is gone: repairing");
-    crate::teardown(&paths, &mut rec);
+    crate::cleanup::teardown(&paths, &rec);
     if rec.state.status == Status::Running {
         rec.state.status = Status::Exited;
         rec.state.exit_code = 137;
@@ -205,7 +186,7 @@ pub fn repair(root: &Path, rec: Record) -> Option<Record> {
     rec.sandbox_key.clear();
     rec.ports.clear();
     if rec.settings.auto_remove && rec.state.status == Status::Exited {
-        remove_files(&paths);
+        crate::cleanup::remove_files(&paths);
         return None;
     }
     let _ = store::save(&paths, &rec);
@@ -383,26 +364,6 @@ pub fn wait(root: &Path, key: &str) -> Result<i32> {
     }
 }
 
-/// Deletes the container's files; the caller made sure nothing runs.
-pub fn remove_files(paths: &Paths) {
-    if let Ok(mut r) = store::load(paths) {
-        crate::teardown(paths, &mut r);
-    }
-    remove_dir(paths);
-}
-
-/// Deletes the container's directory once everything it held was released.
-pub(crate) fn remove_dir(paths: &Paths) {
-    let rec = store::load(paths).ok();
-    // Never recurse into a still-mounted rootfs.
-    crate::rootfs::unmount(paths);
-    let _ = std::fs::remove_dir_all(&paths.dir);
-    // Docker drops the anonymous volumes of an --rm container with it.
-    if let Some(r) = rec.filter(|r| r.settings.auto_remove) {
-        crate::volume::remove_anonymous(&paths.root, &r);
-    }
-}
-
 /// `rm -v`: `remove`, then the container's anonymous volumes.
 pub fn remove_with_volumes(root: &Path, key: &str, force: bool) -> Result<Record> {
     let rec = remove(root, key, force)?;
@@ -426,7 +387,7 @@ pub fn remove(root: &Path, key: &str, force: bool) -> Result<Record> {
     }
     let _names = store::names_lock(root)?;
     if paths.dir.exists() {
-        remove_files(&paths);
+        crate::cleanup::remove_files(&paths);
     }
     Ok(rec)
 }
@@ -482,21 +443,5 @@ fn remove_recordless(root: &Path) {
             crate::rootfs::unmount(&paths);
             let _ = std::fs::remove_dir_all(&paths.dir);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("32m").unwrap(), 32 << 20);
-        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("512K").unwrap(), 512 << 10);
-        assert_eq!(parse_bytes("1000").unwrap(), 1000);
-        assert_eq!(parse_bytes("64mb").unwrap(), 64 << 20);
-        assert!(parse_bytes("lots").is_err());
-        assert!(parse_bytes("-1m").is_err());
     }
 }

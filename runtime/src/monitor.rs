@@ -16,11 +16,12 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::cleanup::teardown;
 use crate::error::{Error, Result};
 use crate::logs::{Stream, Writer};
 use crate::record::{Record, RunState, Status};
 use crate::store::{self, Paths};
-use crate::{cgroup, etcfiles, rootfs, spec, teardown, tty, user};
+use crate::{cgroup, etcfiles, rootfs, spec, tty, user};
 
 /// How the owner is connected to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub fn run(
     let mut lc = match prepared {
         Ok(lc) => lc,
         Err(e) => {
-            teardown(paths, &mut rec);
+            teardown(paths, &rec);
             // As it was before this start (created or exited), with the reason it failed.
             let state = RunState {
                 monitor_pid: 0,
@@ -92,14 +93,14 @@ pub fn run(
     let oom = cgroup::oom_killed(&paths.id);
     delete_stopped(paths, &mut lc.container);
     tracing::debug!(id = %paths.id, "libcontainer state deleted");
-    teardown(paths, &mut rec);
+    teardown(paths, &rec);
     tracing::debug!(id = %paths.id, "torn down");
     // Waiters hold this file open: they read the code here even after --rm removed it all.
     let _ = claim
         .set_len(0)
         .and_then(|_| claim.write_all(code.to_string().as_bytes()));
     if rec.settings.auto_remove {
-        crate::lifecycle::remove_dir(paths);
+        crate::cleanup::remove_dir(paths);
         tracing::debug!(id = %paths.id, "removed");
         return Ok(code);
     }
@@ -275,8 +276,11 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
         err = Some(er);
     }
     let log = Writer::open(&paths.log()).map_err(|e| Error::io(paths.log().display(), e))?;
-    let seccomp =
-        crate::seccomp::executor(&paths.root, &rec.settings.security_opt, spec::DEFAULT_CAPS)?;
+    let seccomp = crate::seccomp::executor(
+        &paths.root,
+        &rec.settings.security_opt,
+        crate::security::DEFAULT_CAPS,
+    )?;
     // libcontainer's intermediate process exits through std::process::exit, which would flush
     // a copy of anything still buffered.
     let _ = std::io::stdout().flush();

@@ -88,7 +88,7 @@ pub struct Settings {
     pub security_opt: Vec<String>,
     /// `-v`, `--mount` and `--tmpfs`, parsed and checked (see `mounts`).
     #[serde(default)]
-    pub mounts: Vec<crate::mounts::Mount>,
+    pub mounts: Vec<Mount>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,4 +125,61 @@ impl Record {
     pub fn running(&self) -> bool {
         self.state.status == Status::Running
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bind => "bind",
+            Kind::Volume => "volume",
+            Kind::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// Which flag a mount came from: Docker reports each in a different `HostConfig` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flag {
+    /// `-v` (HostConfig.Binds)
+    Volume,
+    /// `--mount` (HostConfig.Mounts)
+    Mount,
+    /// `--tmpfs` (HostConfig.Tmpfs)
+    Tmpfs,
+}
+
+/// One user mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub kind: Kind,
+    pub flag: Flag,
+    /// Host path (bind), volume name (volume, "" = anonymous) or "" (tmpfs).
+    pub source: String,
+    /// Absolute, cleaned path inside the container.
+    pub target: String,
+    pub read_only: bool,
+    /// Bind propagation ("rprivate" unless asked otherwise); "" for tmpfs.
+    pub propagation: String,
+    /// The mode field of `-v` as given (Docker's `Mode`); "" otherwise.
+    pub mode: String,
+    /// tmpfs options as the user gave them (`size=65536k,mode=1777`).
+    #[serde(default)]
+    pub tmpfs_options: Vec<String>,
+    /// The flag's value as given.
+    pub raw: String,
+    /// A volume named by rbox (`-v /path`): `rm -v` and `--rm` remove it.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// A volume that is not filled from the image (`nocopy`, `volume-nocopy`).
+    #[serde(default)]
+    pub nocopy: bool,
 }

@@ -264,7 +264,7 @@ pub fn security_opts(opts: &[String]) -> Result<Vec<String>> {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     Error::Invalid(format!("opening seccomp profile ({path}) failed: {e}"))
                 })?;
-                resolve_text(&text, crate::spec::DEFAULT_CAPS)?;
+                resolve_text(&text, crate::security::DEFAULT_CAPS)?;
                 let compact: Value = serde_json::from_str(&text)
                     .map_err(|e| Error::Invalid(format!("decoding seccomp profile failed: {e}")))?;
                 out.push(format!("seccomp={compact}"));
@@ -323,7 +323,7 @@ impl libcontainer::workload::Executor for SeccompExecutor {
 mod tests {
     use super::*;
 
-    const CAPS: &[&str] = crate::spec::DEFAULT_CAPS;
+    const CAPS: &[&str] = crate::security::DEFAULT_CAPS;
     const AMD64: Host = Host {
         goarch: "amd64",
         scmp_arch: "SCMP_ARCH_X86_64",

@@ -58,6 +58,10 @@ impl Paths {
             std::process::id()
         ))
     }
+    /// The monitor's control socket (`monitor::control`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
     /// libcontainer's state root, one per rbox root.
     pub fn lc_root(&self) -> PathBuf {
         self.root.join("run")

@@ -2,8 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use runtime::lifecycle::{parse_bytes, CreateOptions};
+use runtime::lifecycle::CreateOptions;
 use runtime::record::Settings;
+use runtime::units::parse_bytes;
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
