@@ -524,6 +524,34 @@ pub fn publish(
     Ok((bindings, reservation))
 }
 
+/// Binds again the host ports recorded for a container whose holder died (its sockets and
+/// `[::1]` proxies went with it) while the container lives on: a new monitor adopting it
+/// holds them from now on. The rules are still in place. A port some other program took in
+/// between cannot be had back: it is skipped with a warning rather than failing the adoption
+/// of a running container.
+pub fn reclaim(root: &Path, container_id: &str) -> Result<Reservation> {
+    let path = file(root, container_id);
+    let Some(mut rec) = statefile::read_json_opt::<Record>(&path)? else {
+        return Ok(Reservation::default());
+    };
+    let mut res = Reservation::default();
+    let mut loopback = Vec::new();
+    for b in &rec.bindings {
+        match reserve(b.host_ip, b.host_port, b.proto) {
+            Ok((fd, _)) if b.proxied() => loopback.push(Loopback {
+                socket: fd,
+                host_port: b.host_port,
+                container_port: b.container_port,
+            }),
+            Ok((fd, _)) => res.sockets.push(fd),
+            Err(e) => tracing::warn!("{container_id}: cannot hold {} again: {e}", b.host_addr()),
+        }
+    }
+    rec.proxies = start_proxies(container_id, rec.container_ip6, loopback)?;
+    statefile::write_json(&path, &rec)?;
+    Ok(res)
+}
+
 /// Removes a container's port rules and record; succeeds when already gone (crash repair).
 pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
     let path = file(root, container_id);
