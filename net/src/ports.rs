@@ -526,30 +526,63 @@ pub fn publish(
 
 /// Binds again the host ports recorded for a container whose holder died (its sockets and
 /// `[::1]` proxies went with it) while the container lives on: a new monitor adopting it
-/// holds them from now on. The rules are still in place. A port some other program took in
-/// between cannot be had back: it is skipped with a warning rather than failing the adoption
-/// of a running container.
-pub fn reclaim(root: &Path, container_id: &str) -> Result<Reservation> {
+/// holds them from now on; returns them with what the container still publishes. A port some
+/// other program or container took in between cannot be had back: it is dropped from the
+/// record and its rules, rather than failing the adoption of a running container.
+pub fn reclaim(root: &Path, container_id: &str) -> Result<(Vec<PortBinding>, Reservation)> {
     let path = file(root, container_id);
     let Some(mut rec) = statefile::read_json_opt::<Record>(&path)? else {
-        return Ok(Reservation::default());
+        return Ok((Vec::new(), Reservation::default()));
     };
+    // A proxy that outlived its holder still listens on its port.
+    rec.proxies.iter().for_each(proxy::stop);
     let mut res = Reservation::default();
     let mut loopback = Vec::new();
-    for b in &rec.bindings {
-        match reserve(b.host_ip, b.host_port, b.proto) {
-            Ok((fd, _)) if b.proxied() => loopback.push(Loopback {
-                socket: fd,
-                host_port: b.host_port,
-                container_port: b.container_port,
-            }),
-            Ok((fd, _)) => res.sockets.push(fd),
-            Err(e) => tracing::warn!("{container_id}: cannot hold {} again: {e}", b.host_addr()),
+    let had_rules = [rec.has_rules(false), rec.has_rules(true)];
+    let before = rec.bindings.len();
+    rec.bindings
+        .retain(|b| match reserve(b.host_ip, b.host_port, b.proto) {
+            Ok((fd, _)) if b.proxied() => {
+                loopback.push(Loopback {
+                    socket: fd,
+                    host_port: b.host_port,
+                    container_port: b.container_port,
+                });
+                true
+            }
+            Ok((fd, _)) => {
+                res.sockets.push(fd);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{container_id}: {} taken meanwhile: {e}", b.host_addr());
+                false
+            }
+        });
+    let lost = rec.bindings.len() != before;
+    if lost {
+        // The rules of the ports it keeps come back below; the lost ones must not stay.
+        let short = Record::short_id(container_id);
+        for (v6, had) in [false, true].into_iter().zip(had_rules) {
+            if had {
+                fw::remove(&short, v6)?;
+            }
         }
     }
     rec.proxies = start_proxies(container_id, rec.container_ip6, loopback)?;
+    if rec.bindings.is_empty() {
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(io(format!("removing {}", path.display()))(e));
+            }
+        }
+        return Ok((Vec::new(), res));
+    }
     statefile::write_json(&path, &rec)?;
-    Ok(res)
+    if lost {
+        install(container_id, &rec, Mode::Add)?;
+    }
+    Ok((rec.bindings, res))
 }
 
 /// Removes a container's port rules and record; succeeds when already gone (crash repair).
