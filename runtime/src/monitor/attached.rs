@@ -66,11 +66,14 @@ impl Attached {
     /// Takes over from a monitor that died while its container ran: the rootfs, sandbox,
     /// leases, rules and spec are all still there; the host ports are bound again and the log
     /// says that output was lost meanwhile (the dead monitor held the pipes' read ends).
-    pub fn adopt(paths: &Paths, rec: &Record) -> Result<Attached> {
+    /// `rec.ports` loses the host ports that someone took while no monitor held them.
+    pub fn adopt(paths: &Paths, rec: &mut Record) -> Result<Attached> {
         let ports = if rec.settings.network_mode == "host" || rec.ports.is_empty() {
             net::Reservation::default()
         } else {
-            net::reclaim(&paths.root, &paths.id)?
+            let (kept, held) = net::reclaim(&paths.root, &paths.id)?;
+            rec.ports = kept;
+            held
         };
         let since = std::fs::metadata(paths.log())
             .and_then(|m| m.modified())

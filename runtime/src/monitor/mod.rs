@@ -266,9 +266,8 @@ impl<'a> Monitor<'a> {
             Attach::Foreground { stdin } => Some(Terminal::open(stdin && rec.settings.tty)),
         };
         let made = match begin {
-            Begin::Adopt => {
-                Attempt::adopt(&rec).and_then(|run| Attached::adopt(paths, &rec).map(|a| (a, run)))
-            }
+            Begin::Adopt => Attempt::adopt(&rec)
+                .and_then(|run| Attached::adopt(paths, &mut rec).map(|a| (a, run))),
             Begin::Start | Begin::Resume => Attached::attach(paths, &mut rec)
                 .and_then(|a| Attempt::spawn(paths, &rec, &a, attach).map(|run| (a, run))),
         };
@@ -332,10 +331,14 @@ impl<'a> Monitor<'a> {
                 r.state.oom_killed = false;
             }
             // What attaching made; a restart keeps the record's, `network connect`s included.
-            if kind == RunKind::First {
-                r.networks = rec.networks.clone();
-                r.sandbox_key = rec.sandbox_key.clone();
-                r.ports = rec.ports.clone();
+            match kind {
+                RunKind::First => {
+                    r.networks = rec.networks.clone();
+                    r.sandbox_key = rec.sandbox_key.clone();
+                    r.ports = rec.ports.clone();
+                }
+                RunKind::Adopted => r.ports = rec.ports.clone(),
+                RunKind::Restart => {}
             }
             r.restart_count = count;
         })?;
