@@ -52,8 +52,12 @@ impl Attached {
         tracing::debug!(id = %paths.id, "network attached");
         etcfiles::write_all(paths, rec, netns.is_none())?;
         write_spec(paths, rec, &user, &env, netns)?;
+        Attached::new(paths, rec, open_log(paths)?, ports)
+    }
+
+    fn new(paths: &Paths, rec: &Record, log: Writer, ports: net::Reservation) -> Result<Attached> {
         Ok(Attached {
-            log: Some(open_log(paths)?),
+            log: Some(log),
             workload: executor::for_container(
                 &paths.root,
                 &rec.settings.security_opt,
@@ -88,15 +92,7 @@ impl Attached {
             format!("rbox: the container's monitor died; output from {from} until now was lost\n")
                 .as_bytes(),
         );
-        Ok(Attached {
-            log: Some(log),
-            workload: executor::for_container(
-                &paths.root,
-                &rec.settings.security_opt,
-                rec.settings.init,
-            )?,
-            _ports: ports,
-        })
+        Attached::new(paths, rec, log, ports)
     }
 }
 

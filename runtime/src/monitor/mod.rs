@@ -117,9 +117,8 @@ pub fn run(
 /// (created or exited) with the reason; an adoption that failed because the init is gone
 /// ends the container as crash repair would, and never touches an init that still runs.
 fn rollback(paths: &Paths, begin: Begin, rec: &Record, before: RunState, e: &Error) {
-    let init_alive = begin == Begin::Adopt && rec.state.pid > 0 && {
-        process::start_time(rec.state.pid) == Some(rec.state.start_time)
-    };
+    let init_alive =
+        begin == Begin::Adopt && process::is_running(rec.state.pid, rec.state.start_time);
     if init_alive {
         tracing::warn!(id = %paths.id, "adopting the running container failed: {e}");
         return;
