@@ -84,6 +84,17 @@ impl Container {
         }
         let sandbox = net::Sandbox::open(&self.root, &self.id).filter(|_| self.running);
         let Some(sandbox) = sandbox else {
+            // What net::connect refuses at the next start had better be refused now.
+            let exclusive = |m: &str| m == "host" || m == "none";
+            if exclusive(&rec.settings.network_mode) || net.driver == "host" || net.driver == "null"
+            {
+                return Err(net::Error::Conflict(format!(
+                    "container cannot be disconnected from host network or connected to host network; \
+                     container {} cannot join network {} alongside its other networks",
+                    rec.name, net.name
+                ))
+                .into());
+            }
             if self.running {
                 return Err(Error::Invalid(format!(
                     "container {} has no network sandbox (host network?)",
