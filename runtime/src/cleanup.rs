@@ -3,7 +3,6 @@
 //! leases and published ports). Every function keeps going past errors and is idempotent, so
 //! crash repair can call it on whatever a killed process left.
 
-use crate::record::Record;
 use crate::store::{self, Paths};
 use crate::{cgroup, rootfs};
 
@@ -29,28 +28,27 @@ pub(crate) fn release_run(paths: &Paths) {
 
 /// Releases what lives as long as the container is started: rootfs mount, network sandbox
 /// (leases, ports, rules) and the monitor's control socket.
-pub(crate) fn release_container(paths: &Paths, rec: &Record) {
+pub(crate) fn release_container(paths: &Paths) {
     rootfs::unmount(paths);
     tracing::debug!(id = %paths.id, "rootfs unmounted");
-    if rec.settings.network_mode != "host" {
-        if let Err(e) = net::release(&paths.root, &paths.id) {
-            tracing::warn!(id = %paths.id, "releasing network: {e}");
-        }
-        tracing::debug!(id = %paths.id, "network released");
+    // Idempotent: a container on the host's namespace has nothing to give back.
+    if let Err(e) = net::release(&paths.root, &paths.id) {
+        tracing::warn!(id = %paths.id, "releasing network: {e}");
     }
+    tracing::debug!(id = %paths.id, "network released");
     let _ = std::fs::remove_file(paths.control_socket());
 }
 
 /// Both lifetimes at once: what crash repair releases for a container whose owner died.
-pub(crate) fn teardown(paths: &Paths, rec: &Record) {
+pub(crate) fn teardown(paths: &Paths) {
     release_run(paths);
-    release_container(paths, rec);
+    release_container(paths);
 }
 
 /// Deletes the container's files; the caller made sure nothing runs.
 pub(crate) fn remove_files(paths: &Paths) {
-    if let Ok(r) = store::load(paths) {
-        teardown(paths, &r);
+    if store::load(paths).is_ok() {
+        teardown(paths);
     }
     remove_dir(paths);
 }

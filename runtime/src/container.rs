@@ -85,9 +85,9 @@ impl Container {
         let sandbox = net::Sandbox::open(&self.root, &self.id).filter(|_| self.running);
         let Some(sandbox) = sandbox else {
             // What net::connect refuses at the next start had better be refused now.
-            let exclusive = |m: &str| m == "host" || m == "none";
-            if exclusive(&rec.settings.network_mode) || net.driver == "host" || net.driver == "null"
-            {
+            let exclusive =
+                |n: &str| net::attachment(&self.root, n).is_ok_and(|(_, c)| c.exclusive);
+            if exclusive(&rec.settings.network_mode) || exclusive(&net.id) {
                 return Err(net::Error::Conflict(format!(
                     "container cannot be disconnected from host network or connected to host network; \
                      container {} cannot join network {} alongside its other networks",

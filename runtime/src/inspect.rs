@@ -44,7 +44,7 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         .collect();
     // Docker lists exposed-but-unpublished ports as null while running, nothing when stopped.
     let ports = if r.active() {
-        net::ports::docker_ports(&r.ports, &s.exposed_ports)
+        net::docker::ports(&r.ports, &s.exposed_ports)
     } else {
         json!({})
     };
@@ -95,7 +95,7 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "Memory": s.memory,
             "NanoCpus": s.nano_cpus,
             "PidsLimit": if s.pids_limit > 0 { Value::from(s.pids_limit) } else { Value::Null },
-            "PortBindings": net::ports::docker_port_bindings(&specs),
+            "PortBindings": net::docker::port_bindings(&specs),
             "PublishAllPorts": s.publish_all,
             "LogConfig": {"Type": "json-file", "Config": {}},
             "SecurityOpt": if s.security_opt.is_empty() { Value::Null } else { json!(s.security_opt) },

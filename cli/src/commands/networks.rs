@@ -453,7 +453,7 @@ fn inspect(root: &std::path::Path, format: Option<&str>, names: &[String]) -> Re
     let mut code = 0;
     for n in names {
         match store.find(n) {
-            Ok(net) => found.push(net::manage::inspect(&net)),
+            Ok(net) => found.push(net::docker::network(&net)),
             Err(net::Error::NetworkNotFound(_)) => {
                 eprintln!("Error: No such network: {n}");
                 code = 1;

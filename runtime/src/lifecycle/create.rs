@@ -101,9 +101,9 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         }
     };
     if s.hostname.is_empty() {
-        s.hostname = match s.network_mode.as_str() {
+        s.hostname = match net::attachment(root, &s.network_mode) {
             // Docker: a container on the host's network has the host's name.
-            "host" => nix::unistd::gethostname()
+            Ok((_, caps)) if caps.namespace == net::Namespace::Host => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             _ => id[..12].to_string(),

@@ -55,7 +55,7 @@ pub fn repair(root: &Path, rec: Record) -> Option<Record> {
             Status::Running if init_alive(&rec) => Begin::Adopt,
             Status::Restarting if !rec.state.manually_stopped => {
                 // What the dead monitor held goes; the new one sets it up afresh.
-                cleanup::teardown(&paths, &rec);
+                cleanup::teardown(&paths);
                 Begin::Resume
             }
             _ => return end(&paths, rec),
@@ -73,7 +73,7 @@ pub fn repair(root: &Path, rec: Record) -> Option<Record> {
 /// The container's process is gone with its owner: release what they held and record it.
 fn end(paths: &Paths, mut rec: Record) -> Option<Record> {
     tracing::debug!(id = %rec.id, "owner of the container is gone: repairing");
-    cleanup::teardown(paths, &rec);
+    cleanup::teardown(paths);
     match rec.state.status {
         Status::Running => {
             rec.state.exit_code = 137;

@@ -72,7 +72,7 @@ impl Attached {
     /// says that output was lost meanwhile (the dead monitor held the pipes' read ends).
     /// `rec.ports` loses the host ports that someone took while no monitor held them.
     pub fn adopt(paths: &Paths, rec: &mut Record) -> Result<Attached> {
-        let ports = if rec.settings.network_mode == "host" || rec.ports.is_empty() {
+        let ports = if rec.ports.is_empty() {
             net::Reservation::default()
         } else {
             let (kept, held) = net::reclaim(&paths.root, &paths.id)?;

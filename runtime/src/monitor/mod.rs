@@ -123,7 +123,7 @@ fn rollback(paths: &Paths, begin: Begin, rec: &Record, before: RunState, e: &Err
         tracing::warn!(id = %paths.id, "adopting the running container failed: {e}");
         return;
     }
-    cleanup::teardown(paths, rec);
+    cleanup::teardown(paths);
     let state = match begin {
         Begin::Adopt => RunState {
             status: Status::Exited,
@@ -606,7 +606,7 @@ impl<'a> Monitor<'a> {
             ..
         } = self;
         drop(attached);
-        cleanup::release_container(paths, &rec);
+        cleanup::release_container(paths);
         tracing::debug!(id = %paths.id, "torn down");
         // Waiters hold this file open: they read the code here even after --rm removed it all.
         let _ = claim

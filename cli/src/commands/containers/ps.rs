@@ -64,7 +64,7 @@ pub fn fields(r: &Record, trunc: bool) -> Value {
         "Command": command(r, trunc),
         "CreatedAt": r.created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
         "RunningFor": format!("{} ago", human_duration(since(r.created))),
-        "Ports": net::ports::display(&r.ports),
+        "Ports": net::docker::ps_ports(&r.ports),
         "Status": status(r),
         "State": r.state.status.as_str(),
         "Names": r.name,
