@@ -1545,13 +1545,13 @@ fn run_p_on_ipv6_loopback_goes_through_a_proxy() {
     }
     assert_proxy_gone(pid);
     n.ok(&["ps", "-a"]);
-    let adopted = proxy_pid(&n, &id);
-    assert_ne!(adopted, pid);
     assert_eq!(
         curl_wait("-g http://[::1]:38411/").as_deref(),
         Some("again\n"),
         "after adoption"
     );
+    let adopted = proxy_pid(&n, &id);
+    assert_ne!(adopted, pid);
     n.ok(&["rm", "-f", "again"]);
     assert_proxy_gone(adopted);
     n.assert_ctr_unpublished(&id, &[38411]);
