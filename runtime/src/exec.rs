@@ -29,7 +29,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     let rec = lifecycle::find(root, key)?;
     if !rec.running() {
         return Err(Error::Invalid(format!(
-            "container {} is not running",
+            "Container {} is not running",
             rec.id
         )));
     }

@@ -304,6 +304,10 @@ impl libcontainer::workload::Executor for SeccompExecutor {
         spec: &oci_spec::runtime::Spec,
     ) -> std::result::Result<(), libcontainer::workload::ExecutorError> {
         use libcontainer::workload::ExecutorError;
+        // rbox ignores SIGPIPE (Rust's default) and an ignored signal survives execve: the
+        // container's processes get the default, as under Docker (`yes | head -1` ends).
+        // SAFETY: resetting a signal disposition in the single-threaded init before execve.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         if let Some(f) = &self.filter {
             f.load()
                 .map_err(|e| ExecutorError::Other(format!("loading seccomp filter: {e}")))?;

@@ -205,6 +205,36 @@ pub struct PruneArgs {
     force: bool,
 }
 
+impl Cmd {
+    /// `run` and `create`, whose errors exit 125 (Docker's `docker run` wraps them so).
+    pub fn is_run_or_create(&self) -> bool {
+        let c = match self {
+            Cmd::Common(c) => c,
+            Cmd::Container {
+                cmd: ContainerCmd::Common(c),
+            } => c,
+            _ => return false,
+        };
+        matches!(c, Common::Run(_) | Common::Create(_))
+    }
+
+    /// The commands whose process owns a running container (see `commands::owns_processes`).
+    pub fn owns_processes(&self) -> bool {
+        let c = match self {
+            Cmd::Monitor { .. } => return true,
+            Cmd::Common(c) => c,
+            Cmd::Container {
+                cmd: ContainerCmd::Common(c),
+            } => c,
+            _ => return false,
+        };
+        matches!(
+            c,
+            Common::Run(_) | Common::Exec(_) | Common::Start { attach: true, .. }
+        )
+    }
+}
+
 /// A runtime error with Docker's exit code.
 fn rt(e: runtime::Error) -> anyhow::Error {
     match e.exit_code() {
@@ -255,29 +285,47 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                         "you cannot start and attach multiple containers at once"
                     ));
                 };
-                let rec = lifecycle::find(root, c).map_err(rt)?;
-                return lifecycle::run_attached(root, &rec.id, *interactive).map_err(rt);
+                // Docker's `start -a` fails with exit 1 whatever kept the container from
+                // starting; once it ran, the container's own code.
+                let rec = lifecycle::find(root, c)?;
+                return Ok(lifecycle::run_attached(root, &rec.id, *interactive)?);
             }
-            each(containers, |c| lifecycle::start(root, c).map(|_| ()))
+            start_all(root, containers)
         }
-        Common::Stop { time, containers } => {
-            each(containers, |c| lifecycle::stop(root, c, *time).map(|_| ()))
-        }
+        Common::Stop { time, containers } => each(containers, |c| {
+            lifecycle::stop(root, c, *time)?;
+            Ok(())
+        }),
         Common::Kill { signal, containers } => {
             let sig = parse_signal(signal)?;
-            each(containers, |c| lifecycle::kill(root, c, sig).map(|_| ()))
+            each(containers, |c| {
+                lifecycle::kill(root, c, sig)?;
+                Ok(())
+            })
         }
         Common::Restart { time, containers } => each(containers, |c| {
             lifecycle::stop(root, c, *time)?;
-            lifecycle::start(root, c).map(|_| ())
+            lifecycle::start(root, c)?;
+            Ok(())
         }),
         Common::Rm {
             force,
             volumes,
             containers,
-        } => each(containers, |c| match volumes {
-            true => lifecycle::remove_with_volumes(root, c, *force).map(|_| ()),
-            false => lifecycle::remove(root, c, *force).map(|_| ()),
+        } => each(containers, |c| {
+            let r = match volumes {
+                true => lifecycle::remove_with_volumes(root, c, *force),
+                false => lifecycle::remove(root, c, *force),
+            };
+            match r {
+                // `rm -f` of what is not there succeeds, with the error on stderr (Docker
+                // 20.10: cleanup scripts under `set -e` go on).
+                Err(e @ runtime::Error::NotFound(_)) if *force => {
+                    eprintln!("Error: {e}");
+                    Err(Skipped)
+                }
+                r => r.map(|_| ()).map_err(Failed),
+            }
         }),
         Common::Logs {
             follow,
@@ -318,14 +366,51 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
     }
 }
 
+/// `start` without `-a`, as Docker's: each container's name once it runs (also when it
+/// already did), each failure on stderr, then one error naming the failed ones (exit 1).
+fn start_all(root: &std::path::Path, containers: &[String]) -> Result<i32> {
+    let mut failed = Vec::new();
+    for c in containers {
+        match lifecycle::start(root, c) {
+            Ok(_) | Err(runtime::Error::AlreadyRunning(_)) => println!("{c}"),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed.push(c.as_str());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    Err(anyhow!("failed to start containers: {}", failed.join(", ")))
+}
+
+/// How one argument of `each` went wrong.
+enum Outcome {
+    /// Reported on stderr already, and not a failure of the command (`rm -f` of nothing).
+    Skipped,
+    Failed(runtime::Error),
+}
+use Outcome::{Failed, Skipped};
+
+impl From<runtime::Error> for Outcome {
+    fn from(e: runtime::Error) -> Outcome {
+        Failed(e)
+    }
+}
+
 /// Runs `f` on each argument, printing it on success as Docker does; one failure makes the
-/// command fail after trying all.
-fn each(args: &[String], mut f: impl FnMut(&str) -> runtime::Result<()>) -> Result<i32> {
+/// command fail (exit 1) after trying all.
+fn each(
+    args: &[String],
+    mut f: impl FnMut(&str) -> std::result::Result<(), Outcome>,
+) -> Result<i32> {
     let mut last = None;
     for a in args {
         match f(a) {
             Ok(()) => println!("{a}"),
-            Err(e) => {
+            Err(Skipped) => {}
+            Err(Failed(e)) => {
                 if args.len() > 1 {
                     eprintln!("Error: {e}");
                 }

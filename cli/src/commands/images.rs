@@ -499,6 +499,7 @@ fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
     // image being removed (create resolves the image again under the same lock).
     let _names = runtime::store::names_lock(&cli.root)?;
     let mut errors = Vec::new();
+    let mut fatal = false;
     for r in &a.images {
         match store.remove(r, a.force, &in_use) {
             Ok(done) => {
@@ -509,11 +510,21 @@ fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
                     }
                 }
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => {
+                fatal |= !matches!(e, images::Error::NotFound(_));
+                errors.push(e.to_string());
+            }
         }
     }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("; "));
+    if errors.is_empty() {
+        return Ok(0);
     }
-    Ok(0)
+    // Docker 20.10: `rmi -f` of images that are not there reports them and succeeds.
+    if a.force && !fatal {
+        for e in &errors {
+            eprintln!("Error: {e}");
+        }
+        return Ok(0);
+    }
+    bail!("{}", errors.join("; "))
 }

@@ -18,6 +18,17 @@ pub enum Cmd {
     },
 }
 
+impl Cmd {
+    /// The hidden relay and the test hook that holds published ports own processes.
+    pub fn owns_processes(&self) -> bool {
+        let Cmd::Network { cmd } = self;
+        matches!(
+            cmd,
+            NetworkCmd::PortProxy { .. } | NetworkCmd::Sandbox(SandboxCmd::Publish { .. })
+        )
+    }
+}
+
 #[derive(Subcommand)]
 pub enum NetworkCmd {
     /// List networks
@@ -210,9 +221,14 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             for n in networks {
                 match net::manage::remove(root, n) {
                     Ok(_) => println!("{n}"),
+                    // Docker 20.10's words for a network that is not there.
+                    Err(net::Error::NetworkNotFound(_)) => {
+                        eprintln!("Error: No such network: {n}");
+                        code = 1;
+                    }
                     Err(e) => {
                         eprintln!("Error: {e}");
-                        code = 125;
+                        code = 1;
                     }
                 }
             }
