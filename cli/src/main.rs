@@ -51,6 +51,10 @@ pub enum Command {
     Dns(commands::dns::Cmd),
     #[command(flatten)]
     Volumes(commands::volumes::Cmd),
+    /// Return low-level information on Docker objects
+    Inspect(commands::inspect::InspectArgs),
+    #[command(flatten)]
+    System(commands::system::Cmd),
 }
 
 fn main() {

@@ -21,6 +21,7 @@ pub mod cgroup;
 mod error;
 mod etcfiles;
 pub mod exec;
+pub mod filter;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
@@ -32,7 +33,9 @@ mod rootfs;
 pub mod seccomp;
 mod spec;
 pub mod store;
+pub mod timestamp;
 mod tty;
+pub mod usage;
 mod user;
 pub mod volume;
 

@@ -102,6 +102,33 @@ pub fn get(root: &Path, name: &str) -> Result<Volume> {
     statefile::read_json_opt(&meta(root, name))?.ok_or_else(|| no_such(name))
 }
 
+/// The volumes `volume ls --filter` keeps: `name` (a regular expression, as Docker's),
+/// `driver`, `label`, `dangling` (used by no container).
+pub fn list_filtered(root: &Path, f: &crate::filter::Filters) -> Result<Vec<Volume>> {
+    let used = used_names(root);
+    let mut out = Vec::new();
+    for v in list(root) {
+        if f.bool_matches("dangling", !used.contains(&v.name))?
+            && f.any("name", |n| crate::filter::regex_match(n, &v.name))
+            && f.any("driver", |d| d == "local")
+            && f.labels_match("label", &v.labels)
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The volumes some container (running or not) mounts.
+fn used_names(root: &Path) -> Vec<String> {
+    store::all(root)
+        .iter()
+        .flat_map(|r| r.settings.mounts.iter())
+        .filter(|m| m.kind == Kind::Volume)
+        .map(|m| m.source.clone())
+        .collect()
+}
+
 /// All volumes, by name.
 pub fn list(root: &Path) -> Vec<Volume> {
     let Ok(entries) = std::fs::read_dir(volumes_dir(root)) else {
@@ -130,23 +157,10 @@ fn users(root: &Path, name: &str) -> Vec<String> {
 }
 
 /// Bytes under `dir` (what removing it reclaims).
-fn size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => size(&e.path()),
-            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
-}
-
 /// Deletes an unused volume; the caller holds both locks. Returns the bytes reclaimed.
 fn delete(root: &Path, name: &str) -> Result<u64> {
     let dir = volumes_dir(root).join(name);
-    let bytes = size(&dir.join("_data"));
+    let bytes = crate::usage::disk_usage(&dir.join("_data"));
     // The metadata goes first, so a half-removed volume is never listed.
     let _ = std::fs::remove_file(meta(root, name));
     std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {name}"), e))?;
@@ -178,12 +192,7 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
 pub fn prune(root: &Path, all: bool) -> Result<(Vec<String>, u64)> {
     let _names = store::names_lock(root)?;
     let _l = lock(root)?;
-    let used: Vec<String> = store::all(root)
-        .iter()
-        .flat_map(|r| r.settings.mounts.iter())
-        .filter(|m| m.kind == Kind::Volume)
-        .map(|m| m.source.clone())
-        .collect();
+    let used = used_names(root);
     let (mut names, mut bytes) = (Vec::new(), 0);
     for v in list(root) {
         if used.contains(&v.name) || !(all || v.anonymous()) {

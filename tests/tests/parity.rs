@@ -304,6 +304,7 @@ fn closed_stdout_is_silent() {
         &["network", "ls"],
         &["volume", "ls"],
         &["image", "inspect", "busybox"],
+        &["inspect", "--format", "{{.Id}}", "busybox"],
     ] {
         let mut fds = [0; 2];
         // SAFETY: pipe fills the two descriptors we pass.
@@ -393,4 +394,482 @@ fn root_that_is_a_file_is_refused() {
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a root\n");
     std::fs::remove_file(&file).unwrap();
+}
+
+/// Imports the nginx tarball as Docker's nginx image (its CMD and EXPOSE) with two labels.
+fn with_nginx(r: &Rbox) {
+    r.ok(&[
+        "import",
+        "--change",
+        r#"CMD ["nginx", "-g", "daemon off;"]"#,
+        "--change",
+        "EXPOSE 80",
+        "--change",
+        "LABEL z=last",
+        "--change",
+        "LABEL a=first",
+        rbox_tests::image_tar("nginx").to_str().unwrap(),
+        "nginx:latest",
+    ]);
+}
+
+/// `inspect --format` prints values as Go's text/template does over Docker's types
+/// (Docker 20.10.24 and 28.0: `[a b]`, `map[k:v]` in key order, structs `{...}`, nil
+/// pointers `<nil>`, nil slices `[]`), ranges over maps in key order, and fails as Docker's
+/// CLI does (exit 1 for an execution error, 64 for a template that does not parse).
+#[test]
+fn inspect_templates_print_as_go() {
+    let r = Rbox::with_busybox("parity-tmpl");
+    with_nginx(&r);
+    r.ok(&["create", "--name", "web", NONE, "nginx"]);
+    let f = |t: &'static str| -> &'static [&'static str] {
+        Box::leak(vec!["inspect", "--format", t, "web"].into_boxed_slice())
+    };
+    let cases = [
+        case(
+            f("{{.Config.Cmd}}"),
+            0,
+            Some("[nginx -g daemon off;]\n"),
+            "",
+        ),
+        case(f("{{.Config.Entrypoint}}"), 0, Some("[]\n"), ""),
+        case(f("{{json .Config.Entrypoint}}"), 0, Some("null\n"), ""),
+        case(
+            f("{{.Config.Labels}}"),
+            0,
+            Some("map[a:first z:last]\n"),
+            "",
+        ),
+        case(
+            f("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}"),
+            0,
+            Some("a=first;z=last;\n"),
+            "",
+        ),
+        case(
+            f("{{.Config.ExposedPorts}}"),
+            0,
+            Some("map[80/tcp:{}]\n"),
+            "",
+        ),
+        case(f("{{.HostConfig.RestartPolicy}}"), 0, Some("{no 0}\n"), ""),
+        case(
+            f("{{.HostConfig.LogConfig}}"),
+            0,
+            Some("{json-file map[]}\n"),
+            "",
+        ),
+        case(f("{{.HostConfig.PidsLimit}}"), 0, Some("<nil>\n"), ""),
+        case(f("{{.HostConfig.CapAdd}}"), 0, Some("[]\n"), ""),
+        case(f("{{.HostConfig.ShmSize}}"), 0, Some("67108864\n"), ""),
+        case(f("{{.HostConfig.IpcMode}}"), 0, Some("private\n"), ""),
+        case(
+            f("{{.State.Status}} {{.State.Running}}"),
+            0,
+            Some("created false\n"),
+            "",
+        ),
+        case(f("{{json .State.Status}}"), 0, Some("\"created\"\n"), ""),
+        case(f("{{len .Mounts}} {{.Name}}"), 0, Some("0 /web\n"), ""),
+        case(f("{{index .Config.Labels \"z\"}}"), 0, Some("last\n"), ""),
+        case(f("{{printf \"%.5s\" .Image}}"), 0, Some("sha25\n"), ""),
+        case(
+            f("{{.Nope}}"),
+            1,
+            Some("\n"),
+            "template: :1:2: executing \"\" at <.Nope>: map has no entry for key \"Nope\"",
+        ),
+        case(
+            f("{{.Id"),
+            64,
+            Some(""),
+            "template parsing error: template: :1: unclosed action",
+        ),
+    ];
+    check(&r, &cases, "");
+    // `json` prints the array on one line, the default indents by four, Docker's key order.
+    let one = r.ok(&["inspect", "--format", "json", "web"]);
+    assert!(
+        one.starts_with("[{\"Id\":\"") && one.ends_with("}]\n"),
+        "{one}"
+    );
+    assert_eq!(one.lines().count(), 1);
+    let pretty = r.ok(&["inspect", "web"]);
+    assert!(
+        pretty.starts_with("[\n    {\n        \"Id\": \""),
+        "{pretty}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+    let keys: Vec<&str> = v[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    // Docker 28's ContainerJSON, in order.
+    assert_eq!(
+        keys,
+        [
+            "Id",
+            "Created",
+            "Path",
+            "Args",
+            "State",
+            "Image",
+            "ResolvConfPath",
+            "HostnamePath",
+            "HostsPath",
+            "LogPath",
+            "Name",
+            "RestartCount",
+            "Driver",
+            "Platform",
+            "MountLabel",
+            "ProcessLabel",
+            "AppArmorProfile",
+            "ExecIDs",
+            "HostConfig",
+            "GraphDriver",
+            "Mounts",
+            "Config",
+            "NetworkSettings"
+        ]
+    );
+    for path in [
+        "/HostConfig/CapAdd",
+        "/HostConfig/CapDrop",
+        "/HostConfig/Ulimits",
+        "/HostConfig/Devices",
+        "/HostConfig/PidMode",
+        "/HostConfig/UTSMode",
+        "/HostConfig/CgroupnsMode",
+        "/HostConfig/OomScoreAdj",
+        "/HostConfig/CpuShares",
+        "/HostConfig/MemorySwap",
+        "/HostConfig/OomKillDisable",
+        "/NetworkSettings/EndpointID",
+        "/NetworkSettings/Bridge",
+        "/NetworkSettings/HairpinMode",
+        "/Config/AttachStdin",
+        "/Config/StdinOnce",
+    ] {
+        assert!(v[0].pointer(path).is_some(), "{path} missing");
+    }
+}
+
+/// Plain `inspect` finds any object, in Docker's order (container, image, network, volume),
+/// or the kind `--type` names.
+#[test]
+fn inspect_any_object() {
+    let r = Rbox::with_busybox("parity-inspect");
+    r.ok(&["volume", "create", "data"]);
+    r.ok(&["create", "--name", "box", NONE, "busybox"]);
+    // Docker 20.10.24.
+    let cases = [
+        case(
+            &["inspect", "--format", "{{.Name}}", "box"],
+            0,
+            Some("/box\n"),
+            "",
+        ),
+        case(
+            &["inspect", "--format", "{{.RepoTags}}", "busybox"],
+            0,
+            Some("[busybox:latest]\n"),
+            "",
+        ),
+        case(
+            &["inspect", "--format", "{{.Driver}} {{.Scope}}", "bridge"],
+            0,
+            Some("bridge local\n"),
+            "",
+        ),
+        case(
+            &["inspect", "--format", "{{.Name}} {{.Driver}}", "data"],
+            0,
+            Some("data local\n"),
+            "",
+        ),
+        case(
+            &[
+                "inspect",
+                "--type",
+                "volume",
+                "--format",
+                "{{.Name}}",
+                "data",
+            ],
+            0,
+            Some("data\n"),
+            "",
+        ),
+        case(
+            &["inspect", "--type", "image", "box"],
+            1,
+            Some("[]\n"),
+            "Error: No such image: box",
+        ),
+        case(
+            &["inspect", "nosuch"],
+            1,
+            Some("[]\n"),
+            "Error: No such object: nosuch",
+        ),
+        case(
+            &["inspect", "--type", "nope", "box"],
+            1,
+            Some(""),
+            "\"nope\" is not a valid value for --type",
+        ),
+        case(
+            &["network", "inspect", "--format", "{{.Name}}", "bridge"],
+            0,
+            Some("bridge\n"),
+            "",
+        ),
+        case(
+            &["volume", "inspect", "--format", "{{.Mountpoint}}", "data"],
+            0,
+            None,
+            "",
+        ),
+        case(
+            &["image", "inspect", "--format", "{{.Config.Cmd}}", "busybox"],
+            0,
+            Some("[sh]\n"),
+            "",
+        ),
+    ];
+    check(&r, &cases, "");
+    let two = r.ok(&["inspect", "--format", "{{.Name}}", "box", "data"]);
+    assert_eq!(two, "/box\ndata\n");
+}
+
+/// List commands as Docker's formatter prints them (Docker 28.0): `table` padded by Go's
+/// tabwriter (minimum width 10, padding 3) with Docker's column names, `json` one object per
+/// line with the context's fields, a template one line per row.
+#[test]
+fn list_tables_and_json() {
+    let r = Rbox::with_busybox("parity-tables");
+    with_nginx(&r);
+    // An empty `ps` is Docker's header alone.
+    assert_eq!(
+        r.ok(&["ps"]),
+        "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES\n"
+    );
+    assert_eq!(r.ok(&["volume", "ls"]), "DRIVER    VOLUME NAME\n");
+    r.ok(&["create", "--name", "web", NONE, "nginx"]);
+    r.ok(&[
+        "run", "-d", "--name", "up", NONE, "busybox", "sleep", "1000",
+    ]);
+    r.ok(&["volume", "create", "data"]);
+    let cases = [
+        case(
+            &["ps", "-a", "--format", "table {{.Names}}\\t{{.Image}}\\t{{.State}}"],
+            0,
+            Some("NAMES     IMAGE     STATE\nup        busybox   running\nweb       nginx     created\n"),
+            "",
+        ),
+        case(&["ps", "--format", "{{.Names}}\\t{{.Command}}"], 0, Some("up\t\"sleep 1000\"\n"), ""),
+        case(
+            &["ps", "-a", "--no-trunc", "--format", "{{.Names}} {{.Command}}"],
+            0,
+            Some("up \"sleep 1000\"\nweb \"nginx -g daemon off;\"\n"),
+            "",
+        ),
+        case(&["ps", "-a", "--format", "{{.Command}}", "-n", "1"], 0, Some("\"sleep 1000\"\n"), ""),
+        case(&["ps", "--format", "{{.Names}}", "-l"], 0, Some("up\n"), ""),
+        case(&["ps", "--format", "{{.Names}}", "-n", "2"], 0, Some("up\nweb\n"), ""),
+        case(&["ps", "--format", "{{.Nope}}"], 1, Some(""), "can't evaluate field Nope in type *formatter.ContainerContext"),
+        case(
+            &["images", "--format", "table {{.Repository}}\\t{{.Tag}}", "--filter", "reference=busy*"],
+            0,
+            Some("REPOSITORY   TAG\nbusybox      latest\n"),
+            "",
+        ),
+        case(&["images", "--format", "{{.Repository}}", "--filter", "label=a=first"], 0, Some("nginx\n"), ""),
+        case(&["images", "--format", "{{.Repository}}", "--filter", "dangling=true"], 0, Some(""), ""),
+        case(&["images", "--filter", "nope=1"], 1, Some(""), "invalid filter 'nope'"),
+        case(
+            &["network", "ls", "--format", "table {{.Name}}\\t{{.Driver}}"],
+            0,
+            Some("NAME      DRIVER\nbridge    bridge\nhost      host\nnone      null\n"),
+            "",
+        ),
+        case(
+            &["volume", "ls", "--format", "table {{.Name}}\\t{{.Driver}}\\t{{.Scope}}"],
+            0,
+            Some("VOLUME NAME   DRIVER    SCOPE\ndata          local     local\n"),
+            "",
+        ),
+        case(&["volume", "ls", "--filter", "dangling=true", "-q"], 0, Some("data\n"), ""),
+        case(&["volume", "ls", "--filter", "name=^da", "-q"], 0, Some("data\n"), ""),
+        case(&["volume", "ls", "--filter", "name=^x", "-q"], 0, Some(""), ""),
+    ];
+    check(&r, &cases, "");
+    let head = r.ok(&["images", "--digests"]);
+    assert!(
+        head.starts_with("REPOSITORY   TAG       DIGEST    IMAGE ID"),
+        "{head}"
+    );
+    let sized = r.ok(&["ps", "-s"]);
+    let first = sized.lines().next().unwrap();
+    assert!(first.ends_with("NAMES     SIZE"), "{sized}");
+    assert!(
+        sized.lines().nth(1).unwrap().contains("B (virtual "),
+        "{sized}"
+    );
+    // `--format json`: the context's fields, sorted as Go marshals a map.
+    let keys = |out: &str| -> Vec<Vec<String>> {
+        out.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object().unwrap().keys().cloned().collect()
+            })
+            .collect()
+    };
+    let ps = keys(&r.ok(&["ps", "--format", "json"]));
+    assert_eq!(
+        ps,
+        [[
+            "Command",
+            "CreatedAt",
+            "ID",
+            "Image",
+            "Labels",
+            "LocalVolumes",
+            "Mounts",
+            "Names",
+            "Networks",
+            "Ports",
+            "RunningFor",
+            "Size",
+            "State",
+            "Status"
+        ]]
+    );
+    let images = keys(&r.ok(&["images", "--format", "json"]));
+    assert_eq!(images.len(), 2);
+    assert_eq!(
+        images[0],
+        [
+            "Containers",
+            "CreatedAt",
+            "CreatedSince",
+            "Digest",
+            "ID",
+            "Repository",
+            "SharedSize",
+            "Size",
+            "Tag",
+            "UniqueSize",
+            "VirtualSize"
+        ]
+    );
+    let nets = keys(&r.ok(&["network", "ls", "--format", "json"]));
+    assert_eq!(
+        nets[0],
+        [
+            "CreatedAt",
+            "Driver",
+            "ID",
+            "IPv6",
+            "Internal",
+            "Labels",
+            "Name",
+            "Scope"
+        ]
+    );
+    let vols = keys(&r.ok(&["volume", "ls", "--format", "json"]));
+    assert_eq!(
+        vols[0],
+        [
+            "Driver",
+            "Labels",
+            "Links",
+            "Mountpoint",
+            "Name",
+            "Scope",
+            "Size"
+        ]
+    );
+    // network ls {{.CreatedAt}}: Go's time.Time.String().
+    let created = r.ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.CreatedAt}}",
+        "--filter",
+        "name=bridge",
+    ]);
+    let created = created.trim();
+    assert!(created.ends_with(" +0000 UTC"), "{created}");
+    let stamp = created.trim_end_matches(" +0000 UTC");
+    let (date, time) = stamp.split_once(' ').unwrap();
+    assert_eq!(date.len(), 10, "{created}");
+    assert!(time.len() >= 8 && time.as_bytes()[2] == b':', "{created}");
+}
+
+/// `logs --since/--until` keep the records written from / up to a time given as Docker
+/// takes it (RFC 3339, Unix seconds, or a duration before now), after `--tail`.
+#[test]
+fn logs_since_and_until() {
+    let r = Rbox::with_busybox("parity-logs");
+    r.ok(&[
+        "run",
+        "--name",
+        "lg",
+        NONE,
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 1.2; echo two",
+    ]);
+    let stamped = r.ok(&["logs", "-t", "lg"]);
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(times.len(), 2, "{stamped}");
+    assert_eq!(r.ok(&["logs", "--since", times[1], "lg"]), "two\n");
+    assert_eq!(r.ok(&["logs", "--until", times[0], "lg"]), "one\n");
+    assert_eq!(r.ok(&["logs", "--since", "1h", "lg"]), "one\ntwo\n");
+    assert_eq!(r.ok(&["logs", "--since", "1h", "--until", "30m", "lg"]), "");
+    assert_eq!(
+        r.ok(&["logs", "--since", "0", "--tail", "1", "lg"]),
+        "two\n"
+    );
+    let e = r.fails(1, &["logs", "--since", "soon", "lg"]);
+    assert!(e.contains("invalid value for \"since\""), "{e}");
+}
+
+/// `version` and `info` answer the probes CI scripts use.
+#[test]
+fn version_and_info() {
+    let r = Rbox::with_busybox("parity-version");
+    let v = r.ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert_eq!(v.trim(), env!("CARGO_PKG_VERSION"));
+    let text = r.ok(&["version"]);
+    assert!(
+        text.starts_with("Client: rbox\n Version:           "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nServer: rbox\n Engine:\n  Version:          "),
+        "{text}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&r.ok(&["version", "--format", "json"])).unwrap();
+    assert_eq!(j["Client"]["Os"], "linux");
+    r.ok(&["create", NONE, "busybox"]);
+    let info = r.ok(&[
+        "info",
+        "--format",
+        "{{.Containers}} {{.Images}} {{.Driver}} {{.DockerRootDir}}",
+    ]);
+    assert_eq!(info.trim(), format!("1 1 overlay {}", r.root.display()));
+    let cg = r.ok(&["system", "info", "--format", "{{.CgroupVersion}}"]);
+    assert!(cg.trim() == "1" || cg.trim() == "2", "{cg}");
+    let text = r.ok(&["info"]);
+    assert!(text.contains("\n Containers: 1\n  Running: 0\n"), "{text}");
 }

@@ -10,7 +10,7 @@ use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use runtime::{exec, lifecycle, logs};
 
-use crate::format::Format;
+use crate::format::{self, ListFormat};
 use crate::{Cli, Exit};
 use create::CreateArgs;
 
@@ -20,17 +20,10 @@ pub enum Cmd {
     Common(Common),
     /// List containers
     Ps(PsArgs),
-    /// Return low-level information on containers
-    Inspect(InspectArgs),
     /// Manage containers
     Container {
         #[command(subcommand)]
         cmd: ContainerCmd,
-    },
-    /// Manage rbox
-    System {
-        #[command(subcommand)]
-        cmd: SystemCmd,
     },
     /// Owns a detached container (run by rbox itself)
     #[command(name = "container-monitor", hide = true)]
@@ -47,12 +40,6 @@ pub enum ContainerCmd {
     /// Display detailed information on one or more containers
     Inspect(InspectArgs),
     /// Remove all stopped containers
-    Prune(PruneArgs),
-}
-
-#[derive(Subcommand)]
-pub enum SystemCmd {
-    /// Remove stopped containers and repair what crashed rbox processes left behind
     Prune(PruneArgs),
 }
 
@@ -111,16 +98,7 @@ pub enum Common {
         containers: Vec<String>,
     },
     /// Fetch the logs of a container
-    Logs {
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Number of lines to show from the end of the logs ("all")
-        #[arg(short = 'n', long, default_value = "all")]
-        tail: String,
-        #[arg(short = 't', long)]
-        timestamps: bool,
-        container: String,
-    },
+    Logs(LogsArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait {
         #[arg(required = true)]
@@ -158,6 +136,26 @@ pub struct RunArgs {
 }
 
 #[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs ("all")
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    timestamps: bool,
+    /// Show logs since timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m")
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m")
+    #[arg(long)]
+    until: Option<String>,
+    container: String,
+}
+
+#[derive(Args)]
 pub struct ExecArgs {
     #[arg(short = 'i', long)]
     interactive: bool,
@@ -185,15 +183,28 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long = "no-trunc")]
     no_trunc: bool,
-    /// Format output using a Go template
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", allow_negative_numbers = true)]
+    last: Option<i64>,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
+    /// Format output using a custom template ("table", "table TEMPLATE", "json" or TEMPLATE)
     #[arg(long)]
     format: Option<String>,
 }
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// Format output using a custom template ("json": the JSON on one line)
     #[arg(short = 'f', long)]
     format: Option<String>,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -248,16 +259,12 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
     match cmd {
         Cmd::Common(c) => common(cli, c),
         Cmd::Ps(a) => ps_cmd(cli, a),
-        Cmd::Inspect(a) => inspect(cli, a),
         Cmd::Container { cmd } => match cmd {
             ContainerCmd::Common(c) => common(cli, c),
             ContainerCmd::Ls(a) => ps_cmd(cli, a),
             ContainerCmd::Inspect(a) => inspect(cli, a),
             ContainerCmd::Prune(_) => prune(cli, false),
         },
-        Cmd::System {
-            cmd: SystemCmd::Prune(_),
-        } => prune(cli, true),
         Cmd::Monitor { id } => Ok(lifecycle::monitor_main(root, id)),
     }
 }
@@ -327,12 +334,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                 r => r.map(|_| ()).map_err(Failed),
             }
         }),
-        Common::Logs {
-            follow,
-            tail,
-            timestamps,
-            container,
-        } => logs_cmd(cli, *follow, tail, *timestamps, container),
+        Common::Logs(a) => logs_cmd(cli, a),
         Common::Wait { containers } => {
             for c in containers {
                 let code = lifecycle::wait(root, c).map_err(rt)?;
@@ -502,71 +504,79 @@ fn parse_signal(s: &str) -> Result<i32> {
 }
 
 fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
-    let recs: Vec<_> = lifecycle::list(&cli.root)
-        .into_iter()
-        .filter(|r| a.all || r.running())
-        .collect();
+    let mut recs = lifecycle::list(&cli.root);
+    // `-n N` and `-l`: the last created ones, whatever their state.
+    let last = match (a.latest, a.last) {
+        (true, _) => Some(1),
+        (false, Some(n)) if n >= 0 => Some(n as usize),
+        _ => None,
+    };
+    match last {
+        Some(n) => recs.truncate(n),
+        None if !a.all => recs.retain(|r| r.running()),
+        None => {}
+    }
     let trunc = !a.no_trunc;
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for r in &recs {
-            writeln!(out, "{}", if trunc { &r.id[..12] } else { &r.id })?;
-        }
-        return Ok(0);
-    }
-    match &a.format {
-        Some(f) if f != "table" => {
-            let fmt = Format::parse(f)?;
-            if let Some(h) = fmt.header() {
-                writeln!(out, "{h}")?;
-            }
-            for r in &recs {
-                writeln!(out, "{}", fmt.render(&ps::fields(r, trunc))?)?;
-            }
-        }
-        _ => out.write_all(ps::table(&ps::rows(&recs, trunc)).as_bytes())?,
-    }
+    let sized = a.size || ListFormat::uses(a.format.as_deref(), "Size");
+    // As Docker 28: -q prints ids whatever the format.
+    let format = if a.quiet {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    let table = if a.size { ps::TABLE_SIZE } else { ps::TABLE };
+    let f = ListFormat::parse(format, table)?;
+    let rows: Vec<_> = recs
+        .iter()
+        .map(|r| ps::row(r, trunc, sized.then(|| sizes(cli, r))))
+        .collect();
+    std::io::stdout().write_all(f.render(&rows, ps::HEADER)?.as_bytes())?;
     Ok(0)
 }
 
-fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
-    let fmt = a.format.as_deref().map(Format::parse).transpose()?;
-    let mut found = Vec::new();
-    let mut code = 0;
-    for c in &a.containers {
-        match lifecycle::find(&cli.root, c) {
-            Ok(r) => found.push(runtime::inspect::to_json(&cli.root, &r)),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = 1;
-            }
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    match fmt {
-        Some(f) => {
-            for v in &found {
-                writeln!(out, "{}", f.render(v)?)?;
-            }
-        }
-        None => writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?,
-    }
-    Ok(code)
+/// A container's writable layer and its image, in bytes (Docker's SizeRw, and SizeRootFs
+/// less SizeRw).
+pub fn sizes(cli: &Cli, r: &runtime::Record) -> (u64, u64) {
+    let rw = runtime::usage::disk_usage(&runtime::Paths::new(&cli.root, &r.id).upper());
+    let image = images::Store::open(&cli.root)
+        .and_then(|s| s.resolve(&r.image_id))
+        .map(|i| i.size)
+        .unwrap_or(0);
+    (rw, image)
 }
 
-fn logs_cmd(cli: &Cli, follow: bool, tail: &str, timestamps: bool, container: &str) -> Result<i32> {
-    let rec = lifecycle::find(&cli.root, container).map_err(rt)?;
+fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
+    format::inspect_each(a.format.as_deref(), &a.containers, |c| {
+        super::inspect::container(cli, c, a.size)
+    })
+}
+
+fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
+    let now = chrono::Utc::now();
+    let time = |v: &Option<String>, flag: &str| {
+        v.as_deref()
+            .map(|s| runtime::timestamp::parse(s, now))
+            .transpose()
+            .map_err(|e| anyhow!("invalid value for \"{flag}\": {e}"))
+    };
+    let (since, until) = (time(&a.since, "since")?, time(&a.until, "until")?);
+    let rec = lifecycle::find(&cli.root, &a.container).map_err(rt)?;
     let paths = runtime::Paths::new(&cli.root, &rec.id);
-    let tail = match tail {
+    let tail = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
             n.parse::<usize>()
                 .map_err(|_| anyhow!("invalid value for --tail: {n}"))?,
         ),
     };
-    let opts = logs::ReadOptions { tail, timestamps };
+    let opts = logs::ReadOptions {
+        tail,
+        timestamps: a.timestamps,
+        since,
+        until,
+    };
     let offset = logs::print(&paths.log(), &opts)?;
-    if !follow {
+    if !a.follow {
         return Ok(0);
     }
     follow_log(&paths, offset, &opts)
@@ -664,7 +674,7 @@ fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
     Ok(out)
 }
 
-fn prune(cli: &Cli, system: bool) -> Result<i32> {
+pub fn prune(cli: &Cli, system: bool) -> Result<i32> {
     let root = &cli.root;
     let removed = lifecycle::prune(root);
     if !removed.is_empty() {

@@ -3,8 +3,10 @@
 pub mod containers;
 pub mod dns;
 pub mod images;
+pub mod inspect;
 pub mod networks;
 pub mod pull;
+pub mod system;
 pub mod volumes;
 
 use crate::{Cli, Command};
@@ -38,5 +40,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Pull(c) => pull::run(cli, c),
         Command::Dns(c) => dns::run(cli, c),
         Command::Volumes(c) => volumes::run(cli, c),
+        Command::Inspect(a) => inspect::run(cli, a),
+        Command::System(c) => system::run(cli, c),
     }
 }

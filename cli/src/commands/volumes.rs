@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use runtime::volume;
 use serde_json::Value;
 
-use crate::format::Format;
+use crate::format::{ListFormat, Row};
 use crate::Cli;
 
 #[derive(Subcommand)]
@@ -69,7 +69,10 @@ pub struct LsArgs {
     /// Only display volume names
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Format output using a custom template
+    /// Provide filter values (dangling, driver, label, name)
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Format output using a custom template ("table", "table TEMPLATE", "json" or TEMPLATE)
     #[arg(long)]
     format: Option<String>,
 }
@@ -97,27 +100,9 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         }
         VolumeCmd::Ls(a) => ls(root, a),
         VolumeCmd::Inspect { format, volumes } => {
-            let mut found = Vec::new();
-            let mut missing = Vec::new();
-            for n in volumes {
-                match volume::get(root, n) {
-                    Ok(v) => found.push(v.to_json(root)),
-                    Err(_) => missing.push(n.clone()),
-                }
-            }
-            match format {
-                Some(f) => {
-                    let fmt = Format::parse(f)?;
-                    for v in &found {
-                        println!("{}", fmt.render(v)?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&Value::Array(found))?),
-            }
-            if !missing.is_empty() {
-                bail!("No such volume: {}", missing.join(", "));
-            }
-            Ok(0)
+            crate::format::inspect_each(format.as_deref(), volumes, |n| {
+                crate::commands::inspect::volume(cli, n)
+            })
         }
         VolumeCmd::Rm { force, volumes } => {
             let mut last = None;
@@ -181,38 +166,46 @@ fn confirm(all: bool) -> Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
+/// The column names of `formatter.VolumeContext` (Docker 28).
+const HEADER: &[(&str, &str)] = &[
+    ("Name", "VOLUME NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Labels", "LABELS"),
+    ("Links", "LINKS"),
+    ("Size", "SIZE"),
+];
+
 fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
-    let vols = volume::list(root);
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for v in &vols {
-            writeln!(out, "{}", v.name)?;
-        }
-        return Ok(0);
-    }
-    if let Some(f) = &a.format {
-        let fmt = Format::parse(f)?;
-        if let Some(h) = fmt.header() {
-            writeln!(out, "{h}")?;
-        }
-        for v in &vols {
-            let mut j = v.to_json(root);
-            // `volume ls --format` fields are Docker's column names.
-            j["Labels"] = Value::String(
-                v.labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            writeln!(out, "{}", fmt.render(&j)?)?;
-        }
-        return Ok(0);
-    }
-    // Docker's tabwriter: minimum width 10, padding 3.
-    writeln!(out, "DRIVER    VOLUME NAME")?;
-    for v in &vols {
-        writeln!(out, "{:<10}{}", "local", v.name)?;
-    }
+    let filters =
+        runtime::filter::Filters::parse(&a.filter, &["dangling", "driver", "label", "name"])?;
+    let vols = volume::list_filtered(root, &filters)?;
+    let rows: Vec<Row> = vols
+        .iter()
+        .map(|v| {
+            let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let fields = serde_json::json!({
+                "Name": v.name,
+                "Driver": "local",
+                "Scope": "local",
+                "Mountpoint": volume::data_dir(root, &v.name),
+                "Labels": labels.join(","),
+                "Links": "N/A",
+                "Size": "N/A",
+            });
+            let Value::Object(fields) = fields else {
+                unreachable!("a JSON object literal")
+            };
+            Row::new("*formatter.VolumeContext", fields, &v.labels)
+        })
+        .collect();
+    let format = if a.quiet {
+        Some("{{.Name}}")
+    } else {
+        a.format.as_deref()
+    };
+    let f = ListFormat::parse(format, "table {{.Driver}}\t{{.Name}}")?;
+    std::io::stdout().write_all(f.render(&rows, HEADER)?.as_bytes())?;
     Ok(0)
 }
