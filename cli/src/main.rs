@@ -5,6 +5,7 @@
 mod commands;
 mod exit;
 mod format;
+mod prompt;
 
 use std::path::PathBuf;
 

@@ -187,15 +187,18 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
     delete(root, name).map(|_| ())
 }
 
-/// `volume prune [-a]`: removes unused anonymous volumes (all unused ones with `all`); returns
-/// their names and the bytes reclaimed.
-pub fn prune(root: &Path, all: bool) -> Result<(Vec<String>, u64)> {
+/// `volume prune [-a] [--filter]`: removes unused anonymous volumes (all unused ones with
+/// `all`) that the prune filters select; returns their names and the bytes reclaimed.
+pub fn prune(root: &Path, all: bool, f: &crate::filter::Filters) -> Result<(Vec<String>, u64)> {
     let _names = store::names_lock(root)?;
     let _l = lock(root)?;
     let used = used_names(root);
     let (mut names, mut bytes) = (Vec::new(), 0);
     for v in list(root) {
-        if used.contains(&v.name) || !(all || v.anonymous()) {
+        if used.contains(&v.name)
+            || !(all || v.anonymous())
+            || !f.prune_matches(v.created, &v.labels)?
+        {
             continue;
         }
         bytes += delete(root, &v.name)?;
@@ -326,9 +329,9 @@ mod tests {
             "get nope: no such volume"
         );
         assert!(remove(root, "nope", true).is_ok());
-        let (pruned, bytes) = prune(root, false).unwrap();
+        let (pruned, bytes) = prune(root, false, &Default::default()).unwrap();
         assert_eq!((pruned, bytes), (vec!["anon1".to_string()], 0));
-        let (pruned, bytes) = prune(root, true).unwrap();
+        let (pruned, bytes) = prune(root, true, &Default::default()).unwrap();
         assert_eq!((pruned, bytes), (vec!["data".to_string()], 4));
         assert!(list(root).is_empty());
     }

@@ -873,3 +873,370 @@ fn version_and_info() {
     let text = r.ok(&["info"]);
     assert!(text.contains("\n Containers: 1\n  Running: 0\n"), "{text}");
 }
+
+/// `ps --filter` as moby's `includeContainerInList` (Docker 20.10-28): values of one key are
+/// alternatives, different keys all apply, labels all apply; `status=` lists stopped
+/// containers without `-a`; before=/since= cut by creation order.
+#[test]
+fn ps_filters() {
+    let r = Rbox::with_busybox("parity-psf");
+    with_nginx(&r);
+    let c1 = r.ok(&[
+        "create", "--name", "c1", "-l", "tier=db", NONE, "busybox", "true",
+    ]);
+    r.fails(
+        3,
+        &[
+            "run", "--name", "c2", "-l", "tier=web", NONE, "busybox", "sh", "-c", "exit 3",
+        ],
+    );
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c3",
+        "-l",
+        "tier=web",
+        "-v",
+        "vol1:/data",
+        "-p",
+        "20101:80",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    r.ok(&["run", "-d", "--name", "c4", NONE, "nginx"]);
+    let ps = |f: &'static [&'static str]| -> &'static [&'static str] {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend_from_slice(f);
+        Box::leak(a.into_boxed_slice())
+    };
+    let id_prefix: &'static str = Box::leak(format!("id={}", &c1.trim()[..10]).into_boxed_str());
+    let cases = [
+        case(ps(&["--filter", "status=exited"]), 0, Some("c2\n"), ""),
+        case(ps(&["--filter", "status=created"]), 0, Some("c1\n"), ""),
+        case(ps(&["--filter", "status=running"]), 0, Some("c4\nc3\n"), ""),
+        case(
+            ps(&["-f", "status=running", "-f", "status=exited"]),
+            0,
+            Some("c4\nc3\nc2\n"),
+            "",
+        ),
+        case(ps(&["-a", "--filter", "exited=3"]), 0, Some("c2\n"), ""),
+        case(ps(&["-a", "--filter", "exited=0"]), 0, Some(""), ""),
+        case(ps(&["-a", "--filter", "name=^c2$"]), 0, Some("c2\n"), ""),
+        case(ps(&["-a", "--filter", "name=/c1"]), 0, Some("c1\n"), ""),
+        case(
+            ps(Box::leak(Box::new(["-a", "--filter", id_prefix]))),
+            0,
+            Some("c1\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "label=tier=web"]),
+            0,
+            Some("c3\nc2\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "label=tier"]),
+            0,
+            Some("c3\nc2\nc1\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "-f", "label=tier=web", "-f", "status=running"]),
+            0,
+            Some("c3\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "-f", "label=tier=web", "-f", "label=z"]),
+            0,
+            Some(""),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "label=a=first"]),
+            0,
+            Some("c4\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "ancestor=nginx"]),
+            0,
+            Some("c4\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "ancestor=busybox:latest"]),
+            0,
+            Some("c3\nc2\nc1\n"),
+            "",
+        ),
+        case(ps(&["-a", "--filter", "ancestor=nosuch"]), 0, Some(""), ""),
+        case(ps(&["-a", "--filter", "volume=vol1"]), 0, Some("c3\n"), ""),
+        case(ps(&["-a", "--filter", "volume=/data"]), 0, Some("c3\n"), ""),
+        case(ps(&["--filter", "publish=20101"]), 0, Some("c3\n"), ""),
+        case(ps(&["--filter", "publish=20101/udp"]), 0, Some(""), ""),
+        case(ps(&["--filter", "expose=80"]), 0, Some("c4\nc3\n"), ""),
+        case(
+            ps(&["--filter", "expose=79-81/tcp"]),
+            0,
+            Some("c4\nc3\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "network=none"]),
+            0,
+            Some("c4\nc2\nc1\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "network=bridge"]),
+            0,
+            Some("c3\n"),
+            "",
+        ),
+        case(
+            ps(&["-a", "--filter", "before=c3"]),
+            0,
+            Some("c2\nc1\n"),
+            "",
+        ),
+        case(ps(&["-a", "--filter", "since=c2"]), 0, Some("c4\nc3\n"), ""),
+        case(
+            ps(&["-a", "-f", "since=c1", "-f", "before=c4"]),
+            0,
+            Some("c3\nc2\n"),
+            "",
+        ),
+        case(ps(&["--filter", "health=none"]), 0, Some("c4\nc3\n"), ""),
+        case(
+            ps(&["-a", "-n", "2", "--filter", "label=tier"]),
+            0,
+            Some("c3\nc2\n"),
+            "",
+        ),
+        case(
+            ps(&["--filter", "health=bogus"]),
+            1,
+            Some(""),
+            "Unrecognised filter value for health: bogus",
+        ),
+        case(
+            ps(&["--filter", "nope=1"]),
+            1,
+            Some(""),
+            "invalid filter 'nope'",
+        ),
+        case(
+            ps(&["--filter", "status=bogus"]),
+            1,
+            Some(""),
+            "invalid filter 'status=bogus'",
+        ),
+        case(
+            ps(&["--filter", "publish=1:2"]),
+            1,
+            Some(""),
+            "filter for 'publish' should not contain ':': 1:2",
+        ),
+        case(
+            ps(&["--filter", "before=nosuch"]),
+            1,
+            Some(""),
+            "No such container: nosuch",
+        ),
+        case(
+            ps(&["--filter", "nofilter"]),
+            1,
+            Some(""),
+            "bad format of filter (expected name=value)",
+        ),
+    ];
+    check(&r, &cases, "");
+}
+
+/// `images` and `volume ls` filters (Docker 20.10-28).
+#[test]
+fn image_and_volume_filters() {
+    let r = Rbox::with_busybox("parity-imgf");
+    with_nginx(&r);
+    r.ok(&["volume", "create", "--label", "keep=1", "kept"]);
+    r.ok(&["volume", "create", "loose"]);
+    r.ok(&["create", "--name", "user", NONE, "-v", "kept:/k", "busybox"]);
+    let img = |f: &'static [&'static str]| -> &'static [&'static str] {
+        let mut a = vec!["images", "--format", "{{.Repository}}"];
+        a.extend_from_slice(f);
+        Box::leak(a.into_boxed_slice())
+    };
+    let cases = [
+        case(
+            img(&["--filter", "reference=nginx"]),
+            0,
+            Some("nginx\n"),
+            "",
+        ),
+        case(
+            img(&["-f", "reference=nginx", "-f", "reference=busybox"]),
+            0,
+            None,
+            "",
+        ),
+        case(
+            img(&["--filter", "reference=*:latest", "--filter", "label=z"]),
+            0,
+            Some("nginx\n"),
+            "",
+        ),
+        case(img(&["--filter", "since=busybox"]), 0, Some("nginx\n"), ""),
+        case(img(&["--filter", "before=nginx"]), 0, Some("busybox\n"), ""),
+        case(
+            img(&["--filter", "dangling=maybe"]),
+            1,
+            Some(""),
+            "invalid filter 'dangling=maybe'",
+        ),
+        case(
+            &["volume", "ls", "-q", "--filter", "dangling=false"],
+            0,
+            Some("kept\n"),
+            "",
+        ),
+        case(
+            &["volume", "ls", "-q", "--filter", "dangling=true"],
+            0,
+            Some("loose\n"),
+            "",
+        ),
+        case(
+            &["volume", "ls", "-q", "--filter", "label=keep"],
+            0,
+            Some("kept\n"),
+            "",
+        ),
+        case(
+            &[
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                "driver=local",
+                "--filter",
+                "name=oo",
+            ],
+            0,
+            Some("loose\n"),
+            "",
+        ),
+        case(
+            &["volume", "ls", "--filter", "nope=1"],
+            1,
+            Some(""),
+            "invalid filter 'nope'",
+        ),
+    ];
+    check(&r, &cases, "");
+    let both = r.ok(&[
+        "images",
+        "--format",
+        "{{.Repository}}",
+        "-f",
+        "reference=nginx",
+        "-f",
+        "reference=busybox",
+    ]);
+    let mut both: Vec<&str> = both.lines().collect();
+    both.sort();
+    assert_eq!(both, ["busybox", "nginx"]);
+}
+
+/// Prune filters (`until`, `label`, `label!`) of container, image, network and volume prune,
+/// with Docker's output (20.10-28).
+#[test]
+fn prune_filters() {
+    let r = Rbox::with_busybox("parity-prune");
+    with_nginx(&r);
+    let web = r.ok(&["create", "--name", "ww", "-l", "tier=web", NONE, "busybox"]);
+    let db = r.ok(&["create", "--name", "dd", "-l", "tier=db", NONE, "busybox"]);
+    r.ok(&["create", "--name", "nn", NONE, "busybox"]);
+    // Declined (stdin closed): nothing removed.
+    let out = r.ok(&["container", "prune"]);
+    assert!(out.starts_with("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "), "{out}");
+    assert_eq!(r.ok(&["ps", "-aq"]).lines().count(), 3);
+    let out = r.ok(&["container", "prune", "-f", "--filter", "label=tier=web"]);
+    assert_eq!(
+        out,
+        format!("Deleted Containers:\n{web}\nTotal reclaimed space: 0B\n")
+    );
+    // Created within the last hour: not before `until=1h`.
+    assert_eq!(
+        r.ok(&["container", "prune", "-f", "--filter", "until=1h"]),
+        "Total reclaimed space: 0B\n"
+    );
+    let out = r.ok(&["container", "prune", "-f", "--filter", "label!=tier"]);
+    assert!(
+        out.starts_with("Deleted Containers:\n") && !out.contains(db.trim()),
+        "{out}"
+    );
+    assert_eq!(r.ok(&["ps", "-a", "--format", "{{.Names}}"]), "dd\n");
+    r.fails(1, &["container", "prune", "-f", "--filter", "name=dd"]);
+
+    for (name, subnet, label) in [
+        ("keepnet", "10.182.1.0/24", "keep=1"),
+        ("tempnet", "10.182.2.0/24", "temp=1"),
+    ] {
+        let bridge = format!("com.docker.network.bridge.name=rbt-q{}", &subnet[7..8]);
+        r.ok(&[
+            "network", "create", "--subnet", subnet, "-o", &bridge, "--label", label, name,
+        ]);
+    }
+    assert_eq!(
+        r.ok(&["network", "prune", "-f", "--filter", "label=temp"]),
+        "Deleted Networks:\ntempnet\n\n"
+    );
+    assert_eq!(
+        r.ok(&["network", "prune", "-f", "--filter", "label!=keep"]),
+        ""
+    );
+    assert_eq!(
+        r.ok(&["network", "ls", "-q", "--filter", "name=keepnet"])
+            .lines()
+            .count(),
+        1
+    );
+
+    r.ok(&["volume", "create", "--label", "temp=1", "v1"]);
+    r.ok(&["volume", "create", "v2"]);
+    assert_eq!(
+        r.ok(&["volume", "prune", "-af", "--filter", "label=temp"]),
+        "Deleted Volumes:\nv1\n\nTotal reclaimed space: 0B\n"
+    );
+    assert_eq!(r.ok(&["volume", "ls", "-q"]), "v2\n");
+
+    // An untagged import is dangling; `image prune` takes it, -a with a label the nginx one.
+    let dangling = r.ok(&["import", rbox_tests::image_tar("busybox").to_str().unwrap()]);
+    let out = r.ok(&["image", "prune", "-f"]);
+    assert!(
+        out.starts_with(&format!(
+            "Deleted Images:\ndeleted: {}\n\nTotal reclaimed space: ",
+            dangling.trim()
+        )),
+        "{out}"
+    );
+    let out = r.ok(&["image", "prune", "-af", "--filter", "label=a=first"]);
+    assert!(
+        out.starts_with("Deleted Images:\nuntagged: nginx:latest\ndeleted: sha256:"),
+        "{out}"
+    );
+    // busybox is still used by `dd`.
+    assert_eq!(
+        r.ok(&["images", "--format", "{{.Repository}}"]),
+        "busybox\n"
+    );
+    assert_eq!(
+        r.ok(&["image", "prune", "-af"]),
+        "Total reclaimed space: 0B\n"
+    );
+}

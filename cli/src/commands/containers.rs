@@ -192,6 +192,10 @@ pub struct PsArgs {
     /// Display total file sizes
     #[arg(short = 's', long)]
     size: bool,
+    /// Filter output based on conditions provided (name, id, label, status, exited, network,
+    /// ancestor, volume, publish, expose, before, since, health)
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
     /// Format output using a custom template ("table", "table TEMPLATE", "json" or TEMPLATE)
     #[arg(long)]
     format: Option<String>,
@@ -214,6 +218,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short = 'f', long)]
     force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>", "label=k=v", "label!=k")
+    #[arg(long)]
+    filter: Vec<String>,
 }
 
 impl Cmd {
@@ -263,7 +270,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             ContainerCmd::Common(c) => common(cli, c),
             ContainerCmd::Ls(a) => ps_cmd(cli, a),
             ContainerCmd::Inspect(a) => inspect(cli, a),
-            ContainerCmd::Prune(_) => prune(cli, false),
+            ContainerCmd::Prune(a) => container_prune(cli, a),
         },
         Cmd::Monitor { id } => Ok(lifecycle::monitor_main(root, id)),
     }
@@ -504,18 +511,23 @@ fn parse_signal(s: &str) -> Result<i32> {
 }
 
 fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
-    let mut recs = lifecycle::list(&cli.root);
-    // `-n N` and `-l`: the last created ones, whatever their state.
+    let filters = runtime::filter::Filters::parse(&a.filter, runtime::filter::PS_KEYS)?;
+    // `-n N` and `-l`: the last created ones, whatever their state (`-n 0` is no limit).
     let last = match (a.latest, a.last) {
         (true, _) => Some(1),
-        (false, Some(n)) if n >= 0 => Some(n as usize),
+        (false, Some(n)) if n > 0 => Some(n as usize),
         _ => None,
     };
-    match last {
-        Some(n) => recs.truncate(n),
-        None if !a.all => recs.retain(|r| r.running()),
-        None => {}
-    }
+    let store = images::Store::open(&cli.root).ok();
+    let nets = net::Store::new(&cli.root);
+    let image_id = |r: &str| store.as_ref()?.resolve(r).ok().map(|i| i.id);
+    let network_id = |n: &str| nets.find(n).ok().map(|n| n.id);
+    let lookup = runtime::filter::Lookup {
+        image_id: &image_id,
+        network_id: &network_id,
+    };
+    let recs =
+        runtime::filter::containers(lifecycle::list(&cli.root), &filters, a.all, last, &lookup)?;
     let trunc = !a.no_trunc;
     let sized = a.size || ListFormat::uses(a.format.as_deref(), "Size");
     // As Docker 28: -q prints ids whatever the format.
@@ -674,48 +686,95 @@ fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
     Ok(out)
 }
 
-pub fn prune(cli: &Cli, system: bool) -> Result<i32> {
+fn container_prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
+    let f = runtime::filter::Filters::parse(&a.filter, runtime::filter::PRUNE_KEYS)?;
+    if !a.force && !crate::prompt::confirm("WARNING! This will remove all stopped containers.")? {
+        println!("Total reclaimed space: 0B");
+        return Ok(0);
+    }
+    let (ids, bytes) = prune_containers(cli, &f)?;
+    crate::prompt::deleted("Containers", &ids);
+    println!(
+        "Total reclaimed space: {}",
+        runtime::volume::human_size(bytes)
+    );
+    Ok(0)
+}
+
+/// Removes the stopped containers `f` selects; their ids and writable layers' bytes.
+pub fn prune_containers(cli: &Cli, f: &runtime::filter::Filters) -> Result<(Vec<String>, u64)> {
     let root = &cli.root;
-    let removed = lifecycle::prune(root);
-    if !removed.is_empty() {
-        println!("Deleted Containers:");
-        for id in &removed {
-            println!("{id}");
-        }
-        println!();
-    }
-    if system {
-        // Sandboxes whose container record is gone (a crash between steps) are released.
-        if let Ok(entries) = std::fs::read_dir(root.join("netns")) {
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                if runtime::store::load(&runtime::Paths::new(root, &id)).is_err() {
-                    let _ = net::release(root, &id);
-                }
-            }
-        }
-        let nets = net::manage::prune(root).unwrap_or_default();
-        if !nets.is_empty() {
-            println!("Deleted Networks:");
-            for n in &nets {
-                println!("{n}");
-            }
-            println!();
-        }
-        // With nothing running, the networks' kernel objects (bridges, rules) go too; their
-        // definitions stay and come back on first use.
-        if !lifecycle::list(root).iter().any(|r| r.running()) {
-            if let Err(e) = net::manage::teardown(root) {
-                tracing::warn!("network teardown: {e}");
-            }
-        }
-        if let Ok(store) = images::Store::open(root) {
-            if let Err(e) = store.prune() {
-                tracing::warn!("image store repair: {e}");
-            }
+    let mut chosen = Vec::new();
+    for r in lifecycle::list(root) {
+        if !r.running() && f.prune_matches(r.created, &r.settings.labels)? {
+            chosen.push((r.id.clone(), sizes(cli, &r).0));
         }
     }
-    println!("Total reclaimed space: 0B");
+    // Without filters, lifecycle's own prune also clears what crashes left.
+    let removed: Vec<String> = if f.is_empty() {
+        lifecycle::prune(root)
+    } else {
+        chosen
+            .iter()
+            .filter(|(id, _)| lifecycle::remove(root, id, false).is_ok())
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let bytes = chosen
+        .iter()
+        .filter(|(id, _)| removed.contains(id))
+        .map(|(_, b)| b)
+        .sum();
+    Ok((removed, bytes))
+}
+
+/// `system prune`: stopped containers, unused networks, dangling (with `all` every unused)
+/// images, with `volumes` anonymous unused volumes; and the repair of what crashed rbox
+/// processes left behind (sandboxes without a container, kernel objects of idle networks).
+pub fn system_prune(
+    cli: &Cli,
+    all: bool,
+    volumes: bool,
+    f: &runtime::filter::Filters,
+) -> Result<i32> {
+    let root = &cli.root;
+    let (ids, mut bytes) = prune_containers(cli, f)?;
+    crate::prompt::deleted("Containers", &ids);
+    // Sandboxes whose container record is gone (a crash between steps) are released.
+    if let Ok(entries) = std::fs::read_dir(root.join("netns")) {
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if runtime::store::load(&runtime::Paths::new(root, &id)).is_err() {
+                let _ = net::release(root, &id);
+            }
+        }
+    }
+    let nets = super::networks::prune_networks(root, f).unwrap_or_default();
+    crate::prompt::deleted("Networks", &nets);
+    if volumes {
+        let (names, b) = runtime::volume::prune(root, false, f)?;
+        crate::prompt::deleted("Volumes", &names);
+        bytes += b;
+    }
+    let (lines, b) = super::images::prune_images(cli, all, f)?;
+    crate::prompt::deleted("Images", &lines);
+    bytes += b;
+    // With nothing running, the networks' kernel objects (bridges, rules) go too; their
+    // definitions stay and come back on first use.
+    if !lifecycle::list(root).iter().any(|r| r.running()) {
+        if let Err(e) = net::manage::teardown(root) {
+            tracing::warn!("network teardown: {e}");
+        }
+    }
+    if let Ok(store) = images::Store::open(root) {
+        if let Err(e) = store.prune() {
+            tracing::warn!("image store repair: {e}");
+        }
+    }
+    println!(
+        "Total reclaimed space: {}",
+        runtime::volume::human_size(bytes)
+    );
     Ok(0)
 }
 

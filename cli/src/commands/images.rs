@@ -50,6 +50,21 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Save one or more images to a tar archive
     Save(SaveArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>", "label=k=v", "label!=k")
+    #[arg(long)]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -146,6 +161,24 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Image(ImageCmd::Inspect(a)) => inspect(cli, a),
+        Cmd::Image(ImageCmd::Prune(a)) => {
+            let f = runtime::filter::Filters::parse(&a.filter, runtime::filter::PRUNE_KEYS)?;
+            let warning = if a.all {
+                "WARNING! This will remove all images without at least one container associated to them."
+            } else {
+                "WARNING! This will remove all dangling images."
+            };
+            if !a.force && !crate::prompt::confirm(warning)? {
+                return Ok(0);
+            }
+            let (lines, bytes) = prune_images(cli, a.all, &f)?;
+            crate::prompt::deleted("Images", &lines);
+            println!(
+                "Total reclaimed space: {}",
+                runtime::volume::human_size(bytes)
+            );
+            Ok(0)
+        }
     }
 }
 
@@ -442,6 +475,43 @@ pub fn inspect_json(store: &Store, img: &Image) -> Value {
         "RootFS": {"Type": "layers", "Layers": img.layers},
         "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
     })
+}
+
+/// Removes the images no container uses that `f` selects: dangling ones, or with `all` every
+/// unused one. Returns Docker's lines (`untagged: REF`, `deleted: ID`) and the bytes freed.
+pub fn prune_images(
+    cli: &Cli,
+    all: bool,
+    f: &runtime::filter::Filters,
+) -> anyhow::Result<(Vec<String>, u64)> {
+    let store = Store::open(&cli.root)?;
+    let in_use = |id: &str| runtime::image_in_use(&cli.root, id);
+    // Held while checking for users and deleting (as `rmi`).
+    let _names = runtime::store::names_lock(&cli.root)?;
+    let (mut lines, mut bytes) = (Vec::new(), 0);
+    for img in store.list()? {
+        let created = img
+            .created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map_or_else(chrono::Utc::now, |c| c.with_timezone(&chrono::Utc));
+        if (!all && !img.repo_tags.is_empty())
+            || in_use(&img.id)
+            || !f.prune_matches(created, &img.config.labels)?
+        {
+            continue;
+        }
+        for d in store.remove(&img.id, true, &in_use)? {
+            match d {
+                Removed::Untagged(t) => lines.push(format!("untagged: {t}")),
+                Removed::Deleted(id) => {
+                    bytes += img.size;
+                    lines.push(format!("deleted: {id}"));
+                }
+            }
+        }
+    }
+    Ok((lines, bytes))
 }
 
 fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {

@@ -54,6 +54,9 @@ pub enum NetworkCmd {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Provide filter values (e.g. "until=<timestamp>", "label=k=v", "label!=k")
+        #[arg(long)]
+        filter: Vec<String>,
     },
     /// Connect a container to a network
     Connect {
@@ -234,17 +237,16 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             }
             Ok(code)
         }
-        NetworkCmd::Prune { force } => {
-            if !force && !confirm("WARNING! This will remove all custom networks not used by at least one container.")? {
+        NetworkCmd::Prune { force, filter } => {
+            let f = runtime::filter::Filters::parse(filter, runtime::filter::PRUNE_KEYS)?;
+            if !force
+                && !crate::prompt::confirm(
+                    "WARNING! This will remove all custom networks not used by at least one container.",
+                )?
+            {
                 return Ok(0);
             }
-            let removed = net::manage::prune(root)?;
-            if !removed.is_empty() {
-                println!("Deleted Networks:");
-                for n in removed {
-                    println!("{n}");
-                }
-            }
+            crate::prompt::deleted("Networks", &prune_networks(root, &f)?);
             Ok(0)
         }
         NetworkCmd::Connect {
@@ -291,12 +293,24 @@ fn by_family(values: &[String], flag: &str) -> Result<(Option<String>, Option<St
     ))
 }
 
-fn confirm(warning: &str) -> Result<bool> {
-    print!("{warning}\nAre you sure you want to continue? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+/// Removes the unused user networks `f` selects; their names.
+pub fn prune_networks(root: &std::path::Path, f: &runtime::filter::Filters) -> Result<Vec<String>> {
+    if f.is_empty() {
+        return Ok(net::manage::prune(root)?);
+    }
+    let mut removed = Vec::new();
+    for n in net::Store::new(root).list()? {
+        let created = chrono::DateTime::parse_from_rfc3339(&n.created)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        if !n.is_predefined()
+            && f.prune_matches(created, &n.labels)?
+            && net::manage::remove(root, &n.id).is_ok()
+        {
+            removed.push(n.name.clone());
+        }
+    }
+    Ok(removed)
 }
 
 fn sandbox(root: &std::path::Path, cmd: &SandboxCmd) -> Result<i32> {

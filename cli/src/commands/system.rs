@@ -26,8 +26,24 @@ pub enum Cmd {
 pub enum SystemCmd {
     /// Display system-wide information
     Info(FormatArg),
-    /// Remove stopped containers and repair what crashed rbox processes left behind
-    Prune(super::containers::PruneArgs),
+    /// Remove unused data (and repair what crashed rbox processes left behind)
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images not just dangling ones
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    volumes: bool,
+    /// Provide filter values (e.g. "label=<key>=<value>")
+    #[arg(long)]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -45,9 +61,32 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             cmd: SystemCmd::Info(f),
         } => info(cli, f),
         Cmd::System {
-            cmd: SystemCmd::Prune(_),
-        } => super::containers::prune(cli, true),
+            cmd: SystemCmd::Prune(a),
+        } => {
+            let f = runtime::filter::Filters::parse(&a.filter, runtime::filter::PRUNE_KEYS)?;
+            if !a.force && !crate::prompt::confirm(&system_prune_warning(a))? {
+                return Ok(0);
+            }
+            super::containers::system_prune(cli, a.all, a.volumes, &f)
+        }
     }
+}
+
+/// Docker's warning before `system prune`.
+fn system_prune_warning(a: &PruneArgs) -> String {
+    let mut w = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container",
+    );
+    if a.volumes {
+        w.push_str("\n  - all anonymous volumes not used by at least one container");
+    }
+    w.push_str(if a.all {
+        "\n  - all images without at least one container associated to them"
+    } else {
+        "\n  - all dangling images"
+    });
+    w.push_str("\n  - unused build cache\n");
+    w
 }
 
 /// Go's GOARCH for this machine, as Docker reports it.

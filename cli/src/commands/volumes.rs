@@ -1,7 +1,7 @@
 //! `rbox volume create/ls/inspect/rm/prune`, with Docker's output.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
@@ -50,6 +50,9 @@ pub enum VolumeCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. "label=<label>", "label!=<label>")
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -123,47 +126,23 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                 None => Ok(0),
             }
         }
-        VolumeCmd::Prune { all, force } => {
-            if !force && !confirm(*all)? {
+        VolumeCmd::Prune { all, force, filter } => {
+            let f = runtime::filter::Filters::parse(filter, &["label", "label!", "all"])?;
+            // Docker 23+: the `all=true` filter is the API's form of -a.
+            let all = *all || f.bool_matches("all", true)? && !f.values("all").is_empty();
+            if !force
+                && !crate::prompt::confirm(&format!(
+                "WARNING! This will remove {} local volumes not used by at least one container.",
+                if all { "all" } else { "anonymous" }
+            ))? {
                 return Ok(0);
             }
-            let (names, bytes) = volume::prune(root, *all)?;
-            let mut out = std::io::stdout().lock();
-            if !names.is_empty() {
-                writeln!(out, "Deleted Volumes:")?;
-                for n in &names {
-                    writeln!(out, "{n}")?;
-                }
-                writeln!(out)?;
-            }
-            writeln!(out, "Total reclaimed space: {}", volume::human_size(bytes))?;
+            let (names, bytes) = volume::prune(root, all, &f)?;
+            crate::prompt::deleted("Volumes", &names);
+            println!("Total reclaimed space: {}", volume::human_size(bytes));
             Ok(0)
         }
     }
-}
-
-fn confirm(all: bool) -> Result<bool> {
-    let what = if all {
-        "all local volumes"
-    } else {
-        "anonymous local volumes"
-    };
-    eprint!(
-        "WARNING! This will remove {what} not used by at least one container.\nAre you sure you want to continue? [y/N] "
-    );
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal()
-        && stdin
-            .lock()
-            .fill_buf()
-            .map(|b| b.is_empty())
-            .unwrap_or(true)
-    {
-        return Ok(false);
-    }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 /// The column names of `formatter.VolumeContext` (Docker 28).

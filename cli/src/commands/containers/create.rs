@@ -13,6 +13,12 @@ pub struct CreateArgs {
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
     /// Read in a file of environment variables
     #[arg(long = "env-file")]
     pub env_file: Vec<String>,
@@ -133,6 +139,26 @@ impl CreateArgs {
             }
             env.extend(env_entry(e));
         }
+        // Docker reads label files first, then --label, later ones winning.
+        let mut labels = std::collections::BTreeMap::new();
+        let mut label_lines = Vec::new();
+        for f in &self.label_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
+            label_lines.extend(
+                text.lines()
+                    .map(str::trim_start)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        label_lines.extend(self.label.iter().cloned());
+        for l in label_lines {
+            let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+            if k.is_empty() {
+                bail!("invalid label '{l}': empty name");
+            }
+            labels.insert(k.to_string(), v.to_string());
+        }
         let memory = match &self.memory {
             Some(m) => parse_bytes(m).map_err(|_| {
                 anyhow::anyhow!(
@@ -180,6 +206,7 @@ impl CreateArgs {
             cmd: self.cmd.clone(),
             entrypoint: self.entrypoint.clone(),
             settings: Settings {
+                labels,
                 hostname: self.hostname.clone().unwrap_or_default(),
                 env,
                 working_dir: self.workdir.clone().unwrap_or_default(),
