@@ -30,6 +30,11 @@ pub struct Cli {
     )]
     pub root: PathBuf,
 
+    /// Firewall backend for network and port rules: iptables, none (rbox writes no rules) or
+    /// auto (iptables when iptables-restore is on PATH)
+    #[arg(long, global = true, env = "RBOX_FIREWALL", default_value = "auto")]
+    pub firewall: String,
+
     /// Log debug details of what rbox and libcontainer do (to stderr)
     #[arg(short = 'D', long, global = true)]
     pub debug: bool,
@@ -80,6 +85,12 @@ fn main() {
         // SAFETY: restoring a signal's default disposition before any other thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    // A setting the host cannot honour is a usage error of every command (exit 125), as a bad
+    // daemon flag is for dockerd. The processes rbox starts (monitors) inherit the choice.
+    if let Err(e) = net::firewall::select(&cli.firewall) {
+        std::process::exit(exit::report(&e.into(), 125));
+    }
+    std::env::set_var("RBOX_FIREWALL", &cli.firewall);
     let code = match check_root(&cli.root).and_then(|_| commands::run(&cli)) {
         Ok(code) => code,
         Err(e) => exit::report(&e, default_code),

@@ -106,7 +106,7 @@ fn host_config(r: &Record, specs: &[net::PortSpec]) -> Value {
         "ContainerIDFile": s.container_id_file,
         "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": s.network_mode,
-        "PortBindings": net::ports::docker_port_bindings(specs),
+        "PortBindings": net::docker::port_bindings(specs),
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": s.auto_remove,
         "VolumeDriver": "",
@@ -266,7 +266,7 @@ fn network_settings(r: &Record) -> Value {
     let default = r.networks.get("bridge").cloned().unwrap_or_default();
     // Docker lists exposed-but-unpublished ports as null while running, nothing when stopped.
     let ports = if r.state.status == Status::Running {
-        net::ports::docker_ports(&r.ports, &s.exposed_ports)
+        net::docker::ports(&r.ports, &s.exposed_ports)
     } else {
         json!({})
     };

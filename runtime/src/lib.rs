@@ -47,7 +47,7 @@ pub use store::Paths;
 
 /// Releases what a stopped (or crashed) container held: libcontainer state and cgroup,
 /// rootfs mount, network sandbox. Keeps going past errors and is idempotent.
-pub(crate) fn teardown(paths: &Paths, rec: &mut Record) {
+pub(crate) fn teardown(paths: &Paths) {
     let lc_dir = paths.lc_root().join(&paths.id);
     if lc_dir.exists() {
         match libcontainer::container::Container::load(lc_dir.clone()) {
@@ -64,12 +64,11 @@ pub(crate) fn teardown(paths: &Paths, rec: &mut Record) {
     }
     rootfs::unmount(paths);
     tracing::debug!(id = %paths.id, "rootfs unmounted");
-    if rec.settings.network_mode != "host" {
-        if let Err(e) = net::release(&paths.root, &paths.id) {
-            tracing::warn!(id = %paths.id, "releasing network: {e}");
-        }
-        tracing::debug!(id = %paths.id, "network released");
+    // Idempotent: a container on the host's namespace has nothing to give back.
+    if let Err(e) = net::release(&paths.root, &paths.id) {
+        tracing::warn!(id = %paths.id, "releasing network: {e}");
     }
+    tracing::debug!(id = %paths.id, "network released");
     cgroup::remove(&paths.id);
     let _ = std::fs::remove_file(paths.console_socket());
 }

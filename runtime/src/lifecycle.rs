@@ -122,9 +122,9 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         }
     };
     if s.hostname.is_empty() {
-        s.hostname = match s.network_mode.as_str() {
+        s.hostname = match net::attachment(root, &s.network_mode) {
             // Docker: a container on the host's network has the host's name.
-            "host" => nix::unistd::gethostname()
+            Ok((_, caps)) if caps.namespace == net::Namespace::Host => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             _ => id[..12].to_string(),
@@ -192,7 +192,7 @@ pub fn repair(root: &Path, rec: Record) -> Option<Record> {
         return Some(rec);
     }
     tracing::debug!(id = %rec.id, "owner of the container is gone: repairing");
-    crate::teardown(&paths, &mut rec);
+    crate::teardown(&paths);
     if rec.state.status == Status::Running {
         rec.state.status = Status::Exited;
         rec.state.exit_code = 137;
@@ -385,8 +385,8 @@ pub fn wait(root: &Path, key: &str) -> Result<i32> {
 
 /// Deletes the container's files; the caller made sure nothing runs.
 pub fn remove_files(paths: &Paths) {
-    if let Ok(mut r) = store::load(paths) {
-        crate::teardown(paths, &mut r);
+    if store::load(paths).is_ok() {
+        crate::teardown(paths);
     }
     remove_dir(paths);
 }

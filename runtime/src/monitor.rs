@@ -61,7 +61,7 @@ pub fn run(
     let mut lc = match prepared {
         Ok(lc) => lc,
         Err(e) => {
-            teardown(paths, &mut rec);
+            teardown(paths);
             // As it was before this start (created or exited), with the reason it failed.
             let state = RunState {
                 monitor_pid: 0,
@@ -92,7 +92,7 @@ pub fn run(
     let oom = cgroup::oom_killed(&paths.id);
     delete_stopped(paths, &mut lc.container);
     tracing::debug!(id = %paths.id, "libcontainer state deleted");
-    teardown(paths, &mut rec);
+    teardown(paths);
     tracing::debug!(id = %paths.id, "torn down");
     // Waiters hold this file open: they read the code here even after --rm removed it all.
     let _ = claim

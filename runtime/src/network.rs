@@ -30,34 +30,32 @@ pub fn port_specs(s: &Settings) -> Result<Vec<net::PortSpec>> {
     Ok(specs)
 }
 
-/// Creates the sandbox, joins the container's network and publishes its ports; `None` for
-/// `--network host` (the spec then has no network namespace and the container shares the
-/// host's). The caller holds the returned reservation while the container runs.
+/// Creates the sandbox, joins the container's network and publishes its ports; `None` for a
+/// network whose driver shares the host's namespace (`--network host`: the spec then has no
+/// network namespace). The caller holds the returned reservation while the container runs.
 pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::Reservation)> {
-    let mode = rec.settings.network_mode.clone();
-    if mode == "host" {
+    let (network, caps) = net::attachment(&paths.root, &rec.settings.network_mode)?;
+    // What Docker shows for a network without an endpoint of its own (host, none).
+    let bare = |rec: &mut Record| {
         rec.networks.insert(
-            "host".into(),
+            network.name.clone(),
             net::EndpointSettings {
-                network_name: "host".into(),
+                network_name: network.name.clone(),
                 ..Default::default()
             },
         );
+    };
+    if caps.namespace == net::Namespace::Host {
+        bare(rec);
         return Ok((None, net::Reservation::default()));
     }
     let sandbox = net::Sandbox::create(&paths.root, &paths.id)?;
     rec.sandbox_key = sandbox.path().display().to_string();
-    if mode == "none" {
-        rec.networks.insert(
-            "none".into(),
-            net::EndpointSettings {
-                network_name: "none".into(),
-                ..Default::default()
-            },
-        );
+    if caps.namespace == net::Namespace::Empty {
+        bare(rec);
     } else {
         let req = net::EndpointRequest {
-            network: mode.clone(),
+            network: network.id.clone(),
             container_name: rec.name.clone(),
             ip: parse_ip(&rec.settings.ip, "--ip")?,
             ip6: parse_ip(&rec.settings.ip6, "--ip6")?,
@@ -71,12 +69,7 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::
                 .collect(),
         };
         let ep = net::connect(&paths.root, &paths.id, &sandbox, &req)?;
-        let key = if ep.network_name.is_empty() {
-            mode
-        } else {
-            ep.network_name.clone()
-        };
-        rec.networks.insert(key, ep);
+        rec.networks.insert(ep.network_name.clone(), ep);
     }
     let (ports, held) = net::publish(&paths.root, &paths.id, &port_specs(&rec.settings)?)?;
     rec.ports = ports;

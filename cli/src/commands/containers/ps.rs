@@ -99,7 +99,7 @@ pub fn row(r: &Record, trunc: bool, sizes: Option<(u64, u64)>) -> Row {
         "Command": gotemplate::quote(&cmd),
         "CreatedAt": r.created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
         "RunningFor": format!("{} ago", human_duration(since(r.created))),
-        "Ports": net::ports::display(&r.ports),
+        "Ports": net::docker::ps_ports(&r.ports),
         "Status": status(r),
         "State": r.state.status.as_str(),
         "Names": r.name,
