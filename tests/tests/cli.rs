@@ -40,7 +40,10 @@ fn bogus_firewall_setting_is_a_usage_error() {
         ][..],
         &["create", "--firewall", "ipfw", "busybox"][..],
     ] {
-        let err = r.bad(args);
+        // A usage error of every command, so 125 whatever the command is (`bad` would
+        // expect Docker's 1 for the errors of commands other than run/create).
+        let err = r.fails(125, args);
+        assert_eq!(err.trim().lines().count(), 1, "{err:?}");
         assert!(err.contains("invalid firewall backend"), "{args:?}: {err}");
     }
     let err = r
