@@ -17,13 +17,17 @@
 //! updates; `<dir>/monitor.lock` is held by the owner while the container runs, so "is it
 //! alive" is a lock probe (immune to pid reuse) and `wait` is a blocking lock.
 
+pub mod caps;
 pub mod cgroup;
+pub mod devices;
 mod error;
 mod etcfiles;
 pub mod exec;
 pub mod filter;
+pub mod hostconfig;
 pub mod inspect;
 pub mod lifecycle;
+pub mod links;
 pub mod logs;
 mod monitor;
 pub mod mounts;
@@ -117,6 +121,11 @@ impl Container {
         self.edit(|r| {
             r.networks.insert(network.to_string(), settings);
         })
+    }
+
+    /// Records `--link`s in Docker's form (`/NAME:/THIS/ALIAS`), once the name is known.
+    pub fn set_links(&self, links: Vec<String>) -> Result<()> {
+        self.edit(|r| r.settings.links = links)
     }
 
     pub fn remove_endpoint(&self, network: &str) -> Result<()> {

@@ -123,7 +123,10 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     };
     if s.hostname.is_empty() {
         s.hostname = match net::attachment(root, &s.network_mode) {
-            // Docker: a container on the host's network has the host's name.
+            // Docker: a container on the host's network or UTS namespace has the host's name.
+            _ if s.uts_mode == "host" => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             Ok((_, caps)) if caps.namespace == net::Namespace::Host => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
@@ -226,6 +229,23 @@ pub fn list(root: &Path) -> Vec<Record> {
 pub fn run_attached(root: &Path, id: &str, stdin: bool) -> Result<i32> {
     let paths = Paths::new(root, id);
     monitor::run(&paths, Attach::Foreground { stdin }, &mut |_| {})
+}
+
+/// `run_attached` for `run -a`: only the named streams reach ours.
+pub fn run_attached_streams(
+    root: &Path,
+    id: &str,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<i32> {
+    let paths = Paths::new(root, id);
+    let attach = Attach::Streams {
+        stdin,
+        stdout,
+        stderr,
+    };
+    monitor::run(&paths, attach, &mut |_| {})
 }
 
 /// Starts the container under a detached monitor (this binary re-executed as

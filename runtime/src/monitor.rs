@@ -29,6 +29,12 @@ pub enum Attach {
     Detached,
     /// Foreground: output also to our stdout/stderr; `stdin` forwards ours to the container.
     Foreground { stdin: bool },
+    /// Foreground with `run -a`: only the streams named are copied to ours.
+    Streams {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
 }
 
 /// Runs the container to its end. `started` is called once: with `Ok` when the process runs,
@@ -215,7 +221,7 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
     tracing::debug!(id = %paths.id, "rootfs mounted");
     let root = paths.rootfs();
     let user = user::resolve(&root, &rec.settings.user)?;
-    let env = spec::process_env(rec, &user);
+    let env = spec::process_env(&paths.root, rec, &user);
     let argv = rec.argv();
     let Some(argv0) = argv.first() else {
         return Err(Error::Invalid("No command specified".into()));
@@ -232,7 +238,7 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
     let (netns, ports) = crate::network::attach(paths, rec)?;
     tracing::debug!(id = %paths.id, "network attached");
     etcfiles::write_all(paths, rec, netns.is_none())?;
-    let config = spec::build(paths, rec, &user, &env, netns.as_deref());
+    let config = spec::build(paths, rec, &user, &env, netns.as_deref())?;
     // Rewritten at every start and read only by libcontainer right below: no fsync needed.
     let config_path = paths.bundle().join("config.json");
     std::fs::write(&config_path, config.to_string())
@@ -246,10 +252,14 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
         .map_err(|e| lc_err("libcontainer root", e))?;
     let mut stdin_hold = None;
     let stdin: OwnedFd = match attach {
-        Attach::Foreground { stdin: true } if !rec.settings.tty => std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| Error::io("stdin", e))?,
+        Attach::Foreground { stdin: true } | Attach::Streams { stdin: true, .. }
+            if !rec.settings.tty =>
+        {
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("stdin", e))?
+        }
         Attach::Detached if rec.settings.open_stdin && !rec.settings.tty => {
             let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                 .map_err(|e| Error::io("pipe", e.into()))?;
@@ -275,8 +285,9 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
         err = Some(er);
     }
     let log = Writer::open(&paths.log()).map_err(|e| Error::io(paths.log().display(), e))?;
-    let seccomp =
-        crate::seccomp::executor(&paths.root, &rec.settings.security_opt, spec::DEFAULT_CAPS)?;
+    let caps = spec::caps(&rec.settings);
+    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+    let seccomp = crate::seccomp::executor(&paths.root, &spec::security_opt(&rec.settings), &caps)?;
     // libcontainer's intermediate process exits through std::process::exit, which would flush
     // a copy of anything still buffered.
     let _ = std::io::stdout().flush();
@@ -296,6 +307,7 @@ fn prepare_and_start(paths: &Paths, rec: &mut Record, attach: Attach) -> Result<
             None => None,
         };
         let _ = std::fs::remove_file(paths.console_socket());
+        cgroup::after_create(&paths.id, &rec.settings)?;
         container
             .start()
             .map_err(|e| lc_err("starting container", e))?;
@@ -404,8 +416,16 @@ impl Io {
                 raw = tty::RawMode::enable();
             }
         }
-        let forward_stdin =
-            matches!(attach, Attach::Foreground { stdin: true }) && self.master.is_some();
+        let forward_stdin = matches!(
+            attach,
+            Attach::Foreground { stdin: true } | Attach::Streams { stdin: true, .. }
+        ) && self.master.is_some();
+        // Which of our streams get the container's stdout and stderr.
+        let shown = match attach {
+            Attach::Detached => [false, false],
+            Attach::Foreground { .. } => [true, true],
+            Attach::Streams { stdout, stderr, .. } => [stdout, stderr],
+        };
         let mut stdin_open = forward_stdin;
         let sources: Vec<(BorrowedFd, Stream)> = [
             (&self.out, Stream::Stdout),
@@ -485,7 +505,7 @@ impl Io {
                         None => stdin_open = false,
                     },
                     i => {
-                        if copy_out(&mut log, sources[i], &mut buf, attached).is_none() {
+                        if copy_out(&mut log, sources[i], &mut buf, shown).is_none() {
                             open[i] = false;
                         }
                     }
@@ -495,7 +515,7 @@ impl Io {
         // The init is gone, so the namespace's other processes are being killed: take what
         // they wrote before.
         for (i, src) in sources.iter().enumerate() {
-            while open[i] && copy_out(&mut log, *src, &mut buf, attached) == Some(true) {}
+            while open[i] && copy_out(&mut log, *src, &mut buf, shown) == Some(true) {}
         }
         if let Some(l) = &mut log {
             l.flush();
@@ -517,7 +537,7 @@ fn copy_out(
     log: &mut Option<Writer>,
     (fd, stream): (BorrowedFd, Stream),
     buf: &mut [u8],
-    attached: bool,
+    shown: [bool; 2],
 ) -> Option<bool> {
     {
         match read_some(fd, buf)? {
@@ -526,11 +546,11 @@ fn copy_out(
                 if let Some(l) = log {
                     l.write(stream, &buf[..n]);
                 }
-                if attached {
-                    let target = match stream {
-                        Stream::Stdout => 1,
-                        Stream::Stderr => 2,
-                    };
+                let (target, show) = match stream {
+                    Stream::Stdout => (1, shown[0]),
+                    Stream::Stderr => (2, shown[1]),
+                };
+                if show {
                     write_all_fd(target, &buf[..n]);
                 }
                 Some(true)

@@ -1240,3 +1240,476 @@ fn prune_filters() {
         "Total reclaimed space: 0B\n"
     );
 }
+
+/// Runs `busybox sh -c SCRIPT` with `flags` on no network; returns stdout (asserting exit 0).
+#[track_caller]
+fn sh_in(r: &Rbox, flags: &[&str], script: &str) -> String {
+    let mut a = vec!["run", "--rm", NONE];
+    a.extend_from_slice(flags);
+    a.extend_from_slice(&["busybox", "sh", "-c", script]);
+    r.ok(&a)
+}
+
+/// The `CapEff` mask of a `/proc/self/status`.
+fn cap_eff(status: &str) -> u64 {
+    let v = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap();
+    u64::from_str_radix(v.trim(), 16).unwrap()
+}
+
+/// `--cap-add`/`--cap-drop` (names in any case, with or without CAP_, ALL) and
+/// `--privileged`, checked by what the container can do.
+#[test]
+fn capabilities_and_privileged() {
+    let r = Rbox::with_busybox("parity-caps");
+    let veth = "ip link add rbtq0 type veth peer name rbtq1 && echo made || echo denied";
+    assert_eq!(sh_in(&r, &[], veth).trim(), "denied");
+    assert_eq!(sh_in(&r, &["--cap-add", "NET_ADMIN"], veth).trim(), "made");
+    assert_eq!(
+        sh_in(&r, &["--cap-add", "cap_net_admin"], veth).trim(),
+        "made"
+    );
+    assert_eq!(sh_in(&r, &["--cap-add", "ALL"], veth).trim(), "made");
+    assert_eq!(
+        cap_eff(&sh_in(&r, &["--cap-drop", "ALL"], "cat /proc/self/status")),
+        0
+    );
+    let chown = "touch /f && chown 1:1 /f && echo chowned || echo denied";
+    assert_eq!(sh_in(&r, &["--cap-drop", "chown"], chown).trim(), "denied");
+    assert_eq!(
+        sh_in(&r, &["--cap-drop", "ALL", "--cap-add", "CHOWN"], chown).trim(),
+        "chowned"
+    );
+    // Privileged: every capability rbox may pass on, no seccomp, no masked /proc, devices.
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = host
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let status = sh_in(&r, &["--privileged"], "cat /proc/self/status");
+    assert_eq!(
+        cap_eff(&status),
+        u64::from_str_radix(&bnd, 16).unwrap(),
+        "{status}"
+    );
+    assert!(status.contains("Seccomp:\t0"), "{status}");
+    let normal = sh_in(&r, &[], "cat /proc/self/status");
+    assert!(normal.contains("Seccomp:\t2"), "{normal}");
+    assert_eq!(
+        sh_in(&r, &["--privileged"], "test -c /dev/kmsg && echo dev").trim(),
+        "dev"
+    );
+    assert_eq!(
+        sh_in(&r, &[], "test -e /dev/kmsg && echo dev || echo none").trim(),
+        "none"
+    );
+    // /proc/timer_list is masked (an empty file) unless privileged.
+    let timers = "head -c 16 /proc/timer_list | wc -c";
+    assert_eq!(sh_in(&r, &["--privileged"], timers).trim(), "16");
+    assert_eq!(sh_in(&r, &[], timers).trim(), "0");
+    let v = r.ok(&[
+        "create",
+        "--privileged",
+        "--cap-add",
+        "net_admin",
+        NONE,
+        "busybox",
+    ]);
+    let f = r.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Privileged}} {{.HostConfig.CapAdd}} {{.HostConfig.MaskedPaths}}",
+        v.trim(),
+    ]);
+    assert_eq!(f, "true [net_admin] []\n");
+}
+
+/// `--device` (with permissions) and `--device-cgroup-rule`, enforced by the device cgroup.
+#[test]
+fn devices_and_cgroup_rules() {
+    let r = Rbox::with_busybox("parity-dev");
+    let write = "echo x > /dev/kmsg && echo written || echo denied";
+    assert_eq!(
+        sh_in(&r, &["--device", "/dev/kmsg"], write).trim(),
+        "written"
+    );
+    assert_eq!(
+        sh_in(&r, &["--device", "/dev/kmsg:/dev/kmsg:r"], write).trim(),
+        "denied"
+    );
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--device", "/dev/null:/dev/other"],
+            "test -c /dev/other && echo node"
+        )
+        .trim(),
+        "node"
+    );
+    let node = "mknod /tmp/k c 1 11 && (echo x > /tmp/k && echo written || echo denied)";
+    assert_eq!(sh_in(&r, &[], node).trim(), "denied");
+    assert_eq!(
+        sh_in(&r, &["--device-cgroup-rule", "c 1:11 rwm"], node).trim(),
+        "written"
+    );
+    let id = r.ok(&["create", NONE, "--device", "/dev/kmsg:/dev/k:rw", "busybox"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{json .HostConfig.Devices}}", id.trim()]),
+        "[{\"PathOnHost\":\"/dev/kmsg\",\"PathInContainer\":\"/dev/k\",\"CgroupPermissions\":\"rw\"}]\n"
+    );
+}
+
+/// Limits, namespaces and process settings, each checked by the container or its cgroup.
+#[test]
+fn limits_namespaces_and_process_settings() {
+    let r = Rbox::with_busybox("parity-limits");
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--ulimit", "nofile=1024:2048"],
+            "ulimit -n; ulimit -Hn"
+        ),
+        "1024\n2048\n"
+    );
+    assert_eq!(sh_in(&r, &["--ulimit", "nproc=99"], "ulimit -u"), "99\n");
+    let df = sh_in(&r, &["--shm-size", "128m"], "df -k /dev/shm | tail -1");
+    assert_eq!(df.split_whitespace().nth(1), Some("131072"), "{df}");
+    let df = sh_in(&r, &[], "df -k /dev/shm | tail -1");
+    assert_eq!(df.split_whitespace().nth(1), Some("65536"), "{df}");
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--ipc", "none"],
+            "test -d /dev/shm && mountpoint -q /dev/shm && echo shm || echo none"
+        )
+        .trim(),
+        "none"
+    );
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--sysctl", "net.ipv4.ip_forward=1"],
+            "cat /proc/sys/net/ipv4/ip_forward"
+        ),
+        "1\n"
+    );
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--sysctl", "kernel.shmmax=12345678"],
+            "cat /proc/sys/kernel/shmmax"
+        ),
+        "12345678\n"
+    );
+    assert!(
+        sh_in(&r, &["--group-add", "1234", "--group-add", "root"], "id -G")
+            .split_whitespace()
+            .any(|g| g == "1234")
+    );
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--oom-score-adj", "500"],
+            "cat /proc/self/oom_score_adj"
+        ),
+        "500\n"
+    );
+    // Namespaces: the host's, or another container's.
+    let host_ns = |ns: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{ns}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_eq!(
+        sh_in(&r, &["--ipc", "host"], "readlink /proc/self/ns/ipc").trim(),
+        host_ns("ipc")
+    );
+    assert_eq!(
+        sh_in(&r, &["--pid", "host"], "readlink /proc/self/ns/pid").trim(),
+        host_ns("pid")
+    );
+    assert_ne!(
+        sh_in(&r, &[], "readlink /proc/self/ns/pid").trim(),
+        host_ns("pid")
+    );
+    assert_eq!(
+        sh_in(&r, &["--uts", "host"], "readlink /proc/self/ns/uts").trim(),
+        host_ns("uts")
+    );
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(sh_in(&r, &["--uts", "host"], "hostname"), host_name);
+    assert_eq!(
+        sh_in(&r, &["--cgroupns", "host"], "readlink /proc/self/ns/cgroup").trim(),
+        host_ns("cgroup")
+    );
+    assert_ne!(
+        sh_in(&r, &[], "readlink /proc/self/ns/cgroup").trim(),
+        host_ns("cgroup")
+    );
+    r.ok(&[
+        "run", "-d", "--name", "tgt", NONE, "busybox", "sleep", "1000",
+    ]);
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "tgt"]);
+    let target_ns = |ns: &str| {
+        std::fs::read_link(format!("/proc/{}/ns/{ns}", pid.trim()))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--ipc", "container:tgt"],
+            "readlink /proc/self/ns/ipc"
+        )
+        .trim(),
+        target_ns("ipc")
+    );
+    assert_eq!(
+        sh_in(
+            &r,
+            &["--pid", "container:tgt"],
+            "readlink /proc/self/ns/pid"
+        )
+        .trim(),
+        target_ns("pid")
+    );
+    assert!(sh_in(&r, &["--pid", "container:tgt"], "ps").contains("sleep 1000"));
+    // CPU and memory settings, as the container's cgroup holds them (v1 here).
+    let id = r.ok(&[
+        "run",
+        "-d",
+        NONE,
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--memory-reservation",
+        "32m",
+        "--oom-kill-disable",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--cpu-quota",
+        "50000",
+        "--cpu-period",
+        "100000",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let id = id.trim();
+    let cg = |c: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/rbox/{id}/{f}"))
+            .map(|t| t.lines().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    if std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        assert_eq!(cg("memory", "memory.limit_in_bytes"), "67108864");
+        assert_eq!(cg("memory", "memory.memsw.limit_in_bytes"), "134217728");
+        assert_eq!(cg("memory", "memory.soft_limit_in_bytes"), "33554432");
+        assert_eq!(cg("memory", "memory.oom_control"), "oom_kill_disable 1");
+        assert_eq!(cg("cpu", "cpu.shares"), "512");
+        assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cg("cpu", "cpu.cfs_period_us"), "100000");
+        assert_eq!(cg("cpuset", "cpuset.cpus"), "0");
+    }
+    let f = r.ok(&[
+        "inspect", "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.MemoryReservation}} {{.HostConfig.OomKillDisable}} {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}}",
+        id,
+    ]);
+    assert_eq!(f, "67108864 134217728 33554432 true 512 0 50000 100000\n");
+    // Docker's default swap: as much as memory on top of it.
+    let m = r.ok(&["create", NONE, "-m", "64m", "busybox"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.MemorySwap}}", m.trim()]),
+        "134217728\n"
+    );
+}
+
+/// `--cidfile`, `--expose`, `--link`, `-a` and `--detach-keys`.
+#[test]
+fn cidfile_expose_link_attach() {
+    let r = Rbox::with_busybox("parity-misc");
+    let cid = std::env::temp_dir().join(format!("rbt-q-cid-{}", std::process::id()));
+    let _ = std::fs::remove_file(&cid);
+    let c = cid.to_str().unwrap();
+    let id = r.ok(&["run", "-d", NONE, "--cidfile", c, "busybox", "true"]);
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id.trim());
+    let before = r.ok(&["ps", "-aq"]);
+    let e = r.bad(&["run", "-d", NONE, "--cidfile", c, "busybox", "true"]);
+    assert!(
+        e.contains(
+            "Container ID file found, make sure the other container isn't running or delete"
+        ),
+        "{e}"
+    );
+    assert_eq!(r.ok(&["ps", "-aq"]), before, "nothing created");
+    std::fs::remove_file(&cid).unwrap();
+    // A run that fails leaves no cidfile.
+    r.fails(127, &["run", NONE, "--cidfile", c, "busybox", "nosuchcmd"]);
+    assert!(!cid.exists());
+
+    let web = r.ok(&[
+        "create",
+        NONE,
+        "--expose",
+        "9000",
+        "--expose",
+        "7000-7001/udp",
+        "busybox",
+    ]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.Config.ExposedPorts}}", web.trim()]),
+        "map[7000/udp:{} 7001/udp:{} 9000/tcp:{}]\n"
+    );
+    // --link on the default bridge: /etc/hosts and Docker's environment.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "SECRET=s3",
+        "--expose",
+        "5432",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ip = r.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db"]);
+    let ip = ip.trim();
+    let dbid = r.ok(&["inspect", "-f", "{{.Id}}", "db"]);
+    let out = r.ok(&[
+        "run", "--rm", "--name", "web", "--link", "db:database", "busybox", "sh", "-c",
+        "grep database /etc/hosts; env | grep ^DATABASE_ | sort; ping -c1 -W2 database >/dev/null && echo reached",
+    ]);
+    assert_eq!(
+        out,
+        format!(
+            "{ip}\tdatabase {} db\nDATABASE_ENV_SECRET=s3\nDATABASE_NAME=/web/database\nDATABASE_PORT=tcp://{ip}:5432\nDATABASE_PORT_5432_TCP=tcp://{ip}:5432\nDATABASE_PORT_5432_TCP_ADDR={ip}\nDATABASE_PORT_5432_TCP_PORT=5432\nDATABASE_PORT_5432_TCP_PROTO=tcp\nreached\n",
+            &dbid.trim()[..12]
+        )
+    );
+    let linked = r.ok(&["create", "--name", "w2", "--link", "db", "busybox"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.Links}}", linked.trim()]),
+        "[/db:/w2/db]\n"
+    );
+    // -a: only the streams named reach the terminal; the log has both.
+    let o = r.run(&[
+        "run",
+        "--name",
+        "att",
+        NONE,
+        "-a",
+        "stdout",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (0, "out\n", "")
+    );
+    let logs = r.run(&["logs", "att"]);
+    assert_eq!(
+        (logs.stdout.as_str(), logs.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+    let o = r.run(&[
+        "run",
+        "--rm",
+        NONE,
+        "-a",
+        "stderr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("", "err\n"));
+    let f = r.ok(&[
+        "inspect",
+        "-f",
+        "{{.Config.AttachStdin}} {{.Config.AttachStdout}} {{.Config.AttachStderr}}",
+        "att",
+    ]);
+    assert_eq!(f, "false true false\n");
+    let d = r.ok(&["run", "-d", NONE, "busybox", "true"]);
+    let f = r.ok(&["inspect", "-f", "{{.Config.AttachStdout}}", d.trim()]);
+    assert_eq!(f, "false\n");
+    r.ok(&["create", NONE, "--detach-keys", "ctrl-x,x", "busybox"]);
+}
+
+/// Bad values of the run/create flags: one line in Docker's words, exit 125, and nothing
+/// left behind (Docker 20.10.24: docker/cli opts.go, moby verifyPlatformContainerSettings).
+#[test]
+fn bad_run_flags_are_refused() {
+    let r = Rbox::with_busybox("parity-badflags");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cap-add", "NOPE"], "unknown capability: \"CAP_NOPE\""),
+        (&["--cap-drop", "bogus"], "unknown capability: \"CAP_BOGUS\""),
+        (&["--device", "/nonexistent"], "error gathering device information while adding custom device \"/nonexistent\": no such file or directory"),
+        (&["--device", "/etc/passwd"], "not a device node"),
+        (&["--device", "/dev/null:/dev/x:q"], "bad mode specified: q"),
+        (&["--device", "/dev/null:relative"], "relative is not an absolute path"),
+        (&["--device-cgroup-rule", "c 1:3"], "invalid argument \"c 1:3\" for \"--device-cgroup-rule\" flag: invalid device cgroup format 'c 1:3'"),
+        (&["--ulimit", "nofile=x"], "invalid argument \"nofile=x\" for \"--ulimit\" flag: strconv.ParseInt: parsing \"x\": invalid syntax"),
+        (&["--ulimit", "nope=1"], "invalid ulimit type: nope"),
+        (&["--ulimit", "nofile=10:5"], "ulimit soft limit must be less than or equal to hard limit: 10 > 5"),
+        (&["--shm-size", "lots"], "invalid argument \"lots\" for \"--shm-size\" flag: invalid size: 'lots'"),
+        (&["--sysctl", "kernel.foo=1"], "invalid argument \"kernel.foo=1\" for \"--sysctl\" flag: sysctl 'kernel.foo=1' is not whitelisted"),
+        (&["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], "is not allowed in the hosts network namespace"),
+        (&["--pid", "bogus"], "--pid: invalid PID mode"),
+        (&["--uts", "container:x"], "--uts: invalid UTS mode"),
+        (&["--cgroupns", "bogus"], "--cgroupns: invalid CGROUP mode"),
+        (&["--ipc", "bogus"], "invalid IPC mode: bogus"),
+        (&["--uts", "host", "-h", "name"], "Conflicting options: hostname and the UTS mode"),
+        (&["--cpus", "1", "--cpu-quota", "50000"], "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+        (&["--cpu-period", "10"], "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"),
+        (&["--cpu-quota", "10"], "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+        (&["--cpuset-cpus", "999"], "Requested CPUs are not available - requested 999"),
+        (&["--cpuset-cpus", "x-y"], "Invalid value x-y for cpuset cpus"),
+        (&["-m", "64m", "--memory-swap", "32m"], "Minimum memoryswap limit should be larger than memory limit, see usage"),
+        (&["--memory-swap", "128m"], "You should always set the Memory limit when using Memoryswap limit, see usage"),
+        (&["-m", "64m", "--memory-reservation", "128m"], "Minimum memory limit can not be less than memory reservation limit, see usage"),
+        (&["--memory-reservation", "lots"], "invalid size: 'lots'"),
+        (&["--oom-score-adj", "1001"], "Invalid value 1001, range for oom score adj is [-1000, 1000]"),
+        (&["--expose", "1:2"], "invalid port format for --expose: 1:2"),
+        (&["--expose", "x"], "invalid range format for --expose: x"),
+        (&["--link", "nosuch:alias"], "could not get container for nosuch"),
+        (&["-a", "stdnope"], "valid streams are STDIN, STDOUT and STDERR"),
+        (&["-d", "-a", "stdout"], "Conflicting options: -a and -d"),
+        (&["--detach-keys", "ctrl-"], "Invalid detach keys (ctrl-) provided"),
+        (&["--label", "=x"], "invalid label '=x': empty name"),
+    ];
+    for (flags, msg) in cases {
+        for cmd in ["run", "create"] {
+            if cmd == "create" && flags.contains(&"-d") {
+                continue;
+            }
+            let mut a = vec![cmd];
+            if !flags.contains(&"--network") {
+                a.push(NONE);
+            }
+            a.extend_from_slice(flags);
+            a.extend(["busybox", "true"]);
+            let e = r.bad(&a);
+            assert!(e.contains(msg), "{a:?}: {e}");
+        }
+    }
+    assert_eq!(r.ok(&["ps", "-aq"]), "", "nothing was created");
+    let left: Vec<_> = std::fs::read_dir(r.root.join("containers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.iter().all(|n| n.len() != 64), "{left:?}");
+}

@@ -2,6 +2,7 @@
 //! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
 mod create;
+mod hostflags;
 mod ps;
 
 use std::io::Write;
@@ -282,9 +283,11 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
     match c {
         Common::Run(a) => run_container(cli, a),
         Common::Create(a) => {
-            let opts = a.options(false)?;
+            let opts = a.options(false, false)?;
             ensure_image(cli, a)?;
             let rec = lifecycle::create(root, &opts).map_err(rt)?;
+            record_links(root, &rec, &a.host.link)?;
+            a.host.write_cidfile(&rec.id)?;
             writeln!(out, "{}", rec.id)?;
             Ok(0)
         }
@@ -437,10 +440,23 @@ fn each(
 fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let root = &cli.root;
     tracing::debug!("run: creating the container");
-    let opts = a.create.options(a.rm)?;
+    let opts = a.create.options(a.rm, a.detach)?;
     ensure_image(cli, &a.create)?;
     let rec = lifecycle::create(root, &opts).map_err(rt)?;
     tracing::debug!(id = %rec.id, "run: created");
+    if let Err(e) = record_links(root, &rec, &a.create.host.link)
+        .and_then(|_| a.create.host.write_cidfile(&rec.id))
+    {
+        let _ = lifecycle::remove(root, &rec.id, true);
+        return Err(e);
+    }
+    let cidfile = a.create.host.cidfile.clone();
+    let forget = |root: &std::path::Path, id: &str| {
+        let _ = lifecycle::remove(root, id, true);
+        if let Some(f) = &cidfile {
+            let _ = std::fs::remove_file(f);
+        }
+    };
     if a.detach {
         return match lifecycle::start(root, &rec.id) {
             Ok(r) => {
@@ -448,22 +464,55 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
                 Ok(0)
             }
             Err(e) => {
-                let _ = lifecycle::remove(root, &rec.id, true);
+                forget(root, &rec.id);
                 Err(rt(e))
             }
         };
     }
-    match lifecycle::run_attached(root, &rec.id, a.create.interactive) {
+    let s = &opts.settings;
+    let attached = match a.create.host.attach.is_empty() {
+        true => lifecycle::run_attached(root, &rec.id, a.create.interactive),
+        false => lifecycle::run_attached_streams(
+            root,
+            &rec.id,
+            s.attach_stdin,
+            s.attach_stdout,
+            s.attach_stderr,
+        ),
+    };
+    match attached {
         Ok(code) => {
             tracing::debug!(code, "run: done");
             Ok(code)
         }
         Err(e) => {
             // A foreground run that could not start leaves nothing behind.
-            let _ = lifecycle::remove(root, &rec.id, true);
+            forget(root, &rec.id);
             Err(rt(e))
         }
     }
+}
+
+/// `--link NAME[:ALIAS]`: the target must exist (Docker's "could not get container for");
+/// recorded as Docker records links (`/NAME:/THIS/ALIAS`).
+fn record_links(root: &std::path::Path, rec: &runtime::Record, links: &[String]) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let mut recorded = Vec::new();
+    for l in links {
+        let name = l.split(':').next().unwrap_or(l);
+        if lifecycle::find(root, name).is_err() {
+            let _ = lifecycle::remove(root, &rec.id, true);
+            return Err(anyhow!(Exit::new(
+                125,
+                format!("could not get container for {name}")
+            )));
+        }
+        recorded.push(runtime::links::record_form(l, &rec.name)?);
+    }
+    runtime::Container::find(root, &rec.id)?.set_links(recorded)?;
+    Ok(())
 }
 
 /// `port CTR [PORT[/PROTO]]`: "80/tcp -> 0.0.0.0:8080" per mapping, or the host addresses of

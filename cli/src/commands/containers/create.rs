@@ -5,6 +5,8 @@ use clap::{ArgAction, Args};
 use runtime::lifecycle::{parse_bytes, CreateOptions};
 use runtime::record::Settings;
 
+use super::hostflags::HostFlags;
+
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Assign a name to the container
@@ -103,6 +105,8 @@ pub struct CreateArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub host: HostFlags,
     /// Print usage
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -121,7 +125,9 @@ fn env_entry(e: &str) -> Option<String> {
 }
 
 impl CreateArgs {
-    pub fn options(&self, auto_remove: bool) -> Result<CreateOptions> {
+    /// `detach`: `run -d` (nothing attached).
+    pub fn options(&self, auto_remove: bool, detach: bool) -> Result<CreateOptions> {
+        self.host.check_cidfile()?;
         let mut env = Vec::new();
         for f in &self.env_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
@@ -234,7 +240,9 @@ impl CreateArgs {
                 ..Default::default()
             },
         };
-        for w in runtime::cgroup::discard_unsupported(&mut opts.settings)? {
+        self.host
+            .apply(&mut opts.settings, detach, self.interactive)?;
+        for w in runtime::hostconfig::check(&mut opts.settings)? {
             eprintln!("WARNING: {w}");
         }
         Ok(opts)
