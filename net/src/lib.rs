@@ -18,6 +18,9 @@
 //!   host ports (the caller holds the `Reservation` while the container runs), record them in
 //!   `<root>/ports/<id>.json` and install the DNAT rules; `unpublish(root, container_id)`;
 //!   `published(root, container_id)`. `release` unpublishes too, so crash repair removes them.
+//!   `reclaim(root, container_id)` -> `(Vec<PortBinding>, Reservation)`: binds the recorded
+//!   host ports again for a new holder after the old one died (a monitor adopting a running
+//!   container); a port taken meanwhile is dropped with its rules.
 //!   TCP on `[::1]` goes through a proxy process that `publish` starts (on the caller's main
 //!   thread: it dies with it) and `unpublish` stops: `port_proxy` is its body.
 //!
@@ -141,6 +144,10 @@ pub fn publish(
     specs: &[PortSpec],
 ) -> Result<(Vec<PortBinding>, Reservation)> {
     ports::publish(&Context::new(root)?, container_id, specs)
+}
+
+pub fn reclaim(root: &Path, container_id: &str) -> Result<(Vec<PortBinding>, Reservation)> {
+    ports::reclaim(&Context::new(root)?, container_id)
 }
 
 pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {

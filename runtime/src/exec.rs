@@ -27,6 +27,12 @@ pub struct ExecOptions {
 /// Runs `opts.cmd` in the container with this process's stdio; returns its exit code.
 pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     let rec = lifecycle::find(root, key)?;
+    if rec.state.status == crate::record::Status::Restarting {
+        return Err(Error::Invalid(format!(
+            "Container {} is restarting, wait until the container is running",
+            rec.id
+        )));
+    }
     if !rec.running() {
         return Err(Error::Invalid(format!(
             "Container {} is not running",
@@ -100,10 +106,11 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         };
         let _ = std::io::stdout().flush();
         let pid = builder
-            .with_executor(crate::seccomp::executor(
+            .with_executor(crate::executor::for_container(
                 &paths.root,
                 &spec::security_opt(&rec.settings),
-                &caps.iter().map(String::as_str).collect::<Vec<_>>(),
+                &caps,
+                false,
             )?)
             .as_tenant()
             .with_process(Some(&process_file))
@@ -112,11 +119,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             .map_err(|e| Error::Libcontainer(format!("exec in {}", rec.name), e.to_string()))?;
         let code = match &listener {
             Some(l) => crate::monitor::proxy_tty(pid, tty::receive_master(l)?, opts.interactive),
-            None => match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, c)) => c,
-                Ok(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
-                _ => 255,
-            },
+            None => crate::process::exit_code(waitpid(pid, None).unwrap_or(WaitStatus::StillAlive)),
         };
         Ok(code)
     })();

@@ -226,7 +226,7 @@ pub fn containers(
         if since.as_deref() == Some(r.id.as_str()) {
             break;
         }
-        if !r.running() && !all && limit.is_none() {
+        if !r.active() && !all && limit.is_none() {
             continue;
         }
         let name_ok = f.any("name", |v| {

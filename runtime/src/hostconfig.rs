@@ -204,7 +204,9 @@ pub fn check(s: &mut Settings) -> Result<Vec<String>> {
         return Err(invalid("SHM size can not be less than 0"));
     }
     let ipc = s.ipc_mode.as_str();
-    let joins = ipc.strip_prefix("container:").is_some_and(|c| !c.is_empty());
+    let joins = ipc
+        .strip_prefix("container:")
+        .is_some_and(|c| !c.is_empty());
     if !joins && !matches!(ipc, "" | "none" | "private" | "shareable" | "host") {
         return Err(invalid(format!("invalid IPC mode: {ipc}")));
     }

@@ -107,7 +107,10 @@ fn host_config(r: &Record, specs: &[net::PortSpec]) -> Value {
         "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": s.network_mode,
         "PortBindings": net::docker::port_bindings(specs),
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "RestartPolicy": {
+            "Name": s.restart_policy.mode.as_str(),
+            "MaximumRetryCount": s.restart_policy.maximum_retry_count,
+        },
         "AutoRemove": s.auto_remove,
         "VolumeDriver": "",
         "VolumesFrom": null,
@@ -265,7 +268,7 @@ fn network_settings(r: &Record) -> Value {
         .collect();
     let default = r.networks.get("bridge").cloned().unwrap_or_default();
     // Docker lists exposed-but-unpublished ports as null while running, nothing when stopped.
-    let ports = if r.state.status == Status::Running {
+    let ports = if r.active() {
         net::docker::ports(&r.ports, &s.exposed_ports)
     } else {
         json!({})
@@ -301,16 +304,17 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         .iter()
         .filter_map(|p| net::PortSpec::parse(p).ok())
         .collect();
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": r.created.to_rfc3339_opts(SecondsFormat::Nanos, true),
         "Path": argv.first().cloned().unwrap_or_default(),
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": r.state.status.as_str(),
-            "Running": r.state.status == Status::Running,
+            // Docker counts a container waiting to restart as running.
+            "Running": r.active(),
             "Paused": false,
-            "Restarting": false,
+            "Restarting": r.state.status == Status::Restarting,
             "OOMKilled": r.state.oom_killed,
             "Dead": false,
             "Pid": r.state.pid,
@@ -344,7 +348,18 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         "Mounts": crate::mounts::inspect_mounts(root, &s.mounts),
         "Config": config(r),
         "NetworkSettings": network_settings(r),
-    })
+    });
+    // Docker leaves these out unless set (omitempty).
+    if s.init {
+        v["HostConfig"]["Init"] = json!(true);
+    }
+    if !s.stop_signal.is_empty() {
+        v["Config"]["StopSignal"] = json!(s.stop_signal);
+    }
+    if let Some(t) = s.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
+    v
 }
 
 #[cfg(test)]

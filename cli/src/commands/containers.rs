@@ -28,7 +28,15 @@ pub enum Cmd {
     },
     /// Owns a detached container (run by rbox itself)
     #[command(name = "container-monitor", hide = true)]
-    Monitor { id: String },
+    Monitor {
+        /// Take over a running container whose monitor died
+        #[arg(long)]
+        adopt: bool,
+        /// Go on with the restart a dead monitor was waiting for
+        #[arg(long)]
+        resume: bool,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,9 +74,8 @@ pub enum Common {
     },
     /// Stop one or more running containers
     Stop {
-        /// Seconds to wait before killing the container
-        #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
-        time: u64,
+        #[command(flatten)]
+        how: StopArgs,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -82,8 +89,8 @@ pub enum Common {
     },
     /// Restart one or more containers
     Restart {
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        #[command(flatten)]
+        how: StopArgs,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -122,6 +129,35 @@ pub enum Common {
         /// PRIVATE_PORT[/PROTO]
         port: Option<String>,
     },
+}
+
+/// How `stop` and `restart` stop a container.
+#[derive(Args)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long)]
+    signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(
+        short = 't',
+        long = "time",
+        alias = "timeout",
+        allow_hyphen_values = true
+    )]
+    time: Option<i64>,
+}
+
+impl StopArgs {
+    fn options(&self) -> Result<lifecycle::StopOptions> {
+        Ok(lifecycle::StopOptions {
+            signal: self
+                .signal
+                .as_deref()
+                .map(runtime::signal::parse)
+                .transpose()?,
+            timeout: self.time,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -273,7 +309,14 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             ContainerCmd::Inspect(a) => inspect(cli, a),
             ContainerCmd::Prune(a) => container_prune(cli, a),
         },
-        Cmd::Monitor { id } => Ok(lifecycle::monitor_main(root, id)),
+        Cmd::Monitor { adopt, resume, id } => {
+            let begin = match (adopt, resume) {
+                (true, _) => lifecycle::Begin::Adopt,
+                (_, true) => lifecycle::Begin::Resume,
+                _ => lifecycle::Begin::Start,
+            };
+            Ok(lifecycle::monitor_main(root, id, begin))
+        }
     }
 }
 
@@ -309,27 +352,32 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             }
             start_all(root, containers)
         }
-        Common::Stop { time, containers } => each(containers, |c| {
-            lifecycle::stop(root, c, *time)?;
-            Ok(())
-        }),
+        Common::Stop { how, containers } => {
+            let opts = how.options()?;
+            each_parallel(containers, |c| {
+                lifecycle::stop(root, c, opts)?;
+                Ok(())
+            })
+        }
         Common::Kill { signal, containers } => {
-            let sig = parse_signal(signal)?;
-            each(containers, |c| {
+            let sig = runtime::signal::parse(signal)?;
+            each_parallel(containers, |c| {
                 lifecycle::kill(root, c, sig)?;
                 Ok(())
             })
         }
-        Common::Restart { time, containers } => each(containers, |c| {
-            lifecycle::stop(root, c, *time)?;
-            lifecycle::start(root, c)?;
-            Ok(())
-        }),
+        Common::Restart { how, containers } => {
+            let opts = how.options()?;
+            each(containers, |c| {
+                lifecycle::restart(root, c, opts)?;
+                Ok(())
+            })
+        }
         Common::Rm {
             force,
             volumes,
             containers,
-        } => each(containers, |c| {
+        } => each_parallel(containers, |c| {
             let r = match volumes {
                 true => lifecycle::remove_with_volumes(root, c, *force),
                 false => lifecycle::remove(root, c, *force),
@@ -413,13 +461,35 @@ impl From<runtime::Error> for Outcome {
 
 /// Runs `f` on each argument, printing it on success as Docker does; one failure makes the
 /// command fail (exit 1) after trying all.
-fn each(
+fn each(args: &[String], f: impl FnMut(&str) -> std::result::Result<(), Outcome>) -> Result<i32> {
+    report(args, args.iter().map(|a| a.as_str()).map(f).collect())
+}
+
+/// `each` with all arguments at once (Docker's `stop`, `kill`, `rm`: `stop a b c` takes one
+/// stop timeout, not three), reporting in argument order.
+fn each_parallel(
     args: &[String],
-    mut f: impl FnMut(&str) -> std::result::Result<(), Outcome>,
+    f: impl Fn(&str) -> std::result::Result<(), Outcome> + Sync,
 ) -> Result<i32> {
+    let results = std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = args.iter().map(|a| s.spawn(move || f(a))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Failed(runtime::Error::Invalid("thread panicked".into())))
+                })
+            })
+            .collect()
+    });
+    report(args, results)
+}
+
+fn report(args: &[String], results: Vec<std::result::Result<(), Outcome>>) -> Result<i32> {
     let mut last = None;
-    for a in args {
-        match f(a) {
+    for (a, r) in args.iter().zip(results) {
+        match r {
             Ok(()) => println!("{a}"),
             Err(Skipped) => {}
             Err(Failed(e)) => {
@@ -542,21 +612,6 @@ fn port_cmd(cli: &Cli, container: &str, port: Option<&str>) -> Result<i32> {
         return Err(anyhow!("No public port '{w}' published for {container}"));
     }
     Ok(0)
-}
-
-fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Ok(n);
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| anyhow!("Invalid signal: {s}"))
 }
 
 fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
@@ -755,7 +810,7 @@ pub fn prune_containers(cli: &Cli, f: &runtime::filter::Filters) -> Result<(Vec<
     let root = &cli.root;
     let mut chosen = Vec::new();
     for r in lifecycle::list(root) {
-        if !r.running() && f.prune_matches(r.created, &r.settings.labels)? {
+        if !r.active() && f.prune_matches(r.created, &r.settings.labels)? {
             chosen.push((r.id.clone(), sizes(cli, &r).0));
         }
     }
@@ -810,7 +865,7 @@ pub fn system_prune(
     bytes += b;
     // With nothing running, the networks' kernel objects (bridges, rules) go too; their
     // definitions stay and come back on first use.
-    if !lifecycle::list(root).iter().any(|r| r.running()) {
+    if !lifecycle::list(root).iter().any(|r| r.active()) {
         if let Err(e) = net::manage::teardown(root) {
             tracing::warn!("network teardown: {e}");
         }
@@ -825,6 +880,21 @@ pub fn system_prune(
         runtime::volume::human_size(bytes)
     );
     Ok(0)
+}
+
+/// `system boot`: prints each container it started, as `start` does.
+pub fn boot(cli: &Cli) -> Result<i32> {
+    let mut code = 0;
+    for b in lifecycle::boot(&cli.root) {
+        match b.result {
+            Ok(()) => println!("{}", b.name),
+            Err(e) => {
+                eprintln!("Error: starting {}: {e}", b.name);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// Pulls the image of `run`/`create` first when `--pull` says so (Docker's default: missing).

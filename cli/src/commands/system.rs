@@ -28,6 +28,8 @@ pub enum SystemCmd {
     Info(FormatArg),
     /// Remove unused data (and repair what crashed rbox processes left behind)
     Prune(PruneArgs),
+    /// Start the containers their restart policies bring back after a reboot or crash
+    Boot,
 }
 
 #[derive(Args)]
@@ -60,6 +62,9 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         | Cmd::System {
             cmd: SystemCmd::Info(f),
         } => info(cli, f),
+        Cmd::System {
+            cmd: SystemCmd::Boot,
+        } => super::containers::boot(cli),
         Cmd::System {
             cmd: SystemCmd::Prune(a),
         } => {

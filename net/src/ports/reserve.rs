@@ -35,11 +35,19 @@ impl Reservation {
     pub fn is_empty(&self) -> bool {
         self.sockets.is_empty()
     }
+
+    pub(crate) fn hold(&mut self, socket: OwnedFd) {
+        self.sockets.push(socket);
+    }
 }
 
 /// Binds `ip:port` (port 0: the kernel picks a free one from `ip_local_port_range`), listening
 /// only for a proxied `[::1]` TCP port; returns the socket and the port it holds.
-fn reserve(ip: IpAddr, port: u16, proto: Proto) -> std::result::Result<(OwnedFd, u16), Errno> {
+pub(crate) fn reserve(
+    ip: IpAddr,
+    port: u16,
+    proto: Proto,
+) -> std::result::Result<(OwnedFd, u16), Errno> {
     let family = if ip.is_ipv6() {
         AddressFamily::Inet6
     } else {

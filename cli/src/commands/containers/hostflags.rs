@@ -4,8 +4,8 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use runtime::lifecycle::parse_bytes;
 use runtime::record::{Device, Settings, Ulimit};
+use runtime::units::parse_bytes;
 
 #[derive(Args, Debug, Default)]
 pub struct HostFlags {
@@ -135,13 +135,15 @@ fn ulimit(v: &str) -> Result<Ulimit> {
     let (soft, hard) = match limits.split(':').collect::<Vec<_>>().as_slice() {
         [s] => (int(s)?, int(s)?),
         [s, h] => (int(s)?, int(h)?),
-        _ => return Err(bad(
-            v,
-            flag,
-            format!(
+        _ => {
+            return Err(bad(
+                v,
+                flag,
+                format!(
                 "too many limit value arguments - {limits}, can only have up to two, `soft[:hard]`"
             ),
-        )),
+            ))
+        }
     };
     if hard != -1 && soft > hard {
         return Err(bad(

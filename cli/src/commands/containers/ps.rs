@@ -42,6 +42,11 @@ pub fn status(r: &Record) -> String {
             "Up {}",
             human_duration(r.state.started_at.map(since).unwrap_or(0))
         ),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            human_duration(r.state.finished_at.map(since).unwrap_or(0))
+        ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             r.state.exit_code,
