@@ -114,8 +114,13 @@ printf 'virtio_pci\nvirtio_blk\next4\n' >> "$r/etc/initramfs-tools/modules"
 chroot "$r" update-initramfs -u -k all >/dev/null
 chroot "$r" systemctl enable -q rbox-lab-net.service systemd-networkd.service
 chroot "$r" systemctl disable -q etcd.service nginx.service
+# Units a lab node never needs: each costs seconds of boot under software emulation.
 for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer \
-         systemd-networkd-wait-online.service; do
+         systemd-networkd-wait-online.service e2scrub_reap.service systemd-pstore.service \
+         modprobe@drm.service modprobe@efi_pstore.service modprobe@dm_mod.service \
+         modprobe@loop.service modprobe@fuse.service sys-kernel-debug.mount \
+         sys-kernel-tracing.mount dev-hugepages.mount getty@tty1.service \
+         systemd-update-utmp.service systemd-update-utmp-runlevel.service; do
     chroot "$r" systemctl mask -q "$u"
 done
 rm -rf "$r/var/cache/apt/archives/"*.deb "$r/var/lib/apt/lists/"*_Packages

@@ -27,9 +27,10 @@ say() { echo "provision[node$node] ${SECONDS}s: $*"; }
 # Runtime deps. test.sh's image has them all (its VMs are offline); a Vagrant box gets them here.
 need=(iptables iproute2 kmod libseccomp2 curl busybox-static nginx-light)
 [ "$node" = 1 ] && need+=(etcd-server etcd-client)
+installed=" $(dpkg-query -W -f='${db:Status-Abbrev}${Package} ' "${need[@]}" 2>/dev/null) "
 missing=()
 for p in "${need[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ $installed == *" ii $p "* ]] || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
@@ -37,8 +38,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# disable_unit U: U neither enabled nor running (each systemctl disable reloads systemd: only when
+# needed, it is slow on small VMs).
+disable_unit() {
+    if systemctl is-enabled -q "$1" 2>/dev/null || systemctl is-active -q "$1"; then
+        systemctl disable -q --now "$1"
+    fi
+}
 # nginx-light is only the image recipe's source: its own service would hold port 80.
-systemctl disable -q --now nginx.service 2>/dev/null || true
+disable_unit nginx.service
 
 # The binary.
 bin=${RBOX_BINARY:-}
@@ -83,11 +91,11 @@ ETCD_NAME=node1
 ETCD_LISTEN_CLIENT_URLS=http://127.0.0.1:2379,http://$ip:2379
 ETCD_ADVERTISE_CLIENT_URLS=http://$ip:2379
 E
-    systemctl enable -q etcd.service
-    systemctl restart etcd.service
-    say "etcd on $ip:2379"
-elif systemctl list-unit-files etcd.service >/dev/null 2>&1; then
-    systemctl disable -q --now etcd.service 2>/dev/null || true
+    systemctl is-enabled -q etcd.service || systemctl enable -q etcd.service
+    systemctl restart --no-block etcd.service
+    say "etcd starting on $ip:2379"
+else
+    disable_unit etcd.service
 fi
 
 # The boot unit (contrib/, from the lifecycle issue) when the tree has it.

@@ -231,8 +231,10 @@ wait_ssh() {
 }
 boot_id() { quiet_on "$1" 'cat /proc/sys/kernel/random/boot_id'; }
 
-for i in $(seq "$nodes"); do wait_ssh "$i"; done
-echo "all $nodes nodes answer ssh"
+for i in $(seq "$nodes"); do
+    wait_ssh "$i"
+    echo "node$i answers ssh [$(elapsed)]: $(quiet_on "$i" 'systemd-analyze 2>/dev/null | head -1' || true)"
+done
 
 step "provision (vagrant/provision.sh on every node, as the Vagrantfile runs it)"
 pids=()
