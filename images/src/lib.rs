@@ -7,8 +7,10 @@
 //! - `Store::layer_dirs(&image)`    unpacked layer dirs, lowest layer first (overlay lowerdirs)
 //! - `Image`, `ImageConfig`         plain data, fields below
 //!
-//! Layout: `blobs/sha256/<hex>` (config blobs and uncompressed layer tars, by digest),
-//! `layers/<diff_id hex>/` (each layer unpacked once, whiteouts in overlayfs form),
+//! Layout: `blobs/sha256/<hex>` (config blobs by digest; stores from before splits also hold
+//! layer tars there), `layers/<diff_id hex>/` (each layer unpacked once, whiteouts in overlayfs
+//! form), `splits/<diff_id hex>` (what rebuilds the exact layer tar from its directory for
+//! `save`: the layer is stored once, see `tarsplit`),
 //! `repositories.json` (tags and the set of images), `tmp/` (staging). Writers hold
 //! `<root>/locks/images.lock`; every file and directory appears by rename, so a crash leaves
 //! only `.tmp-<pid>-*` entries, which the next writer removes.
@@ -26,6 +28,7 @@ mod pull;
 mod reference;
 mod save;
 mod store;
+mod tarsplit;
 mod unpack;
 
 use std::collections::BTreeMap;

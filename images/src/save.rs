@@ -2,7 +2,6 @@
 //! repositories) that `docker load` and `rbox load` accept.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::Write;
 
 use serde_json::json;
@@ -38,14 +37,15 @@ impl Store {
                 if written.insert(name.clone()) {
                     append_dir(&mut tar, hex).map_err(werr)?;
                     append_bytes(&mut tar, &format!("{hex}/VERSION"), b"1.0").map_err(werr)?;
-                    let path = self.blob_path(hex);
-                    let mut f = File::open(&path).map_err(Error::at(&path, "reading layer"))?;
-                    let len = f
-                        .metadata()
-                        .map_err(Error::at(&path, "reading layer"))?
-                        .len();
+                    let len = self.layer_tar_len(hex)?;
                     let mut h = header(EntryType::Regular, len, 0o644);
-                    tar.append_data(&mut h, &name, &mut f).map_err(werr)?;
+                    h.set_path(&name).map_err(werr)?;
+                    h.set_cksum();
+                    let out = tar.get_mut();
+                    out.write_all(h.as_bytes()).map_err(werr)?;
+                    self.write_layer_tar(hex, &mut *out)?;
+                    let pad = (512 - len % 512) % 512;
+                    out.write_all(&vec![0u8; pad as usize]).map_err(werr)?;
                 }
                 layer_names.push(name);
             }

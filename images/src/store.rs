@@ -11,6 +11,7 @@ use oci_spec::image::ImageConfiguration;
 
 use crate::digest::hex_part;
 use crate::reference::Reference;
+use crate::tarsplit;
 use crate::unpack::unpack_layer;
 use crate::{Error, Image, ImageConfig, Result};
 
@@ -80,6 +81,7 @@ impl Store {
         for d in [
             dir.join("blobs/sha256"),
             dir.join("layers"),
+            dir.join("splits"),
             dir.join("tmp"),
         ] {
             fs::create_dir_all(&d).map_err(Error::at(&d, "creating"))?;
@@ -211,14 +213,45 @@ impl Store {
         self.dir.join("layers").join(hex)
     }
 
+    /// What rebuilds the layer's tar from its directory (`tarsplit`).
+    fn split_path(&self, hex: &str) -> PathBuf {
+        self.dir.join("splits").join(hex)
+    }
+
+    /// Length of layer `hex`'s uncompressed tar (the bytes its diff_id is the digest of).
+    pub(crate) fn layer_tar_len(&self, hex: &str) -> Result<u64> {
+        let split = self.split_path(hex);
+        if split.is_file() {
+            return tarsplit::tar_len(&split);
+        }
+        // Stores written before splits existed keep the whole tar as a blob.
+        let blob = self.blob_path(hex);
+        Ok(fs::metadata(&blob)
+            .map_err(Error::at(&blob, "reading layer"))?
+            .len())
+    }
+
+    /// Writes layer `hex`'s uncompressed tar to `out`, checked against its diff_id.
+    pub(crate) fn write_layer_tar<W: std::io::Write>(&self, hex: &str, mut out: W) -> Result<()> {
+        let split = self.split_path(hex);
+        if split.is_file() {
+            return tarsplit::write_tar(&split, &self.layer_dir(hex), hex, out);
+        }
+        let blob = self.blob_path(hex);
+        let mut f = File::open(&blob).map_err(Error::at(&blob, "reading layer"))?;
+        std::io::copy(&mut f, &mut out).map_err(Error::at(&blob, "reading layer"))?;
+        Ok(())
+    }
+
     /// The `--root` this store lives in.
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Whether the layer with this diff_id is stored (unpacked, with its tar).
+    /// Whether the layer with this diff_id is stored (unpacked, with what rebuilds its tar).
     pub(crate) fn has_layer(&self, hex: &str) -> bool {
-        self.layer_dir(hex).is_dir() && self.blob_path(hex).is_file()
+        self.layer_dir(hex).is_dir()
+            && (self.split_path(hex).is_file() || self.blob_path(hex).is_file())
     }
 
     /// A fresh staging path (not created) under `tmp/`, named so that a crash's leftovers are
@@ -245,6 +278,7 @@ impl Store {
         for d in [
             self.dir.join("tmp"),
             self.dir.join("layers"),
+            self.dir.join("splits"),
             self.dir.join("blobs/sha256"),
             self.dir.clone(),
         ] {
@@ -271,8 +305,7 @@ impl Store {
         let size = layers
             .iter()
             .filter_map(|l| hex_part(l).ok())
-            .filter_map(|h| fs::metadata(self.blob_path(h)).ok())
-            .map(|m| m.len())
+            .filter_map(|h| self.layer_tar_len(h).ok())
             .sum();
         Ok(Image {
             id: id.to_string(),
@@ -296,8 +329,9 @@ impl Store {
         })
     }
 
-    /// Unpacks a layer tar into a temp dir beside the layer dirs (renamed into place later).
-    fn unpack_temp(&self, hex: &str, tar: &Path) -> Result<TempPath> {
+    /// Unpacks a layer tar into a temp dir beside the layer dirs and writes its split beside
+    /// the splits (both renamed into place later).
+    fn unpack_temp(&self, hex: &str, tar: &Path) -> Result<(TempPath, TempPath)> {
         let t = self.temp_path(&self.dir.join("layers"), hex);
         fs::create_dir(&t.0).map_err(Error::at(&t.0, "creating"))?;
         // The layer root is the container's "/": traversable by every user, whatever the umask.
@@ -308,7 +342,9 @@ impl Store {
             Error::UnsafePath { .. } | Error::InvalidArchive(_) => e,
             other => Error::Other(format!("unpacking layer sha256:{hex}: {other}")),
         })?;
-        Ok(t)
+        let split = self.temp_path(&self.dir.join("splits"), hex);
+        tarsplit::build(tar, &t.0, &split.0)?;
+        Ok((t, split))
     }
 
     /// Registers a staged image: layers unpacked (outside the lock when new), then under the
@@ -317,9 +353,9 @@ impl Store {
     pub(crate) fn commit(&self, staged: Staged) -> Result<Image> {
         let id_hex = crate::digest::sha256_hex(&staged.config);
         let id = format!("sha256:{id_hex}");
-        let mut pre: HashMap<String, TempPath> = HashMap::new();
+        let mut pre: HashMap<String, (TempPath, TempPath)> = HashMap::new();
         for (hex, tar) in &staged.layers {
-            if !self.layer_dir(hex).exists() && !pre.contains_key(hex) {
+            if !self.has_layer(hex) && !pre.contains_key(hex) {
                 pre.insert(hex.clone(), self.unpack_temp(hex, tar)?);
             }
         }
@@ -327,20 +363,25 @@ impl Store {
         let mut created: Vec<PathBuf> = Vec::new();
         let result = (|| -> Result<Image> {
             for (hex, tar) in &staged.layers {
+                if self.has_layer(hex) {
+                    continue;
+                }
+                // The layer tar itself is not kept: the tree plus its split rebuild it.
+                let (tmp, split) = match pre.remove(hex) {
+                    Some(t) => t,
+                    None => self.unpack_temp(hex, tar)?,
+                };
                 let dir = self.layer_dir(hex);
-                if !dir.exists() {
-                    let tmp = match pre.remove(hex) {
-                        Some(t) => t,
-                        None => self.unpack_temp(hex, tar)?,
-                    };
-                    fs::rename(&tmp.0, &dir).map_err(Error::at(&dir, "creating layer"))?;
-                    created.push(dir);
+                if dir.exists() {
+                    // A layer left without its split (a crash between the two renames).
+                    fs::remove_dir_all(&dir).map_err(Error::at(&dir, "replacing layer"))?;
                 }
-                let blob = self.blob_path(hex);
-                if !blob.exists() {
-                    fs::rename(tar, &blob).map_err(Error::at(&blob, "storing layer"))?;
-                    created.push(blob);
-                }
+                fs::rename(&tmp.0, &dir).map_err(Error::at(&dir, "creating layer"))?;
+                created.push(dir);
+                let split_path = self.split_path(hex);
+                fs::rename(&split.0, &split_path)
+                    .map_err(Error::at(&split_path, "storing layer"))?;
+                created.push(split_path);
             }
             let cfg_path = self.blob_path(&id_hex);
             if !cfg_path.exists() {
@@ -384,7 +425,11 @@ impl Store {
                 );
             }
         }
-        for d in [self.dir.join("blobs/sha256"), self.dir.join("layers")] {
+        for d in [
+            self.dir.join("blobs/sha256"),
+            self.dir.join("layers"),
+            self.dir.join("splits"),
+        ] {
             let Ok(entries) = fs::read_dir(&d) else {
                 continue;
             };

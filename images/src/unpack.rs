@@ -87,7 +87,7 @@ pub(crate) fn unpack_layer<R: Read>(reader: R, dst: &Path) -> Result<u64> {
 }
 
 /// The entry's path relative to the layer root; `None` for the root itself.
-fn clean(raw: &Path) -> Result<Option<PathBuf>> {
+pub(crate) fn clean(raw: &Path) -> Result<Option<PathBuf>> {
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {

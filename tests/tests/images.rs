@@ -3,7 +3,7 @@
 //! archive needs names `tar::Builder` would refuse (`..`, absolute paths).
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -205,11 +205,17 @@ fn blobs(r: &Rbox) -> Vec<String> {
     entries(&r.root.join("images/blobs/sha256"))
 }
 
+/// What rebuilds each layer's tar for `save` (the tar itself is not kept).
+fn splits(r: &Rbox) -> Vec<String> {
+    entries(&r.root.join("images/splits"))
+}
+
 /// Nothing registered and nothing left in the store's directories.
 #[track_caller]
 fn assert_store_empty(r: &Rbox) {
     assert_eq!(layers(r), Vec::<String>::new(), "layers left");
     assert_eq!(blobs(r), Vec::<String>::new(), "blobs left");
+    assert_eq!(splits(r), Vec::<String>::new(), "layer splits left");
     assert_eq!(
         entries(&r.root.join("images/tmp")),
         Vec::<String>::new(),
@@ -420,7 +426,8 @@ fn save_then_load_into_another_root_from_file_and_stdin() {
     );
     assert_eq!(inspect(&b, "copy:v1")["Id"], id.as_str());
     assert_eq!(layers(&b).len(), 1);
-    assert_eq!(blobs(&b).len(), 2, "one layer tar and one config");
+    assert_eq!(blobs(&b).len(), 1, "one config");
+    assert_eq!(splits(&b), layers(&b), "each layer once, with its split");
 }
 
 #[test]
@@ -430,6 +437,7 @@ fn saved_archive_has_docker_layout() {
     a.ok(&["save", "-o", archive.s(), "busybox:latest"]);
     let mut names = Vec::new();
     let mut manifest = Value::Null;
+    let mut layer_tars = Vec::new();
     let mut tar = tar::Archive::new(fs::File::open(&archive.0).unwrap());
     for e in tar.entries().unwrap() {
         let mut e = e.unwrap();
@@ -437,8 +445,31 @@ fn saved_archive_has_docker_layout() {
         if name == "manifest.json" {
             manifest = serde_json::from_reader(&mut e).unwrap();
         }
+        if let Some(hex) = name.strip_suffix("/layer.tar") {
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            layer_tars.push((hex.to_string(), sha(&data)));
+        }
         names.push(name);
     }
+    // The store keeps each layer once (unpacked, plus a small split), yet `save` gives the
+    // exact layer tar back: its digest is the diff_id.
+    for (hex, digest) in &layer_tars {
+        assert_eq!(hex, digest, "rebuilt layer.tar differs from its diff_id");
+    }
+    let split_bytes: u64 = splits(&a)
+        .iter()
+        .map(|s| {
+            fs::metadata(a.root.join("images/splits").join(s))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    let tar_bytes = fs::metadata(image_tar("busybox")).unwrap().len();
+    assert!(
+        split_bytes * 20 < tar_bytes,
+        "splits hold {split_bytes} bytes for a {tar_bytes}-byte layer"
+    );
     let v = inspect(&a, "busybox");
     let id_hex = &v["Id"].as_str().unwrap()[7..];
     let layer_hex = &v["RootFS"]["Layers"][0].as_str().unwrap()[7..];
@@ -582,7 +613,8 @@ fn shared_layers_are_stored_once_and_freed_with_the_last_image() {
         v.sort();
         v
     });
-    assert_eq!(blobs(&r).len(), 4, "two layer tars, two configs");
+    assert_eq!(blobs(&r).len(), 2, "two configs");
+    assert_eq!(splits(&r), layers(&r), "each layer once, with its split");
 
     r.ok(&["rmi", "two"]);
     assert_eq!(
@@ -872,7 +904,8 @@ fn concurrent_loads_of_one_image_all_succeed_and_store_it_once() {
         );
     }
     assert_eq!(layers(&b).len(), 1);
-    assert_eq!(blobs(&b).len(), 2);
+    assert_eq!(blobs(&b).len(), 1);
+    assert_eq!(splits(&b), layers(&b));
     assert_eq!(entries(&b.root.join("images/tmp")), Vec::<String>::new());
     assert_eq!(b.ok(&["images", "-q"]).lines().count(), 1);
 }
@@ -921,7 +954,8 @@ fn kill_9_during_load_leaves_whole_image_or_nothing() {
         // The next writer finishes the job and clears the leftovers.
         b.ok(&["load", "-i", archive.s()]);
         assert_eq!(layers(&b).len(), 1, "delay {delay_ms}");
-        assert_eq!(blobs(&b).len(), 2, "delay {delay_ms}");
+        assert_eq!(blobs(&b).len(), 1, "delay {delay_ms}");
+        assert_eq!(splits(&b), layers(&b), "delay {delay_ms}");
         assert_eq!(entries(&b.root.join("images/tmp")), Vec::<String>::new());
         b.ok(&["rmi", "busybox"]);
         assert_store_empty(&b);
@@ -1006,4 +1040,34 @@ fn recipes_build_reproducible_tarballs_and_import_runnable_images() {
     ]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("test is successful"), "{}", run.stderr);
+}
+
+#[test]
+fn store_from_before_splits_still_saves_its_layers() {
+    // Session 2 stores kept each layer tar as a blob and had no splits.
+    let a = Rbox::with_busybox("img-old-store");
+    let v = inspect(&a, "busybox");
+    let hex = v["RootFS"]["Layers"][0].as_str().unwrap()[7..].to_string();
+    let size = v["Size"].clone();
+    fs::remove_file(a.root.join("images/splits").join(&hex)).unwrap();
+    fs::copy(
+        image_tar("busybox"),
+        a.root.join("images/blobs/sha256").join(&hex),
+    )
+    .unwrap();
+    assert_eq!(inspect(&a, "busybox")["Size"], size);
+    let out = a.command(&["save", "busybox"]).output().unwrap();
+    assert!(out.status.success());
+    let mut tar = tar::Archive::new(&out.stdout[..]);
+    let mut found = false;
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_string_lossy() == format!("{hex}/layer.tar") {
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            assert_eq!(sha(&data), hex);
+            found = true;
+        }
+    }
+    assert!(found, "no layer in the archive");
 }
