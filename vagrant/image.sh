@@ -21,10 +21,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${RBOX_LAB_CACHE:-/var/cache/rbox-lab}
 hash=$(sha256sum "$here/image.sh" | cut -c1-12)
 dir=$cache/image-$hash
+# --cached: only tell whether the image is there (exit 1 if it is not).
 if [ -f "$dir/ok" ]; then
     echo "$dir"
     exit 0
 fi
+[ "${1:-}" = --cached ] && exit 1
 
 sources=${RBOX_LAB_APT_SOURCES:-}
 if [ -z "$sources" ]; then

@@ -44,8 +44,47 @@ die() {
     exit 1
 }
 
+# Without a usable /dev/kvm the lab does not run (RBOX_LAB_ACCEL=tcg runs it anyway, slowly).
+if [ -z "${RBOX_LAB_ACCEL:-}" ] && { [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; }; then
+    [ "${1:-}" = --estimate ] && { echo "no usable /dev/kvm on this machine"; exit 2; }
+    die "no usable /dev/kvm on this machine"
+fi
+accel_note=
+# KVM when it runs a stock kernel; on a host whose /dev/kvm is PVM (kvm_pvm: nested
+# virtualisation without VMX/SVM, as on this project's machines) only PVM guest kernels boot and
+# Debian's hangs right after "Probing EDD", so the same VMs run under qemu's TCG there.
+accel=${RBOX_LAB_ACCEL:-}
+if [ -z "$accel" ]; then
+    if [ -e /sys/module/kvm_pvm ] || ! grep -qw -E 'vmx|svm' /proc/cpuinfo; then
+        accel=tcg
+        accel_note="/dev/kvm here is not hardware KVM (kvm_pvm, no vmx/svm): Debian's kernel cannot boot on it, so the VMs run under TCG (software emulation)"
+    else
+        accel=kvm
+    fi
+fi
+# shellcheck disable=SC2054 # the commas belong to qemu's option values
+case $accel in
+    kvm) accel_args=(-machine q35,accel=kvm -cpu host) wait_s=180 ;;
+    tcg) accel_args=(-machine q35 -accel tcg,tb-size=256 -cpu max) wait_s=600 ;;
+    *) die "RBOX_LAB_ACCEL must be kvm or tcg" ;;
+esac
+
+# --estimate: the minutes a run takes here (measured on this project's 2-core machines while other
+# builds ran: under TCG 4-5.5 min with the image cached, +1.5-3.5 min to build it; KVM is an
+# estimate), for .ci/run's budget. Exit 2 (with the reason) when the lab cannot run here.
+if [ "${1:-}" = --estimate ]; then
+    cached=0
+    "$here/image.sh" --cached >/dev/null && cached=1
+    case $accel:$cached in
+        tcg:1) echo "7 tcg, image cached" ;;
+        tcg:0) echo "11 tcg, image to build" ;;
+        kvm:1) echo "3 kvm, image cached" ;;
+        *) echo "6 kvm, image to build" ;;
+    esac
+    exit 0
+fi
+
 [ "$(id -u)" = 0 ] || die "run as root (it makes a bridge, taps and firewall rules)"
-if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then die "no usable /dev/kvm on this machine"; fi
 if [ "$nodes" -lt 2 ] || [ "$nodes" -gt 9 ]; then die "RBOX_LAB_NODES must be 2..9"; fi
 
 # Host tools: qemu, mmdebstrap (image.sh), ssh, objcopy, vagrant (for `vagrant validate`).
@@ -166,26 +205,7 @@ for i in $(seq "$nodes"); do
     ip link set "$(tap_of "$i")" master "$bridge" up
 done
 
-# KVM when it runs a stock kernel; on a host whose /dev/kvm is PVM (kvm_pvm: nested
-# virtualisation without VMX/SVM, as on this project's machines) only PVM guest kernels boot and
-# Debian's hangs right after "Probing EDD", so the same VMs run under qemu's TCG there.
-accel=${RBOX_LAB_ACCEL:-}
-if [ -z "$accel" ]; then
-    if [ -e /sys/module/kvm_pvm ] || ! grep -qw -E 'vmx|svm' /proc/cpuinfo; then
-        accel=tcg
-        echo "lab: /dev/kvm here is not hardware KVM (kvm_pvm, no vmx/svm): Debian's kernel" \
-            "cannot boot on it, so the VMs run under TCG (software emulation, slower)"
-    else
-        accel=kvm
-    fi
-fi
-# shellcheck disable=SC2054 # the commas belong to qemu's option values
-case $accel in
-    kvm) accel_args=(-machine q35,accel=kvm -cpu host) wait_s=180 ;;
-    tcg) accel_args=(-machine q35 -accel tcg,tb-size=256 -cpu max) wait_s=600 ;;
-    *) die "RBOX_LAB_ACCEL must be kvm or tcg" ;;
-esac
-
+[ -n "$accel_note" ] && echo "lab: $accel_note"
 step "boot $nodes VMs ($accel; node $nodes: ${edge_memory} MiB, others ${memory} MiB)"
 for i in $(seq "$nodes"); do
     mem=$memory
