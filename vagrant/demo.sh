@@ -2,7 +2,8 @@
 # The rbox lab's cross-VM demo, in stages; sourced by vagrant/test.sh, which provides `on N CMDS`
 # (run and show commands on node N), `quiet_on`, `node_ip`, `wait_ssh`, `boot_id`, `step` and
 # $nodes. A stage whose rbox feature has not landed yet is detected and reported as skipped:
-#   0. the cluster store: etcd on node 1 answers every node; rbox's cluster settings are there
+#   0. no node has a route off the lab network; etcd on node 1 answers every node; rbox's
+#      cluster settings are there
 #   1. now: on every node a bridge network with nginx and a published port, found by name on the
 #      user network; node 1's port answered on its private address from every other node
 #   2. overlay (issue 13: `rbox network create -d overlay`): one network across the nodes, nginx
@@ -30,7 +31,9 @@ demo_store() {
     ip1=$(node_ip 1)
     step "stage 0: the cluster store (etcd on node1) and rbox's cluster settings"
     for i in $(seq "$nodes"); do
-        check "node$i: etcd on node1 answers, RBOX_CLUSTER_* set" "$i" "
+        check "node$i: no route off the lab network; etcd on node1 answers; RBOX_CLUSTER_* set" "$i" "
+ip -4 route
+test -z \"\$(ip route show default)\"
 curl -fsS http://$ip1:2379/health; echo
 echo RBOX_CLUSTER_STORE=\$RBOX_CLUSTER_STORE RBOX_CLUSTER_ADVERTISE=\$RBOX_CLUSTER_ADVERTISE
 test \"\$RBOX_CLUSTER_STORE\" = etcd://$ip1:2379 && test \"\$RBOX_CLUSTER_ADVERTISE\" = $(node_ip "$i")"

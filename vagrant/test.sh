@@ -220,7 +220,7 @@ for i in $(seq "$nodes"); do
         -device "virtio-net-pci,netdev=n0,mac=52:54:00:b7:00:0$i" \
         -virtfs "local,path=$ws,mount_tag=vagrant,security_model=none,readonly=on,id=fs0" \
         -virtfs "local,path=$lab,mount_tag=lab,security_model=none,readonly=on,id=fs1" \
-        -device virtio-rng-pci </dev/null >"$logs/node$i.qemu" 2>&1 &
+        -device virtio-rng-pci </dev/null >"$logs/node$i.qemu" 2>&1 9>&- &
     echo $! >"$run/node$i.pid"
 done
 
