@@ -29,6 +29,11 @@ pub struct Cli {
     )]
     pub root: PathBuf,
 
+    /// Firewall backend for network and port rules: iptables, none (rbox writes no rules) or
+    /// auto (iptables when iptables-restore is on PATH)
+    #[arg(long, global = true, env = "RBOX_FIREWALL", default_value = "auto")]
+    pub firewall: String,
+
     /// Log debug details of what rbox and libcontainer do (to stderr)
     #[arg(short = 'D', long, global = true)]
     pub debug: bool,
@@ -67,6 +72,12 @@ fn main() {
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .init();
     }
+    // A setting the host cannot honour is a usage error of every command (exit 125), as a bad
+    // daemon flag is for dockerd. The processes rbox starts (monitors) inherit the choice.
+    if let Err(e) = net::firewall::select(&cli.firewall) {
+        std::process::exit(exit::report(&e.into()));
+    }
+    std::env::set_var("RBOX_FIREWALL", &cli.firewall);
     let code = match commands::run(&cli) {
         Ok(code) => code,
         Err(e) => exit::report(&e),

@@ -1,25 +1,17 @@
 //! Joining and leaving networks: lease under the network's lock, wire outside it (so many
-//! containers can join one network at once), give the lease back on every failure.
+//! containers can join one network at once), give the lease back on every failure. What the
+//! network's driver can do is asked of its `Caps`, never of its name.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
-
-use crate::driver;
+use crate::context::Context;
+use crate::driver::{Ipam, Namespace};
 use crate::error::{Error, Errors, Result};
 use crate::ipam;
-use crate::network::{new_id, EndpointRecord, Network, Store};
+use crate::network::{new_id, EndpointRecord, Network, Store, DEFAULT_BRIDGE_NAME};
 use crate::sandbox::{self, Sandbox};
 use crate::{EndpointRequest, EndpointSettings};
-
-/// A host veth name that a quick reuse of the same container id cannot collide with while the
-/// kernel is still removing the previous pair: "vrb" + 12 hex digits.
-fn host_veth_name(container_id: &str, network_id: &str) -> String {
-    let nonce: u64 = rand::random();
-    let digest = Sha256::digest(format!("{container_id}/{network_id}/{nonce}"));
-    format!("vrb{}", &hex::encode(digest)[..12])
-}
 
 /// The container's endpoints on every network of the root.
 fn container_endpoints(nets: &[Network], container_id: &str) -> Vec<(Network, EndpointRecord)> {
@@ -58,39 +50,22 @@ pub fn settings(net: &Network, ep: &EndpointRecord) -> EndpointSettings {
     }
 }
 
-pub fn connect(
-    root: &Path,
-    container_id: &str,
-    sandbox: &Sandbox,
-    req: &EndpointRequest,
-) -> Result<EndpointSettings> {
-    let store = Store::new(root);
-    let name = if req.network.is_empty() {
-        "bridge"
-    } else {
-        req.network.as_str()
-    };
-    let net = store.find(name)?;
-    if net.driver != "bridge"
-        && (req.ip.is_some() || !req.aliases.is_empty())
-        && net.driver == "host"
-    {
+/// Checks what `req` asks of `net` before anything is leased.
+fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<()> {
+    let caps = ctx.driver(net)?.caps();
+    if caps.namespace == Namespace::Host && (req.ip.is_some() || !req.aliases.is_empty()) {
         return Err(Error::Invalid(
             "conflicting options: ip and aliases are not supported on the host network".into(),
         ));
     }
-    let requested = match req.ip {
-        None => None,
-        Some(_) if net.default => {
-            return Err(Error::Invalid(
-                "user specified IP address is supported on user defined networks only".into(),
-            ))
-        }
-        Some(std::net::IpAddr::V4(ip)) => Some(ip),
-        Some(std::net::IpAddr::V6(ip)) => {
-            return Err(Error::Invalid(format!("invalid IPv4 address: {ip}")))
-        }
-    };
+    if req.ip.is_some() && net.default {
+        return Err(Error::Invalid(
+            "user specified IP address is supported on user defined networks only".into(),
+        ));
+    }
+    if let Some(IpAddr::V6(ip)) = req.ip {
+        return Err(Error::Invalid(format!("invalid IPv4 address: {ip}")));
+    }
     if net.default && !req.aliases.is_empty() {
         return Err(Error::Invalid(
             "network-scoped alias is supported only for containers in user defined networks".into(),
@@ -102,12 +77,67 @@ pub fn connect(
     for a in &req.aliases {
         crate::dns::check_alias(a)?;
     }
+    Ok(())
+}
+
+/// Leases addresses from `net`'s pools for a new endpoint `rec`.
+fn lease(net: &Network, req: &EndpointRequest, rec: &mut EndpointRecord) -> Result<()> {
+    let requested = match req.ip {
+        Some(IpAddr::V4(ip)) => Some(ip),
+        _ => None,
+    };
+    let Some(cfg) = &net.ipam else {
+        if requested.is_some() {
+            return Err(Error::Invalid(format!(
+                "network {} has no address pool for --ip",
+                net.name
+            )));
+        }
+        return Ok(());
+    };
+    let leased: BTreeSet<_> = net.endpoints.values().filter_map(|e| e.ip).collect();
+    let ip = ipam::allocate(cfg, &leased, requested)?;
+    rec.ip = Some(ip);
+    if let Some(v6) = &net.ipam6 {
+        let leased6: BTreeSet<_> = net.endpoints.values().filter_map(|e| e.ip6).collect();
+        let want6 = match req.ip6 {
+            Some(IpAddr::V6(a)) => Some(a),
+            Some(other) => return Err(Error::Invalid(format!("invalid IPv6 address: {other}"))),
+            None => None,
+        };
+        rec.ip6 = Some(ipam::allocate6(v6, &leased6, want6)?);
+    } else if req.ip6.is_some() {
+        return Err(Error::Invalid(format!(
+            "network {} does not have IPv6 enabled",
+            net.name
+        )));
+    }
+    rec.mac = req.mac.clone().unwrap_or_else(|| ipam::mac_for(ip));
+    Ok(())
+}
+
+pub(crate) fn connect(
+    ctx: &Context,
+    container_id: &str,
+    sandbox: &Sandbox,
+    req: &EndpointRequest,
+) -> Result<EndpointSettings> {
+    let store = &ctx.store;
+    let name = if req.network.is_empty() {
+        DEFAULT_BRIDGE_NAME
+    } else {
+        req.network.as_str()
+    };
+    let net = store.find(name)?;
+    check_request(ctx, &net, req)?;
+    let drv = ctx.driver(&net)?;
+    let caps = drv.caps();
 
     // Lease under the network's lock.
-    let record = {
+    let mut record = {
         let _lock = store.lock(&net.id)?;
         let mut net = store.load(&net.id)?;
-        drop_stale(store.root(), &mut net);
+        drop_stale(ctx, &mut net);
         if net.endpoints.contains_key(container_id) {
             return Err(Error::Conflict(format!(
                 "endpoint with name {} already exists in network {}",
@@ -116,10 +146,8 @@ pub fn connect(
         }
         let all = store.list()?;
         let mine = container_endpoints(&all, container_id);
-        let exclusive = |d: &str| d == "host" || d == "null";
-        if exclusive(&net.driver) && !mine.is_empty()
-            || mine.iter().any(|(n, _)| exclusive(&n.driver))
-        {
+        let exclusive = |n: &Network| ctx.driver(n).is_ok_and(|d| d.caps().exclusive);
+        if caps.exclusive && !mine.is_empty() || mine.iter().any(|(n, _)| exclusive(n)) {
             return Err(Error::Conflict(format!(
                 "container cannot be disconnected from host network or connected to host network; \
                  container {} cannot join network {} alongside its other networks",
@@ -138,39 +166,25 @@ pub fn connect(
             default_route: false,
             dns_servers: req.dns.clone(),
         };
-        if let Some(cfg) = &net.ipam {
-            let leased: BTreeSet<_> = net.endpoints.values().filter_map(|e| e.ip).collect();
-            let ip = ipam::allocate(cfg, &leased, requested)?;
-            let used: BTreeSet<_> = mine.iter().map(|(_, e)| e.interface.clone()).collect();
-            rec.ip = Some(ip);
-            if let Some(v6) = &net.ipam6 {
-                let leased6: BTreeSet<_> = net.endpoints.values().filter_map(|e| e.ip6).collect();
-                let want6 = match req.ip6 {
-                    Some(std::net::IpAddr::V6(a)) => Some(a),
-                    Some(other) => {
-                        return Err(Error::Invalid(format!("invalid IPv6 address: {other}")))
-                    }
-                    None => None,
-                };
-                rec.ip6 = Some(ipam::allocate6(v6, &leased6, want6)?);
-            } else if req.ip6.is_some() {
+        match caps.ipam {
+            Ipam::Local => lease(&net, req, &mut rec)?,
+            Ipam::None if req.ip.is_some() => {
                 return Err(Error::Invalid(format!(
-                    "network {} does not have IPv6 enabled",
+                    "network {} has no address pool for --ip",
                     net.name
-                )));
+                )))
             }
-            rec.mac = req.mac.clone().unwrap_or_else(|| ipam::mac_for(ip));
+            Ipam::None | Ipam::Driver => {}
+        }
+        if caps.namespace == Namespace::Joined {
+            let used: BTreeSet<_> = mine.iter().map(|(_, e)| e.interface.clone()).collect();
             rec.interface = (0..)
                 .map(|i| format!("eth{i}"))
                 .find(|n| !used.contains(n))
                 .unwrap_or_default();
-            rec.host_veth = host_veth_name(container_id, &net.id);
-            rec.default_route = !net.internal && !mine.iter().any(|(_, e)| e.default_route);
-        } else if requested.is_some() {
-            return Err(Error::Invalid(format!(
-                "network {} has no address pool for --ip",
-                net.name
-            )));
+            rec.default_route =
+                caps.default_route && !net.internal && !mine.iter().any(|(_, e)| e.default_route);
+            drv.new_endpoint(&net, container_id, &mut rec);
         }
         net.endpoints.insert(container_id.to_string(), rec.clone());
         store.save(&net)?;
@@ -178,37 +192,76 @@ pub fn connect(
     };
 
     let net = store.load(&net.id)?;
-    let wired = driver::for_network(&net).and_then(|d| d.join(&net, &record, sandbox));
-    if let Err(e) = wired {
-        let _ = drop_lease(&store, &net.id, container_id);
+    let leased = record.clone();
+    if let Err(e) = drv.join(&net, &mut record, sandbox, ctx.fw) {
+        // A failed join left nothing of itself in the kernel.
+        let _ = drop_lease(ctx, &net.id, container_id);
         return Err(e);
     }
-    // The name must resolve once this returns; without a resolver the join is undone.
-    if crate::dns::serves(&net) {
-        if let Err(e) = crate::dns::sync(root) {
-            let _ = driver::for_network(&net).and_then(|d| d.leave(&net, &record));
-            let _ = drop_lease(&store, &net.id, container_id);
-            return Err(e);
-        }
+    // Addresses the driver chose are recorded, and the name must resolve, once this returns;
+    // otherwise the join is undone.
+    let done = if caps.ipam == Ipam::Driver && record != leased {
+        update_endpoint(store, &net.id, container_id, &record)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| match ctx.serves(&net) {
+        true => ctx.sync_names(),
+        false => Ok(()),
+    });
+    if let Err(e) = done {
+        let _ = drv.leave(&net, &record, Some(sandbox));
+        let _ = drop_lease(ctx, &net.id, container_id);
+        return Err(e);
     }
     Ok(settings(&net, &record))
 }
 
-/// Forgets bridge leases whose sandbox is gone: their holder was killed (kill -9) before it could
-/// release them. A live endpoint always has its sandbox file, which is made before the lease and
-/// removed after it, so this never drops a lease in use.
-pub(crate) fn drop_stale(root: &Path, net: &mut Network) -> bool {
-    let before = net.endpoints.len();
-    net.endpoints
-        .retain(|cid, ep| ep.host_veth.is_empty() || sandbox::netns_path(root, cid).exists());
-    before != net.endpoints.len()
-}
-
-fn drop_lease(
+fn update_endpoint(
     store: &Store,
     network_id: &str,
     container_id: &str,
+    rec: &EndpointRecord,
+) -> Result<()> {
+    let _lock = store.lock(network_id)?;
+    let mut net = store.load(network_id)?;
+    net.endpoints.insert(container_id.to_string(), rec.clone());
+    store.save(&net)
+}
+
+/// Forgets leases whose sandbox is gone: their holder was killed (kill -9) before it could
+/// release them; the driver releases what they held outside the sandbox. A live endpoint always
+/// has its sandbox file, which is made before the lease and removed after it, so this never
+/// drops a lease in use. Endpoints of host-namespace networks have no sandbox and are kept.
+pub(crate) fn drop_stale(ctx: &Context, net: &mut Network) -> bool {
+    let Ok(drv) = ctx.driver(net) else {
+        return false;
+    };
+    if drv.caps().namespace == Namespace::Host {
+        return false;
+    }
+    let stale: Vec<String> = net
+        .endpoints
+        .keys()
+        .filter(|cid| !sandbox::netns_path(ctx.root(), cid).exists())
+        .cloned()
+        .collect();
+    for cid in &stale {
+        if let Some(ep) = net.endpoints.remove(cid) {
+            if let Err(e) = drv.release(net, &ep) {
+                tracing::warn!(container = %cid, network = %net.name, "releasing endpoint: {e}");
+            }
+        }
+    }
+    !stale.is_empty()
+}
+
+fn drop_lease(
+    ctx: &Context,
+    network_id: &str,
+    container_id: &str,
 ) -> Result<Option<EndpointRecord>> {
+    let store = &ctx.store;
     let _lock = store.lock(network_id)?;
     let mut net = store.load(network_id)?;
     let rec = net.endpoints.remove(container_id);
@@ -218,8 +271,8 @@ fn drop_lease(
     Ok(rec)
 }
 
-pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> {
-    let store = Store::new(root);
+pub(crate) fn disconnect(ctx: &Context, container_id: &str, network: &str) -> Result<()> {
+    let store = &ctx.store;
     let net = store.find(network)?;
     let Some(rec) = net.endpoints.get(container_id).cloned() else {
         return Err(Error::Conflict(format!(
@@ -227,37 +280,41 @@ pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> 
             net.name
         )));
     };
+    let drv = ctx.driver(&net)?;
     let mut errors = Errors::default();
-    errors.check(crate::ports::left_network(root, container_id, &net.id));
-    if sandbox::netns_path(root, container_id).exists() && !rec.host_veth.is_empty() {
-        errors.check(driver::for_network(&net).and_then(|d| d.leave(&net, &rec)));
+    errors.check(crate::ports::left_network(ctx, container_id, &net.id));
+    if let Some(sandbox) = Sandbox::open(ctx.root(), container_id) {
+        errors.check(drv.leave(&net, &rec, Some(&sandbox)));
     }
-    errors.check(drop_lease(&store, &net.id, container_id));
-    if crate::dns::serves(&net) {
-        errors.check(crate::dns::sync(root));
+    errors.check(drv.release(&net, &rec));
+    errors.check(drop_lease(ctx, &net.id, container_id));
+    if ctx.serves(&net) {
+        errors.check(ctx.sync_names());
     }
     if rec.default_route {
-        errors.check(hand_over_default_route(&store, container_id));
+        errors.check(hand_over_default_route(ctx, container_id));
     }
     errors.into_result()
 }
 
-/// After the network carrying the default route left, the first remaining external bridge
-/// network of the container takes it over, as Docker does.
-fn hand_over_default_route(store: &Store, container_id: &str) -> Result<()> {
-    let Some(sandbox) = Sandbox::open(store.root(), container_id) else {
+/// After the network carrying the default route left, the first remaining external network of
+/// the container whose driver gives default routes takes it over, as Docker does.
+fn hand_over_default_route(ctx: &Context, container_id: &str) -> Result<()> {
+    let store = &ctx.store;
+    let Some(sandbox) = Sandbox::open(ctx.root(), container_id) else {
         return Ok(());
     };
     let nets = store.list()?;
     let mut mine = container_endpoints(&nets, container_id);
     mine.sort_by(|a, b| a.1.interface.cmp(&b.1.interface));
-    let Some((net, ep)) = mine
-        .into_iter()
-        .find(|(n, e)| n.driver == "bridge" && !n.internal && e.ip.is_some())
-    else {
+    let candidate = mine.into_iter().find_map(|(n, e)| {
+        let drv = ctx.driver(&n).ok()?;
+        (drv.caps().default_route && !n.internal && e.ip.is_some()).then_some((n, e, drv))
+    });
+    let Some((net, ep, drv)) = candidate else {
         return Ok(());
     };
-    crate::driver::bridge::take_default_route(&net, &ep, &sandbox)?;
+    drv.set_default_route(&net, &ep, &sandbox)?;
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;
     if let Some(e) = net.endpoints.get_mut(container_id) {
@@ -267,30 +324,147 @@ fn hand_over_default_route(store: &Store, container_id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn release(root: &Path, container_id: &str) -> Result<()> {
-    let store = Store::new(root);
+/// Leaves every network and removes the sandbox; keeps going past errors, idempotent.
+pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
     let mut errors = Errors::default();
-    errors.check(crate::ports::unpublish(root, container_id));
+    errors.check(crate::ports::unpublish(ctx, container_id));
     let mut named = false;
-    if let Some(nets) = errors.check(store.list()) {
-        for (net, _) in container_endpoints(&nets, container_id) {
-            named |= crate::dns::serves(&net);
-            errors.check(drop_lease(&store, &net.id, container_id));
+    if let Some(nets) = errors.check(ctx.store.list()) {
+        for (net, ep) in container_endpoints(&nets, container_id) {
+            named |= ctx.serves(&net);
+            errors.check(ctx.driver(&net).and_then(|d| d.release(&net, &ep)));
+            errors.check(drop_lease(ctx, &net.id, container_id));
         }
     }
-    errors.check(sandbox::remove(root, container_id));
+    errors.check(sandbox::remove(ctx.root(), container_id));
     if named {
-        errors.check(crate::dns::sync(root));
+        errors.check(ctx.sync_names());
     }
     errors.into_result()
 }
 
-pub fn endpoints(root: &Path, container_id: &str) -> Result<Vec<EndpointSettings>> {
-    let nets = Store::new(root).list()?;
+pub fn endpoints(store: &Store, container_id: &str) -> Result<Vec<EndpointSettings>> {
+    let nets = store.list()?;
     let mut eps: Vec<_> = container_endpoints(&nets, container_id)
         .iter()
         .map(|(n, e)| settings(n, e))
         .collect();
     eps.sort_by(|a, b| a.interface.cmp(&b.interface));
     Ok(eps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::Root;
+
+    fn req(network: &str, name: &str) -> EndpointRequest {
+        EndpointRequest {
+            network: network.into(),
+            container_name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_join_gives_the_lease_back() {
+        let r = Root::new();
+        let net = r.network("n1", "10.180.1.0/24");
+        let sb = r.sandbox("c1");
+        r.driver.fail("join");
+        let e = connect(&r.ctx(), "c1", &sb, &req("n1", "web")).unwrap_err();
+        assert!(e.to_string().contains("join failed"), "{e}");
+        assert!(r.endpoints(&net).is_empty(), "lease left");
+        assert!(r.log.has("join n1"));
+        // The lease is free again: the next container gets the first address.
+        r.driver.fail.lock().unwrap().clear();
+        let s = connect(&r.ctx(), "c1", &sb, &req("n1", "web")).unwrap();
+        assert_eq!(s.ip_address, "10.180.1.2");
+        assert_eq!(s.interface, "eth0");
+        let ep = &r.endpoints(&net)["c1"];
+        assert!(
+            ep.default_route,
+            "the first network gives the default route"
+        );
+        assert_eq!(
+            ep.host_veth, "rec-n1",
+            "the driver named its link before the lease"
+        );
+    }
+
+    #[test]
+    fn a_failed_name_sync_undoes_the_join() {
+        let r = Root::new();
+        r.driver.set_caps(|c| c.dns = true);
+        let net = r.network("n1", "10.180.2.0/24");
+        let sb = r.sandbox("c1");
+        *r.names_fail.lock().unwrap() = true;
+        assert!(connect(&r.ctx(), "c1", &sb, &req("n1", "web")).is_err());
+        assert_eq!(r.log.calls(), ["join n1", "sync_names", "leave n1"]);
+        assert!(r.endpoints(&net).is_empty(), "lease left");
+    }
+
+    #[test]
+    fn exclusive_networks_refuse_company_and_ip_requests_are_checked() {
+        let r = Root::new();
+        r.network("n1", "10.180.3.0/24");
+        let none = crate::driver::null::network();
+        r.store().save(&none).unwrap();
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "web")).unwrap();
+        let e = connect(&r.ctx(), "c1", &sb, &req("none", "web")).unwrap_err();
+        assert!(e.to_string().contains("cannot join network none"), "{e}");
+        let sb2 = r.sandbox("c2");
+        let mut bad = req("n1", "db");
+        bad.ip = Some("fd00::1".parse().unwrap());
+        let e = connect(&r.ctx(), "c2", &sb2, &bad).unwrap_err();
+        assert_eq!(e.to_string(), "invalid IPv4 address: fd00::1");
+        bad.ip = Some("10.180.3.2".parse().unwrap());
+        let e = connect(&r.ctx(), "c2", &sb2, &bad).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
+        assert!(
+            !r.log.has("join none"),
+            "nothing wired for refused requests"
+        );
+    }
+
+    #[test]
+    fn disconnect_hands_the_default_route_to_the_next_network() {
+        let r = Root::new();
+        let (n1, n2) = (
+            r.network("n1", "10.180.4.0/24"),
+            r.network("n2", "10.180.5.0/24"),
+        );
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "web")).unwrap();
+        let s2 = connect(&r.ctx(), "c1", &sb, &req("n2", "web")).unwrap();
+        assert_eq!(s2.interface, "eth1");
+        assert!(!r.endpoints(&n2)["c1"].default_route);
+        disconnect(&r.ctx(), "c1", "n1").unwrap();
+        let calls = r.log.calls();
+        let at = |c: &str| calls.iter().position(|x| x == c).unwrap();
+        assert!(at("leave n1") < at("set_default_route n2"), "{calls:?}");
+        assert!(r.log.has("release n1 web"));
+        assert!(r.endpoints(&n1).is_empty());
+        assert!(r.endpoints(&n2)["c1"].default_route, "not recorded");
+    }
+
+    #[test]
+    fn release_and_crash_repair_call_the_driver() {
+        let r = Root::new();
+        let net = r.network("n1", "10.180.6.0/24");
+        for (id, name) in [("c1", "a"), ("c2", "b")] {
+            let sb = r.sandbox(id);
+            connect(&r.ctx(), id, &sb, &req("n1", name)).unwrap();
+        }
+        release(&r.ctx(), "c1").unwrap();
+        assert!(r.log.has("release n1 a"));
+        assert!(!r.path().join("netns/c1").exists());
+        // c2's holder was killed: its sandbox file is gone, its lease is still recorded.
+        std::fs::remove_file(r.path().join("netns/c2")).unwrap();
+        let mut n = r.store().load(&net.id).unwrap();
+        assert!(drop_stale(&r.ctx(), &mut n));
+        assert!(r.log.has("release n1 b"));
+        assert!(n.endpoints.is_empty());
+    }
 }

@@ -26,8 +26,12 @@ pub enum Error {
     },
     #[error(transparent)]
     State(#[from] statefile::Error),
-    #[error("iptables: {0}")]
-    Firewall(String),
+    /// A firewall backend refused or failed an operation.
+    #[error("{backend}: {message}")]
+    Firewall {
+        backend: &'static str,
+        message: String,
+    },
     /// Several errors from a teardown that kept going.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),

@@ -4,8 +4,11 @@
 //! API CONTRACT used by `runtime` (the net owner implements and may extend, keeping these):
 //! - `Sandbox::create(root, container_id)`  new netns bind-mounted at `<root>/netns/<id>`, `lo` up
 //! - `Sandbox::path()`                      what the OCI spec's network namespace joins by path
+//! - `attachment(root, network)` -> `(Network, Caps)`: the network a `--network` value names and
+//!   how a container joins it (`Caps::namespace`: host's, an empty sandbox, or joined)
 //! - `connect(root, container_id, &sandbox, &EndpointRequest)` -> `EndpointSettings`
-//!   (IPAM lease, veth with its peer created inside the sandbox, addresses, routes, rules)
+//!   (IPAM lease, then the driver joins the sandbox: for a bridge a veth with its peer created
+//!   inside the sandbox, addresses, routes, rules)
 //! - `disconnect(root, container_id, network)`  leave one network
 //! - `release(root, container_id)`  leave every network and remove the sandbox; keeps going past
 //!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
@@ -15,6 +18,9 @@
 //!   host ports (the caller holds the `Reservation` while the container runs), record them in
 //!   `<root>/ports/<id>.json` and install the DNAT rules; `unpublish(root, container_id)`;
 //!   `published(root, container_id)`. `release` unpublishes too, so crash repair removes them.
+//!   `reclaim(root, container_id)` -> `(Vec<PortBinding>, Reservation)`: binds the recorded
+//!   host ports again for a new holder after the old one died (a monitor adopting a running
+//!   container); a port taken meanwhile is dropped with its rules.
 //!   TCP on `[::1]` goes through a proxy process that `publish` starts (on the caller's main
 //!   thread: it dies with it) and `unpublish` stops: `port_proxy` is its body.
 //!
@@ -22,33 +28,40 @@
 //!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
 //!   they return; `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
 //!
-//! Also for the CLI: `manage::{create, remove, prune, reload, inspect}` (`rbox network ...`),
+//! Also for the CLI: `manage::{create, remove, prune, reload}` (`rbox network ...`),
 //! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
-//! `system prune`), `Store` (list/find networks).
+//! `system prune`), `Store` (list/find networks), `docker` (Docker's JSON and column shapes),
+//! `firewall::select` (the process's firewall backend, from `--firewall`).
 //!
 //! Every public function leaves no thread behind (netlink runs on a current_thread runtime that
 //! is dropped before returning; helper threads are joined): libcontainer forks with raw clone3.
 //! Files: `<root>/networks/<id>.json` (definition + leases), `<root>/netns/<id>` (sandboxes),
-//! `<root>/locks/network*.lock`; iptables chains RBOX-* are shared by all roots on the host.
+//! `<root>/locks/network*.lock`; firewall rules (iptables chains RBOX-*) are shared by all roots
+//! on the host.
 
 mod conntrack;
+mod context;
 pub mod dns;
+pub mod docker;
 pub mod driver;
 mod endpoint;
 mod error;
+#[cfg(test)]
+mod fakes;
 pub mod firewall;
 pub mod ipam;
 pub mod manage;
 mod netlink;
 pub mod network;
 pub mod ports;
-mod portspec;
 mod proxy;
 mod sandbox;
 
 use std::net::IpAddr;
 use std::path::Path;
 
+use context::Context;
+pub use driver::{Caps, Namespace};
 pub use error::{Error, Result};
 pub use manage::CreateOptions;
 pub use network::{Network, Store};
@@ -102,19 +115,27 @@ pub fn connect(
     sandbox: &Sandbox,
     req: &EndpointRequest,
 ) -> Result<EndpointSettings> {
-    endpoint::connect(root, container_id, sandbox, req)
+    endpoint::connect(&Context::new(root)?, container_id, sandbox, req)
 }
 
 pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> {
-    endpoint::disconnect(root, container_id, network)
+    endpoint::disconnect(&Context::new(root)?, container_id, network)
 }
 
 pub fn release(root: &Path, container_id: &str) -> Result<()> {
-    endpoint::release(root, container_id)
+    endpoint::release(&Context::new(root)?, container_id)
 }
 
 pub fn endpoints(root: &Path, container_id: &str) -> Result<Vec<EndpointSettings>> {
-    endpoint::endpoints(root, container_id)
+    endpoint::endpoints(&Store::new(root), container_id)
+}
+
+/// The network a `--network` value names and what its driver can do: the runtime's way to tell
+/// a host-namespace or empty sandbox from a joined one.
+pub fn attachment(root: &Path, network: &str) -> Result<(Network, Caps)> {
+    let net = Store::new(root).find(network)?;
+    let caps = driver::driver(&net.driver)?.caps();
+    Ok((net, caps))
 }
 
 pub fn publish(
@@ -122,11 +143,15 @@ pub fn publish(
     container_id: &str,
     specs: &[PortSpec],
 ) -> Result<(Vec<PortBinding>, Reservation)> {
-    ports::publish(root, container_id, specs)
+    ports::publish(&Context::new(root)?, container_id, specs)
+}
+
+pub fn reclaim(root: &Path, container_id: &str) -> Result<(Vec<PortBinding>, Reservation)> {
+    ports::reclaim(&Context::new(root)?, container_id)
 }
 
 pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
-    ports::unpublish(root, container_id)
+    ports::unpublish(&Context::new(root)?, container_id)
 }
 
 /// Body of the hidden `rbox network port-proxy --to ADDR` that `publish` starts for a `[::1]`

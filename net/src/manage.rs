@@ -1,16 +1,15 @@
-//! Network lifecycle for `rbox network create/rm/prune/reload/inspect`.
+//! Network lifecycle for `rbox network create/rm/prune/reload` and `system prune`: the generic
+//! checks (name, IPAM pools, overlaps) here, everything driver-specific behind `Driver`.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 use ipnetwork::Ipv4Network;
-use serde_json::{json, Value};
 
-use crate::driver::{self, bridge};
+use crate::context::Context;
+use crate::driver::Ipam;
 use crate::error::{Error, Errors, Result};
-use crate::firewall;
-use crate::ipam::{self, IpamRequest};
+use crate::ipam::{self, Ipam6Config, IpamConfig, IpamRequest};
 use crate::network::*;
 
 /// `network create`'s flags.
@@ -47,27 +46,12 @@ fn parse_net(s: &str, what: &str) -> Result<Ipv4Network> {
         .map_err(|_| Error::Invalid(format!("invalid {what} {s}: invalid CIDR address")))
 }
 
-fn parse_bool(v: &str, key: &str) -> Result<bool> {
-    v.parse().map_err(|_| {
-        Error::Invalid(format!(
-            "invalid value {v:?} for option {key}: expected true or false"
-        ))
+fn parse_gateway<T: std::str::FromStr>(g: Option<&str>) -> Result<Option<T>> {
+    g.map(|g| {
+        g.parse()
+            .map_err(|_| Error::Invalid(format!("invalid gateway address {g}")))
     })
-}
-
-/// Linux interface names: 1-15 bytes, no '/', ':' or whitespace.
-fn check_ifname(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 15
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(Error::Invalid(format!(
-            "invalid bridge name {name:?}: 1 to 15 characters, no '/', ':' or spaces"
-        )));
-    }
-    Ok(())
+    .transpose()
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -87,120 +71,163 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Validates everything, then makes the bridge, the rules and the state file; rolls all of it
-/// back on failure. Returns the new network.
+fn pool_overlap(other: &Network) -> Error {
+    Error::Conflict(format!(
+        "invalid pool request: Pool overlaps with other one on this address space (network {})",
+        other.name
+    ))
+}
+
+/// What `network create` asked of IPAM, checked but not yet placed among the other networks.
+struct PoolRequest {
+    subnet: Option<Ipv4Network>,
+    req: IpamRequest,
+    ipv6: bool,
+    subnet6: Option<ipnetwork::Ipv6Network>,
+    gateway6: Option<std::net::Ipv6Addr>,
+}
+
+impl PoolRequest {
+    fn parse(opts: &CreateOptions) -> Result<PoolRequest> {
+        if let Some(d) = &opts.ipam_driver {
+            if d != "default" {
+                return Err(Error::Invalid(format!(
+                    "could not find IPAM driver {d}: plugin not found"
+                )));
+            }
+        }
+        if !opts.ipv6 && (opts.subnet6.is_some() || opts.gateway6.is_some()) {
+            return Err(Error::Invalid(
+                "an IPv6 subnet or gateway needs --ipv6".into(),
+            ));
+        }
+        let subnet6 = opts
+            .subnet6
+            .as_deref()
+            .map(|s| {
+                s.parse::<ipnetwork::Ipv6Network>().map_err(|_| {
+                    Error::Invalid(format!("invalid subnet {s}: invalid CIDR address"))
+                })
+            })
+            .transpose()?;
+        let gateway6 = parse_gateway(opts.gateway6.as_deref())?;
+        let gateway = parse_gateway(opts.gateway.as_deref())?;
+        let ip_range = opts
+            .ip_range
+            .as_deref()
+            .map(|r| parse_net(r, "ip-range"))
+            .transpose()?;
+        let mut aux = BTreeMap::new();
+        for a in &opts.aux_addresses {
+            let (k, v) = kv(a, "aux-address")?;
+            let ip = v
+                .parse()
+                .map_err(|_| Error::Invalid(format!("invalid aux-address {a}")))?;
+            aux.insert(k, ip);
+        }
+        let req = IpamRequest {
+            subnet: None,
+            gateway,
+            ip_range,
+            aux,
+        };
+        let subnet = opts
+            .subnet
+            .as_deref()
+            .map(|s| parse_net(s, "subnet"))
+            .transpose()?;
+        if subnet.is_none()
+            && (req.gateway.is_some() || req.ip_range.is_some() || !req.aux.is_empty())
+        {
+            return Err(Error::Invalid(
+                "--gateway, --ip-range and --aux-address need --subnet".into(),
+            ));
+        }
+        Ok(PoolRequest {
+            subnet,
+            req,
+            ipv6: opts.ipv6,
+            subnet6,
+            gateway6,
+        })
+    }
+
+    /// The pools among `existing` networks: the requested subnets if free, else the first
+    /// default pool that overlaps no network and no route of the host.
+    fn place(self, existing: &[Network]) -> Result<(IpamConfig, Option<Ipam6Config>)> {
+        let cfg = match self.subnet {
+            Some(s) => {
+                let cfg = ipam::configure(s, &self.req)?;
+                if let Some(o) = existing.iter().find(|n| {
+                    n.ipam
+                        .as_ref()
+                        .is_some_and(|i| ipam::overlaps(&i.subnet, &cfg.subnet))
+                }) {
+                    return Err(pool_overlap(o));
+                }
+                cfg
+            }
+            None => {
+                let mut taken: Vec<Ipv4Network> = existing
+                    .iter()
+                    .filter_map(|n| n.ipam.as_ref().map(|i| i.subnet))
+                    .collect();
+                taken.extend(crate::netlink::host_routes()?);
+                ipam::configure(ipam::pick_subnet(&taken)?, &self.req)?
+            }
+        };
+        if !self.ipv6 {
+            return Ok((cfg, None));
+        }
+        let cfg6 = ipam::configure6(self.subnet6.unwrap_or_else(ipam::random_ula), self.gateway6)?;
+        let clash = existing.iter().find(|n| {
+            n.ipam6.as_ref().is_some_and(|i| {
+                i.subnet.contains(cfg6.subnet.network()) || cfg6.subnet.contains(i.subnet.network())
+            })
+        });
+        if let Some(o) = clash {
+            return Err(pool_overlap(o));
+        }
+        Ok((cfg, Some(cfg6)))
+    }
+}
+
+/// Validates everything, then makes the network's kernel side, its rules and its state file;
+/// rolls all of it back on failure. Returns the new network.
 pub fn create(root: &Path, opts: &CreateOptions) -> Result<Network> {
+    create_in(&Context::new(root)?, opts)
+}
+
+pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> {
     check_name(&opts.name)?;
-    let driver_name = opts.driver.clone().unwrap_or_else(|| "bridge".into());
-    if driver_name != "bridge" {
-        driver::driver(&driver_name)?;
+    let driver_name = opts
+        .driver
+        .as_deref()
+        .unwrap_or(crate::driver::bridge::Bridge::NAME);
+    let drv = ctx.driver_named(driver_name)?;
+    let caps = drv.caps();
+    if caps.exclusive {
         return Err(Error::Invalid(format!(
             "only one instance of \"{driver_name}\" network is allowed"
         )));
     }
-    if let Some(d) = &opts.ipam_driver {
-        if d != "default" {
-            return Err(Error::Invalid(format!(
-                "could not find IPAM driver {d}: plugin not found"
-            )));
-        }
-    }
-    if !opts.ipv6 && (opts.subnet6.is_some() || opts.gateway6.is_some()) {
-        return Err(Error::Invalid(
-            "an IPv6 subnet or gateway needs --ipv6".into(),
-        ));
-    }
-    let subnet6 = opts
-        .subnet6
-        .as_deref()
-        .map(|s| {
-            s.parse::<ipnetwork::Ipv6Network>()
-                .map_err(|_| Error::Invalid(format!("invalid subnet {s}: invalid CIDR address")))
-        })
-        .transpose()?;
-    let gateway6 = opts
-        .gateway6
-        .as_deref()
-        .map(|g| {
-            g.parse()
-                .map_err(|_| Error::Invalid(format!("invalid gateway address {g}")))
-        })
-        .transpose()?;
+    let pools = PoolRequest::parse(opts)?;
     let mut options = BTreeMap::new();
-    let (mut bridge_name, mut icc, mut masq, mut mtu) = (None, true, true, None);
     for o in &opts.options {
         let (k, v) = kv(o, "option")?;
-        match k.as_str() {
-            OPT_BRIDGE_NAME => {
-                check_ifname(&v)?;
-                bridge_name = Some(v.clone());
-            }
-            OPT_ICC => icc = parse_bool(&v, &k)?,
-            OPT_MASQUERADE => masq = parse_bool(&v, &k)?,
-            OPT_HOST_BINDING => {
-                v.parse::<Ipv4Addr>()
-                    .map_err(|_| Error::Invalid(format!("invalid host binding address {v}")))?;
-            }
-            OPT_MTU => {
-                let m: u32 = v
-                    .parse()
-                    .map_err(|_| Error::Invalid(format!("invalid MTU {v:?}")))?;
-                if !(68..=65535).contains(&m) {
-                    return Err(Error::Invalid(format!(
-                        "invalid MTU {m}: must be between 68 and 65535"
-                    )));
-                }
-                mtu = Some(m);
-            }
-            _ => return Err(Error::Invalid(format!("unknown bridge driver option {k}"))),
-        }
         options.insert(k, v);
     }
-    let mut labels = BTreeMap::new();
+    let mut net = Network::new(&opts.name, driver_name, options);
+    net.driver_opts = drv.parse_options(&net.id, &net.options)?;
     for l in &opts.labels {
         let (k, v) = kv(l, "label")?;
-        labels.insert(k, v);
+        net.labels.insert(k, v);
     }
-    let gateway = opts
-        .gateway
-        .as_deref()
-        .map(|g| {
-            g.parse()
-                .map_err(|_| Error::Invalid(format!("invalid gateway address {g}")))
-        })
-        .transpose()?;
-    let ip_range = opts
-        .ip_range
-        .as_deref()
-        .map(|r| parse_net(r, "ip-range"))
-        .transpose()?;
-    let mut aux = BTreeMap::new();
-    for a in &opts.aux_addresses {
-        let (k, v) = kv(a, "aux-address")?;
-        let ip = v
-            .parse()
-            .map_err(|_| Error::Invalid(format!("invalid aux-address {a}")))?;
-        aux.insert(k, ip);
-    }
-    let req = IpamRequest {
-        subnet: None,
-        gateway,
-        ip_range,
-        aux,
-    };
-    let subnet = opts
-        .subnet
-        .as_deref()
-        .map(|s| parse_net(s, "subnet"))
-        .transpose()?;
-    if subnet.is_none() && (req.gateway.is_some() || req.ip_range.is_some() || !req.aux.is_empty())
-    {
-        return Err(Error::Invalid(
-            "--gateway, --ip-range and --aux-address need --subnet".into(),
-        ));
-    }
+    net.internal = opts.internal;
+    net.attachable = opts.attachable;
+    net.enable_ipv6 = opts.ipv6;
 
-    let store = Store::new(root);
+    let store = &ctx.store;
     store.ensure_defaults()?;
     let _lock = store.lock_all()?;
     let existing = store.list()?;
@@ -210,85 +237,15 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Network> {
             opts.name
         )));
     }
-    let used: Vec<Ipv4Network> = existing
-        .iter()
-        .filter_map(|n| n.ipam.as_ref().map(|i| i.subnet))
-        .collect();
-    let cfg = match subnet {
-        Some(s) => {
-            let cfg = ipam::configure(s, &req)?;
-            if let Some(o) = existing.iter().find(|n| {
-                n.ipam
-                    .as_ref()
-                    .is_some_and(|i| ipam::overlaps(&i.subnet, &cfg.subnet))
-            }) {
-                return Err(Error::Conflict(format!(
-                    "invalid pool request: Pool overlaps with other one on this address space (network {})",
-                    o.name
-                )));
-            }
-            cfg
-        }
-        None => {
-            let mut taken = used.clone();
-            taken.extend(bridge::host_routes()?);
-            ipam::configure(ipam::pick_subnet(&taken)?, &req)?
-        }
-    };
-    let ipam6 = if opts.ipv6 {
-        let cfg = ipam::configure6(subnet6.unwrap_or_else(ipam::random_ula), gateway6)?;
-        let clash = existing.iter().find(|n| {
-            n.ipam6.as_ref().is_some_and(|i| {
-                i.subnet.contains(cfg.subnet.network()) || cfg.subnet.contains(i.subnet.network())
-            })
-        });
-        if let Some(o) = clash {
-            return Err(Error::Conflict(format!(
-                "invalid pool request: Pool overlaps with other one on this address space (network {})",
-                o.name
-            )));
-        }
-        Some(cfg)
-    } else {
-        None
-    };
-    let id = new_id();
-    // Linux caps interface names at 15 bytes, so "rbox-" leaves room for 10 hex digits of the id
-    // (Docker's "br-" takes 12).
-    let bridge_name = bridge_name.unwrap_or_else(|| format!("rbox-{}", &id[..10]));
-    if existing.iter().any(|n| n.bridge == bridge_name) {
-        return Err(Error::Conflict(format!(
-            "bridge name {bridge_name} is used by another network"
-        )));
+    if caps.ipam == Ipam::Local {
+        let (cfg, cfg6) = pools.place(&existing)?;
+        net.ipam = Some(cfg);
+        net.ipam6 = cfg6;
     }
-    if bridge::link_exists(&bridge_name)? {
-        return Err(Error::Conflict(format!(
-            "bridge name {bridge_name} is used by another network on this host"
-        )));
-    }
-    let net = Network {
-        id,
-        name: opts.name.clone(),
-        driver: driver_name,
-        created: now(),
-        internal: opts.internal,
-        attachable: opts.attachable,
-        enable_ipv6: opts.ipv6,
-        ipam: Some(cfg),
-        ipam6,
-        options,
-        labels,
-        bridge: bridge_name,
-        mtu,
-        icc,
-        masquerade: masq,
-        default: false,
-        endpoints: BTreeMap::new(),
-    };
-    let drv = driver::for_network(&net)?;
-    drv.create_network(&net)?;
+    drv.check(&net, &existing)?;
+    drv.create_network(&net, ctx.fw)?;
     if let Err(e) = store.save(&net) {
-        let _ = drv.delete_network(&net);
+        let _ = drv.delete_network(&net, ctx.fw);
         return Err(e);
     }
     Ok(net)
@@ -296,7 +253,11 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Network> {
 
 /// `network rm`: refused for predefined networks and while endpoints exist.
 pub fn remove(root: &Path, key: &str) -> Result<Network> {
-    let store = Store::new(root);
+    remove_in(&Context::new(root)?, key)
+}
+
+pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
+    let store = &ctx.store;
     let net = store.find(key)?;
     if net.is_predefined() {
         return Err(Error::Invalid(format!(
@@ -307,7 +268,7 @@ pub fn remove(root: &Path, key: &str) -> Result<Network> {
     let _all = store.lock_all()?;
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;
-    if crate::endpoint::drop_stale(root, &mut net) {
+    if crate::endpoint::drop_stale(ctx, &mut net) {
         store.save(&net)?;
     }
     if !net.endpoints.is_empty() {
@@ -316,112 +277,124 @@ pub fn remove(root: &Path, key: &str) -> Result<Network> {
             net.name, net.id
         )));
     }
-    driver::for_network(&net)?.delete_network(&net)?;
+    ctx.driver(&net)?.delete_network(&net, ctx.fw)?;
     store.delete(&net.id)?;
     Ok(net)
 }
 
 /// `network prune`: removes user networks without (live) endpoints; returns their names.
 pub fn prune(root: &Path) -> Result<Vec<String>> {
-    let nets = Store::new(root).list()?;
+    let ctx = Context::new(root)?;
+    let nets = ctx.store.list()?;
     let mut removed = Vec::new();
     for n in nets.iter().filter(|n| !n.is_predefined()) {
-        if remove(root, &n.id).is_ok() {
+        if remove_in(&ctx, &n.id).is_ok() {
             removed.push(n.name.clone());
         }
     }
     Ok(removed)
 }
 
-/// Re-applies every bridge network's rules from state, e.g. after `iptables -F`.
+/// Re-applies every network's rules from state, e.g. after `iptables -F`: one batch for all
+/// networks whose kernel side exists, then every container's port rules.
 pub fn reload(root: &Path) -> Result<()> {
-    let nets = Store::new(root).list()?;
-    let live: Vec<&Network> = nets
-        .iter()
-        .filter(|n| n.driver == "bridge" && bridge::link_exists(&n.bridge).unwrap_or(false))
-        .collect();
+    let ctx = Context::new(root)?;
     let mut errors = Errors::default();
-    errors.check(firewall::install(&live));
-    errors.check(crate::ports::reload(root));
+    let mut live = Vec::new();
+    if let Some(nets) = errors.check(ctx.store.list()) {
+        for n in &nets {
+            if let Some(Some(fw)) = errors.check(ctx.driver(n).and_then(|d| d.firewall(n))) {
+                live.push(fw);
+            }
+        }
+    }
+    if !live.is_empty() {
+        errors.check(ctx.fw.install_networks(&live));
+    }
+    errors.check(crate::ports::reload(&ctx));
     // Also brings back a resolver that was killed.
-    errors.check(crate::dns::sync(root));
+    errors.check(ctx.sync_names());
     errors.into_result()
 }
 
 /// Removes every kernel object of the root's networks (bridges, rules), keeping the state:
 /// for `system prune` and test cleanup. The default bridge comes back on first use.
 pub fn teardown(root: &Path) -> Result<()> {
+    let ctx = Context::new(root)?;
     let mut errors = Errors::default();
     errors.check(crate::dns::stop(root));
-    errors.check(crate::ports::teardown(root));
-    if let Some(nets) = errors.check(Store::new(root).list()) {
-        for n in nets.iter().filter(|n| n.driver == "bridge") {
-            errors.check(driver::for_network(n).and_then(|d| d.delete_network(n)));
+    errors.check(crate::ports::teardown(&ctx));
+    if let Some(nets) = errors.check(ctx.store.list()) {
+        for n in &nets {
+            errors.check(ctx.driver(n).and_then(|d| d.delete_network(n, ctx.fw)));
         }
     }
     errors.into_result()
 }
 
-/// Docker's `network inspect` JSON for `net`.
-pub fn inspect(net: &Network) -> Value {
-    let config: Vec<Value> = net
-        .ipam
-        .iter()
-        .map(|c| {
-            let mut v = json!({"Subnet": c.subnet.to_string(), "Gateway": c.gateway.to_string()});
-            if let Some(r) = c.ip_range {
-                v["IPRange"] = json!(r.to_string());
-            }
-            if !c.aux.is_empty() {
-                let aux: BTreeMap<_, _> = c
-                    .aux
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_string()))
-                    .collect();
-                v["AuxiliaryAddresses"] = json!(aux);
-            }
-            v
-        })
-        .chain(
-            net.ipam6
-                .iter()
-                .map(|c| json!({"Subnet": c.subnet.to_string(), "Gateway": c.gateway.to_string()})),
-        )
-        .collect();
-    let containers: BTreeMap<_, _> = net
-        .endpoints
-        .iter()
-        .map(|(id, e)| {
-            let ipv4 = match (e.ip, &net.ipam) {
-                (Some(ip), Some(c)) => format!("{ip}/{}", c.subnet.prefix()),
-                _ => String::new(),
-            };
-            let ipv6 = match (e.ip6, &net.ipam6) {
-                (Some(ip), Some(c)) => format!("{ip}/{}", c.subnet.prefix()),
-                _ => String::new(),
-            };
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{RecordingDriver, Root};
+
+    fn opts(name: &str, subnet: &str) -> CreateOptions {
+        CreateOptions {
+            name: name.into(),
+            driver: Some(RecordingDriver::NAME.into()),
+            subnet: Some(subnet.into()),
+            ..Default::default()
+        }
+    }
+
+    fn files(r: &Root) -> usize {
+        std::fs::read_dir(r.path().join("networks"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    }
+
+    #[test]
+    fn create_validates_before_making_anything_and_rolls_back() {
+        let r = Root::new();
+        let ok = create_in(&r.ctx(), &opts("n1", "10.180.10.0/24")).unwrap();
+        assert_eq!(ok.ipam.as_ref().unwrap().gateway.to_string(), "10.180.10.1");
+        assert_eq!(
+            r.log.calls(),
+            ["check n1", "create_network n1", "install_networks rec-n1"]
+        );
+        let mut bad_opt = opts("n2", "10.180.11.0/24");
+        bad_opt.options = vec!["bogus=1".into()];
+        let mut exclusive = opts("n3", "10.180.12.0/24");
+        exclusive.driver = Some("null".into());
+        let mut no_plugin = opts("n4", "10.180.13.0/24");
+        no_plugin.driver = Some("overlay9".into());
+        for (o, want) in [
+            (bad_opt, "unknown recording driver option bogus"),
             (
-                id.clone(),
-                json!({"Name": e.container_name, "EndpointID": e.endpoint_id, "MacAddress": e.mac,
-                       "IPv4Address": ipv4, "IPv6Address": ipv6}),
-            )
-        })
-        .collect();
-    json!({
-        "Name": net.name,
-        "Id": net.id,
-        "Created": net.created,
-        "Scope": "local",
-        "Driver": net.driver,
-        "EnableIPv6": net.enable_ipv6,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
-        "Internal": net.internal,
-        "Attachable": net.attachable,
-        "Ingress": false,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false,
-        "Containers": containers,
-        "Options": net.options,
-        "Labels": net.labels,
-    })
+                exclusive,
+                "only one instance of \"null\" network is allowed",
+            ),
+            (no_plugin, "plugin not found"),
+            (
+                opts("n1", "10.180.14.0/24"),
+                "network with name n1 already exists",
+            ),
+            (opts("n5", "10.180.10.128/25"), "Pool overlaps"),
+            (opts("bad name", "10.180.15.0/24"), "invalid network name"),
+        ] {
+            let e = create_in(&r.ctx(), &o).unwrap_err().to_string();
+            assert!(e.contains(want), "{}: {e}", o.name);
+        }
+        assert_eq!(files(&r), 1);
+        assert_eq!(r.log.calls().len(), 3, "{:?}", r.log.calls());
+        // The driver's failure leaves no state file.
+        r.driver.fail("create_network");
+        assert!(create_in(&r.ctx(), &opts("n6", "10.180.16.0/24")).is_err());
+        assert_eq!(files(&r), 1);
+        // rm asks the driver and the firewall to undo it.
+        remove_in(&r.ctx(), "n1").unwrap();
+        assert!(r.log.has("delete_network n1") && r.log.has("remove_network rec-n1"));
+        assert_eq!(files(&r), 0);
+    }
 }

@@ -4,12 +4,15 @@
 
 use std::fs::File;
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 
 use futures_util::TryStreamExt;
+use ipnetwork::Ipv4Network;
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
-use rtnetlink::Handle;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::error::{io, nl, Error, Result};
 
@@ -69,4 +72,35 @@ pub fn mtu(link: &LinkMessage) -> Option<u32> {
         LinkAttribute::Mtu(m) => Some(*m),
         _ => None,
     })
+}
+
+/// Subnets routed on the host, so new networks do not shadow them (docker0, the LAN, ...).
+pub fn host_routes() -> Result<Vec<Ipv4Network>> {
+    block_on(async {
+        let handle = host_handle()?;
+        let routes: Vec<_> = handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("listing host routes"))?;
+        Ok(routes
+            .into_iter()
+            .filter(|r| r.header.destination_prefix_length > 0)
+            .filter_map(|r| {
+                r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                        Ipv4Network::new(*ip, r.header.destination_prefix_length).ok()
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    })?
+}
+
+/// Whether a link named `name` exists on the host.
+pub fn link_exists(name: &str) -> Result<bool> {
+    block_on(async { Ok(link_by_name(&host_handle()?, name).await?.is_some()) })?
 }

@@ -7,24 +7,17 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use ipnetwork::Ipv4Network;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::driver::{self, Caps, DriverOpts};
 use crate::error::{io, Error, Result};
-use crate::firewall::FwNetwork;
 use crate::ipam::{Ipam6Config, IpamConfig};
 
 pub const DEFAULT_BRIDGE_NAME: &str = "bridge";
-pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
-pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
-pub const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
-pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
-pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
-pub const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
 
 /// One container's endpoint on a network: its lease and the interfaces carrying it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointRecord {
     pub container_name: String,
     pub endpoint_id: String,
@@ -37,7 +30,7 @@ pub struct EndpointRecord {
     /// Name inside the sandbox (eth0, eth1, ...).
     #[serde(default)]
     pub interface: String,
-    /// Host end of the veth.
+    /// The endpoint's link on the host, if its driver makes one (the bridge's veth end).
     #[serde(default)]
     pub host_veth: String,
     #[serde(default)]
@@ -54,6 +47,7 @@ pub struct EndpointRecord {
 pub struct Network {
     pub id: String,
     pub name: String,
+    /// The driver's name: `driver::driver(&net.driver)` is its implementation.
     pub driver: String,
     pub created: String,
     #[serde(default)]
@@ -66,53 +60,60 @@ pub struct Network {
     pub ipam: Option<IpamConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam6: Option<Ipam6Config>,
+    /// `-o` as given (inspect's `Options`); the driver's reading of them is `driver_opts`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Linux bridge carrying the network (bridge driver only).
-    #[serde(default)]
-    pub bridge: String,
-    #[serde(default)]
-    pub mtu: Option<u32>,
-    #[serde(default = "yes")]
-    pub icc: bool,
-    #[serde(default = "yes")]
-    pub masquerade: bool,
     /// The default `bridge` network: `--ip`, aliases and connect-by-name are refused on it.
     #[serde(default)]
     pub default: bool,
+    /// The driver's typed settings.
+    #[serde(default)]
+    pub driver_opts: DriverOpts,
     /// Endpoints by container id.
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointRecord>,
 }
 
-fn yes() -> bool {
-    true
+/// A network's state file as read: today's fields, plus those an older rbox kept elsewhere.
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    net: Network,
+    #[serde(flatten)]
+    legacy: driver::Legacy,
 }
 
 impl Network {
+    /// A network with a new id and no addresses, options or endpoints.
+    pub fn new(name: &str, driver: &str, options: BTreeMap<String, String>) -> Network {
+        Network {
+            id: new_id(),
+            name: name.to_string(),
+            driver: driver.to_string(),
+            created: now(),
+            internal: false,
+            attachable: false,
+            enable_ipv6: false,
+            ipam: None,
+            ipam6: None,
+            options,
+            labels: BTreeMap::new(),
+            default: false,
+            driver_opts: DriverOpts::None,
+            endpoints: BTreeMap::new(),
+        }
+    }
+
+    /// What the network's driver can do; `None` for a driver this rbox does not have.
+    pub fn caps(&self) -> Option<Caps> {
+        driver::driver(&self.driver).ok().map(|d| d.caps())
+    }
+
+    /// The default bridge and the exclusive singletons (host, none).
     pub fn is_predefined(&self) -> bool {
-        self.default || self.driver == "host" || self.driver == "null"
-    }
-
-    pub fn firewall(&self) -> Option<FwNetwork> {
-        self.fw(self.ipam.as_ref()?.subnet.into())
-    }
-
-    pub fn firewall6(&self) -> Option<FwNetwork> {
-        self.fw(self.ipam6.as_ref()?.subnet.into())
-    }
-
-    fn fw(&self, subnet: ipnetwork::IpNetwork) -> Option<FwNetwork> {
-        (self.driver == "bridge").then(|| FwNetwork {
-            short_id: self.id[..12].to_string(),
-            bridge: self.bridge.clone(),
-            subnet,
-            icc: self.icc,
-            masquerade: self.masquerade,
-            internal: self.internal,
-        })
+        self.default || self.caps().is_some_and(|c| c.exclusive)
     }
 }
 
@@ -176,8 +177,7 @@ impl Store {
     }
 
     pub fn load(&self, id: &str) -> Result<Network> {
-        statefile::read_json_opt(&self.file(id))?
-            .ok_or_else(|| Error::NetworkNotFound(id.to_string()))
+        read(&self.file(id))?.ok_or_else(|| Error::NetworkNotFound(id.to_string()))
     }
 
     /// Every network, the predefined ones first, then by name.
@@ -200,7 +200,7 @@ impl Store {
             if name.starts_with('.') || !name.ends_with(".json") {
                 continue;
             }
-            if let Some(n) = statefile::read_json_opt::<Network>(&entry.path())? {
+            if let Some(n) = read(&entry.path())? {
                 nets.push(n);
             }
         }
@@ -221,9 +221,7 @@ impl Store {
         }
     }
 
-    /// Creates the records of `bridge`, `host` and `none` on first use of a root. The default
-    /// bridge's Linux bridge and subnet come from RBOX_DEFAULT_BRIDGE / RBOX_DEFAULT_SUBNET
-    /// (like dockerd's --bridge/--bip) and are recorded here once.
+    /// Creates the records of `bridge`, `host` and `none` on first use of a root.
     pub fn ensure_defaults(&self) -> Result<()> {
         let marker = self.dir().join(".defaults");
         if marker.exists() {
@@ -234,60 +232,137 @@ impl Store {
             return Ok(());
         }
         let existing = self.list_raw()?;
-        let bridge = std::env::var("RBOX_DEFAULT_BRIDGE").unwrap_or_else(|_| "rbox0".into());
-        let subnet = match std::env::var("RBOX_DEFAULT_SUBNET") {
-            Ok(s) => s
-                .parse::<Ipv4Network>()
-                .map_err(|e| Error::Invalid(format!("invalid RBOX_DEFAULT_SUBNET {s}: {e}")))?,
-            Err(_) => {
-                let mut used = crate::driver::bridge::host_routes()?;
-                used.extend(
-                    existing
-                        .iter()
-                        .filter_map(|n| n.ipam.as_ref().map(|i| i.subnet)),
-                );
-                crate::ipam::pick_subnet(&used)?
-            }
-        };
-        let ipam = crate::ipam::configure(subnet, &Default::default())?;
-        let mut options = BTreeMap::new();
-        options.insert(OPT_DEFAULT_BRIDGE.to_string(), "true".to_string());
-        options.insert(OPT_ICC.to_string(), "true".to_string());
-        options.insert(OPT_MASQUERADE.to_string(), "true".to_string());
-        options.insert(OPT_HOST_BINDING.to_string(), "0.0.0.0".to_string());
-        options.insert(OPT_BRIDGE_NAME.to_string(), bridge.clone());
-        let base = |name: &str, driver: &str| Network {
-            id: new_id(),
-            name: name.to_string(),
-            driver: driver.to_string(),
-            created: now(),
-            internal: false,
-            attachable: false,
-            enable_ipv6: false,
-            ipam: None,
-            ipam6: None,
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            bridge: String::new(),
-            mtu: None,
-            icc: true,
-            masquerade: true,
-            default: false,
-            endpoints: BTreeMap::new(),
-        };
-        let default = Network {
-            ipam: Some(ipam),
-            options,
-            bridge,
-            default: true,
-            ..base(DEFAULT_BRIDGE_NAME, "bridge")
-        };
-        for n in [default, base("host", "host"), base("none", "null")] {
+        let used: Vec<_> = existing
+            .iter()
+            .filter_map(|n| n.ipam.as_ref().map(|i| i.subnet))
+            .collect();
+        for n in driver::predefined(&used)? {
             if !existing.iter().any(|e| e.name == n.name) {
                 self.save(&n)?;
             }
         }
         statefile::write_atomic(&marker, b"")?;
         Ok(())
+    }
+}
+
+/// Reads a network's state file, moving what an older rbox stored elsewhere into place.
+fn read(path: &Path) -> Result<Option<Network>> {
+    Ok(statefile::read_json_opt::<Stored>(path)?.map(|s| {
+        let mut net = s.net;
+        s.legacy.migrate(&mut net);
+        net
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::bridge;
+
+    /// A user network and the predefined ones as session 2 wrote them: the bridge's settings
+    /// at the top level, no `driver_opts`.
+    const SESSION2: [(&str, &str); 3] = [
+        (
+            "aaaa",
+            r#"{"id":"aaaa000000000000000000000000000000000000000000000000000000000000",
+            "name":"web","driver":"bridge","created":"2026-11-30T10:00:00.000000000Z",
+            "internal":false,"attachable":false,"enable_ipv6":true,
+            "ipam":{"subnet":"10.180.30.0/24","gateway":"10.180.30.1"},
+            "ipam6":{"subnet":"fd00:180:30::/64","gateway":"fd00:180:30::1"},
+            "options":{"com.docker.network.bridge.name":"rbt-f30",
+                       "com.docker.network.bridge.enable_icc":"false",
+                       "com.docker.network.driver.mtu":"1400",
+                       "com.docker.network.bridge.host_binding_ipv4":"127.0.0.1"},
+            "labels":{"a":"b"},"bridge":"rbt-f30","mtu":1400,"icc":false,"masquerade":true,
+            "default":false,
+            "endpoints":{"c1":{"container_name":"one","endpoint_id":"e1","ip":"10.180.30.2",
+                "ip6":"fd00:180:30::2","mac":"02:42:0a:b4:1e:02","interface":"eth0",
+                "host_veth":"vrb0123456789ab","aliases":["x"],"default_route":true}}}"#,
+        ),
+        (
+            "bbbb",
+            r#"{"id":"bbbb000000000000000000000000000000000000000000000000000000000000",
+            "name":"bridge","driver":"bridge","created":"2026-11-30T10:00:00.000000000Z",
+            "internal":false,"attachable":false,"enable_ipv6":false,
+            "ipam":{"subnet":"10.180.31.0/24","gateway":"10.180.31.1"},
+            "options":{"com.docker.network.bridge.default_bridge":"true",
+                       "com.docker.network.bridge.host_binding_ipv4":"0.0.0.0",
+                       "com.docker.network.bridge.name":"rbt-f31"},
+            "labels":{},"bridge":"rbt-f31","mtu":null,"icc":true,"masquerade":true,
+            "default":true,"endpoints":{}}"#,
+        ),
+        (
+            "cccc",
+            r#"{"id":"cccc000000000000000000000000000000000000000000000000000000000000",
+            "name":"host","driver":"host","created":"2026-11-30T10:00:00.000000000Z",
+            "internal":false,"attachable":false,"enable_ipv6":false,"options":{},"labels":{},
+            "bridge":"","mtu":null,"icc":true,"masquerade":true,"default":false,"endpoints":{}}"#,
+        ),
+    ];
+
+    #[test]
+    fn loads_session_2_network_files() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("networks");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".defaults"), "").unwrap();
+        for (id, json) in SESSION2 {
+            fs::write(dir.join(format!("{id}{}.json", "0".repeat(60))), json).unwrap();
+        }
+        let store = Store::new(root.path());
+        let nets = store.list().unwrap();
+        let by = |name: &str| nets.iter().find(|n| n.name == name).unwrap().clone();
+        let web = by("web");
+        assert_eq!(
+            web.driver_opts,
+            DriverOpts::Bridge(bridge::Options {
+                name: "rbt-f30".into(),
+                mtu: Some(1400),
+                icc: false,
+                masquerade: true,
+                host_binding: Some("127.0.0.1".parse().unwrap()),
+            })
+        );
+        let ep = &web.endpoints["c1"];
+        assert_eq!(ep.ip, Some("10.180.30.2".parse().unwrap()));
+        assert_eq!(
+            (ep.host_veth.as_str(), ep.default_route),
+            ("vrb0123456789ab", true)
+        );
+        assert_eq!(web.labels["a"], "b");
+        assert_eq!(
+            web.ipam6.as_ref().unwrap().gateway.to_string(),
+            "fd00:180:30::1"
+        );
+        let default = by("bridge");
+        assert!(default.default && default.is_predefined());
+        assert_eq!(
+            default.driver_opts,
+            DriverOpts::Bridge(bridge::Options {
+                name: "rbt-f31".into(),
+                mtu: None,
+                icc: true,
+                masquerade: true,
+                host_binding: Some("0.0.0.0".parse().unwrap()),
+            })
+        );
+        let host = by("host");
+        assert_eq!(host.driver_opts, DriverOpts::None);
+        assert!(host.is_predefined());
+        // Predefined first, then by name; saved again, the new form reads back the same.
+        let names: Vec<&str> = nets.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["bridge", "host", "web"]);
+        store.save(&web).unwrap();
+        let again = store.load(&web.id).unwrap();
+        assert_eq!(again.driver_opts, web.driver_opts);
+        assert_eq!(again.endpoints, web.endpoints);
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join(format!("{}.json", web.id))).unwrap())
+                .unwrap();
+        for legacy in ["bridge", "mtu", "icc", "masquerade"] {
+            assert!(v.get(legacy).is_none(), "{legacy} written at the top: {v}");
+        }
+        assert_eq!(v["driver_opts"]["bridge"]["name"], "rbt-f30");
     }
 }

@@ -187,8 +187,18 @@ pub fn serve_main(to: SocketAddr) -> i32 {
     // `ps -C rbox-proxy`, `ss -p`: a name of its own rather than the monitor's "exe".
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"rbox-proxy".as_ptr()) };
+    // SAFETY: getppid has no preconditions.
+    let holder = unsafe { libc::getppid() };
     if let Err(e) = drop_privileges() {
         eprintln!("Error: port proxy: dropping privileges: {e}");
+        return 125;
+    }
+    // Changing the uid cleared the parent-death signal `spawn` set: set it again, and give
+    // up if the holder died in between (nobody would kill this proxy then).
+    // SAFETY: prctl with integer arguments; getppid has no preconditions.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0
+        || unsafe { libc::getppid() } != holder
+    {
         return 125;
     }
     // SAFETY: fd 3 is the socket `spawn` handed over; taken once.

@@ -17,6 +17,8 @@ pub enum Error {
     NotRunning(String),
     #[error("cannot remove container \"/{0}\": container is running: stop the container before removing or force remove")]
     RunningRemove(String),
+    #[error("cannot remove container \"/{0}\": container is restarting: stop the container before removing or force remove")]
+    RestartingRemove(String),
     #[error("container {0} is already running")]
     AlreadyRunning(String),
     /// The command cannot be invoked (Docker's 126).

@@ -27,6 +27,12 @@ pub struct ExecOptions {
 /// Runs `opts.cmd` in the container with this process's stdio; returns its exit code.
 pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     let rec = lifecycle::find(root, key)?;
+    if rec.state.status == crate::record::Status::Restarting {
+        return Err(Error::Invalid(format!(
+            "Container {} is restarting, wait until the container is running",
+            rec.id
+        )));
+    }
     if !rec.running() {
         return Err(Error::Invalid(format!(
             "container {} is not running",
@@ -66,7 +72,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         "cwd": cwd,
         "noNewPrivileges": true,
         "capabilities": {
-            "bounding": spec::DEFAULT_CAPS, "effective": spec::DEFAULT_CAPS, "permitted": spec::DEFAULT_CAPS,
+            "bounding": crate::security::DEFAULT_CAPS, "effective": crate::security::DEFAULT_CAPS, "permitted": crate::security::DEFAULT_CAPS,
         },
     });
     let process_file = paths.dir.join(format!("exec-{}.json", std::process::id()));
@@ -100,10 +106,10 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         };
         let _ = std::io::stdout().flush();
         let pid = builder
-            .with_executor(crate::seccomp::executor(
+            .with_executor(crate::executor::for_container(
                 &paths.root,
                 &rec.settings.security_opt,
-                spec::DEFAULT_CAPS,
+                false,
             )?)
             .as_tenant()
             .with_process(Some(&process_file))
@@ -112,11 +118,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             .map_err(|e| Error::Libcontainer(format!("exec in {}", rec.name), e.to_string()))?;
         let code = match &listener {
             Some(l) => crate::monitor::proxy_tty(pid, tty::receive_master(l)?, opts.interactive),
-            None => match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, c)) => c,
-                Ok(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
-                _ => 255,
-            },
+            None => crate::process::exit_code(waitpid(pid, None).unwrap_or(WaitStatus::StillAlive)),
         };
         Ok(code)
     })();

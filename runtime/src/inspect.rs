@@ -43,22 +43,23 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         })
         .collect();
     // Docker lists exposed-but-unpublished ports as null while running, nothing when stopped.
-    let ports = if r.state.status == Status::Running {
-        net::ports::docker_ports(&r.ports, &s.exposed_ports)
+    let ports = if r.active() {
+        net::docker::ports(&r.ports, &s.exposed_ports)
     } else {
         json!({})
     };
     let (binds, mounts, tmpfs) = crate::mounts::host_config(&s.mounts);
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": r.created.to_rfc3339_opts(SecondsFormat::Nanos, true),
         "Path": argv.first().cloned().unwrap_or_default(),
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": r.state.status.as_str(),
-            "Running": r.state.status == Status::Running,
+            // Docker counts a container waiting to restart as running.
+            "Running": r.active(),
             "Paused": false,
-            "Restarting": false,
+            "Restarting": r.state.status == Status::Restarting,
             "OOMKilled": r.state.oom_killed,
             "Dead": false,
             "Pid": r.state.pid,
@@ -86,11 +87,15 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "DnsOptions": s.dns_options,
             "ExtraHosts": if s.extra_hosts.is_empty() { Value::Null } else { json!(s.extra_hosts) },
             "AutoRemove": s.auto_remove,
+            "RestartPolicy": {
+                "Name": s.restart_policy.mode.as_str(),
+                "MaximumRetryCount": s.restart_policy.maximum_retry_count,
+            },
             "ReadonlyRootfs": s.read_only,
             "Memory": s.memory,
             "NanoCpus": s.nano_cpus,
             "PidsLimit": if s.pids_limit > 0 { Value::from(s.pids_limit) } else { Value::Null },
-            "PortBindings": net::ports::docker_port_bindings(&specs),
+            "PortBindings": net::docker::port_bindings(&specs),
             "PublishAllPorts": s.publish_all,
             "LogConfig": {"Type": "json-file", "Config": {}},
             "SecurityOpt": if s.security_opt.is_empty() { Value::Null } else { json!(s.security_opt) },
@@ -127,5 +132,16 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "Ports": ports,
             "Networks": networks,
         },
-    })
+    });
+    // Docker leaves these out unless set (omitempty).
+    if s.init {
+        v["HostConfig"]["Init"] = json!(true);
+    }
+    if !s.stop_signal.is_empty() {
+        v["Config"]["StopSignal"] = json!(s.stop_signal);
+    }
+    if let Some(t) = s.stop_timeout {
+        v["Config"]["StopTimeout"] = json!(t);
+    }
+    v
 }

@@ -13,7 +13,7 @@ pub struct Writer {
     partial: [Vec<u8>; 2],
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     Stdout = 0,
     Stderr = 1,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::record::{Record, Settings};
+use crate::record::{Attachment, Record, Settings};
 use crate::store::Paths;
 
 fn parse_ip(s: &Option<String>, flag: &str) -> Result<Option<std::net::IpAddr>> {
@@ -14,6 +14,23 @@ fn parse_ip(s: &Option<String>, flag: &str) -> Result<Option<std::net::IpAddr>> 
                 .map_err(|_| Error::Invalid(format!("invalid {flag} address: {v}")))
         })
         .transpose()
+}
+
+fn dns_servers(s: &Settings) -> Vec<std::net::IpAddr> {
+    s.dns.iter().filter_map(|d| d.parse().ok()).collect()
+}
+
+/// What joining a `network connect`-ed network asks for.
+pub fn request(name: &str, s: &Settings, a: &Attachment) -> Result<net::EndpointRequest> {
+    Ok(net::EndpointRequest {
+        network: a.network.clone(),
+        container_name: name.to_string(),
+        ip: parse_ip(&a.ip, "--ip")?,
+        ip6: parse_ip(&a.ip6, "--ip6")?,
+        mac: None,
+        aliases: a.aliases.clone(),
+        dns: dns_servers(s),
+    })
 }
 
 /// The container's `-p` specs and, with `-P`, its image's exposed ports.
@@ -30,53 +47,51 @@ pub fn port_specs(s: &Settings) -> Result<Vec<net::PortSpec>> {
     Ok(specs)
 }
 
-/// Creates the sandbox, joins the container's network and publishes its ports; `None` for
-/// `--network host` (the spec then has no network namespace and the container shares the
-/// host's). The caller holds the returned reservation while the container runs.
+/// Creates the sandbox, joins the container's network and publishes its ports; `None` for a
+/// network whose driver shares the host's namespace (`--network host`: the spec then has no
+/// network namespace). The caller holds the returned reservation while the container runs.
 pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::Reservation)> {
-    let mode = rec.settings.network_mode.clone();
-    if mode == "host" {
+    let (network, caps) = net::attachment(&paths.root, &rec.settings.network_mode)?;
+    // What Docker shows for a network without an endpoint of its own (host, none).
+    let bare = |rec: &mut Record| {
         rec.networks.insert(
-            "host".into(),
+            network.name.clone(),
             net::EndpointSettings {
-                network_name: "host".into(),
+                network_name: network.name.clone(),
                 ..Default::default()
             },
         );
+    };
+    if caps.namespace == net::Namespace::Host {
+        bare(rec);
         return Ok((None, net::Reservation::default()));
     }
     let sandbox = net::Sandbox::create(&paths.root, &paths.id)?;
     rec.sandbox_key = sandbox.path().display().to_string();
-    if mode == "none" {
-        rec.networks.insert(
-            "none".into(),
-            net::EndpointSettings {
-                network_name: "none".into(),
-                ..Default::default()
-            },
-        );
+    if caps.namespace == net::Namespace::Empty {
+        bare(rec);
     } else {
         let req = net::EndpointRequest {
-            network: mode.clone(),
+            network: network.id.clone(),
             container_name: rec.name.clone(),
             ip: parse_ip(&rec.settings.ip, "--ip")?,
             ip6: parse_ip(&rec.settings.ip6, "--ip6")?,
             mac: rec.settings.mac_address.clone(),
             aliases: rec.settings.aliases.clone(),
-            dns: rec
-                .settings
-                .dns
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
+            dns: dns_servers(&rec.settings),
         };
         let ep = net::connect(&paths.root, &paths.id, &sandbox, &req)?;
-        let key = if ep.network_name.is_empty() {
-            mode
-        } else {
-            ep.network_name.clone()
-        };
-        rec.networks.insert(key, ep);
+        rec.networks.insert(ep.network_name.clone(), ep);
+        // `network connect`-ed networks come back at every start, in the order joined.
+        for a in rec.connected.clone() {
+            let ep = net::connect(
+                &paths.root,
+                &paths.id,
+                &sandbox,
+                &request(&rec.name, &rec.settings, &a)?,
+            )?;
+            rec.networks.insert(ep.network_name.clone(), ep);
+        }
     }
     let (ports, held) = net::publish(&paths.root, &paths.id, &port_specs(&rec.settings)?)?;
     rec.ports = ports;

@@ -6,26 +6,9 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::record::Record;
+use crate::security::DEFAULT_CAPS;
 use crate::store::Paths;
 use crate::user::User;
-
-/// Docker's default capability set.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 const MASKED: &[&str] = &[
     "/proc/asound",

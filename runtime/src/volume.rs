@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::mounts::Kind;
+use crate::record::Kind;
 use crate::record::Record;
 use crate::store;
 
@@ -55,6 +55,11 @@ fn meta(root: &Path, name: &str) -> PathBuf {
     volumes_dir(root).join(name).join("volume.json")
 }
 
+/// Docker's local volume names (the container name rule).
+pub fn valid_name(n: &str) -> bool {
+    crate::store::valid_name(n)
+}
+
 /// Where a volume's content lives (the bind source of its mounts).
 pub fn data_dir(root: &Path, name: &str) -> PathBuf {
     volumes_dir(root).join(name).join("_data")
@@ -72,7 +77,7 @@ fn no_such(name: &str) -> Error {
 
 /// Creates volume `name` unless it exists (Docker's `volume create` is idempotent); returns it.
 pub fn create(root: &Path, name: &str, labels: BTreeMap<String, String>) -> Result<Volume> {
-    if !crate::mounts::valid_volume_name(name) {
+    if !valid_name(name) {
         return Err(Error::Invalid(format!(
             "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
         )));

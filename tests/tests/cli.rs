@@ -18,3 +18,50 @@ fn usage_errors_exit_125_and_help_exits_0() {
     // Nothing was created by the failed commands.
     assert_eq!(r.ok(&["ps", "-aq"]), "");
 }
+
+/// A firewall setting rbox cannot honour is refused by every command before it does anything
+/// (exit 125, one line), whether it comes from `--firewall` or RBOX_FIREWALL.
+#[test]
+fn bogus_firewall_setting_is_a_usage_error() {
+    let r = Rbox::with_busybox("cli-firewall");
+    for args in [
+        &["--firewall", "bogus", "network", "ls"][..],
+        &[
+            "--firewall",
+            "bogus",
+            "run",
+            "-d",
+            "-p",
+            "19001:80",
+            "busybox",
+            "true",
+        ][..],
+        &["create", "--firewall", "ipfw", "busybox"][..],
+    ] {
+        let err = r.bad(args);
+        assert!(err.contains("invalid firewall backend"), "{args:?}: {err}");
+    }
+    let err = r
+        .command(&["run", "--rm", "busybox", "true"])
+        .env("RBOX_FIREWALL", "bogus")
+        .output()
+        .unwrap();
+    assert_eq!(err.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        stderr.starts_with("Error: invalid firewall backend \"bogus\"")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert_eq!(
+        r.ok(&["ps", "-aq"]),
+        "",
+        "a refused command made a container"
+    );
+    assert!(
+        !r.root.join("networks").exists(),
+        "a refused command made networks"
+    );
+    // `none` is a valid choice: rbox then writes no rules.
+    r.ok(&["--firewall", "none", "network", "ls"]);
+}

@@ -511,43 +511,6 @@ fn memory_limit_oom_kills() {
 }
 
 #[test]
-fn killed_monitor_is_repaired() {
-    let r = Rbox::with_busybox("crash");
-    let id = detached(&r, &["busybox", "sleep", "1000"]);
-    let pid: i32 = inspect(&r, &id, "{{.State.Pid}}").parse().unwrap();
-    let rec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(r.root.join("containers").join(&id).join("container.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let monitor = rec["state"]["monitor_pid"].as_i64().unwrap() as i32;
-    assert!(monitor > 0);
-    // SAFETY: killing the monitor this test started.
-    unsafe { libc::kill(monitor, libc::SIGKILL) };
-    let t = Instant::now();
-    while Path::new(&format!("/proc/{monitor}/cmdline")).exists()
-        && t.elapsed() < Duration::from_secs(5)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ps = r.ok(&["ps", "-a"]);
-    assert!(ps.contains("Exited (137)"), "{ps}");
-    assert_eq!(inspect(&r, &id, "{{.State.Running}}"), "false");
-    let t = Instant::now();
-    while Path::new(&format!("/proc/{pid}/cmdline")).exists()
-        && t.elapsed() < Duration::from_secs(5)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        !Path::new(&format!("/proc/{pid}/cmdline")).exists(),
-        "container init survived repair"
-    );
-    r.ok(&["system", "prune", "-f"]);
-    assert_clean(&r, &[&id]);
-}
-
-#[test]
 fn twenty_concurrent_runs_and_removals() {
     let r = Rbox::with_busybox("concurrent");
     let root = r.root.clone();

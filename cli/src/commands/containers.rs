@@ -34,7 +34,15 @@ pub enum Cmd {
     },
     /// Owns a detached container (run by rbox itself)
     #[command(name = "container-monitor", hide = true)]
-    Monitor { id: String },
+    Monitor {
+        /// Take over a running container whose monitor died
+        #[arg(long)]
+        adopt: bool,
+        /// Go on with the restart a dead monitor was waiting for
+        #[arg(long)]
+        resume: bool,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -54,6 +62,8 @@ pub enum ContainerCmd {
 pub enum SystemCmd {
     /// Remove stopped containers and repair what crashed rbox processes left behind
     Prune(PruneArgs),
+    /// Start the containers their restart policies bring back after a reboot or crash
+    Boot,
 }
 
 /// The commands Docker offers both at the top level and under `container`.
@@ -78,9 +88,8 @@ pub enum Common {
     },
     /// Stop one or more running containers
     Stop {
-        /// Seconds to wait before killing the container
-        #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
-        time: u64,
+        #[command(flatten)]
+        how: StopArgs,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -94,8 +103,8 @@ pub enum Common {
     },
     /// Restart one or more containers
     Restart {
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        #[command(flatten)]
+        how: StopArgs,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -143,6 +152,35 @@ pub enum Common {
         /// PRIVATE_PORT[/PROTO]
         port: Option<String>,
     },
+}
+
+/// How `stop` and `restart` stop a container.
+#[derive(Args)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long)]
+    signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(
+        short = 't',
+        long = "time",
+        alias = "timeout",
+        allow_hyphen_values = true
+    )]
+    time: Option<i64>,
+}
+
+impl StopArgs {
+    fn options(&self) -> Result<lifecycle::StopOptions> {
+        Ok(lifecycle::StopOptions {
+            signal: self
+                .signal
+                .as_deref()
+                .map(runtime::signal::parse)
+                .transpose()?,
+            timeout: self.time,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -228,7 +266,17 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         Cmd::System {
             cmd: SystemCmd::Prune(_),
         } => prune(cli, true),
-        Cmd::Monitor { id } => Ok(lifecycle::monitor_main(root, id)),
+        Cmd::System {
+            cmd: SystemCmd::Boot,
+        } => boot(cli),
+        Cmd::Monitor { adopt, resume, id } => {
+            let begin = match (adopt, resume) {
+                (true, _) => lifecycle::Begin::Adopt,
+                (_, true) => lifecycle::Begin::Resume,
+                _ => lifecycle::Begin::Start,
+            };
+            Ok(lifecycle::monitor_main(root, id, begin))
+        }
     }
 }
 
@@ -260,22 +308,25 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             }
             each(containers, |c| lifecycle::start(root, c).map(|_| ()))
         }
-        Common::Stop { time, containers } => {
-            each(containers, |c| lifecycle::stop(root, c, *time).map(|_| ()))
+        Common::Stop { how, containers } => {
+            let opts = how.options()?;
+            each_parallel(containers, |c| lifecycle::stop(root, c, opts).map(|_| ()))
         }
         Common::Kill { signal, containers } => {
-            let sig = parse_signal(signal)?;
-            each(containers, |c| lifecycle::kill(root, c, sig).map(|_| ()))
+            let sig = runtime::signal::parse(signal)?;
+            each_parallel(containers, |c| lifecycle::kill(root, c, sig).map(|_| ()))
         }
-        Common::Restart { time, containers } => each(containers, |c| {
-            lifecycle::stop(root, c, *time)?;
-            lifecycle::start(root, c).map(|_| ())
-        }),
+        Common::Restart { how, containers } => {
+            let opts = how.options()?;
+            each(containers, |c| {
+                lifecycle::restart(root, c, opts).map(|_| ())
+            })
+        }
         Common::Rm {
             force,
             volumes,
             containers,
-        } => each(containers, |c| match volumes {
+        } => each_parallel(containers, |c| match volumes {
             true => lifecycle::remove_with_volumes(root, c, *force).map(|_| ()),
             false => lifecycle::remove(root, c, *force).map(|_| ()),
         }),
@@ -320,10 +371,31 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
 
 /// Runs `f` on each argument, printing it on success as Docker does; one failure makes the
 /// command fail after trying all.
-fn each(args: &[String], mut f: impl FnMut(&str) -> runtime::Result<()>) -> Result<i32> {
+fn each(args: &[String], f: impl FnMut(&str) -> runtime::Result<()>) -> Result<i32> {
+    report(args, args.iter().map(|a| a.as_str()).map(f).collect())
+}
+
+/// `each` with all arguments at once (Docker's `stop`, `kill`, `rm`: `stop a b c` takes one
+/// stop timeout, not three), reporting in argument order.
+fn each_parallel(args: &[String], f: impl Fn(&str) -> runtime::Result<()> + Sync) -> Result<i32> {
+    let results = std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = args.iter().map(|a| s.spawn(move || f(a))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(runtime::Error::Invalid("thread panicked".into())))
+            })
+            .collect()
+    });
+    report(args, results)
+}
+
+fn report(args: &[String], results: Vec<runtime::Result<()>>) -> Result<i32> {
     let mut last = None;
-    for a in args {
-        match f(a) {
+    for (a, r) in args.iter().zip(results) {
+        match r {
             Ok(()) => println!("{a}"),
             Err(e) => {
                 if args.len() > 1 {
@@ -401,25 +473,10 @@ fn port_cmd(cli: &Cli, container: &str, port: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Ok(n);
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") {
-        name
-    } else {
-        format!("SIG{name}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| anyhow!("Invalid signal: {s}"))
-}
-
 fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
     let recs: Vec<_> = lifecycle::list(&cli.root)
         .into_iter()
-        .filter(|r| a.all || r.running())
+        .filter(|r| a.all || r.active())
         .collect();
     let trunc = !a.no_trunc;
     let mut out = std::io::stdout().lock();
@@ -609,7 +666,7 @@ fn prune(cli: &Cli, system: bool) -> Result<i32> {
         }
         // With nothing running, the networks' kernel objects (bridges, rules) go too; their
         // definitions stay and come back on first use.
-        if !lifecycle::list(root).iter().any(|r| r.running()) {
+        if !lifecycle::list(root).iter().any(|r| r.active()) {
             if let Err(e) = net::manage::teardown(root) {
                 tracing::warn!("network teardown: {e}");
             }
@@ -622,6 +679,21 @@ fn prune(cli: &Cli, system: bool) -> Result<i32> {
     }
     println!("Total reclaimed space: 0B");
     Ok(0)
+}
+
+/// `system boot`: prints each container it started, as `start` does.
+fn boot(cli: &Cli) -> Result<i32> {
+    let mut code = 0;
+    for b in lifecycle::boot(&cli.root) {
+        match b.result {
+            Ok(()) => println!("{}", b.name),
+            Err(e) => {
+                eprintln!("Error: starting {}: {e}", b.name);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// Pulls the image of `run`/`create` first when `--pull` says so (Docker's default: missing).

@@ -453,7 +453,7 @@ fn inspect(root: &std::path::Path, format: Option<&str>, names: &[String]) -> Re
     let mut code = 0;
     for n in names {
         match store.find(n) {
-            Ok(net) => found.push(net::manage::inspect(&net)),
+            Ok(net) => found.push(net::docker::network(&net)),
             Err(net::Error::NetworkNotFound(_)) => {
                 eprintln!("Error: No such network: {n}");
                 code = 1;
@@ -482,7 +482,7 @@ fn parse_ip(s: Option<&str>, flag: &str) -> Result<Option<std::net::IpAddr>> {
         .transpose()
 }
 
-/// `network connect`: a new `ethN` in the running container, recorded in its state.
+/// `network connect`: a new `ethN` in the running container, and at every later start.
 fn connect(
     root: &std::path::Path,
     network: &str,
@@ -492,30 +492,12 @@ fn connect(
     aliases: &[String],
 ) -> Result<i32> {
     let c = runtime::Container::find(root, ctr)?;
-    if !c.running {
-        bail!("container {} is not running", c.name);
-    }
-    let sb = net::Sandbox::open(root, &c.id).ok_or_else(|| {
-        anyhow::anyhow!(
-            "container {} has no network sandbox (host network?)",
-            c.name
-        )
-    })?;
-    let req = net::EndpointRequest {
-        network: network.to_string(),
-        container_name: c.name.clone(),
-        ip: parse_ip(ip, "--ip")?,
-        ip6: parse_ip(ip6, "--ip6")?,
-        mac: None,
+    let opts = runtime::Connect {
+        ip: ip.map(str::to_string),
+        ip6: ip6.map(str::to_string),
         aliases: aliases.to_vec(),
-        dns: Vec::new(),
     };
-    let settings = net::connect(root, &c.id, &sb, &req)?;
-    let name = settings.network_name.clone();
-    if let Err(e) = c.add_endpoint(&name, settings) {
-        let _ = net::disconnect(root, &c.id, &name);
-        return Err(e.into());
-    }
+    c.connect(network, &opts)?;
     Ok(0)
 }
 
@@ -538,11 +520,10 @@ fn disconnect(root: &std::path::Path, network: &str, ctr: &str, force: bool) -> 
         }
         Err(e) => return Err(e.into()),
     };
-    match net::disconnect(root, &c.id, &netw.id) {
+    match c.disconnect(&netw.id) {
         Ok(()) => {}
-        Err(net::Error::Conflict(_)) if force => {}
+        Err(runtime::Error::Net(net::Error::Conflict(_))) if force => {}
         Err(e) => return Err(e.into()),
     }
-    c.remove_endpoint(&netw.name)?;
     Ok(0)
 }

@@ -45,4 +45,4 @@ pub use config::{
     valid_name, DnsSettings, HOST_GATEWAY,
 };
 pub use control::{pid, pid_file, serve_main, stop, sync};
-pub use table::serves;
+pub use table::{serves, serves_with};

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
+use crate::driver::Caps;
 use crate::network::{Network, Store};
 use crate::sandbox;
 
@@ -55,10 +56,15 @@ impl Segment {
     }
 }
 
-/// Whether containers on `net` get the embedded resolver: user-defined bridge networks only,
-/// as Docker (the default bridge keeps the host's resolvers and /etc/hosts).
+/// Whether containers on `net` get the embedded resolver: user-defined networks of drivers with
+/// names (`Caps::dns`), as Docker (the default bridge keeps the host's resolvers and /etc/hosts).
 pub fn serves(net: &Network) -> bool {
-    net.driver == "bridge" && !net.default && net.ipam.is_some()
+    net.caps().is_some_and(|c| serves_with(net, &c))
+}
+
+/// `serves` for a network whose driver's capabilities are `caps`.
+pub fn serves_with(net: &Network, caps: &Caps) -> bool {
+    caps.dns && !net.default && net.ipam.is_some()
 }
 
 /// Every network served, with the endpoints whose sandbox still exists (a lease left by a

@@ -1,23 +1,30 @@
 //! `host`: the container shares the host's network namespace; nothing to wire.
 
-use super::Driver;
-use crate::error::Result;
-use crate::network::{EndpointRecord, Network};
-use crate::sandbox::Sandbox;
+use std::collections::BTreeMap;
+
+use super::{Caps, Driver, Ipam, Namespace};
+use crate::network::Network;
 
 pub struct Host;
 
 impl Driver for Host {
-    fn create_network(&self, _: &Network) -> Result<()> {
-        Ok(())
+    fn name(&self) -> &'static str {
+        "host"
     }
-    fn delete_network(&self, _: &Network) -> Result<()> {
-        Ok(())
+
+    fn caps(&self) -> Caps {
+        Caps {
+            ipam: Ipam::None,
+            namespace: Namespace::Host,
+            exclusive: true,
+            ports: false,
+            default_route: false,
+            dns: false,
+        }
     }
-    fn join(&self, _: &Network, _: &EndpointRecord, _: &Sandbox) -> Result<()> {
-        Ok(())
-    }
-    fn leave(&self, _: &Network, _: &EndpointRecord) -> Result<()> {
-        Ok(())
-    }
+}
+
+/// The root's `host` network.
+pub(crate) fn network() -> Network {
+    Network::new("host", Host.name(), BTreeMap::new())
 }

@@ -1,29 +1,184 @@
 //! Network drivers (libnetwork's `Driver`): what a network type does to the kernel when a
-//! network is created or deleted and when a sandbox joins or leaves it.
+//! network is created or deleted and when a sandbox joins or leaves it, and what the generic
+//! code may ask of it (`Caps`) instead of comparing driver names.
+//!
+//! Adding a driver (say macvlan) is one file here and one match arm: `driver/macvlan.rs` holds
+//! its typed options (a variant of `DriverOpts`, parsed and validated by `parse_options`) and
+//! its `impl Driver`; `driver()` gets the arm `"macvlan" => ...`. Nothing outside `driver/`
+//! names a driver: endpoints, ports, DNS, `network create/rm/reload` and the runtime only read
+//! `caps()` and call the trait.
 
 pub mod bridge;
 pub mod host;
 pub mod null;
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+use crate::firewall::{Firewall, FwNetwork};
 use crate::network::{EndpointRecord, Network};
 use crate::sandbox::Sandbox;
 
+/// Where the addresses of a driver's endpoints come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipam {
+    /// rbox's IPAM leases them from the network's subnets (under the network's lock).
+    Local,
+    /// Endpoints have no address (host, none).
+    None,
+    /// The driver assigns them in `join` (a CNI plugin, DHCP); they are recorded after it.
+    Driver,
+}
+
+/// How a container on the network relates to its network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    /// The container shares the host's namespace: no sandbox, nothing to join (host).
+    Host,
+    /// A sandbox with only `lo`; the container records no endpoint (none).
+    Empty,
+    /// A sandbox that the driver wires into the network in `join`.
+    Joined,
+}
+
+/// What generic code needs to know about a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub ipam: Ipam,
+    pub namespace: Namespace,
+    /// A container on it can be on no other network (host, none); such a network is a
+    /// predefined singleton that `network create` refuses to make another of.
+    pub exclusive: bool,
+    /// Published ports can reach a container through it (see `Driver::port_path`).
+    pub ports: bool,
+    /// Its endpoints can carry the sandbox's default route (see `Driver::set_default_route`).
+    pub default_route: bool,
+    /// The embedded resolver serves its user networks.
+    pub dns: bool,
+}
+
+/// How published ports reach a container on a network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortPath {
+    /// The host interface the container is reached through: port rules match on it.
+    pub interface: String,
+    /// The host address of a `-p` without one (`host_binding_ipv4`); `None`: every address.
+    pub host_ip: Option<IpAddr>,
+}
+
+/// A driver's own settings, parsed from `-o` at `network create` and stored with the network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverOpts {
+    #[default]
+    None,
+    Bridge(bridge::Options),
+}
+
+/// One network type. Only `name` and `caps` are required: the defaults suit a driver with nothing in the
+/// kernel (host, none). Every method that makes something is undone by its counterpart, and
+/// undoing succeeds when the thing is already gone (crash repair calls it again).
 pub trait Driver {
+    /// Docker's name for it (`network create -d`, inspect's `Driver`).
+    fn name(&self) -> &'static str;
+
+    fn caps(&self) -> Caps;
+
+    /// Parses and validates `network create -o` (Docker's `com.docker.network.*` keys) for a
+    /// new network with id `network_id`; an unknown key is refused.
+    fn parse_options(
+        &self,
+        network_id: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<DriverOpts> {
+        let _ = network_id;
+        match options.keys().next() {
+            Some(k) => Err(unknown_option(self.name(), k)),
+            None => Ok(DriverOpts::None),
+        }
+    }
+
+    /// Checks a new network against the root's `others` and the host before anything is made.
+    fn check(&self, net: &Network, others: &[Network]) -> Result<()> {
+        let _ = (net, others);
+        Ok(())
+    }
+
     /// Makes the network exist in the kernel (idempotent).
-    fn create_network(&self, net: &Network) -> Result<()>;
-    /// Removes what `create_network` made; succeeds when it is already gone.
-    fn delete_network(&self, net: &Network) -> Result<()>;
-    /// Wires `ep` into `sandbox`.
-    fn join(&self, net: &Network, ep: &EndpointRecord, sandbox: &Sandbox) -> Result<()>;
-    /// Unwires `ep` while the sandbox lives on (disconnect); releasing the sandbox needs no call.
-    fn leave(&self, net: &Network, ep: &EndpointRecord) -> Result<()>;
+    fn create_network(&self, net: &Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
+        Ok(())
+    }
+
+    /// Removes what `create_network` made.
+    fn delete_network(&self, net: &Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
+        Ok(())
+    }
+
+    /// Fills the driver's fields of a new endpoint before its lease is recorded (the bridge
+    /// names the host end of its veth), so that a crash right after leaves enough to repair.
+    fn new_endpoint(&self, net: &Network, container_id: &str, ep: &mut EndpointRecord) {
+        let _ = (net, container_id, ep);
+    }
+
+    /// Wires `ep` into `sandbox`; on error nothing of it is left. With `Ipam::Driver` it also
+    /// sets the endpoint's addresses.
+    fn join(
+        &self,
+        net: &Network,
+        ep: &mut EndpointRecord,
+        sandbox: &Sandbox,
+        fw: &dyn Firewall,
+    ) -> Result<()> {
+        let _ = (net, ep, sandbox, fw);
+        Ok(())
+    }
+
+    /// Unwires `ep` at once (disconnect, rollback); `sandbox` is `None` when it is gone.
+    fn leave(&self, net: &Network, ep: &EndpointRecord, sandbox: Option<&Sandbox>) -> Result<()> {
+        let _ = (net, ep, sandbox);
+        Ok(())
+    }
+
+    /// Points the sandbox's default routes through `ep` (the network that carried them left).
+    fn set_default_route(
+        &self,
+        net: &Network,
+        ep: &EndpointRecord,
+        sandbox: &Sandbox,
+    ) -> Result<()> {
+        let _ = (net, ep, sandbox);
+        Ok(())
+    }
+
+    /// Gives back what `ep` holds outside the sandbox (a VXLAN FDB entry, a CNI DEL) when its
+    /// container is removed or repaired; what lives in the sandbox goes with its namespace.
+    fn release(&self, net: &Network, ep: &EndpointRecord) -> Result<()> {
+        let _ = (net, ep);
+        Ok(())
+    }
+
+    /// What `network reload` installs for `net`: its firewall rules, if it has any and its
+    /// kernel side exists now.
+    fn firewall(&self, net: &Network) -> Result<Option<FwNetwork>> {
+        let _ = net;
+        Ok(None)
+    }
+
+    /// How published ports reach `net`'s containers (asked only when `caps().ports`).
+    fn port_path(&self, net: &Network) -> Result<PortPath> {
+        Err(Error::Invalid(format!(
+            "network {} cannot carry published ports",
+            net.name
+        )))
+    }
 }
 
-pub fn for_network(net: &Network) -> Result<Box<dyn Driver>> {
-    driver(&net.driver)
-}
-
+/// The driver called `name` (Docker's `-d` value).
 pub fn driver(name: &str) -> Result<Box<dyn Driver>> {
     match name {
         "bridge" => Ok(Box::new(bridge::Bridge)),
@@ -32,5 +187,52 @@ pub fn driver(name: &str) -> Result<Box<dyn Driver>> {
         other => Err(Error::Invalid(format!(
             "could not find plugin {other} in v1 plugin registry: plugin not found"
         ))),
+    }
+}
+
+/// The networks every root starts with: the default bridge, host and none. `used` are the
+/// subnets the default bridge must not overlap.
+pub(crate) fn predefined(used: &[ipnetwork::Ipv4Network]) -> Result<Vec<Network>> {
+    Ok(vec![
+        bridge::default_network(used)?,
+        host::network(),
+        null::network(),
+    ])
+}
+
+/// Docker's refusal of a `-o` key the driver does not know.
+pub fn unknown_option(driver: &str, key: &str) -> Error {
+    Error::Invalid(format!("unknown {driver} driver option {key}"))
+}
+
+/// Session 2's state files kept the bridge's settings at the top of the network's JSON; they
+/// are read into this and moved into `DriverOpts` on load.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Legacy {
+    #[serde(default)]
+    bridge: Option<String>,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default)]
+    icc: Option<bool>,
+    #[serde(default)]
+    masquerade: Option<bool>,
+}
+
+impl Legacy {
+    /// Gives `net` the driver options an old file held in legacy fields.
+    pub fn migrate(self, net: &mut Network) {
+        if net.driver_opts != DriverOpts::None {
+            return;
+        }
+        if let Some(name) = self.bridge.filter(|b| !b.is_empty()) {
+            net.driver_opts = DriverOpts::Bridge(bridge::Options::from_legacy(
+                name,
+                self.mtu,
+                self.icc.unwrap_or(true),
+                self.masquerade.unwrap_or(true),
+                &net.options,
+            ));
+        }
     }
 }

@@ -1,23 +1,30 @@
 //! `null` (network `none`): the sandbox keeps only `lo`.
 
-use super::Driver;
-use crate::error::Result;
-use crate::network::{EndpointRecord, Network};
-use crate::sandbox::Sandbox;
+use std::collections::BTreeMap;
+
+use super::{Caps, Driver, Ipam, Namespace};
+use crate::network::Network;
 
 pub struct Null;
 
 impl Driver for Null {
-    fn create_network(&self, _: &Network) -> Result<()> {
-        Ok(())
+    fn name(&self) -> &'static str {
+        "null"
     }
-    fn delete_network(&self, _: &Network) -> Result<()> {
-        Ok(())
+
+    fn caps(&self) -> Caps {
+        Caps {
+            ipam: Ipam::None,
+            namespace: Namespace::Empty,
+            exclusive: true,
+            ports: false,
+            default_route: false,
+            dns: false,
+        }
     }
-    fn join(&self, _: &Network, _: &EndpointRecord, _: &Sandbox) -> Result<()> {
-        Ok(())
-    }
-    fn leave(&self, _: &Network, _: &EndpointRecord) -> Result<()> {
-        Ok(())
-    }
+}
+
+/// The root's `none` network.
+pub(crate) fn network() -> Network {
+    Network::new("none", Null.name(), BTreeMap::new())
 }

@@ -2,8 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use runtime::lifecycle::{parse_bytes, CreateOptions};
+use runtime::lifecycle::CreateOptions;
 use runtime::record::Settings;
+use runtime::units::parse_bytes;
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
@@ -91,6 +92,19 @@ pub struct CreateArgs {
     /// Security Options
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Restart policy to apply when a container exits (no, on-failure[:max-retries], always,
+    /// unless-stopped)
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    pub stop_timeout: Option<i64>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, env = "RBOX_PULL", default_value = "missing")]
     pub pull: images::PullPolicy,
@@ -204,6 +218,10 @@ impl CreateArgs {
                 publish_all: self.publish_all,
                 security_opt: runtime::seccomp::security_opts(&self.security_opt)?,
                 mounts,
+                restart_policy: runtime::policy::RestartPolicy::parse(&self.restart)?,
+                init: self.init,
+                stop_signal: self.stop_signal.clone().unwrap_or_default(),
+                stop_timeout: self.stop_timeout,
                 ..Default::default()
             },
         };

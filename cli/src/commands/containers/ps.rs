@@ -33,6 +33,11 @@ pub fn status(r: &Record) -> String {
             "Up {}",
             human_duration(r.state.started_at.map(since).unwrap_or(0))
         ),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.state.exit_code,
+            human_duration(r.state.finished_at.map(since).unwrap_or(0))
+        ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             r.state.exit_code,
@@ -59,7 +64,7 @@ pub fn fields(r: &Record, trunc: bool) -> Value {
         "Command": command(r, trunc),
         "CreatedAt": r.created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
         "RunningFor": format!("{} ago", human_duration(since(r.created))),
-        "Ports": net::ports::display(&r.ports),
+        "Ports": net::docker::ps_ports(&r.ports),
         "Status": status(r),
         "State": r.state.status.as_str(),
         "Names": r.name,

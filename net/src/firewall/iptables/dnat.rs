@@ -1,4 +1,4 @@
-//! iptables rules of published ports: kernel DNAT, no userland proxy.
+//! iptables rules of published ports: kernel DNAT.
 //!
 //! Layout (shared chains are created once and never flushed; each container owns its chains,
 //! so publishing costs one constant-size batch whatever else is published). Publishing and
@@ -26,9 +26,9 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 
-use super::iptables::{Iptables, Table, FORWARD, POSTROUTING};
-use crate::error::Result;
-use crate::portspec::Proto;
+use super::network::{FORWARD, POSTROUTING};
+use super::save::Table;
+use crate::firewall::{FwPort, FwPorts};
 
 pub const DNAT: &str = "RBOX-DNAT";
 pub const PORTS: &str = "RBOX-PORTS";
@@ -40,18 +40,9 @@ const FORWARD_JUMP: &str = "-A RBOX-FORWARD -j RBOX-PORTS";
 const INPUT_JUMP: &str = "-A INPUT -j RBOX-INPUT";
 const POSTROUTING_JUMP: &str = "-A POSTROUTING -j RBOX-POSTROUTING";
 
-/// One published port as the firewall needs it.
+/// One family's view of a container's published ports.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FwPort {
-    pub host_ip: IpAddr,
-    pub host_port: u16,
-    pub container_port: u16,
-    pub proto: Proto,
-}
-
-/// What one container's port rules depend on (one address family).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FwPorts {
+pub struct FamilyPorts {
     /// First 12 hex digits of the container id: names the container's chains.
     pub short_id: String,
     pub bridge: String,
@@ -60,11 +51,25 @@ pub struct FwPorts {
     pub ports: Vec<FwPort>,
 }
 
-pub fn chain(p: &FwPorts) -> String {
+impl FamilyPorts {
+    /// `p`'s ports of one family; `None` when it has none there.
+    pub fn of(p: &FwPorts, v6: bool) -> Option<FamilyPorts> {
+        let (target, ports) = p.family(v6)?;
+        Some(FamilyPorts {
+            short_id: p.short_id.clone(),
+            bridge: p.interface.clone(),
+            subnet: target.subnet,
+            container_ip: target.ip,
+            ports: ports.into_iter().cloned().collect(),
+        })
+    }
+}
+
+pub fn chain(p: &FamilyPorts) -> String {
     format!("RBOX-P-{}", p.short_id)
 }
 
-pub fn masq_chain(p: &FwPorts) -> String {
+pub fn masq_chain(p: &FamilyPorts) -> String {
     format!("RBOX-PM-{}", p.short_id)
 }
 
@@ -84,7 +89,7 @@ fn to(ip: IpAddr, port: u16) -> String {
 
 /// nat `RBOX-P-<id>`: one DNAT per port. An unspecified host IP matches every local address
 /// (the jump into `RBOX-DNAT` already limits it to them).
-pub fn dnat_rules(p: &FwPorts) -> Vec<String> {
+pub fn dnat_rules(p: &FamilyPorts) -> Vec<String> {
     let c = chain(p);
     p.ports
         .iter()
@@ -110,7 +115,7 @@ pub fn dnat_rules(p: &FwPorts) -> Vec<String> {
 }
 
 /// nat `RBOX-PM-<id>`: MASQUERADE of DNATed traffic from the host and from the subnet.
-pub fn masq_rules(p: &FwPorts) -> Vec<String> {
+pub fn masq_rules(p: &FamilyPorts) -> Vec<String> {
     let (c, ip, b) = (masq_chain(p), host(p.container_ip), &p.bridge);
     vec![
         format!("-A {c} -d {ip} -o {b} -m addrtype --src-type LOCAL -m conntrack --ctstate DNAT -j MASQUERADE"),
@@ -119,7 +124,7 @@ pub fn masq_rules(p: &FwPorts) -> Vec<String> {
 }
 
 /// filter `RBOX-P-<id>`: accept DNATed traffic to each published container port.
-pub fn filter_rules(p: &FwPorts) -> Vec<String> {
+pub fn filter_rules(p: &FamilyPorts) -> Vec<String> {
     let (c, ip, b) = (chain(p), host(p.container_ip), &p.bridge);
     let mut seen = Vec::new();
     for port in &p.ports {
@@ -150,13 +155,14 @@ fn input_rule(v6: bool) -> String {
     )
 }
 
-fn is_v6(p: &FwPorts) -> bool {
+fn is_v6(p: &FamilyPorts) -> bool {
     p.container_ip.is_ipv6()
 }
 
 /// rbox's port rules for `containers` in `iptables-save` form (chains sorted, rules grouped by
 /// chain): what golden files hold. The network's own rules are in `iptables::ruleset`.
-pub fn ruleset(containers: &[FwPorts]) -> String {
+#[cfg(test)]
+pub fn ruleset(containers: &[FamilyPorts]) -> String {
     let v6 = containers.first().is_some_and(is_v6);
     let mut filter_chains = vec![INPUT.to_string(), PORTS.to_string()];
     filter_chains.extend(containers.iter().map(chain));
@@ -231,7 +237,7 @@ fn captures(rule: &str, port: &FwPort) -> bool {
 
 /// Short ids of other containers whose DNAT chains capture one of `p`'s ports. Their owner is
 /// gone: `p`'s reservation sockets bound those very ports, which a live owner would still hold.
-fn stale_owners(p: &FwPorts, nat: &Table) -> Vec<String> {
+fn stale_owners(p: &FamilyPorts, nat: &Table) -> Vec<String> {
     let mine = chain(p);
     let mut out: Vec<String> = Vec::new();
     for r in &nat.rules {
@@ -273,7 +279,7 @@ fn remove_lines(id: &str, filter: &Table, nat: &Table) -> (String, String) {
 
 /// The batch that makes `p`'s rules present (regenerating its chains) and removes stale chains
 /// of dead containers that capture the same ports.
-pub(crate) fn install_batch(p: &FwPorts, filter: &Table, nat: &Table) -> String {
+pub(super) fn install_batch(p: &FamilyPorts, filter: &Table, nat: &Table) -> String {
     let v6 = is_v6(p);
     let (c, m) = (chain(p), masq_chain(p));
     let stale = stale_owners(p, nat);
@@ -344,7 +350,7 @@ pub(crate) fn install_batch(p: &FwPorts, filter: &Table, nat: &Table) -> String 
 /// the kernel: it assumes the shared chains exist and `p`'s own do not (the caller's record says
 /// so). Its size depends on `p` alone. The jumps are inserted first, so a new container wins over
 /// any stale chain a crashed one left capturing the same port.
-pub(crate) fn add_batch(p: &FwPorts) -> String {
+pub(super) fn add_batch(p: &FamilyPorts) -> String {
     let (c, m) = (chain(p), masq_chain(p));
     let mut out = format!("*filter\n:{c} - [0:0]\n-I {PORTS} 1 -j {c}\n");
     for r in filter_rules(p) {
@@ -364,7 +370,7 @@ pub(crate) fn add_batch(p: &FwPorts) -> String {
 
 /// The batch that removes container `short_id`'s chains and jumps as `add_batch` made them,
 /// written without looking at the kernel.
-pub(crate) fn drop_batch(short_id: &str) -> String {
+pub(super) fn drop_batch(short_id: &str) -> String {
     let (c, m) = (format!("RBOX-P-{short_id}"), format!("RBOX-PM-{short_id}"));
     format!(
         "*filter\n-D {PORTS} -j {c}\n-F {c}\n-X {c}\nCOMMIT\n\
@@ -373,52 +379,18 @@ pub(crate) fn drop_batch(short_id: &str) -> String {
 }
 
 /// The batch that removes container `short_id`'s port rules that are present.
-pub(crate) fn remove_batch(short_id: &str, filter: &Table, nat: &Table) -> String {
+pub(super) fn remove_batch(short_id: &str, filter: &Table, nat: &Table) -> String {
     let (f, n) = remove_lines(short_id, filter, nat);
     format!("*filter\n{f}COMMIT\n*nat\n{n}COMMIT\n")
-}
-
-fn family(v6: bool) -> &'static Iptables {
-    if v6 {
-        &Iptables::V6
-    } else {
-        &Iptables::V4
-    }
-}
-
-/// Adds a new container's port rules: one `iptables-restore` of `add_batch`, no
-/// `iptables-save`. The first publish in a network namespace (no shared chains yet), or one over
-/// rules a crash left, falls back to `install`'s read-and-repair.
-pub fn add(p: &FwPorts) -> Result<()> {
-    family(is_v6(p)).apply_or_repair("publish", &add_batch(p), |text| {
-        install_batch(p, &Table::parse(text, "filter"), &Table::parse(text, "nat"))
-    })
-}
-
-/// Installs or regenerates one container's port rules from `iptables-save` (reload, repair):
-/// creates missing shared chains and jumps, and removes stale chains capturing its ports.
-pub fn install(p: &FwPorts) -> Result<()> {
-    family(is_v6(p)).with_saved("publish", |text| {
-        install_batch(p, &Table::parse(text, "filter"), &Table::parse(text, "nat"))
-    })
-}
-
-/// Removes one container's port rules for one family: one `iptables-restore` of `drop_batch`
-/// when they are as `add` made them, else read-and-remove what is present; succeeds when they
-/// are already gone.
-pub fn remove(short_id: &str, v6: bool) -> Result<()> {
-    family(v6).apply_or_repair("unpublish", &drop_batch(short_id), |text| {
-        let (f, n) = (Table::parse(text, "filter"), Table::parse(text, "nat"));
-        remove_batch(short_id, &f, &n)
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::Proto;
 
-    fn ports(id: &str, list: &[(&str, u16, u16, Proto)]) -> FwPorts {
-        FwPorts {
+    fn ports(id: &str, list: &[(&str, u16, u16, Proto)]) -> FamilyPorts {
+        FamilyPorts {
             short_id: id.into(),
             bridge: "rbox0".into(),
             subnet: "172.17.0.0/16".parse().unwrap(),
@@ -439,8 +411,8 @@ mod tests {
     /// once normalised (tests/tests/ports.rs compares it with a real `iptables-save`): chains
     /// sorted, built-in chains' rules first in `iptables-save` order, then rules grouped by
     /// chain in kernel order (the ports' jumps were inserted first in shared chains).
-    fn document(p: &[FwPorts]) -> String {
-        let net = super::super::FwNetwork {
+    fn document(p: &[FamilyPorts]) -> String {
+        let net = super::super::network::FamilyNet {
             short_id: "aaaaaaaaaaaa".into(),
             bridge: "rbox0".into(),
             subnet: "172.17.0.0/16".parse().unwrap(),
@@ -449,7 +421,7 @@ mod tests {
             internal: false,
         };
         let (a, b) = (
-            super::super::iptables::ruleset(std::slice::from_ref(&net)),
+            super::super::network::ruleset(std::slice::from_ref(&net)),
             ruleset(p),
         );
         let mut out = String::new();
@@ -495,7 +467,7 @@ mod tests {
         out
     }
 
-    fn golden(name: &str, p: &[FwPorts]) {
+    fn golden(name: &str, p: &[FamilyPorts]) {
         crate::firewall::check_golden(name, &document(p));
     }
 
@@ -537,7 +509,7 @@ mod tests {
         let first = install_batch(&a, &empty, &empty);
         assert!(first.contains(":RBOX-DNAT - [0:0]") && first.contains(PREROUTING_JUMP));
         // With 50 other containers published, the batch for one more has the same length.
-        let others: Vec<FwPorts> = (0..50)
+        let others: Vec<FamilyPorts> = (0..50)
             .map(|i| {
                 ports(
                     &format!("{i:012}"),

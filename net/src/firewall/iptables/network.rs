@@ -1,22 +1,9 @@
-//! iptables backend: one `iptables-restore --noflush` batch per operation.
-//!
-//! Layout (shared by every rbox root on the host, so no shared chain is ever flushed):
-//! - filter `FORWARD` jumps to `RBOX-USER` (empty, for the admin), `RBOX-ISOLATION`,
-//!   `RBOX-FORWARD`, in that order, at the top.
-//! - per network: `RBOX-FORWARD -i/-o <bridge> -j RBOX-N-<id12>`, a chain holding that network's
-//!   policy (icc, internal, outbound); `RBOX-ISOLATION -i <br> ! -o <br> -j RBOX-ISOLATION-2`
-//!   and `RBOX-ISOLATION-2 -o <br> -j DROP` (Docker's two-stage isolation between networks).
-//! - nat `POSTROUTING` jumps to `RBOX-POSTROUTING`, which holds one MASQUERADE per network.
-//!
-//! Bridged traffic is accepted explicitly so it flows when another engine set the FORWARD policy
-//! to DROP with br_netfilter loaded.
+//! iptables rules of bridge networks (see the layout in `super`).
 
-use std::fs::File;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use ipnetwork::IpNetwork;
 
-use super::{Firewall, FwNetwork};
-use crate::error::{io, Error, Result};
+use super::save::Table;
+use crate::firewall::FwNetwork;
 
 pub const USER: &str = "RBOX-USER";
 pub const FORWARD: &str = "RBOX-FORWARD";
@@ -24,15 +11,38 @@ pub const ISOLATION: &str = "RBOX-ISOLATION";
 pub const ISOLATION2: &str = "RBOX-ISOLATION-2";
 pub const POSTROUTING: &str = "RBOX-POSTROUTING";
 
-/// Serialises rbox's read-modify-write of the rules across processes and roots.
-const LOCK: &str = "/run/rbox-iptables.lock";
+/// One family's view of a network: what its rules in iptables or ip6tables depend on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyNet {
+    pub short_id: String,
+    pub bridge: String,
+    pub subnet: IpNetwork,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub internal: bool,
+}
 
-pub fn chain(net: &FwNetwork) -> String {
+impl FamilyNet {
+    /// `net` as seen by one family; `None` when it has no subnet of that family.
+    pub fn of(net: &FwNetwork, v6: bool) -> Option<FamilyNet> {
+        let subnet = *net.subnets.iter().find(|s| s.is_ipv6() == v6)?;
+        Some(FamilyNet {
+            short_id: net.short_id.clone(),
+            bridge: net.bridge.clone(),
+            subnet,
+            icc: net.icc,
+            masquerade: net.masquerade,
+            internal: net.internal,
+        })
+    }
+}
+
+pub fn chain(net: &FamilyNet) -> String {
     format!("RBOX-N-{}", net.short_id)
 }
 
 /// The rules of `net`'s own chain, in order.
-pub fn own_rules(net: &FwNetwork) -> Vec<String> {
+pub fn own_rules(net: &FamilyNet) -> Vec<String> {
     let (c, b) = (chain(net), &net.bridge);
     let mut rules = vec![format!(
         "-A {c} -i {b} -o {b} -j {}",
@@ -51,7 +61,7 @@ pub fn own_rules(net: &FwNetwork) -> Vec<String> {
 }
 
 /// The rules `net` adds to the shared filter chains.
-pub fn shared_filter_rules(net: &FwNetwork) -> Vec<String> {
+pub fn shared_filter_rules(net: &FamilyNet) -> Vec<String> {
     let (c, b) = (chain(net), &net.bridge);
     vec![
         format!("-A {FORWARD} -i {b} -j {c}"),
@@ -62,7 +72,7 @@ pub fn shared_filter_rules(net: &FwNetwork) -> Vec<String> {
 }
 
 /// The rules `net` adds to the shared nat chain.
-pub fn nat_rules(net: &FwNetwork) -> Vec<String> {
+pub fn nat_rules(net: &FamilyNet) -> Vec<String> {
     if net.masquerade && !net.internal {
         vec![format!(
             "-A {POSTROUTING} -s {} ! -o {} -j MASQUERADE",
@@ -78,7 +88,8 @@ const NAT_JUMP: &str = "-A POSTROUTING -j RBOX-POSTROUTING";
 
 /// The whole of rbox's rules for `nets` in `iptables-save` form: what the host shows when only
 /// these networks exist. Used by golden files and as the model the batches realise.
-pub fn ruleset(nets: &[FwNetwork]) -> String {
+#[cfg(test)]
+pub fn ruleset(nets: &[FamilyNet]) -> String {
     // iptables-save lists user chains by name, then rules chain by chain in that order.
     let mut chains: Vec<String> = [FORWARD, ISOLATION, ISOLATION2, USER]
         .map(String::from)
@@ -121,43 +132,8 @@ pub fn ruleset(nets: &[FwNetwork]) -> String {
     out
 }
 
-/// What `iptables-save` reported for one table: declared chains and rule lines, in kernel
-/// order (port publishing looks for stale rules in that order).
-#[derive(Default)]
-pub(crate) struct Table {
-    pub chains: Vec<String>,
-    pub rules: Vec<String>,
-}
-
-impl Table {
-    pub fn parse(text: &str, table: &str) -> Table {
-        let mut t = Table::default();
-        let mut inside = false;
-        for line in text.lines() {
-            if let Some(name) = line.strip_prefix('*') {
-                inside = name == table;
-            } else if !inside {
-            } else if let Some(decl) = line.strip_prefix(':') {
-                t.chains
-                    .push(decl.split(' ').next().unwrap_or_default().to_string());
-            } else if line.starts_with("-A ") {
-                t.rules.push(line.to_string());
-            }
-        }
-        t
-    }
-
-    pub fn has_chain(&self, c: &str) -> bool {
-        self.chains.iter().any(|x| x == c)
-    }
-
-    pub fn has_rule(&self, r: &str) -> bool {
-        self.rules.iter().any(|x| x == r)
-    }
-}
-
 /// The batch that makes `nets`' rules present, given the current state.
-fn install_batch(nets: &[FwNetwork], filter: &Table, nat: &Table) -> String {
+pub(super) fn install_batch(nets: &[FamilyNet], filter: &Table, nat: &Table) -> String {
     let mut out = String::from("*filter\n");
     for c in [USER, FORWARD, ISOLATION, ISOLATION2] {
         if !filter.has_chain(c) {
@@ -214,7 +190,7 @@ fn install_batch(nets: &[FwNetwork], filter: &Table, nat: &Table) -> String {
 }
 
 /// The batch that removes `net`'s rules that are present.
-fn remove_batch(net: &FwNetwork, filter: &Table, nat: &Table) -> String {
+pub(super) fn remove_batch(net: &FamilyNet, filter: &Table, nat: &Table) -> String {
     let mut out = String::from("*filter\n");
     for r in shared_filter_rules(net) {
         if filter.has_rule(&r) {
@@ -237,124 +213,12 @@ fn remove_batch(net: &FwNetwork, filter: &Table, nat: &Table) -> String {
     out
 }
 
-/// The host's iptables or ip6tables (whichever of nft or legacy `*-restore` points to).
-pub struct Iptables {
-    save: &'static str,
-    restore: &'static str,
-}
-
-impl Iptables {
-    pub const V4: Iptables = Iptables {
-        save: "iptables-save",
-        restore: "iptables-restore",
-    };
-    pub const V6: Iptables = Iptables {
-        save: "ip6tables-save",
-        restore: "ip6tables-restore",
-    };
-
-    fn with_state<F: FnOnce(&Table, &Table) -> String>(&self, what: &str, make: F) -> Result<()> {
-        self.with_saved(what, |saved| {
-            make(&Table::parse(saved, "filter"), &Table::parse(saved, "nat"))
-        })
-    }
-
-    /// Under rbox's iptables lock: reads `iptables-save`, builds a batch from it and applies it
-    /// with `iptables-restore --noflush`.
-    pub(crate) fn with_saved<F: FnOnce(&str) -> String>(&self, what: &str, make: F) -> Result<()> {
-        let _held = lock()?;
-        self.save_and_apply(what, make)
-    }
-
-    /// Under rbox's iptables lock: applies `batch`, written from what rbox's own state says
-    /// exists, with one `iptables-restore`; if the kernel refuses it (a shared chain not made
-    /// yet in this namespace, rules gone or left over after a crash or an `iptables -F`), reads
-    /// `iptables-save` and applies `repair(saved)` instead. A refused table of the batch
-    /// changed nothing, and the repair batch only adds what is missing, so a half-applied batch
-    /// (iptables-restore commits table by table) is completed, not doubled.
-    pub(crate) fn apply_or_repair<F: FnOnce(&str) -> String>(
-        &self,
-        what: &str,
-        batch: &str,
-        repair: F,
-    ) -> Result<()> {
-        let _held = lock()?;
-        tracing::debug!(what, batch, "iptables-restore");
-        match run(self.restore, &["--noflush", "-w"], Some(batch)) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                tracing::debug!(what, error = %e, "batch refused; repairing from iptables-save");
-                self.save_and_apply(what, repair)
-            }
-        }
-    }
-
-    fn save_and_apply<F: FnOnce(&str) -> String>(&self, what: &str, make: F) -> Result<()> {
-        let saved = run(self.save, &[], None)?;
-        let batch = make(&saved);
-        tracing::debug!(what, batch, "iptables-restore");
-        run(self.restore, &["--noflush", "-w"], Some(&batch)).map(|_| ())
-    }
-}
-
-/// Takes rbox's iptables lock (held until the returned guard drops).
-fn lock() -> Result<nix::fcntl::Flock<File>> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK)
-        .map_err(io(format!("opening {LOCK}")))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| io(format!("locking {LOCK}"))(e.into()))
-}
-
-impl Firewall for Iptables {
-    fn install(&self, nets: &[FwNetwork]) -> Result<()> {
-        self.with_state("install", |f, n| install_batch(nets, f, n))
-    }
-
-    fn remove(&self, net: &FwNetwork) -> Result<()> {
-        self.with_state("remove", |f, n| remove_batch(net, f, n))
-    }
-}
-
-fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<String> {
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io(format!("running {prog}")))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(io(format!("writing to {prog}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(io(format!("running {prog}")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Firewall(format!(
-            "{prog} failed: {}",
-            err.trim().replace('\n', " ")
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn net(id: &str, bridge: &str, subnet: &str) -> FwNetwork {
-        FwNetwork {
+    fn net(id: &str, bridge: &str, subnet: &str) -> FamilyNet {
+        FamilyNet {
             short_id: id.into(),
             bridge: bridge.into(),
             subnet: subnet.parse().unwrap(),
@@ -364,7 +228,7 @@ mod tests {
         }
     }
 
-    fn golden(name: &str, nets: &[FwNetwork]) {
+    fn golden(name: &str, nets: &[FamilyNet]) {
         crate::firewall::check_golden(name, &ruleset(nets));
     }
 

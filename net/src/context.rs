@@ -1,0 +1,69 @@
+//! `Context`: what the orchestration (endpoints, ports, network lifecycle) acts through — the
+//! root's state, the drivers, the firewall and the name resolver. `Context::new` is the real
+//! one; unit tests hand in recording fakes, so rollback and hand-over paths are tested
+//! without root.
+
+use std::path::Path;
+
+use crate::driver::{self, Driver};
+use crate::error::Result;
+use crate::firewall::{self, Firewall};
+use crate::network::{Network, Store};
+
+/// Driver lookup by name.
+pub(crate) type Drivers<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Driver>>;
+/// Brings the resolver of a root in line with its state (`dns::sync`).
+pub(crate) type Names<'a> = &'a dyn Fn(&Path) -> Result<()>;
+
+pub(crate) struct Context<'a> {
+    pub store: Store,
+    pub fw: &'a dyn Firewall,
+    drivers: Drivers<'a>,
+    names: Names<'a>,
+}
+
+impl Context<'static> {
+    /// The process's own: real drivers, the chosen firewall, the root's resolver.
+    pub fn new(root: &Path) -> Result<Context<'static>> {
+        Ok(Context {
+            store: Store::new(root),
+            fw: firewall::current()?,
+            drivers: &driver::driver,
+            names: &crate::dns::sync,
+        })
+    }
+}
+
+impl<'a> Context<'a> {
+    #[cfg(test)]
+    pub fn with(root: &Path, fw: &'a dyn Firewall, drivers: Drivers<'a>, names: Names<'a>) -> Self {
+        Context {
+            store: Store::new(root),
+            fw,
+            drivers,
+            names,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.store.root()
+    }
+
+    pub fn driver(&self, net: &Network) -> Result<Box<dyn Driver>> {
+        (self.drivers)(&net.driver)
+    }
+
+    pub fn driver_named(&self, name: &str) -> Result<Box<dyn Driver>> {
+        (self.drivers)(name)
+    }
+
+    /// Whether the resolver serves `net`: user networks of drivers with names.
+    pub fn serves(&self, net: &Network) -> bool {
+        self.driver(net)
+            .is_ok_and(|d| crate::dns::serves_with(net, &d.caps()))
+    }
+
+    pub fn sync_names(&self) -> Result<()> {
+        (self.names)(self.root())
+    }
+}

@@ -1,0 +1,320 @@
+//! The bridge driver's kernel side over rtnetlink: the bridge itself (created under a host-wide
+//! lock, named after its owner network), veths with their peer made inside the sandbox,
+//! addresses and default routes.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::options::{self, Options};
+use crate::error::{io, nl, Error, Result};
+use crate::ipam::parse_mac;
+use crate::netlink::{self, link_by_name, ns_handle};
+use crate::network::{EndpointRecord, Network};
+
+fn is_exists(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
+}
+
+/// Adds `ip/prefix` to link `idx`. IPv6 addresses skip duplicate address detection, which would
+/// keep them unusable ("tentative") for a second or more.
+async fn add_addr(handle: &Handle, idx: u32, ip: IpAddr, prefix: u8, what: &str) -> Result<()> {
+    let mut req = handle.address().add(idx, ip, prefix);
+    if ip.is_ipv6() {
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_exists(&e) => Ok(()),
+        Err(e) => Err(nl(format!("adding {ip} to {what}"))(e)),
+    }
+}
+
+/// The owner tag rbox puts in a bridge's alias (IFLA_IFALIAS): bridges of other `--root`s can
+/// share a name (`rbox0`), and neither may take the other's bridge or delete it.
+pub(super) fn owner_tag(net: &Network) -> String {
+    format!("rbox network {}", net.id)
+}
+
+pub(super) fn alias(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(s) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Whether interfaces are attached to bridge `name` (sysfs lists them in `brif`).
+fn has_ports(name: &str) -> bool {
+    fs::read_dir(format!("/sys/class/net/{name}/brif"))
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+/// Checks that an existing bridge is this network's. Another rbox network's bridge with nothing
+/// attached is a leftover (its root was removed without `system prune`): it is deleted, and
+/// true is returned so that the caller makes it anew.
+async fn claim_existing(
+    handle: &Handle,
+    net: &Network,
+    o: &Options,
+    link: &LinkMessage,
+) -> Result<bool> {
+    let tag = owner_tag(net);
+    match alias(link) {
+        Some(a) if a == tag => Ok(false),
+        Some(a) if a.starts_with("rbox network ") && !has_ports(&o.name) => {
+            delete_link(handle, &o.name).await?;
+            Ok(true)
+        }
+        Some(a) if a.starts_with("rbox network ") => Err(Error::Invalid(format!(
+            "bridge {} is in use by another rbox network ({}, another --root?): \
+             give this root its own default bridge (RBOX_DEFAULT_BRIDGE)",
+            o.name,
+            &a["rbox network ".len()..]
+                .chars()
+                .take(12)
+                .collect::<String>()
+        ))),
+        // A crash between creating the bridge and naming its owner: down, empty, and with the
+        // address rbox gives this network's bridge (02:42 + gateway), which nobody else uses.
+        None if !link.header.flags.contains(LinkFlags::Up)
+            && !has_ports(&o.name)
+            && mac(link) == Some(gateway_mac(net)?) =>
+        {
+            delete_link(handle, &o.name).await?;
+            Ok(true)
+        }
+        _ => Err(Error::Invalid(format!(
+            "bridge {} exists and was not created by rbox",
+            o.name
+        ))),
+    }
+}
+
+fn mac(link: &LinkMessage) -> Option<Vec<u8>> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(m) => Some(m.clone()),
+        _ => None,
+    })
+}
+
+/// A fixed address: otherwise the bridge takes the lowest MAC of its ports and changes it as
+/// containers leave, and every container's cached neighbour entry for the gateway goes stale
+/// (traffic to the gateway, the DNS resolver and the default route stalls for seconds).
+fn gateway_mac(net: &Network) -> Result<Vec<u8>> {
+    let ipam = net
+        .ipam
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+    parse_mac(&crate::ipam::mac_for(ipam.gateway))
+}
+
+/// Serialises bridge creation across processes and roots: a bridge gets its owner alias only
+/// after it exists, and no other process may judge it in between.
+const BRIDGE_LOCK: &str = "/run/rbox-bridges.lock";
+
+/// Creates the bridge with the gateway address if missing; true when this call created it.
+pub(super) async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
+    let o = options::of(net)?;
+    let _held = statefile::Lock::exclusive(std::path::Path::new(BRIDGE_LOCK))?;
+    if let Some(link) = link_by_name(handle, &o.name).await? {
+        if !claim_existing(handle, net, o, &link).await? {
+            return Ok(false);
+        }
+    }
+    let ipam = net
+        .ipam
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+    let mut msg = LinkBridge::new(&o.name).address(gateway_mac(net)?);
+    if let Some(mtu) = o.mtu {
+        msg = msg.mtu(mtu);
+    }
+    match handle.link().add(msg.build()).execute().await {
+        Ok(()) => {}
+        // Another rbox process made it first; it also adds the address and rules.
+        Err(e) if is_exists(&e) => return Ok(false),
+        Err(e) => return Err(nl(format!("creating bridge {}", o.name))(e)),
+    }
+    let result = async {
+        let link = link_by_name(handle, &o.name)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("bridge {} vanished", o.name)))?;
+        let idx = netlink::index(&link);
+        // The kernel ignores IFLA_IFALIAS when creating a link, so the owner is named now,
+        // before anything else (see claim_existing for a crash before this).
+        let mut owner = LinkUnspec::new_with_index(idx).build();
+        owner
+            .attributes
+            .push(LinkAttribute::IfAlias(owner_tag(net)));
+        handle
+            .link()
+            .set(owner)
+            .execute()
+            .await
+            .map_err(nl(format!("naming the owner of bridge {}", o.name)))?;
+        let what = format!("bridge {}", o.name);
+        add_addr(
+            handle,
+            idx,
+            ipam.gateway.into(),
+            ipam.subnet.prefix(),
+            &what,
+        )
+        .await?;
+        if let Some(v6) = &net.ipam6 {
+            add_addr(handle, idx, v6.gateway.into(), v6.subnet.prefix(), &what).await?;
+        }
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("setting bridge {} up", o.name)))
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = delete_link(handle, &o.name).await;
+        return Err(e);
+    }
+    Ok(true)
+}
+
+pub(super) async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
+    if let Some(link) = link_by_name(handle, name).await? {
+        match handle.link().del(netlink::index(&link)).execute().await {
+            Ok(()) => {}
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => {}
+            Err(e) => return Err(nl(format!("deleting link {name}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn enable_ip_forward() -> Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if fs::read_to_string(path)
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    fs::write(path, "1").map_err(io("enabling ip_forward"))
+}
+
+/// Default routes of the sandbox via `net`'s gateways, out of interface `idx`.
+pub(super) async fn add_default_routes(nsh: &Handle, net: &Network, idx: u32) -> Result<()> {
+    if let Some(v4) = &net.ipam {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(v4.gateway)
+            .output_interface(idx);
+        nsh.route()
+            .add(route.build())
+            .execute()
+            .await
+            .map_err(nl(format!("adding default route via {}", v4.gateway)))?;
+    }
+    if let Some(v6) = &net.ipam6 {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(v6.gateway)
+            .output_interface(idx);
+        nsh.route()
+            .add(route.build())
+            .execute()
+            .await
+            .map_err(nl(format!("adding default route via {}", v6.gateway)))?;
+    }
+    Ok(())
+}
+
+/// Creates `ep`'s veth: the host end (`ep.host_veth`) on bridge `bridge`, with hairpin so a
+/// container reaches itself through published ports, the peer (`ep.interface`) made directly
+/// inside the sandbox `ns` with the endpoint's addresses, up, and the default routes if `ep`
+/// carries them. On error the pair is deleted.
+pub(super) async fn add_veth(
+    handle: &Handle,
+    net: &Network,
+    o: &Options,
+    bridge: &LinkMessage,
+    ep: &EndpointRecord,
+    ns: &fs::File,
+) -> Result<()> {
+    let ipam = net
+        .ipam
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+    let ip = ep
+        .ip
+        .ok_or_else(|| Error::Invalid("endpoint without address".into()))?;
+    let mac = parse_mac(&ep.mac)?;
+    let mtu = o
+        .mtu
+        .or_else(|| netlink::mtu(bridge))
+        .filter(|m| *m != 1500);
+    let mut peer = rtnetlink::LinkMessageBuilder::<LinkUnspec>::new()
+        .name(ep.interface.clone())
+        .setns_by_fd(ns.as_raw_fd())
+        .address(mac);
+    let mut veth = LinkVeth::new(&ep.host_veth, &ep.interface)
+        .controller(netlink::index(bridge))
+        .up();
+    if let Some(m) = mtu {
+        peer = peer.mtu(m);
+        veth = veth.mtu(m);
+    }
+    let veth = veth.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+    handle
+        .link()
+        .add(veth.build())
+        .execute()
+        .await
+        .map_err(nl(format!(
+            "creating veth {} for {}",
+            ep.host_veth, ep.container_name
+        )))?;
+    let inside = async {
+        let host_end = link_by_name(handle, &ep.host_veth)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("veth {} vanished", ep.host_veth)))?;
+        handle
+            .link()
+            .change(
+                LinkBridgePort::new(netlink::index(&host_end))
+                    .hairpin(true)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(format!("enabling hairpin on {}", ep.host_veth)))?;
+        let nsh = ns_handle(ns)?;
+        let link = link_by_name(&nsh, &ep.interface)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("{} missing in sandbox", ep.interface)))?;
+        let idx = netlink::index(&link);
+        add_addr(&nsh, idx, ip.into(), ipam.subnet.prefix(), &ep.interface).await?;
+        if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipam6) {
+            add_addr(&nsh, idx, ip6.into(), v6.subnet.prefix(), &ep.interface).await?;
+        }
+        nsh.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("setting {} up", ep.interface)))?;
+        if ep.default_route {
+            add_default_routes(&nsh, net, idx).await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = inside {
+        let _ = delete_link(handle, &ep.host_veth).await;
+        return Err(e);
+    }
+    Ok(())
+}
