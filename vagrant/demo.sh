@@ -34,7 +34,7 @@ demo_store() {
         check "node$i: no route off the lab network; etcd on node1 answers; RBOX_CLUSTER_* set" "$i" "
 ip -4 route
 test -z \"\$(ip route show default)\"
-curl -fsS http://$ip1:2379/health; echo
+curl -fsS --retry 60 --retry-connrefused --retry-delay 1 http://$ip1:2379/health; echo
 echo RBOX_CLUSTER_STORE=\$RBOX_CLUSTER_STORE RBOX_CLUSTER_ADVERTISE=\$RBOX_CLUSTER_ADVERTISE
 test \"\$RBOX_CLUSTER_STORE\" = etcd://$ip1:2379 && test \"\$RBOX_CLUSTER_ADVERTISE\" = $(node_ip "$i")"
     done
@@ -127,7 +127,7 @@ rbox run --rm --network labnet busybox echo run works after the reboot"
         return 0
     fi
     check "node$e: keeper runs again after the reboot (rbox-boot.service)" "$e" "
-for s in \$(seq 60); do
+for s in \$(seq 180); do
     [ \"\$(rbox inspect --format '{{.State.Running}}' keeper 2>/dev/null)\" = true ] && break
     sleep 1
 done

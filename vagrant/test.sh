@@ -226,7 +226,7 @@ done
 
 # on N 'commands': runs the commands as root on node N (bash -e), echoing them first.
 ssh_opts=(-i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-    -o LogLevel=ERROR -o ConnectTimeout=5 -o ServerAliveInterval=5 -o ServerAliveCountMax=3)
+    -o LogLevel=ERROR -o ConnectTimeout=10 -o ServerAliveInterval=10 -o ServerAliveCountMax=6)
 on() {
     local i=$1
     shift
