@@ -103,13 +103,13 @@ host_deps() {
     echo "lab: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-        # A newer qemu-utils from backports (as on this project's machine image) blocks
-        # qemu-system-x86 from the release: take the release's qemu-utils with it.
+    # qemu-system-x86 needs the qemu-utils of its own release: this project's machine image has a
+    # newer one from backports, which is replaced by the release's (qemu-img keeps working).
+    if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
         . /etc/os-release
-        apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" \
-            "qemu-utils/$VERSION_CODENAME" >/dev/null
+        missing+=("qemu-utils/$VERSION_CODENAME")
     fi
+    apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" >/dev/null
 }
 
 # Everything this script makes, by name, so that cleanup (and the next run after a kill -9)
