@@ -1,0 +1,158 @@
+//! A container's files, for `diff`, `export` and `cp`: its merged root filesystem (mounted
+//! for the time of the call when the container does not run) and its changes against the
+//! image (the overlay's upper directory).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::store::Paths;
+
+/// Runs `f` on the container's merged root filesystem (the host's view: no volumes). A
+/// container that does not run gets its overlay mounted for the call, under its record lock
+/// so that no start mounts it meanwhile.
+pub fn with_rootfs<T>(root: &Path, rec: &Record, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let paths = Paths::new(root, &rec.id);
+    if rec.running() {
+        return f(&paths.rootfs());
+    }
+    let _l = statefile::Lock::exclusive(&paths.lock())?;
+    let store = images::Store::open(root)?;
+    let image = store.resolve(&rec.image_id)?;
+    crate::rootfs::mount_overlay(&paths, &store.layer_dirs(&image), false)?;
+    let r = f(&paths.rootfs());
+    crate::rootfs::unmount(&paths);
+    r
+}
+
+/// A change of `docker diff`: `A` added, `C` changed, `D` deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: char,
+    pub path: String,
+}
+
+/// What rbox itself puts into every container (Docker keeps them in its init layer, so
+/// `docker diff` never shows them).
+const OWN: &[&str] = &[
+    "/etc/hosts",
+    "/etc/hostname",
+    "/etc/resolv.conf",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/dev/console",
+];
+
+fn is_whiteout(m: &std::fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+/// `docker diff`: the overlay's upper directory against the image's layers, sorted by path.
+pub fn changes(root: &Path, rec: &Record) -> Result<Vec<Change>> {
+    let paths = Paths::new(root, &rec.id);
+    let store = images::Store::open(root)?;
+    let image = store.resolve(&rec.image_id)?;
+    let lowers = store.layer_dirs(&image);
+    let in_image = |rel: &str| {
+        lowers.iter().any(|l| {
+            l.join(rel.trim_start_matches('/'))
+                .symlink_metadata()
+                .is_ok()
+        })
+    };
+    let mut out: BTreeMap<String, char> = BTreeMap::new();
+    walk(&paths.upper(), "", &mut |rel, m| {
+        if OWN.contains(&rel) {
+            return;
+        }
+        let kind = if is_whiteout(m) {
+            'D'
+        } else if in_image(rel) {
+            'C'
+        } else {
+            'A'
+        };
+        out.insert(rel.to_string(), kind);
+    });
+    // A changed directory that only holds rbox's own files is not a change.
+    let keep: Vec<Change> = out
+        .iter()
+        .filter(|(p, k)| {
+            **k != 'C'
+                || !Path::new(&paths.upper().join(p.trim_start_matches('/'))).is_dir()
+                || out.keys().any(|q| q.starts_with(&format!("{p}/")))
+                || !in_image(p)
+        })
+        .map(|(p, k)| Change {
+            kind: *k,
+            path: p.clone(),
+        })
+        .collect();
+    Ok(keep)
+}
+
+fn walk(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &std::fs::Metadata)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let r = format!("{rel}/{name}");
+        let Ok(m) = e.path().symlink_metadata() else {
+            continue;
+        };
+        f(&r, &m);
+        if m.is_dir() {
+            walk(&e.path(), &r, f);
+        }
+    }
+}
+
+/// Writes `dir` as a tar archive to `out`, names relative to it (`export`; `cp` out).
+/// Sockets are left out (tar has no such entries), as Docker's archiver does.
+pub fn tar_dir(dir: &Path, prefix: &Path, out: impl Write) -> Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let err = |e: std::io::Error| Error::io(format!("archiving {}", dir.display()), e);
+    let m = dir.symlink_metadata().map_err(err)?;
+    if !prefix.as_os_str().is_empty() {
+        b.append_path_with_name(dir, prefix).map_err(err)?;
+    }
+    if m.is_dir() {
+        let mut entries: Vec<PathBuf> = Vec::new();
+        collect(dir, &mut entries);
+        for p in entries {
+            let rel = p.strip_prefix(dir).unwrap_or(&p);
+            if p.symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_socket())
+            {
+                continue;
+            }
+            b.append_path_with_name(&p, prefix.join(rel)).map_err(err)?;
+        }
+    }
+    b.finish().map_err(err)
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        out.push(p.clone());
+        if is_dir {
+            collect(&p, out);
+        }
+    }
+}
