@@ -2024,3 +2024,104 @@ fn exec_detached_pause_diff_export_df() {
         "Images:1\nContainers:2\nLocal Volumes:0\nBuild Cache:0\n"
     );
 }
+
+/// `update` changes a running container's cgroup at once and its record; `stats` reads the
+/// cgroup as Docker does (Docker 20.10's table and fields).
+#[test]
+fn update_and_stats() {
+    let r = Rbox::with_busybox("parity-update");
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        NONE,
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(
+        r.ok(&[
+            "update",
+            "--memory",
+            "128m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "busy"
+        ]),
+        "busy\n"
+    );
+    let cg = |c: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/rbox/{id}/{f}"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    };
+    if std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        assert_eq!(cg("memory", "memory.limit_in_bytes"), "134217728");
+        assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cg("pids", "pids.max"), "50");
+    }
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}", "busy"]),
+        "134217728 268435456 500000000 50\n"
+    );
+    r.ok(&["update", "--restart", "on-failure:3", "busy"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.RestartPolicy}}", "busy"]),
+        "{on-failure 3}\n"
+    );
+    let e = r.fails(1, &["update", "--memory", "1k", "busy"]);
+    assert!(e.contains("Minimum memory limit allowed is 6MB"), "{e}");
+    r.fails(1, &["update", "--memory", "64m", "nosuch"]);
+    // stats: the table, and the fields as Docker's stats context has them.
+    let t = r.ok(&["stats", "--no-stream"]);
+    let mut lines = t.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT   MEM %     NET I/O   BLOCK I/O   PIDS"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&format!("{}   busy      ", &id[..12])),
+        "{t}"
+    );
+    let f = r.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}",
+        "busy",
+    ]);
+    let parts: Vec<&str> = f.trim().split('|').collect();
+    assert_eq!(parts[0], "busy");
+    let cpu: f64 = parts[1].trim_end_matches('%').parse().unwrap();
+    assert!(
+        cpu > 1.0 && cpu <= 60.0,
+        "a busy loop held to half a CPU: {cpu}"
+    );
+    assert!(parts[2].ends_with(" / 128MiB"), "{}", parts[2]);
+    assert_eq!(parts[3], "1");
+    let j = r.ok(&["stats", "--no-stream", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(j.trim()).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "BlockIO",
+            "CPUPerc",
+            "Container",
+            "ID",
+            "MemPerc",
+            "MemUsage",
+            "Name",
+            "NetIO",
+            "PIDs"
+        ]
+    );
+}

@@ -5,6 +5,7 @@ mod cp;
 mod create;
 mod hostflags;
 mod ps;
+mod resources;
 
 use std::io::Write;
 
@@ -139,6 +140,10 @@ pub enum Common {
         output: Option<std::path::PathBuf>,
         container: String,
     },
+    /// Update configuration of one or more containers
+    Update(resources::UpdateArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(resources::StatsArgs),
     /// Pause all processes within one or more containers
     Pause {
         #[arg(required = true)]
@@ -473,6 +478,8 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             Ok(0)
         }
         Common::Export { output, container } => export(cli, container, output.as_deref()),
+        Common::Update(a) => resources::update(cli, a),
+        Common::Stats(a) => resources::stats(cli, a),
         Common::Pause { containers } => each(containers, |c| {
             runtime::pause::pause(root, c)?;
             Ok(())

@@ -475,18 +475,6 @@ Server:
  Live Restore Enabled: {{.LiveRestoreEnabled}}
 "#;
 
-/// Docker's `units.BytesSize`: binary units, four significant digits (`3.828GiB`).
-fn bytes_size(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{}{}", format::go_g(v, 4), units[i])
-}
-
 fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
     let v = info_json(cli);
     let text = match f.format.as_deref() {
@@ -494,7 +482,8 @@ fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
         Some(t) => format::render_one(t, &v, &schema::INFO)? + "\n",
         None => {
             let mut with_human = v.clone();
-            with_human["MemTotalHuman"] = json!(bytes_size(v["MemTotal"].as_u64().unwrap_or(0)));
+            with_human["MemTotalHuman"] =
+                json!(format::bytes_size(v["MemTotal"].as_u64().unwrap_or(0)));
             format::render_one(INFO_TEMPLATE, &with_human, &schema::INFO)?
         }
     };
@@ -506,8 +495,9 @@ fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
 mod tests {
     #[test]
     fn binary_sizes_as_docker() {
-        assert_eq!(super::bytes_size(4_110_000_000), "3.828GiB");
-        assert_eq!(super::bytes_size(1024), "1KiB");
-        assert_eq!(super::bytes_size(512), "512B");
+        use crate::format::bytes_size;
+        assert_eq!(bytes_size(4_110_000_000), "3.828GiB");
+        assert_eq!(bytes_size(1024), "1KiB");
+        assert_eq!(bytes_size(512), "512B");
     }
 }
