@@ -88,14 +88,15 @@ pub enum NetworkCmd {
     /// Test hook: wire a bare network namespace without a container
     #[command(hide = true, subcommand)]
     Sandbox(SandboxCmd),
-    /// The userland proxy of a `-p [::1]:H:C` port, started by publishing (fd 3: its socket)
+    /// The userland proxy of a container's ports on `[::1]` (and on IPv6 for a container without
+    /// it), started by publishing: fd 3+n is the listening socket of the n-th `--to`
     #[command(hide = true)]
     PortProxy {
         /// The container it serves (for `ps`)
         #[arg(long)]
         container: String,
-        #[arg(long)]
-        to: std::net::SocketAddr,
+        #[arg(long, required = true)]
+        to: Vec<std::net::SocketAddr>,
     },
 }
 
@@ -277,7 +278,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             Ok(0)
         }
         NetworkCmd::Sandbox(s) => sandbox(root, s),
-        NetworkCmd::PortProxy { to, .. } => Ok(net::port_proxy(*to)),
+        NetworkCmd::PortProxy { to, .. } => Ok(net::port_proxy(to)),
     }
 }
 
