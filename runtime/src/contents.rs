@@ -156,3 +156,76 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// The container's changes as an OCI layer tar (`commit`): the overlay's upper directory,
+/// its whiteouts as `.wh.NAME` entries and opaque directories with `.wh..wh..opq`, without
+/// the files rbox itself made (the /etc files it mounts over, /proc and friends).
+pub fn changes_tar(root: &Path, rec: &Record, out: impl Write) -> Result<()> {
+    let paths = Paths::new(root, &rec.id);
+    let upper = paths.upper();
+    let store = images::Store::open(root)?;
+    let image = store.resolve(&rec.image_id)?;
+    let lowers = store.layer_dirs(&image);
+    let in_image = |rel: &str| {
+        lowers.iter().any(|l| {
+            l.join(rel.trim_start_matches('/'))
+                .symlink_metadata()
+                .is_ok()
+        })
+    };
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let err = |e: std::io::Error| Error::io("archiving the container's changes", e);
+    let mut entries = Vec::new();
+    collect(&upper, &mut entries);
+    for p in entries {
+        let rel = p.strip_prefix(&upper).unwrap_or(&p);
+        let rel_s = format!("/{}", rel.display());
+        if OWN.contains(&rel_s.as_str()) && !in_image(&rel_s) {
+            continue;
+        }
+        if OWN.iter().any(|o| rel_s.starts_with(&format!("{o}/"))) && !in_image(&rel_s) {
+            continue;
+        }
+        let Ok(m) = p.symlink_metadata() else {
+            continue;
+        };
+        if m.file_type().is_socket() {
+            continue;
+        }
+        if is_whiteout(&m) {
+            let name = rel.file_name().unwrap_or_default().to_string_lossy();
+            let wh = rel.with_file_name(format!(".wh.{name}"));
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, wh, std::io::empty()).map_err(err)?;
+            continue;
+        }
+        b.append_path_with_name(&p, rel).map_err(err)?;
+        if m.is_dir() && opaque(&p) {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, rel.join(".wh..wh..opq"), std::io::empty())
+                .map_err(err)?;
+        }
+    }
+    b.finish().map_err(err)
+}
+
+/// An overlay directory that hides the lower ones' (`trusted.overlay.opaque` is `y`).
+fn opaque(dir: &Path) -> bool {
+    let (Ok(p), Ok(name)) = (
+        std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()),
+        std::ffi::CString::new("trusted.overlay.opaque"),
+    ) else {
+        return false;
+    };
+    let mut v = [0u8; 4];
+    // SAFETY: lgetxattr into our buffer, with C strings we own.
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+    n == 1 && v[0] == b'y'
+}

@@ -2125,3 +2125,93 @@ fn update_and_stats() {
         ]
     );
 }
+
+/// `commit` (-m, -a, --change) then `run` of the new image; `history` of it (Docker 20.10's
+/// table); the parent's files, the container's changes and its deletions all in it.
+#[test]
+fn commit_then_run_and_history() {
+    let r = Rbox::with_busybox("parity-commit");
+    r.ok(&[
+        "run",
+        "--name",
+        "cm",
+        NONE,
+        "-e",
+        "FOO=bar",
+        "busybox",
+        "sh",
+        "-c",
+        "echo committed > /etc/new; rm /bin/ls; mkdir /d; echo x > /d/f",
+    ]);
+    let id = r.ok(&[
+        "commit",
+        "-m",
+        "my change",
+        "-a",
+        "me <me@example.com>",
+        "-c",
+        r#"CMD ["cat", "/etc/new"]"#,
+        "-c",
+        "LABEL made=here",
+        "cm",
+        "mine:v1",
+    ]);
+    assert!(id.starts_with("sha256:") && id.trim().len() == 71, "{id}");
+    assert_eq!(r.ok(&["run", "--rm", NONE, "mine:v1"]), "committed\n");
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            NONE,
+            "mine:v1",
+            "sh",
+            "-c",
+            "test -e /bin/ls || echo gone; echo $FOO; cat /d/f; ls /bin/sh"
+        ]),
+        "gone\nbar\nx\n/bin/sh\n"
+    );
+    assert_eq!(
+        r.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Author}}|{{.Comment}}|{{.Config.Cmd}}|{{.Config.Labels}}|{{len .RootFS.Layers}}",
+            "mine:v1"
+        ]),
+        "me <me@example.com>|my change|[cat /etc/new]|map[made:here]|2\n"
+    );
+    let h = r.ok(&["history", "mine:v1"]);
+    let lines: Vec<&str> = h.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE          CREATED   ")
+            && lines[0].contains("CREATED BY")
+            && lines[0].ends_with("COMMENT"),
+        "{h}"
+    );
+    assert!(lines[1].starts_with(&id.trim()[7..19]), "{h}");
+    assert!(
+        lines[1].contains("sh -c echo committed > /etc/new; rm /bin/ls;…")
+            && lines[1].ends_with("my change"),
+        "{h}"
+    );
+    let bb = r.ok(&["images", "-q", "busybox"]);
+    assert!(lines[2].starts_with(bb.trim()), "the parent's own id: {h}");
+    assert_eq!(r.ok(&["history", "-q", "mine:v1"]).lines().count(), 2);
+    r.ok(&["commit", "cm"]);
+    let cases = [
+        case(
+            &["commit", "nosuch"],
+            1,
+            Some(""),
+            "No such container: nosuch",
+        ),
+        case(
+            &["commit", "-c", "RUN x", "cm"],
+            1,
+            Some(""),
+            "RUN is not a valid change command",
+        ),
+        case(&["history", "nosuch"], 1, Some(""), "No such image: nosuch"),
+    ];
+    check(&r, &cases, "");
+}

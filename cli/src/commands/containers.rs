@@ -1,6 +1,7 @@
 //! `rbox` container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait,
 //! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
+mod commit;
 mod cp;
 mod create;
 mod hostflags;
@@ -23,6 +24,8 @@ pub enum Cmd {
     Common(Common),
     /// List containers
     Ps(PsArgs),
+    /// Show the history of an image
+    History(commit::HistoryArgs),
     /// Manage containers
     Container {
         #[command(subcommand)]
@@ -140,6 +143,8 @@ pub enum Common {
         output: Option<std::path::PathBuf>,
         container: String,
     },
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
     /// Update configuration of one or more containers
     Update(resources::UpdateArgs),
     /// Display a live stream of container(s) resource usage statistics
@@ -349,6 +354,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
     match cmd {
         Cmd::Common(c) => common(cli, c),
         Cmd::Ps(a) => ps_cmd(cli, a),
+        Cmd::History(a) => commit::history(cli, a),
         Cmd::Container { cmd } => match cmd {
             ContainerCmd::Common(c) => common(cli, c),
             ContainerCmd::Ls(a) => ps_cmd(cli, a),
@@ -478,6 +484,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             Ok(0)
         }
         Common::Export { output, container } => export(cli, container, output.as_deref()),
+        Common::Commit(a) => commit::commit(cli, a),
         Common::Update(a) => resources::update(cli, a),
         Common::Stats(a) => resources::stats(cli, a),
         Common::Pause { containers } => each(containers, |c| {

@@ -424,6 +424,8 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> anyhow::Result<i32> {
 
 /// Docker-shaped `image inspect` object.
 pub fn inspect_json(store: &Store, img: &Image) -> Value {
+    // Docker's Comment and Author are the newest history entry's.
+    let top = store.history(img).ok().and_then(|h| h.last().cloned());
     let c = &img.config;
     let mut config = json!({
         "Hostname": "",
@@ -463,10 +465,10 @@ pub fn inspect_json(store: &Store, img: &Image) -> Value {
         "RepoTags": img.repo_tags,
         "RepoDigests": img.repo_digests,
         "Parent": "",
-        "Comment": "",
+        "Comment": top.as_ref().map(|h| h.comment.clone()).unwrap_or_default(),
         "Created": img.created.clone().unwrap_or_default(),
         "DockerVersion": "",
-        "Author": "",
+        "Author": top.as_ref().map(|h| h.author.clone()).unwrap_or_default(),
         "Config": config,
         "Architecture": img.architecture,
         "Os": img.os,
