@@ -137,6 +137,20 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             .with_detach(opts.tty && !opts.detach)
             .build()
             .map_err(|e| Error::Libcontainer(format!("exec in {}", rec.name), e.to_string()))?;
+        let exec_id = format!("{:016x}", pid.as_raw() as u64 ^ 0x5eed_0000_0000);
+        let what = opts.cmd.join(" ");
+        crate::events::container(
+            root,
+            &rec,
+            &format!("exec_create: {what}"),
+            &[("execID", exec_id.clone())],
+        );
+        crate::events::container(
+            root,
+            &rec,
+            &format!("exec_start: {what}"),
+            &[("execID", exec_id.clone())],
+        );
         if opts.detach {
             return Ok(0);
         }
@@ -144,6 +158,12 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             Some(l) => crate::monitor::proxy_tty(pid, tty::receive_master(l)?, opts.interactive),
             None => crate::process::exit_code(waitpid(pid, None).unwrap_or(WaitStatus::StillAlive)),
         };
+        crate::events::container(
+            root,
+            &rec,
+            "exec_die",
+            &[("execID", exec_id), ("exitCode", code.to_string())],
+        );
         Ok(code)
     })();
     let _ = std::fs::remove_file(&process_file);

@@ -29,6 +29,7 @@ pub mod copy;
 pub mod devices;
 mod error;
 mod etcfiles;
+pub mod events;
 pub mod exec;
 mod executor;
 mod fault;

@@ -76,6 +76,7 @@ pub fn pause(root: &Path, key: &str) -> Result<Record> {
         )));
     }
     set(&rec, true)?;
+    crate::events::container(root, &rec, "pause", &[]);
     Ok(rec)
 }
 
@@ -89,6 +90,7 @@ pub fn unpause(root: &Path, key: &str) -> Result<Record> {
         )));
     }
     set(&rec, false)?;
+    crate::events::container(root, &rec, "unpause", &[]);
     Ok(rec)
 }
 

@@ -2215,3 +2215,115 @@ fn commit_then_run_and_history() {
     ];
     check(&r, &cases, "");
 }
+
+/// `events`: the root's own state changes, printed as Docker prints events (20.10), with
+/// `--since`/`--until`, `--filter` and `--format`, and followed as they happen.
+#[test]
+fn events_of_the_root() {
+    let r = Rbox::with_busybox("parity-events");
+    r.fails(
+        3,
+        &[
+            "run", "--name", "ev", "-l", "tier=web", NONE, "busybox", "sh", "-c", "exit 3",
+        ],
+    );
+    r.fails(3, &["start", "-a", "ev"]);
+    r.ok(&["rename", "ev", "ev2"]);
+    r.ok(&["rm", "ev2"]);
+    r.ok(&["volume", "create", "vv"]);
+    let all = r.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(all, "create\nstart\ndie\nstart\ndie\nrename\ndestroy\n");
+    let line = r.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+    ]);
+    let first = line.lines().next().unwrap();
+    // 2006-01-02T15:04:05.000000000Z container die ID (exitCode=3, image=busybox, name=ev, tier=web)
+    let (time, rest) = first.split_once(' ').unwrap();
+    assert_eq!(time.len(), 30, "{first}");
+    assert!(
+        rest.starts_with("container die ")
+            && rest.ends_with(" (exitCode=3, image=busybox, name=ev, tier=web)"),
+        "{first}"
+    );
+    let j = r.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "type=volume",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(j.trim()).unwrap();
+    assert_eq!(
+        (
+            v["Type"].as_str(),
+            v["Action"].as_str(),
+            v["Actor"]["ID"].as_str()
+        ),
+        (Some("volume"), Some("create"), Some("vv"))
+    );
+    assert_eq!(
+        r.ok(&[
+            "events",
+            "--since",
+            "1h",
+            "--until",
+            "0s",
+            "--filter",
+            "container=nosuch"
+        ]),
+        ""
+    );
+    assert_eq!(
+        r.ok(&["events", "--until", "0s"]),
+        "",
+        "without --since only new events"
+    );
+    r.fails(1, &["events", "--filter", "nope=1"]);
+    // Followed: a run while `events` waits is printed as it happens (until a Unix time 5 s
+    // ahead: a duration would be 5 s ago, as for Docker).
+    let until = (std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let child = r
+        .command(&[
+            "events",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+            "--until",
+            &until,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    r.ok(&["run", "--rm", "--name", "later", NONE, "busybox", "true"]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "create later\nstart later\ndie later\ndestroy later\n"
+    );
+}

@@ -15,6 +15,8 @@ pub enum Cmd {
     Version(FormatArg),
     /// Display system-wide information
     Info(FormatArg),
+    /// Get real time events from the server
+    Events(super::events::EventsArgs),
     /// Manage rbox
     System {
         #[command(subcommand)]
@@ -32,6 +34,8 @@ pub enum SystemCmd {
     Boot,
     /// Show rbox disk usage
     Df(FormatArg),
+    /// Get real time events from the server
+    Events(super::events::EventsArgs),
 }
 
 #[derive(Args)]
@@ -70,6 +74,10 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         Cmd::System {
             cmd: SystemCmd::Df(f),
         } => df(cli, f),
+        Cmd::Events(a)
+        | Cmd::System {
+            cmd: SystemCmd::Events(a),
+        } => super::events::run(cli, a),
         Cmd::System {
             cmd: SystemCmd::Prune(a),
         } => {
