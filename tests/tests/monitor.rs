@@ -159,7 +159,7 @@ fn a_monitor_dying_before_the_start_hangs_nothing() {
         .env("RBOX_FAULT", "monitor-after-build")
         .output()
         .unwrap();
-    // Docker's `start` fails with 1 whatever kept the container from starting (run: 125).
+    // Docker's CLI: a failed `start` exits 1 (125 is for run/create).
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(r.inspect("early", "{{.State.Status}}"), "created");
     let t = Instant::now();
