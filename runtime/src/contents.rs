@@ -54,19 +54,23 @@ fn is_whiteout(m: &std::fs::Metadata) -> bool {
     m.file_type().is_char_device() && m.rdev() == 0
 }
 
-/// `docker diff`: the overlay's upper directory against the image's layers, sorted by path.
-pub fn changes(root: &Path, rec: &Record) -> Result<Vec<Change>> {
-    let paths = Paths::new(root, &rec.id);
+/// Whether a path (`/etc/x`) is in one of the layers of the container's image.
+fn in_image(root: &Path, rec: &Record) -> Result<impl Fn(&str) -> bool> {
     let store = images::Store::open(root)?;
-    let image = store.resolve(&rec.image_id)?;
-    let lowers = store.layer_dirs(&image);
-    let in_image = |rel: &str| {
+    let lowers = store.layer_dirs(&store.resolve(&rec.image_id)?);
+    Ok(move |rel: &str| {
         lowers.iter().any(|l| {
             l.join(rel.trim_start_matches('/'))
                 .symlink_metadata()
                 .is_ok()
         })
-    };
+    })
+}
+
+/// `docker diff`: the overlay's upper directory against the image's layers, sorted by path.
+pub fn changes(root: &Path, rec: &Record) -> Result<Vec<Change>> {
+    let paths = Paths::new(root, &rec.id);
+    let in_image = in_image(root, rec)?;
     let mut out: BTreeMap<String, char> = BTreeMap::new();
     walk(&paths.upper(), "", &mut |rel, m| {
         if OWN.contains(&rel) {
@@ -163,16 +167,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn changes_tar(root: &Path, rec: &Record, out: impl Write) -> Result<()> {
     let paths = Paths::new(root, &rec.id);
     let upper = paths.upper();
-    let store = images::Store::open(root)?;
-    let image = store.resolve(&rec.image_id)?;
-    let lowers = store.layer_dirs(&image);
-    let in_image = |rel: &str| {
-        lowers.iter().any(|l| {
-            l.join(rel.trim_start_matches('/'))
-                .symlink_metadata()
-                .is_ok()
-        })
-    };
+    let in_image = in_image(root, rec)?;
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let err = |e: std::io::Error| Error::io("archiving the container's changes", e);

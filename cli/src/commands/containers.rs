@@ -805,10 +805,7 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
 fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
     let now = chrono::Utc::now();
     let time = |v: &Option<String>, flag: &str| {
-        v.as_deref()
-            .map(|s| runtime::timestamp::parse(s, now))
-            .transpose()
-            .map_err(|e| anyhow!("invalid value for \"{flag}\": {e}"))
+        runtime::timestamp::parse_flag(v.as_deref(), flag, now).map_err(|e| anyhow!(e))
     };
     let (since, until) = (time(&a.since, "since")?, time(&a.until, "until")?);
     let rec = lifecycle::find(&cli.root, &a.container).map_err(rt)?;

@@ -71,10 +71,7 @@ fn message(e: &Event) -> Value {
 pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
     let now = chrono::Utc::now();
     let time = |v: &Option<String>, flag: &str| {
-        v.as_deref()
-            .map(|s| runtime::timestamp::parse(s, now))
-            .transpose()
-            .map_err(|e| anyhow!("invalid value for \"{flag}\": {e}"))
+        runtime::timestamp::parse_flag(v.as_deref(), flag, now).map_err(|e| anyhow!(e))
     };
     let (since, until) = (time(&a.since, "since")?, time(&a.until, "until")?);
     let filters = runtime::filter::Filters::parse(&a.filter, runtime::events::FILTER_KEYS)?;
