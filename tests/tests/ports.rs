@@ -470,28 +470,84 @@ fn published_ports_are_reached_from_other_networks_through_the_host() {
     n.clean_and_check();
 }
 
+/// An upstream host for a test running in its own namespace `ns`: a netns behind a veth whose
+/// host end has 10.180.N.1/24 (N = 100 + `k`), answering TCP on 8000 with the client's address.
+struct Upstream {
+    ns: String,
+}
+
+impl Upstream {
+    fn new(host_ns: &str, k: u8) -> Upstream {
+        let ns = format!("rbt-fup{k}-{}", std::process::id());
+        let n = 100 + k;
+        let r = sh(&format!(
+            "ip netns add {ns} && ip -n {host_ns} link add rbt-fup{k} type veth peer name eth0 netns {ns} && \
+             ip -n {host_ns} addr add 10.180.{n}.1/24 dev rbt-fup{k} && ip -n {host_ns} link set rbt-fup{k} up && \
+             ip -n {ns} link set lo up && ip -n {ns} addr add 10.180.{n}.2/24 dev eth0 && \
+             ip -n {ns} link set eth0 up && ip -n {ns} route add default via 10.180.{n}.1"
+        ));
+        let up = Upstream { ns };
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let r = sh(&format!(
+            "ip netns exec {} socat TCP-LISTEN:8000,fork,reuseaddr SYSTEM:'echo $SOCAT_PEERADDR' \
+             >/dev/null 2>&1 & sleep 0.3",
+            up.ns
+        ));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        up
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Its socat goes with the namespace's last process: kill them by the namespace.
+        sh(&format!(
+            "for p in $(ip netns pids {0}); do kill $p; done; ip netns del {0}",
+            self.ns
+        ));
+    }
+}
+
 /// An admin's flush of every rule (`nft flush ruleset`; for iptables every chain of filter and
 /// nat) breaks published ports and the network's rules; `network reload` brings all of rbox's
-/// rules back from its state. In a namespace of the test's own.
+/// rules back from its state. Outbound traffic is masqueraded before and after. In a namespace
+/// of the test's own.
 #[test]
 fn reload_restores_everything_after_the_whole_ruleset_is_flushed() {
     let mut n = Net::ours("ports-flush", 71);
-    n.enter_netns(format!("rbt-fns71-{}", std::process::id()));
+    let ns = format!("rbt-fns71-{}", std::process::id());
+    n.enter_netns(ns.clone());
+    let up = Upstream::new(&ns, 71);
     let (a, b) = (n.sid(1), n.sid(2));
     n.sandbox(&a, "bridge");
-    n.sandbox(&b, "bridge");
+    let ip_b = n.sandbox(&b, "bridge");
     n.httpd(&a, 80, "flushed");
     let (holder, _) = n.publish(&a, &["-p", "19061:80"]);
     let get = || n.sh("curl -sS --max-time 2 http://127.0.0.1:19061/").stdout;
+    // The address the upstream sees b's connection come from.
+    let outbound = || {
+        let r = n.exec(
+            &b,
+            "curl -sS --http0.9 --max-time 8 http://10.180.171.2:8000/",
+        );
+        format!("{}{}", r.stdout.trim(), r.stderr.trim())
+    };
     assert_eq!(get(), "flushed");
+    assert_eq!(
+        outbound(),
+        "10.180.171.1",
+        "masqueraded to the host's address"
+    );
     let flush = match Backend::current() {
         Backend::Iptables => "for t in filter nat; do iptables -t $t -F && iptables -t $t -X; done",
         Backend::Nftables => "nft flush ruleset",
     };
     assert_eq!(n.sh(flush).code, 0);
     assert_eq!(get(), "", "flushed rules must break the port");
+    assert_eq!(outbound(), ip_b, "the flush must undo masquerade");
     n.ok(&["network", "reload"]);
     assert_eq!(get(), "flushed", "after reload");
+    assert_eq!(outbound(), "10.180.171.1", "masqueraded after reload");
     // The network's rules are back too: b reaches a's port through the gateway (hairpin
     // masquerade on the bridge).
     let sib = n.exec(&b, "curl -sS --max-time 2 http://10.180.71.1:19061/");
@@ -501,6 +557,7 @@ fn reload_restores_everything_after_the_whole_ruleset_is_flushed() {
     release_hold(holder);
     n.ok(&["network", "sandbox", "unpublish", &a]);
     n.clean_and_check();
+    drop(up);
 }
 
 /// `-p H:C` of a container with only IPv4 is also served on `[::]` (so on ::1) by the
