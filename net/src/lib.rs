@@ -18,6 +18,9 @@
 //!   host ports (the caller holds the `Reservation` while the container runs), record them in
 //!   `<root>/ports/<id>.json` and install the DNAT rules; `unpublish(root, container_id)`;
 //!   `published(root, container_id)`. `release` unpublishes too, so crash repair removes them.
+//!   `reclaim(root, container_id)` -> `(Vec<PortBinding>, Reservation)`: binds the recorded
+//!   host ports again for a new holder after the old one died (a monitor adopting a running
+//!   container); a port taken meanwhile is dropped with its rules.
 //!   `reserve(root, &network, &specs)` before joining + `publish_reserved` after it is the same
 //!   with a taken port refused before any link exists (what `run` does). TCP that the kernel
 //!   cannot forward (`[::1]`, IPv6 of a container without it) goes through a proxy process that
@@ -144,6 +147,10 @@ pub fn publish(
     specs: &[PortSpec],
 ) -> Result<(Vec<PortBinding>, Reservation)> {
     ports::publish(&Context::new(root)?, container_id, specs)
+}
+
+pub fn reclaim(root: &Path, container_id: &str) -> Result<(Vec<PortBinding>, Reservation)> {
+    ports::reclaim(&Context::new(root)?, container_id)
 }
 
 /// Reserves the host ports of `specs` on `network` for a container that is about to join it

@@ -1819,7 +1819,7 @@ fn nginx_on_a_user_network_publish_all_rm_exit_and_monitor_kill() {
     n.ok(&["wait", &short]);
     n.assert_ctr_unpublished(&short, &[18192]);
     // kill -9 of the monitor: the port is reusable at once and never black-holed; the next
-    // command repairs the dead container.
+    // command adopts the container, which still runs but has lost the port it did not hold.
     let pid = n.monitor_pid(&id);
     assert!(pid > 0);
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
@@ -1854,7 +1854,24 @@ fn nginx_on_a_user_network_publish_all_rm_exit_and_monitor_kill() {
         "the new container owns the port"
     );
     n.ok(&["ps", "-a"]);
+    assert_eq!(
+        n.ok(&["inspect", "--format", "{{.State.Status}}", &id])
+            .trim(),
+        "running"
+    );
+    assert_eq!(
+        n.ok(&["port", &id]),
+        "",
+        "the adopted container kept a lost port"
+    );
     n.assert_ctr_unpublished(&id, &[]);
+    assert_eq!(
+        curl_wait("http://127.0.0.1:18191/hostname")
+            .as_deref()
+            .map(str::trim),
+        Some(&new[..12]),
+        "the new container keeps the port"
+    );
     n.ok(&["rm", "-f", &id, &new]);
     n.assert_ctr_unpublished(&new, &[18191]);
     drop(remote);
@@ -2114,7 +2131,8 @@ fn run_p_on_ipv6_loopback_goes_through_a_proxy() {
     );
     let pid = proxy_pid(&n, &id);
 
-    // kill -9 of the monitor: the proxy dies with it, the next command repairs the rest.
+    // kill -9 of the monitor: the proxy dies with it; the next command adopts the container
+    // and starts a new proxy for it.
     let mon = n.monitor_pid(&id);
     assert!(mon > 0);
     assert_eq!(unsafe { libc::kill(mon, libc::SIGKILL) }, 0);
@@ -2129,6 +2147,15 @@ fn run_p_on_ipv6_loopback_goes_through_a_proxy() {
     }
     assert_proxy_gone(pid);
     n.ok(&["ps", "-a"]);
+    assert_eq!(
+        curl_wait("-g http://[::1]:38411/").as_deref(),
+        Some("again\n"),
+        "after adoption"
+    );
+    let adopted = proxy_pid(&n, &id);
+    assert_ne!(adopted, pid);
+    n.ok(&["rm", "-f", "again"]);
+    assert_proxy_gone(adopted);
     n.assert_ctr_unpublished(&id, &[38411]);
     let id = httpd("third", "third");
     assert_eq!(

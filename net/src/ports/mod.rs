@@ -194,6 +194,64 @@ pub(crate) fn publish(
     }
 }
 
+/// Binds again the host ports recorded for a container whose holder died (its sockets and
+/// `[::1]` proxies went with it) while the container lives on: a new monitor adopting it
+/// holds them from now on; returns them with what the container still publishes. A port some
+/// other program or container took in between cannot be had back: it is dropped from the
+/// record and its rules, rather than failing the adoption of a running container.
+pub(crate) fn reclaim(
+    ctx: &Context,
+    container_id: &str,
+) -> Result<(Vec<PortBinding>, Reservation)> {
+    let root = ctx.root();
+    let Some(mut rec) = record::read(root, container_id)? else {
+        return Ok((Vec::new(), Reservation::default()));
+    };
+    // A proxy that outlived its holder still listens on its port.
+    rec.proxies.iter().for_each(proxy::stop);
+    let old_rules = rec.firewall(container_id);
+    let has_v6 = rec.container_ip6.is_some();
+    let mut held = Reservation::default();
+    let mut listeners = Vec::new();
+    let before = rec.bindings.len();
+    rec.bindings.retain(|b| {
+        let listens = reserve::proxied(b.host_ip, b.proto, has_v6);
+        match reserve::reserve(b.host_ip, b.host_port, b.proto, listens) {
+            Ok((socket, _)) if listens => {
+                listeners.push(Listener {
+                    socket,
+                    host_port: b.host_port,
+                    container_port: b.container_port,
+                });
+                true
+            }
+            Ok((socket, _)) => {
+                held.hold(socket);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{container_id}: {} taken meanwhile: {e}", b.host_addr());
+                false
+            }
+        }
+    });
+    let lost = rec.bindings.len() != before;
+    if lost {
+        // The rules of the ports it keeps come back below; the lost ones must not stay.
+        ctx.fw.remove_ports(&old_rules)?;
+    }
+    rec.proxies = start_proxy(container_id, rec.container_ip, rec.container_ip6, listeners)?;
+    if rec.bindings.is_empty() {
+        record::remove(root, container_id)?;
+        return Ok((Vec::new(), held));
+    }
+    record::write(root, container_id, &rec)?;
+    if lost {
+        install(ctx, container_id, &rec, Mode::Add)?;
+    }
+    Ok((rec.bindings, held))
+}
+
 /// Removes a container's port rules and record; succeeds when already gone (crash repair).
 pub(crate) fn unpublish(ctx: &Context, container_id: &str) -> Result<()> {
     let root = ctx.root();

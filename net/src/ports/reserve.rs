@@ -37,6 +37,10 @@ impl Reservation {
     pub fn is_empty(&self) -> bool {
         self.sockets.is_empty()
     }
+
+    pub(crate) fn hold(&mut self, socket: OwnedFd) {
+        self.sockets.push(socket);
+    }
 }
 
 /// Whether the proxy serves (part of) a binding of `ip`: TCP on IPv6 that the kernel cannot
@@ -54,7 +58,7 @@ fn ipv6_listenable() -> bool {
 
 /// Binds `ip:port` (port 0: the kernel picks a free one from `ip_local_port_range`), listening
 /// when a proxy takes it; returns the socket and the port it holds.
-fn reserve(
+pub(crate) fn reserve(
     ip: IpAddr,
     port: u16,
     proto: Proto,
