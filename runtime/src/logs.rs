@@ -88,8 +88,13 @@ pub struct ReadOptions {
     pub until: Option<chrono::DateTime<Utc>>,
 }
 
-/// Prints one log record to stdout/stderr as `docker logs` does.
-fn emit(line: &str, opts: &ReadOptions, out: &mut dyn Write, err: &mut dyn Write) {
+/// Where log records go: `(stderr, bytes)` per record, as `docker logs` shows it (with the
+/// timestamp first when asked). `print` writes to our stdout/stderr; the Engine API service
+/// frames them for its clients.
+pub type Sink<'a> = dyn FnMut(bool, &[u8]) + 'a;
+
+/// Hands one log record to `sink`.
+fn emit(line: &str, opts: &ReadOptions, sink: &mut Sink) {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
         return;
     };
@@ -104,15 +109,36 @@ fn emit(line: &str, opts: &ReadOptions, out: &mut dyn Write, err: &mut dyn Write
         }
     }
     let text = v["log"].as_str().unwrap_or("");
-    let target: &mut dyn Write = if v["stream"] == "stderr" { err } else { out };
+    let stderr = v["stream"] == "stderr";
     if opts.timestamps {
-        let _ = write!(target, "{} ", v["time"].as_str().unwrap_or(""));
+        let line = format!("{} {text}", v["time"].as_str().unwrap_or(""));
+        sink(stderr, line.as_bytes());
+    } else {
+        sink(stderr, text.as_bytes());
     }
-    let _ = target.write_all(text.as_bytes());
+}
+
+/// A sink to this process's stdout and stderr.
+fn stdio_sink<'a>(out: &'a mut dyn Write, err: &'a mut dyn Write) -> impl FnMut(bool, &[u8]) + 'a {
+    move |stderr, bytes| {
+        let _ = if stderr {
+            err.write_all(bytes)
+        } else {
+            out.write_all(bytes)
+        };
+    }
 }
 
 /// Prints the log; returns the byte offset reached, for following.
 pub fn print(path: &Path, opts: &ReadOptions) -> io::Result<u64> {
+    let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+    let n = read(path, opts, &mut stdio_sink(&mut out, &mut err))?;
+    out.flush()?;
+    Ok(n)
+}
+
+/// `print` into `sink`.
+pub fn read(path: &Path, opts: &ReadOptions, sink: &mut Sink) -> io::Result<u64> {
     let mut f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -125,23 +151,30 @@ pub fn print(path: &Path, opts: &ReadOptions) -> io::Result<u64> {
         .tail
         .map(|n| lines.len().saturating_sub(n))
         .unwrap_or(0);
-    let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
     for l in &lines[start..] {
-        emit(l, opts, &mut out, &mut err);
+        emit(l, opts, sink);
     }
-    out.flush()?;
     Ok(text.len() as u64)
 }
 
 /// Prints records appended after `offset` (whole lines only); returns the new offset.
 pub fn print_from(path: &Path, offset: u64, opts: &ReadOptions) -> io::Result<u64> {
-    let Ok(mut f) = File::open(path) else {
+    let Ok(f) = File::open(path) else {
         return Ok(offset);
     };
+    let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+    let n = read_from(&f, offset, opts, &mut stdio_sink(&mut out, &mut err))?;
+    out.flush()?;
+    Ok(n)
+}
+
+/// The records of an open log after `offset` (whole lines only) into `sink`; the new offset.
+/// An open file goes on being readable after `--rm` removed its container.
+pub fn read_from(f: &File, offset: u64, opts: &ReadOptions, sink: &mut Sink) -> io::Result<u64> {
+    let mut f = f.try_clone()?;
     f.seek(SeekFrom::Start(offset))?;
     let mut reader = BufReader::new(f);
     let mut pos = offset;
-    let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
     let mut line = String::new();
     loop {
         line.clear();
@@ -150,10 +183,67 @@ pub fn print_from(path: &Path, offset: u64, opts: &ReadOptions) -> io::Result<u6
             break;
         }
         pos += n as u64;
-        emit(line.trim_end(), opts, &mut out, &mut err);
+        emit(line.trim_end(), opts, sink);
     }
-    out.flush()?;
     Ok(pos)
+}
+
+/// Follows an open log from `offset` until the container's monitor ends (`logs -f`,
+/// attach): records go to `sink` as the monitor appends them, woken by inotify on the file
+/// (no polling); a thread blocks on the monitor's lock and closes a pipe when it ends.
+/// `alive` is asked after each batch: false (the reader went away) ends the follow.
+pub fn follow(
+    paths: &crate::Paths,
+    f: &File,
+    mut offset: u64,
+    opts: &ReadOptions,
+    sink: &mut Sink,
+    alive: &dyn Fn() -> bool,
+) -> io::Result<u64> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (done_rx, done_tx) = nix::unistd::pipe().map_err(io::Error::from)?;
+    let watched = paths.clone();
+    std::thread::spawn(move || {
+        crate::store::wait_monitor(&watched);
+        drop(done_tx);
+    });
+    // SAFETY: inotify_init1 returns a new descriptor or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    let ino = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The open file itself (through /proc), so that a log whose container --rm removed is
+    // still watched.
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+    // SAFETY: a valid descriptor and a NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MODIFY) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: ino.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: done_rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let mut events = [0u8; 4096];
+    loop {
+        offset = read_from(f, offset, opts, sink)?;
+        if fds[1].revents != 0 || !alive() {
+            return Ok(offset);
+        }
+        // SAFETY: poll on two descriptors we own; EINTR comes back as -1 and loops.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        // SAFETY: a non-blocking read of pending events into our buffer.
+        while unsafe { libc::read(fd, events.as_mut_ptr().cast(), events.len()) } > 0 {}
+    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 
 mod commit;
 mod cp;
-mod create;
+pub mod create;
 mod hostflags;
-mod ps;
+pub mod ps;
 mod resources;
 
 use std::io::Write;
@@ -788,8 +788,12 @@ fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
 /// A container's writable layer and its image, in bytes (Docker's SizeRw, and SizeRootFs
 /// less SizeRw).
 pub fn sizes(cli: &Cli, r: &runtime::Record) -> (u64, u64) {
-    let rw = runtime::usage::disk_usage(&runtime::Paths::new(&cli.root, &r.id).upper());
-    let image = images::Store::open(&cli.root)
+    sizes_in(&cli.root, r)
+}
+
+pub fn sizes_in(root: &std::path::Path, r: &runtime::Record) -> (u64, u64) {
+    let rw = runtime::usage::disk_usage(&runtime::Paths::new(root, &r.id).upper());
+    let image = images::Store::open(root)
         .and_then(|s| s.resolve(&r.image_id))
         .map(|i| i.size)
         .unwrap_or(0);
@@ -830,51 +834,24 @@ fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
     follow_log(&paths, offset, &opts)
 }
 
-/// `logs -f`: prints what the monitor appends, woken by inotify on the container's directory,
-/// until the monitor exits (a thread blocks on its lock and closes a pipe then).
-fn follow_log(paths: &runtime::Paths, mut offset: u64, opts: &logs::ReadOptions) -> Result<i32> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let (done_rx, done_tx) = nix::unistd::pipe().map_err(|e| anyhow!("pipe: {e}"))?;
-    let watched = paths.clone();
-    std::thread::spawn(move || {
-        runtime::store::wait_monitor(&watched);
-        drop(done_tx);
-    });
-    // SAFETY: inotify_init1 returns a new descriptor or -1.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-    if fd < 0 {
-        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: the kernel just gave us this descriptor.
-    let ino = unsafe { OwnedFd::from_raw_fd(fd) };
-    let dir = std::ffi::CString::new(paths.dir.as_os_str().as_encoded_bytes())?;
-    // SAFETY: a valid descriptor and a NUL-terminated path.
-    if unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY | libc::IN_CREATE) } < 0 {
-        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
-    }
-    let mut fds = [
-        libc::pollfd {
-            fd: ino.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: done_rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let mut events = [0u8; 4096];
-    loop {
-        offset = logs::print_from(&paths.log(), offset, opts)?;
-        if fds[1].revents != 0 {
-            return Ok(0);
-        }
-        // SAFETY: poll on two descriptors we own; EINTR comes back as -1 and loops.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        // SAFETY: a non-blocking read of pending events into our buffer.
-        while unsafe { libc::read(fd, events.as_mut_ptr().cast(), events.len()) } > 0 {}
-    }
+/// `logs -f`: prints what the monitor appends until the monitor exits.
+fn follow_log(paths: &runtime::Paths, offset: u64, opts: &logs::ReadOptions) -> Result<i32> {
+    // Created if the container never ran yet (the monitor appends to it).
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(paths.log())?;
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut sink = |stderr: bool, b: &[u8]| {
+        let _ = if stderr {
+            err.write_all(b)
+        } else {
+            out.write_all(b).and_then(|_| out.flush())
+        };
+    };
+    logs::follow(paths, &f, offset, opts, &mut sink, &|| true)?;
+    Ok(0)
 }
 
 /// Docker's `top`: the host's `ps` (default `-ef`), keeping the header and the rows whose PID
@@ -939,11 +916,17 @@ fn container_prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
 
 /// Removes the stopped containers `f` selects; their ids and writable layers' bytes.
 pub fn prune_containers(cli: &Cli, f: &runtime::filter::Filters) -> Result<(Vec<String>, u64)> {
-    let root = &cli.root;
+    prune_containers_in(&cli.root, f)
+}
+
+pub fn prune_containers_in(
+    root: &std::path::Path,
+    f: &runtime::filter::Filters,
+) -> Result<(Vec<String>, u64)> {
     let mut chosen = Vec::new();
     for r in lifecycle::list(root) {
         if !r.active() && f.prune_matches(r.created, &r.settings.labels)? {
-            chosen.push((r.id.clone(), sizes(cli, &r).0));
+            chosen.push((r.id.clone(), sizes_in(root, &r).0));
         }
     }
     // Without filters, lifecycle's own prune also clears what crashes left.
