@@ -357,7 +357,17 @@ fn start(ctx: &Ctx, id: &str) -> R {
             Ok(Reply::Empty(StatusCode::NO_CONTENT))
         }
         Err(runtime::Error::AlreadyRunning(_)) => Ok(Reply::Empty(StatusCode::NOT_MODIFIED)),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            // As dockerd: a container to remove on exit that could not start is removed, and
+            // who waits for (or is attached to) it is told.
+            if let Ok(rec) = lifecycle::find(&ctx.root, id) {
+                if rec.settings.auto_remove {
+                    let _ = lifecycle::remove(&ctx.root, &rec.id, true);
+                }
+                ctx.runs.failed(&rec.id, e.exit_code());
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -512,6 +522,17 @@ impl Runs {
             drop(s);
             me.changed.notify_all();
         });
+    }
+
+    /// A start that failed: waiters get `code`, attached clients their end.
+    pub fn failed(&self, id: &str, code: i32) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let c = s.entry(id.to_string()).or_default();
+        c.started += 1;
+        c.ended += 1;
+        c.code = code;
+        drop(s);
+        self.changed.notify_all();
     }
 
     pub fn started_count(&self, id: &str) -> u64 {

@@ -38,7 +38,20 @@ pub fn route(ctx: &Ctx, r: &Req, m: &Method, rest: &[&str]) -> R {
                 .flatten()
                 .filter_map(|a| a.as_str().map(String::from))
                 .collect();
-            net::Store::new(root).find(id)?;
+            let store = net::Store::new(root);
+            let netw = store.find(id)?;
+            // docker-compose connects a created container to the network it was created on
+            // (with the aliases it was created with): Docker's inspect lists that network for a
+            // container that never ran and compose disconnects it first; rbox's lists the
+            // networks of a run, so the request is taken as already done.
+            let rec = runtime::lifecycle::find(root, ctr)?;
+            if !rec.active()
+                && store
+                    .find(&rec.settings.network_mode)
+                    .is_ok_and(|p| p.id == netw.id)
+            {
+                return Ok(Reply::Empty(StatusCode::OK));
+            }
             crate::commands::networks::connect(
                 root,
                 id,

@@ -1,0 +1,579 @@
+//! `rbox system service`: the real docker CLI (and docker-compose when installed) against the
+//! Engine API on a test socket, asserting what happened for real: the published port
+//! answers, `rbox ps` sees the same containers, the containers outlive the service.
+//!
+//! Names of this file: roots of the harness, default bridges `rbt-e<N>`, subnets
+//! 10.188.N.0/24, host ports 22500-22999, sockets /run/rbox-tests/engine-<test>.sock.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use rbox_tests::{rbox_command, sh, wait_for, Rbox, Run};
+
+const DOCKER: &str = "/usr/local/bin/docker";
+
+/// A root with busybox and nginx imported and a service on its own socket.
+struct Engine {
+    rbox: Rbox,
+    n: u32,
+    sock: PathBuf,
+    service: Option<Child>,
+}
+
+impl Engine {
+    fn new(test: &str, n: u32) -> Engine {
+        let rbox = Rbox::new(test);
+        let sock = PathBuf::from(format!("/run/rbox-tests/engine-{test}.sock"));
+        let mut e = Engine {
+            rbox,
+            n,
+            sock,
+            service: None,
+        };
+        let busybox = rbox_tests::image_tar("busybox");
+        let nginx = rbox_tests::image_tar("nginx");
+        e.rbox_ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            busybox.to_str().unwrap(),
+            "busybox:latest",
+        ]);
+        e.rbox_ok(&[
+            "import",
+            "--change",
+            r#"CMD ["nginx", "-g", "daemon off;"]"#,
+            "--change",
+            "EXPOSE 80",
+            nginx.to_str().unwrap(),
+            "nginx:latest",
+        ]);
+        e.start_service(&[]);
+        e
+    }
+
+    fn rbox(&self, args: &[&str]) -> Command {
+        let mut c = rbox_command(&self.rbox.root, None, args);
+        c.env("RBOX_DEFAULT_BRIDGE", format!("rbt-e{}", self.n))
+            .env("RBOX_DEFAULT_SUBNET", format!("10.188.{}.0/24", self.n));
+        c
+    }
+
+    #[track_caller]
+    fn rbox_ok(&self, args: &[&str]) -> String {
+        let r: Run = self.rbox(args).output().unwrap().into();
+        assert_eq!(r.code, 0, "rbox {args:?}: {}{}", r.stderr, r.stdout);
+        r.stdout
+    }
+
+    fn start_service(&mut self, extra: &[&str]) {
+        std::fs::create_dir_all(self.sock.parent().unwrap()).unwrap();
+        let host = format!("unix://{}", self.sock.display());
+        let mut args = vec!["system", "service", "--host", &host];
+        args.extend_from_slice(extra);
+        let child = self
+            .rbox(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.service = Some(child);
+        let sock = self.sock.clone();
+        wait_for("the service's socket", 10, || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+    }
+
+    fn stop_service(&mut self) {
+        if let Some(mut c) = self.service.take() {
+            rbox_tests::kill9(c.id() as i32);
+            let _ = c.wait();
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Run {
+        Command::new(DOCKER)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.rbox.root.join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    #[track_caller]
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let r = self.docker(args);
+        assert_eq!(r.code, 0, "docker {args:?}: {}{}", r.stderr, r.stdout);
+        r.stdout
+    }
+
+    /// `curl` on the API socket: (status, body).
+    fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--unix-socket")
+            .arg(&self.sock)
+            .arg(format!("http://rbox{path}"));
+        if let Some(b) = body {
+            c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let out = String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_service();
+        let ids = self.rbox_ok(&["ps", "-aq"]);
+        for id in ids.split_whitespace() {
+            let _ = self.rbox(&["rm", "-f", id]).output();
+        }
+        let nets = self.rbox_ok(&["network", "ls", "-q", "--filter", "type=custom"]);
+        for n in nets.split_whitespace() {
+            let _ = self.rbox(&["network", "rm", n]).output();
+        }
+        let _ = self.rbox(&["network", "teardown"]).output();
+        let _ = std::fs::remove_file(&self.sock);
+        rbox_tests::unmount_under(&self.rbox.root);
+        let _ = std::fs::remove_dir_all(&self.rbox.root);
+    }
+}
+
+fn curl(url: &str) -> Run {
+    sh(&format!("curl -s -m 5 {url}"))
+}
+
+fn have(tool: &str) -> bool {
+    Path::new(tool).exists()
+}
+
+#[test]
+fn version_info_ping_and_errors() {
+    if !have(DOCKER) {
+        eprintln!("skipped: no {DOCKER}");
+        return;
+    }
+    let e = Engine::new("eapi-version", 10);
+    assert_eq!(
+        e.docker_ok(&["version", "--format", "{{.Server.APIVersion}}"])
+            .trim(),
+        "1.50"
+    );
+    let info = e.docker_ok(&["info", "--format", "{{.Driver}} {{.OSType}} {{.Images}}"]);
+    assert_eq!(info.trim(), "overlay linux 2");
+    let head = sh(&format!(
+        "curl -s -I --unix-socket {} http://rbox/_ping",
+        e.sock.display()
+    ));
+    assert!(head.stdout.contains("200 OK"), "{}", head.stdout);
+    assert!(
+        head.stdout.to_lowercase().contains("api-version: 1.50"),
+        "{}",
+        head.stdout
+    );
+    assert!(head.stdout.to_lowercase().contains("ostype: linux"));
+    assert_eq!(e.api("GET", "/_ping", None), (200, "OK".into()));
+    // Every version prefix from 1.24 (compose 1.29 sends old ones) through 1.50.
+    assert_eq!(e.api("GET", "/v1.24/version", None).0, 200);
+    let (code, body) = e.api("GET", "/v1.23/info", None);
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("\"message\":\"client version 1.23 is too old"),
+        "{body}"
+    );
+    // Docker's error shape and codes; the service keeps serving after each.
+    let (code, body) = e.api("GET", "/containers/nosuch/json", None);
+    assert_eq!(
+        (code, body.trim()),
+        (404, r#"{"message":"No such container: nosuch"}"#)
+    );
+    let (code, body) = e.api("POST", "/containers/create", Some("{not json"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.starts_with("{\"message\":\"invalid JSON"), "{body}");
+    let (code, _) = e.api("POST", "/containers/create", Some(r#"{"Image":"nosuch"}"#));
+    assert_eq!(code, 404);
+    let (code, body) = e.api("POST", "/containers/create", Some(r#"{"Image":"busybox","HostConfig":{"Memory":-5,"PortBindings":{"80/tcp":[{"HostPort":"notaport"}]}}}"#));
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = e.api("GET", "/swarm", None);
+    assert_eq!(code, 503);
+    let (code, _) = e.api("GET", "/networks/nosuch", None);
+    assert_eq!(code, 404);
+    let (code, _) = e.api("GET", "/volumes/nosuch", None);
+    assert_eq!(code, 404);
+    // Nothing half-made by the refused creates.
+    assert_eq!(e.rbox_ok(&["ps", "-aq"]), "");
+    assert_eq!(e.docker_ok(&["ps", "-aq"]), "");
+    let r = e.docker(&["rm", "nosuch"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn run_ps_logs_inspect_stop_rm_and_the_service_is_not_needed() {
+    if !have(DOCKER) {
+        eprintln!("skipped: no {DOCKER}");
+        return;
+    }
+    let mut e = Engine::new("eapi-run", 11);
+    let id = e.docker_ok(&["run", "-d", "-p", "22511:80", "--name", "web", "nginx"]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let page = curl("http://127.0.0.1:22511/");
+    assert!(page.stdout.contains("Welcome to nginx"), "{}", page.stdout);
+    // One set of containers: docker ps and rbox ps.
+    let ps = e.docker_ok(&["ps", "--format", "{{.Names}} {{.Ports}} {{.State}}"]);
+    assert_eq!(
+        ps.trim(),
+        "web 0.0.0.0:22511->80/tcp, [::]:22511->80/tcp running"
+    );
+    let rps = e.rbox_ok(&["ps", "--format", "{{.ID}} {{.Names}}"]);
+    assert_eq!(rps.trim(), format!("{} web", &id[..12]));
+    assert_eq!(
+        e.docker_ok(&["ps", "-q", "--filter", "name=web", "--no-trunc"])
+            .trim(),
+        id
+    );
+    assert_eq!(e.docker_ok(&["ps", "-q", "--filter", "name=nomatch"]), "");
+    // inspect is rbox's own inspect JSON.
+    let state = e.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Running}} {{.Name}} {{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}",
+        "web",
+    ]);
+    assert_eq!(state.trim(), "true /web 22511");
+    assert_eq!(
+        e.docker_ok(&["inspect", "--format", "{{json .Config}}", "web"]),
+        e.rbox_ok(&["inspect", "--format", "{{json .Config}}", "web"])
+    );
+    // Logs: nginx logged the request above.
+    let logs = e.docker_ok(&["logs", "web"]);
+    assert!(logs.contains("\"GET / HTTP/1.1\" 200"), "{logs}");
+    let tail = e.docker_ok(&["logs", "--tail", "1", "-t", "web"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.starts_with("20"), "timestamped: {tail}");
+    // The container does not depend on the service.
+    e.stop_service();
+    let page = curl("http://127.0.0.1:22511/");
+    assert!(page.stdout.contains("Welcome to nginx"), "{}", page.stdout);
+    e.start_service(&[]);
+    // logs -f ends when the container stops.
+    let follow = Command::new(DOCKER)
+        .args(["logs", "-f", "--tail", "0", "web"])
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    curl("http://127.0.0.1:22511/follow-me");
+    e.docker_ok(&["stop", "web"]);
+    let out = follow.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/follow-me"),
+        "{out:?}"
+    );
+    assert_eq!(
+        e.rbox_ok(&["inspect", "--format", "{{.State.Status}}", "web"])
+            .trim(),
+        "exited"
+    );
+    assert!(curl("http://127.0.0.1:22511/").stdout.is_empty());
+    e.docker_ok(&["start", "web"]);
+    assert!(curl("http://127.0.0.1:22511/").stdout.contains("nginx"));
+    e.docker_ok(&["restart", "-t", "1", "web"]);
+    assert!(curl("http://127.0.0.1:22511/").stdout.contains("nginx"));
+    let r = e.docker(&["rm", "web"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("container is running"), "{}", r.stderr);
+    e.docker_ok(&["rm", "-f", "web"]);
+    assert_eq!(e.rbox_ok(&["ps", "-aq"]), "");
+    assert!(curl("http://127.0.0.1:22511/").stdout.is_empty());
+}
+
+#[test]
+fn run_rm_attach_exec_and_exit_codes() {
+    if !have(DOCKER) {
+        eprintln!("skipped: no {DOCKER}");
+        return;
+    }
+    let e = Engine::new("eapi-exec", 12);
+    // Foreground run: attach before start, wait for the removal, output in frames.
+    let r = e.docker(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "hi\n"), "{}", r.stderr);
+    let r = e.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(r.code, 3);
+    assert_eq!(r.stdout, "out\n");
+    assert_eq!(r.stderr, "err\n");
+    assert_eq!(e.rbox_ok(&["ps", "-aq"]), "", "--rm left nothing");
+    let r = e.docker(&["run", "--rm", "busybox", "nosuchcmd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    assert_eq!(e.rbox_ok(&["ps", "-aq"]), "");
+    // exec: output, stdin, exit codes, tty, detached.
+    e.docker_ok(&["run", "-d", "--name", "bb", "busybox", "sleep", "1000"]);
+    let id = e.docker_ok(&["inspect", "--format", "{{.Id}}", "bb"]);
+    assert_eq!(
+        e.docker_ok(&["exec", "bb", "cat", "/etc/hostname"]).trim(),
+        &id.trim()[..12]
+    );
+    let r = sh(&format!(
+        "echo piped | DOCKER_HOST=unix://{} {DOCKER} exec -i bb cat",
+        e.sock.display()
+    ));
+    assert_eq!(r.stdout, "piped\n");
+    let r = e.docker(&["exec", "bb", "sh", "-c", "echo e >&2; exit 4"]);
+    assert_eq!((r.code, r.stderr.as_str()), (4, "e\n"));
+    let r = e.docker(&["exec", "-t", "bb", "tty"]);
+    assert_eq!(r.stdout.trim(), "/dev/pts/0");
+    e.docker_ok(&["exec", "-d", "bb", "touch", "/tmp/detached"]);
+    wait_for("the detached exec", 5, || {
+        e.docker(&["exec", "bb", "test", "-e", "/tmp/detached"])
+            .code
+            == 0
+    });
+    let r = e.docker(&["exec", "bb", "nosuchcmd"]);
+    assert_eq!(r.code, 127, "{}", r.stderr);
+    // kill, wait.
+    e.docker_ok(&["kill", "bb"]);
+    assert_eq!(e.docker_ok(&["wait", "bb"]).trim(), "137");
+    let r = e.docker(&["exec", "bb", "true"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("is not running"), "{}", r.stderr);
+}
+
+#[test]
+fn networks_volumes_images() {
+    if !have(DOCKER) {
+        eprintln!("skipped: no {DOCKER}");
+        return;
+    }
+    let e = Engine::new("eapi-objects", 13);
+    let net = e.docker_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.188.113.0/24",
+        "rbt-e-app",
+    ]);
+    assert_eq!(net.trim().len(), 64);
+    assert_eq!(
+        e.rbox_ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            "rbt-e-app"
+        ])
+        .trim(),
+        "10.188.113.0/24"
+    );
+    let ls = e.docker_ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        "name=rbt-e",
+    ]);
+    assert_eq!(ls.trim(), "rbt-e-app");
+    let r = e.docker(&["network", "create", "rbt-e-app"]);
+    assert_eq!(r.code, 1, "a second network of that name");
+    e.docker_ok(&["volume", "create", "data"]);
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "rbt-e-app",
+        "--network-alias",
+        "database",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo stored > /data/f; sleep 1000",
+    ]);
+    // A second container finds the first by alias on the user network, and the volume.
+    let r = e.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "rbt-e-app",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f; ping -c1 -W2 database >/dev/null && echo reached",
+    ]);
+    assert_eq!(r.stdout, "stored\nreached\n", "{}", r.stderr);
+    // connect / disconnect on a running container.
+    e.docker_ok(&["run", "-d", "--name", "other", "busybox", "sleep", "1000"]);
+    e.docker_ok(&["network", "connect", "--alias", "o2", "rbt-e-app", "other"]);
+    let addrs = e.docker_ok(&["exec", "other", "ip", "-4", "-o", "addr"]);
+    assert!(addrs.contains("10.188.113."), "{addrs}");
+    e.docker_ok(&["network", "disconnect", "rbt-e-app", "other"]);
+    let addrs = e.docker_ok(&["exec", "other", "ip", "-4", "-o", "addr"]);
+    assert!(!addrs.contains("10.188.113."), "{addrs}");
+    let r = e.docker(&["network", "rm", "rbt-e-app"]);
+    assert_eq!(r.code, 1, "in use by db");
+    let r = e.docker(&["volume", "rm", "data"]);
+    assert_eq!(r.code, 1, "in use by db: {}", r.stderr);
+    e.docker_ok(&["rm", "-f", "db", "other"]);
+    e.docker_ok(&["network", "rm", "rbt-e-app"]);
+    assert!(
+        e.rbox(&["network", "inspect", "rbt-e-app"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            != Some(0)
+    );
+    assert_eq!(
+        e.docker_ok(&[
+            "volume",
+            "inspect",
+            "--format",
+            "{{.Name}} {{.Driver}}",
+            "data"
+        ])
+        .trim(),
+        "data local"
+    );
+    e.docker_ok(&["volume", "rm", "data"]);
+    assert_eq!(e.docker_ok(&["volume", "ls", "-q"]), "");
+    // Images: list, tag, inspect, rmi.
+    e.docker_ok(&["tag", "busybox", "mybox:1"]);
+    let imgs = e.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut imgs: Vec<&str> = imgs.lines().collect();
+    imgs.sort();
+    assert_eq!(imgs, ["busybox:latest", "mybox:1", "nginx:latest"]);
+    assert_eq!(
+        e.docker_ok(&["image", "inspect", "--format", "{{.Id}}", "mybox:1"]),
+        e.rbox_ok(&["image", "inspect", "--format", "{{.Id}}", "busybox"])
+    );
+    assert_eq!(e.docker_ok(&["rmi", "mybox:1"]).trim(), "Untagged: mybox:1");
+    assert!(
+        e.rbox(&["image", "inspect", "mybox:1"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            != Some(0)
+    );
+}
+
+/// docker-compose 1.29 (Debian's, API versions from the old ones up): a two-service app with a
+/// user network, a published port and names, up and down.
+#[test]
+fn compose_up_and_down() {
+    const COMPOSE: &str = "/usr/bin/docker-compose";
+    if !have(COMPOSE) {
+        eprintln!("skipped: no {COMPOSE} (apt-get install docker-compose)");
+        return;
+    }
+    let e = Engine::new("eapi-compose", 15);
+    let dir = e.rbox.root.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        r#"version: "3.7"
+services:
+  web:
+    image: nginx
+    ports: ["22515:80"]
+    networks: [appnet]
+  client:
+    image: busybox
+    command: ["sleep", "1000"]
+    networks: [appnet]
+    depends_on: [web]
+networks:
+  appnet:
+    ipam:
+      config:
+        - subnet: 10.188.115.0/24
+"#,
+    )
+    .unwrap();
+    let compose = |args: &[&str]| -> Run {
+        Command::new(COMPOSE)
+            .args(["-p", "rbteapi"])
+            .args(args)
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let up = compose(&["up", "-d"]);
+    assert_eq!(up.code, 0, "{}{}", up.stderr, up.stdout);
+    assert!(curl("http://127.0.0.1:22515/")
+        .stdout
+        .contains("Welcome to nginx"));
+    let names = e.rbox_ok(&["ps", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["rbteapi_client_1", "rbteapi_web_1"]);
+    // The client reaches the web service by its name on the project's network.
+    let r = compose(&["exec", "-T", "client", "wget", "-qO-", "http://web/"]);
+    assert!(
+        r.stdout.contains("Welcome to nginx"),
+        "{}{}",
+        r.stderr,
+        r.stdout
+    );
+    let sub = e.rbox_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        "rbteapi_appnet",
+    ]);
+    assert_eq!(sub.trim(), "10.188.115.0/24");
+    let down = compose(&["down"]);
+    assert_eq!(down.code, 0, "{}{}", down.stderr, down.stdout);
+    assert_eq!(e.rbox_ok(&["ps", "-aq"]), "");
+    assert!(!e.rbox_ok(&["network", "ls"]).contains("rbteapi_appnet"));
+    assert!(curl("http://127.0.0.1:22515/").stdout.is_empty());
+}
+
+#[test]
+fn idle_timeout_ends_the_service() {
+    let mut e = Engine::new("eapi-idle", 14);
+    e.stop_service();
+    e.start_service(&["--timeout", "1"]);
+    let mut child = e.service.take().unwrap();
+    let status = wait_exit(&mut child, 10);
+    assert_eq!(status, Some(0), "the service exits after 1 s idle");
+}
+
+fn wait_exit(c: &mut Child, secs: u64) -> Option<i32> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if let Ok(Some(s)) = c.try_wait() {
+            return s.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    rbox_tests::kill9(c.id() as i32);
+    None
+}
