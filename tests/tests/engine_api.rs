@@ -348,6 +348,24 @@ fn run_rm_attach_exec_and_exit_codes() {
     });
     let r = e.docker(&["exec", "bb", "nosuchcmd"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
+    // A client that drops its hijacked connection: the service goes on serving.
+    let mut dropped = Command::new(DOCKER)
+        .args(["exec", "-i", "bb", "sleep", "3"])
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    rbox_tests::kill9(dropped.id() as i32);
+    let _ = dropped.wait();
+    assert_eq!(e.docker_ok(&["exec", "bb", "echo", "still"]), "still\n");
+    // stdin of a container is its monitor's: refused, not dropped.
+    let r = e.docker(&["run", "-i", "--name", "in", "busybox", "cat"]);
+    assert_ne!(r.code, 0);
+    // (the docker CLI shows only the status of a refused upgrade)
+    assert!(r.stderr.contains("received 501"), "{}", r.stderr);
+    e.docker_ok(&["rm", "-f", "in"]);
     // kill, wait.
     e.docker_ok(&["kill", "bb"]);
     assert_eq!(e.docker_ok(&["wait", "bb"]).trim(), "137");
@@ -555,6 +573,65 @@ networks:
     assert!(!e.rbox_ok(&["network", "ls"]).contains("rbteapi_appnet"));
     assert!(curl("http://127.0.0.1:22515/").stdout.is_empty());
 }
+
+/// docker-py (Debian's python3-docker, or PyPI's 7): the SDK's high-level models.
+#[test]
+fn docker_py_sdk() {
+    if sh("python3 -c 'import docker'").code != 0 {
+        eprintln!("skipped: no docker-py (python3-docker)");
+        return;
+    }
+    let e = Engine::new("eapi-py", 16);
+    let script = e.rbox.root.join("sdk.py");
+    std::fs::write(&script, SDK_SCRIPT).unwrap();
+    let r = sh(&format!(
+        "timeout 120 python3 {} unix://{}",
+        script.display(),
+        e.sock.display()
+    ));
+    assert_eq!(r.code, 0, "{}{}", r.stderr, r.stdout);
+    assert_eq!(
+        r.stdout,
+        "ping True\nversion 1.50\nrun b'sdk\\n'\nlist ['pyc']\nexec 5 b'e\\n'\n\
+         nets ['bridge', 'rbt-e-pynet']\nvol pyvol ['pyvol']\nnotfound No such container: nosuch\n\
+         conflict 409\nstatus 137\nlogs b''\nimgs ['busybox:latest', 'nginx:latest']\n"
+    );
+    assert_eq!(e.rbox_ok(&["ps", "-aq"]), "");
+    assert_eq!(e.rbox_ok(&["volume", "ls", "-q"]), "");
+}
+
+/// What `docker_py_sdk` runs: containers (run, list by label, exec, stop, wait, logs, remove),
+/// networks (create with IPAM, connect, disconnect, remove), volumes, images, errors.
+const SDK_SCRIPT: &str = r#"import docker, sys
+c = docker.DockerClient(base_url=sys.argv[1])
+print("ping", c.ping())
+print("version", c.version()["ApiVersion"])
+out = c.containers.run("busybox", ["echo", "sdk"], remove=True)
+print("run", out)
+ct = c.containers.run("busybox", ["sleep", "1000"], detach=True, name="pyc", labels={"k": "v"})
+print("list", [x.name for x in c.containers.list(filters={"label": "k=v"})])
+r = ct.exec_run(["sh", "-c", "echo e; exit 5"])
+print("exec", r.exit_code, r.output)
+n = c.networks.create("rbt-e-pynet", driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.188.116.0/24")]))
+n.connect(ct)
+ct.reload()
+print("nets", sorted(ct.attrs["NetworkSettings"]["Networks"]))
+n.disconnect(ct)
+v = c.volumes.create("pyvol")
+print("vol", v.name, [x.name for x in c.volumes.list()])
+try:
+    c.containers.get("nosuch")
+except docker.errors.NotFound as e:
+    print("notfound", e.explanation)
+try:
+    c.containers.run("busybox", "true", name="pyc")
+except docker.errors.APIError as e:
+    print("conflict", e.status_code)
+ct.stop(timeout=1); print("status", ct.wait()["StatusCode"])
+print("logs", ct.logs())
+ct.remove(); n.remove(); v.remove()
+print("imgs", sorted(t for i in c.images.list() for t in i.tags))
+"#;
 
 #[test]
 fn idle_timeout_ends_the_service() {

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -118,6 +117,12 @@ pub fn logs(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
 /// Input is not forwarded: the detached monitor owns the container's stdin.
 pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
     let rec = lifecycle::find(&ctx.root, id)?;
+    if r.flag("stdin") {
+        // Refused rather than silently dropped (a `run -i` would wait for ever).
+        return Err(ApiError::not_implemented(
+            "attaching to a container's stdin (the container's monitor owns it; use exec -i)",
+        ));
+    }
     let streams = Streams {
         stdout: r.flag("stdout"),
         stderr: r.flag("stderr"),
@@ -176,6 +181,5 @@ pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
             reader.abort();
         })
     });
-    let _ = StatusCode::OK;
     Ok(Reply::Hijack(streams.content_type(), session))
 }
