@@ -348,6 +348,32 @@ fn run_rm_attach_exec_and_exit_codes() {
     });
     let r = e.docker(&["exec", "bb", "nosuchcmd"]);
     assert_eq!(r.code, 127, "{}", r.stderr);
+    // top, diff, events.
+    let top = e.docker_ok(&["top", "bb"]);
+    assert!(top.lines().next().unwrap().contains("PID"), "{top}");
+    assert!(top.contains("sleep 1000"), "{top}");
+    e.docker_ok(&["exec", "bb", "touch", "/newfile"]);
+    assert!(e
+        .docker_ok(&["diff", "bb"])
+        .lines()
+        .any(|l| l == "A /newfile"));
+    // (the docker CLI sends --until in whole seconds)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let ev = e.docker_ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=bb",
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    assert!(
+        ev.contains("container create\n") && ev.contains("container start\n"),
+        "{ev}"
+    );
     // A client that drops its hijacked connection: the service goes on serving.
     let mut dropped = Command::new(DOCKER)
         .args(["exec", "-i", "bb", "sleep", "3"])

@@ -881,7 +881,7 @@ fn top(cli: &Cli, container: &str, ps_options: &[String]) -> Result<i32> {
 }
 
 /// The header and the rows of `ps` output whose PID column is in `pids`.
-fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
+pub fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
     let mut lines = ps.lines();
     let header = lines.next().unwrap_or_default();
     let col = header

@@ -52,7 +52,7 @@ fn pretty(e: &Event) -> String {
 }
 
 /// Docker's `events.Message` JSON (with its legacy `status`, `id`, `from`).
-fn message(e: &Event) -> Value {
+pub fn message(e: &Event) -> Value {
     let mut v = json!({});
     if e.kind == "container" || e.kind == "image" {
         v["status"] = json!(e.action);
@@ -90,7 +90,6 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
         .map_err(|e| anyhow!("template parsing error: {e}"))?;
     let until_nanos = until.and_then(|u| u.timestamp_nanos_opt());
     let since_nanos = since.and_then(|s| s.timestamp_nanos_opt());
-    let now_nanos = now.timestamp_nanos_opt().unwrap_or(0);
     let print = |e: &Event, out: &mut dyn Write| -> Result<()> {
         if !runtime::events::matches(e, &filters) {
             return Ok(());
@@ -112,19 +111,34 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
         writeln!(out, "{line}")?;
         Ok(())
     };
-    let root = &cli.root;
-    let (past, mut offset) = runtime::events::read_from(root, 0);
     let mut out = std::io::stdout().lock();
-    // Without --since only what happens from now on, as Docker.
+    follow(&cli.root, since_nanos, until_nanos, &mut |e| {
+        print(e, &mut out)?;
+        out.flush()?;
+        Ok(true)
+    })?;
+    Ok(0)
+}
+
+/// The events from `since` (none of the past without it, as Docker) and then as they come,
+/// until `until` (for ever without it) or until `emit` returns false. `rbox events` and the
+/// Engine API's `/events` (which filters in `emit`).
+pub fn follow(
+    root: &std::path::Path,
+    since_nanos: Option<i64>,
+    until_nanos: Option<i64>,
+    emit: &mut dyn FnMut(&Event) -> Result<bool>,
+) -> Result<()> {
+    let now_nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let (past, mut offset) = runtime::events::read_from(root, 0);
     for e in &past {
         let from = since_nanos.unwrap_or(i64::MAX);
-        if e.time_nano >= from && until_nanos.is_none_or(|u| e.time_nano <= u) {
-            print(e, &mut out)?;
+        if e.time_nano >= from && until_nanos.is_none_or(|u| e.time_nano <= u) && !emit(e)? {
+            return Ok(());
         }
     }
-    out.flush()?;
     if until_nanos.is_some_and(|u| u <= now_nanos) {
-        return Ok(0);
+        return Ok(());
     }
     let watch = Watch::new(root)?;
     loop {
@@ -133,18 +147,16 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
             (left / 1_000_000).max(0) as i32
         });
         if timeout == Some(0) {
-            return Ok(0);
+            return Ok(());
         }
         watch.wait(timeout.unwrap_or(-1));
         let (new, o) = runtime::events::read_from(root, offset);
         offset = o;
         for e in &new {
-            if until_nanos.is_some_and(|u| e.time_nano > u) {
-                return Ok(0);
+            if until_nanos.is_some_and(|u| e.time_nano > u) || !emit(e)? {
+                return Ok(());
             }
-            print(e, &mut out)?;
         }
-        out.flush()?;
     }
 }
 

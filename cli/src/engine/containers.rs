@@ -42,6 +42,22 @@ pub fn route(ctx: &Ctx, r: &Req, m: &Method, rest: &[&str]) -> R {
             runtime::pause::unpause(&ctx.root, id)?;
             Ok(Reply::Empty(StatusCode::NO_CONTENT))
         }
+        [id, "top"] if get => top(ctx, r, id),
+        [id, "changes"] if get => {
+            let rec = lifecycle::find(&ctx.root, id)?;
+            let v: Vec<Value> = runtime::contents::changes(&ctx.root, &rec)?
+                .iter()
+                .map(|c| {
+                    let kind = match c.kind {
+                        'C' => 0,
+                        'A' => 1,
+                        _ => 2,
+                    };
+                    json!({"Path": c.path, "Kind": kind})
+                })
+                .collect();
+            Ok(Reply::ok(Value::Array(v)))
+        }
         [id, "logs"] if get => super::streams::logs(ctx, r, id),
         [id, "attach"] if post => super::streams::attach(ctx, r, id),
         [id, "resize"] if post => Ok(Reply::Empty(StatusCode::OK)),
@@ -348,6 +364,47 @@ fn inspect(ctx: &Ctx, r: &Req, id: &str) -> R {
         v["ExecIDs"] = json!(execs);
     }
     Ok(Reply::ok(v))
+}
+
+/// `top?ps_args=`: the host's `ps` rows of the container's processes (as `rbox top`), split
+/// into Docker's `Titles` and `Processes` (the last column keeps its spaces).
+fn top(ctx: &Ctx, r: &Req, id: &str) -> R {
+    let rec = lifecycle::find(&ctx.root, id)?;
+    if !rec.running() {
+        return Err(ApiError::conflict(format!(
+            "container {} is not running",
+            rec.id
+        )));
+    }
+    let args: Vec<String> = match r.q("ps_args").filter(|a| !a.is_empty()) {
+        Some(a) => a.split_whitespace().map(String::from).collect(),
+        None => vec!["-ef".into()],
+    };
+    let out = std::process::Command::new("ps").args(&args).output()?;
+    if !out.status.success() {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        ));
+    }
+    let pids = runtime::cgroup::pids(&rec.id);
+    let text = crate::commands::containers::ps_rows(&String::from_utf8_lossy(&out.stdout), &pids)?;
+    let mut lines = text.lines();
+    let titles: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| {
+            let mut cols: Vec<String> = Vec::new();
+            let mut rest = l.trim_start();
+            while cols.len() + 1 < titles.len() {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                cols.push(rest[..end].to_string());
+                rest = rest[end..].trim_start();
+            }
+            cols.push(rest.to_string());
+            cols
+        })
+        .collect();
+    Ok(Reply::ok(json!({"Titles": titles, "Processes": rows})))
 }
 
 fn start(ctx: &Ctx, id: &str) -> R {

@@ -301,6 +301,7 @@ fn route(ctx: &Ctx, r: &Req) -> std::result::Result<Reply, ApiError> {
         ["_ping"] if get => Ok(system::ping()),
         ["version"] if get => Ok(system::version()),
         ["info"] if get => Ok(system::info(ctx)),
+        ["events"] if get => system::events(ctx, r),
         ["containers", rest @ ..] => containers::route(ctx, r, m, rest),
         ["exec", id, "start"] if post => exec::start(ctx, r, id),
         ["exec", id, "resize"] if post => Ok(Reply::Empty(StatusCode::OK)),
