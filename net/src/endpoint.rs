@@ -52,7 +52,8 @@ pub fn settings(net: &Network, ep: &EndpointRecord) -> EndpointSettings {
 
 /// Checks what `req` asks of `net` before anything is leased.
 fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<()> {
-    let caps = ctx.driver(net)?.caps();
+    let drv = ctx.driver(net)?;
+    let caps = drv.caps();
     if caps.namespace == Namespace::Host && (req.ip.is_some() || !req.aliases.is_empty()) {
         return Err(Error::Invalid(
             "conflicting options: ip and aliases are not supported on the host network".into(),
@@ -77,7 +78,7 @@ fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<
     for a in &req.aliases {
         crate::dns::check_alias(a)?;
     }
-    Ok(())
+    drv.check_endpoint(net, req)
 }
 
 /// Leases addresses from `net`'s pools for a new endpoint `rec`.
@@ -198,9 +199,9 @@ pub(crate) fn connect(
         let _ = drop_lease(ctx, &net.id, container_id);
         return Err(e);
     }
-    // Addresses the driver chose are recorded, and the name must resolve, once this returns;
-    // otherwise the join is undone.
-    let done = if caps.ipam == Ipam::Driver && record != leased {
+    // What the driver set (addresses it chose, the real MAC) is recorded, and the name must
+    // resolve, once this returns; otherwise the join is undone.
+    let done = if record != leased {
         update_endpoint(store, &net.id, container_id, &record)
     } else {
         Ok(())
