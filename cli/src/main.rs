@@ -78,6 +78,12 @@ fn main() {
         std::process::exit(exit::report(&e.into()));
     }
     std::env::set_var("RBOX_FIREWALL", &cli.firewall);
+    // Any command on a root brings back a resolver that was killed (a lock probe when it lives).
+    if !commands::internal(&cli.cmd) {
+        if let Err(e) = net::dns::ensure(&cli.root) {
+            tracing::warn!("restarting the DNS resolver: {e}");
+        }
+    }
     let code = match commands::run(&cli) {
         Ok(code) => code,
         Err(e) => exit::report(&e),

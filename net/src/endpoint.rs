@@ -344,6 +344,28 @@ pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
     errors.into_result()
 }
 
+/// Renames the container's endpoints (the resolver's names for it).
+pub(crate) fn rename(ctx: &Context, container_id: &str, name: &str) -> Result<()> {
+    let store = &ctx.store;
+    let mut named = false;
+    for net in store.list()? {
+        if !net.endpoints.contains_key(container_id) {
+            continue;
+        }
+        let _lock = store.lock(&net.id)?;
+        let mut net = store.load(&net.id)?;
+        if let Some(ep) = net.endpoints.get_mut(container_id) {
+            ep.container_name = name.to_string();
+            store.save(&net)?;
+            named |= ctx.serves(&net);
+        }
+    }
+    if named {
+        ctx.sync_names()?;
+    }
+    Ok(())
+}
+
 pub fn endpoints(store: &Store, container_id: &str) -> Result<Vec<EndpointSettings>> {
     let nets = store.list()?;
     let mut eps: Vec<_> = container_endpoints(&nets, container_id)
@@ -467,5 +489,29 @@ mod tests {
         assert!(drop_stale(&r.ctx(), &mut n));
         assert!(r.log.has("release n1 b"));
         assert!(n.endpoints.is_empty());
+    }
+
+    #[test]
+    fn rename_renames_every_endpoint_and_syncs_names() {
+        let r = Root::new();
+        r.driver.set_caps(|c| c.dns = true);
+        let (n1, n2) = (
+            r.network("n1", "10.180.7.0/24"),
+            r.network("n2", "10.180.8.0/24"),
+        );
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "old")).unwrap();
+        connect(&r.ctx(), "c1", &sb, &req("n2", "old")).unwrap();
+        let syncs = r.log.calls().iter().filter(|c| *c == "sync_names").count();
+        rename(&r.ctx(), "c1", "new").unwrap();
+        for n in [&n1, &n2] {
+            assert_eq!(r.endpoints(n)["c1"].container_name, "new");
+        }
+        let after = r.log.calls().iter().filter(|c| *c == "sync_names").count();
+        assert_eq!(
+            after,
+            syncs + 1,
+            "one sync, after every endpoint was renamed"
+        );
     }
 }

@@ -446,7 +446,9 @@ pub fn rename(root: &Path, key: &str, new: &str) -> Result<()> {
     let _l = statefile::Lock::exclusive(&paths.lock())?;
     let mut r = store::load(&paths)?;
     r.name = new.to_string();
-    store::save(&paths, &r)
+    store::save(&paths, &r)?;
+    // Its endpoints answer to the new name (and no longer to the old) when this returns.
+    Ok(net::rename(root, &r.id, new)?)
 }
 
 /// `container prune` / `system prune`: removes stopped containers; returns their ids.
