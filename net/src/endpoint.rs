@@ -325,15 +325,25 @@ fn hand_over_default_route(ctx: &Context, container_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Leaves every network and removes the sandbox; keeps going past errors, idempotent.
+/// Leaves every network and removes the sandbox; keeps going past errors, idempotent. The
+/// kernel unwires the endpoints when it frees the namespace, unless another container joined
+/// the sandbox and keeps it alive: then they are unwired here (that container is left with
+/// `lo`, as in Docker, and no address stays in use after its lease is given back).
 pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
     let mut errors = Errors::default();
     errors.check(crate::ports::unpublish(ctx, container_id));
+    let shared = sandbox::take_shared(ctx.root(), container_id)
+        .then(|| Sandbox::open(ctx.root(), container_id))
+        .flatten();
     let mut named = false;
     if let Some(nets) = errors.check(ctx.store.list()) {
         for (net, ep) in container_endpoints(&nets, container_id) {
             named |= ctx.serves(&net);
-            errors.check(ctx.driver(&net).and_then(|d| d.release(&net, &ep)));
+            let drv = ctx.driver(&net);
+            if let (Some(sb), Ok(d)) = (&shared, &drv) {
+                errors.check(d.leave(&net, &ep, Some(sb)));
+            }
+            errors.check(drv.and_then(|d| d.release(&net, &ep)));
             errors.check(drop_lease(ctx, &net.id, container_id));
         }
     }
@@ -513,5 +523,27 @@ mod tests {
             syncs + 1,
             "one sync, after every endpoint was renamed"
         );
+    }
+
+    #[test]
+    fn a_shared_sandbox_is_unwired_by_release() {
+        let r = Root::new();
+        r.network("n1", "10.180.9.0/24");
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "a")).unwrap();
+        crate::sandbox::mark_shared(r.path(), "c1").unwrap();
+        release(&r.ctx(), "c1").unwrap();
+        let calls = r.log.calls();
+        let at = |c: &str| calls.iter().position(|x| x == c);
+        assert!(
+            at("leave n1") < at("release n1 a") && at("leave n1").is_some(),
+            "{calls:?}"
+        );
+        assert!(!crate::sandbox::take_shared(r.path(), "c1"), "mark left");
+        // Unshared: the kernel unwires with the namespace, no leave.
+        let sb = r.sandbox("c2");
+        connect(&r.ctx(), "c2", &sb, &req("n1", "b")).unwrap();
+        release(&r.ctx(), "c2").unwrap();
+        assert_eq!(r.log.calls().iter().filter(|c| *c == "leave n1").count(), 1);
     }
 }

@@ -13,6 +13,8 @@
 //! - `release(root, container_id)`  leave every network and remove the sandbox; keeps going past
 //!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
 //! - `endpoints(root, container_id)`  what the container is connected to now, for `inspect`
+//! - `share(root, container_id)`  another container joined its sandbox (`--network container:`):
+//!   `release` then unwires the endpoints itself, since the namespace outlives the sandbox
 //! - `rename(root, container_id, name)`  its endpoints take the new name (and DNS with them)
 //!
 //! - `publish(root, container_id, &[PortSpec])` -> `(Vec<PortBinding>, Reservation)`: reserve
@@ -129,6 +131,11 @@ pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> 
 
 pub fn release(root: &Path, container_id: &str) -> Result<()> {
     endpoint::release(&Context::new(root)?, container_id)
+}
+
+/// Records that another container joined the sandbox of `container_id` (see `release`).
+pub fn share(root: &Path, container_id: &str) -> Result<()> {
+    sandbox::mark_shared(root, container_id)
 }
 
 /// Gives the container's endpoints its new name; the resolver answers to it when this returns.
