@@ -1,0 +1,251 @@
+//! Names on user networks, as containers see them (busybox nslookup/wget at 127.0.0.11 in
+//! their sandbox): shared aliases rotate, `rename` takes effect at once, any command brings a
+//! killed resolver back, a removed container's namespace and veth go at once although the
+//! resolver had sockets in it, and a container may serve DNS on port 53 itself.
+//!
+//! Name space: bridges rbt-mn*, subnets 10.184.70-99.0/24; the host's resolvers are replaced
+//! by a loopback address (RBOX_HOST_RESOLV_CONF) so no query leaves the machine.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use rbox_tests::{alive, kill9, sh, wait_for, NetFixture, RboxCli};
+
+struct T {
+    fx: NetFixture,
+    resolv_conf: PathBuf,
+}
+
+impl T {
+    /// A root whose default bridge is rbt-mn<N>d on 10.184.<N>.0/24, with busybox and the
+    /// user network `app` (bridge rbt-mn<N>, 10.184.<N+1>.0/24).
+    fn new(test: &str, n: u8) -> T {
+        let fx = NetFixture::new(test, format!("rbt-mn{n}d"), format!("10.184.{n}.0/24"));
+        let resolv_conf = fx.rbox.root.join("host-resolv.conf");
+        std::fs::write(&resolv_conf, "nameserver 127.0.0.1\n").unwrap();
+        let t = T { fx, resolv_conf };
+        let tar = rbox_tests::image_tar("busybox");
+        t.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            tar.to_str().unwrap(),
+            "busybox",
+        ]);
+        t.ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("10.184.{}.0/24", n + 1),
+            "-o",
+            &format!("com.docker.network.bridge.name=rbt-mn{n}"),
+            "app",
+        ]);
+        t
+    }
+
+    fn run_d(&self, args: &[&str]) -> String {
+        let mut a = vec!["run", "-d", "--network", "app"];
+        a.extend(args);
+        self.ok(&a).trim().to_string()
+    }
+
+    /// The IPv4 addresses `name` resolves to from container `from`, in answer order.
+    fn addrs(&self, from: &str, name: &str) -> Vec<String> {
+        let out = self
+            .run(&["exec", from, "nslookup", "-type=a", name])
+            .stdout;
+        out.split("Name:")
+            .skip(1)
+            .flat_map(|s| s.lines().filter_map(|l| l.strip_prefix("Address: ")))
+            .map(|a| a.trim().to_string())
+            .collect()
+    }
+
+    fn resolver_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.fx.rbox.root.join("dns/resolver.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl RboxCli for T {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.fx.command(args);
+        c.env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
+        c
+    }
+}
+
+impl Drop for T {
+    fn drop(&mut self) {
+        for id in self.run(&["ps", "-aq"]).stdout.split_whitespace() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+        let _ = self.run(&["network", "rm", "app"]);
+    }
+}
+
+#[test]
+fn a_shared_alias_answers_every_container_in_rotating_order() {
+    let t = T::new("names-rotate", 70);
+    let mut ips = Vec::new();
+    for i in 1..=3 {
+        let name = format!("web{i}");
+        let id = t.run_d(&[
+            "--name",
+            &name,
+            "--network-alias",
+            "www",
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+        let f = "{{(index .NetworkSettings.Networks \"app\").IPAddress}}";
+        ips.push(t.ok(&["inspect", "-f", f, &id]).trim().to_string());
+    }
+    t.run_d(&["--name", "cli", "busybox", "sleep", "300"]);
+    let mut firsts = Vec::new();
+    for _ in 0..6 {
+        let got = t.addrs("cli", "www");
+        let mut sorted = got.clone();
+        sorted.sort();
+        let mut want = ips.clone();
+        want.sort();
+        assert_eq!(sorted, want, "every container, every time");
+        firsts.push(got[0].clone());
+    }
+    // Each one comes first in turn (one step per lookup), not always the same.
+    for ip in &ips {
+        assert_eq!(firsts.iter().filter(|f| *f == ip).count(), 2, "{firsts:?}");
+    }
+}
+
+#[test]
+fn rename_changes_the_name_at_once() {
+    let t = T::new("names-rename", 72);
+    let id = t.run_d(&["--name", "old", "busybox", "sleep", "300"]);
+    t.run_d(&["--name", "cli", "busybox", "sleep", "300"]);
+    let f = "{{(index .NetworkSettings.Networks \"app\").IPAddress}}";
+    let ip = t.ok(&["inspect", "-f", f, &id]).trim().to_string();
+    assert_eq!(t.addrs("cli", "old"), std::slice::from_ref(&ip));
+    t.ok(&["rename", "old", "new"]);
+    assert_eq!(
+        t.addrs("cli", "new"),
+        std::slice::from_ref(&ip),
+        "the new name right away"
+    );
+    assert!(
+        t.addrs("cli", "old").is_empty(),
+        "the old name still answers"
+    );
+    assert_eq!(t.addrs("cli", &id[..12]), [ip], "the short id stays");
+}
+
+#[test]
+fn a_resolver_killed_with_sigkill_is_restarted_by_any_command() {
+    let t = T::new("names-kill", 74);
+    t.run_d(&["--name", "web", "busybox", "sleep", "300"]);
+    t.run_d(&["--name", "cli", "busybox", "sleep", "300"]);
+    let pid = t.resolver_pid().expect("resolver running");
+    kill9(pid);
+    wait_for("the resolver to die", 5, || !alive(pid));
+    // `ps` changes nothing, yet brings it back: names work again without a new container.
+    t.ok(&["ps"]);
+    let new = t.resolver_pid().expect("resolver restarted by ps");
+    assert_ne!(new, pid);
+    assert!(alive(new));
+    assert_eq!(t.addrs("cli", "web").len(), 1);
+    // And `exec` itself (the lookup below runs only after its rbox probed the resolver).
+    kill9(new);
+    wait_for("the resolver to die", 5, || !alive(new));
+    assert_eq!(t.addrs("cli", "web").len(), 1, "exec did not restart it");
+    let third = t.resolver_pid().unwrap();
+    assert!(third != new && alive(third));
+    // While it lives, commands do not touch it.
+    t.ok(&["ps"]);
+    t.ok(&["inspect", "web"]);
+    assert_eq!(t.resolver_pid(), Some(third));
+}
+
+#[test]
+fn rm_frees_the_namespace_and_its_veth_while_the_resolver_lives_on() {
+    let t = T::new("names-free", 76);
+    t.run_d(&["--name", "stay", "busybox", "sleep", "300"]);
+    let id = t.run_d(&["--name", "go", "busybox", "sleep", "300"]);
+    let pid = t.resolver_pid().unwrap();
+    let sockets = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            })
+            .count()
+    };
+    let before = sockets(pid);
+    let state = std::fs::read_dir(t.fx.rbox.root.join("networks")).unwrap();
+    let veth = state
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .find_map(|s| {
+            let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+            Some(v["endpoints"][&id]["host_veth"].as_str()?.to_string())
+        })
+        .expect("go's veth");
+    assert_eq!(sh(&format!("ip link show {veth}")).code, 0);
+    t.ok(&["rm", "-f", "go"]);
+    assert_eq!(
+        sockets(pid),
+        before - 2,
+        "the resolver still holds go's sockets"
+    );
+    // The namespace is freed (the kernel does it asynchronously): its veth goes with it.
+    wait_for("go's veth to go", 5, || {
+        sh(&format!("ip link show {veth}")).code != 0
+    });
+    assert!(alive(pid), "one resolver throughout");
+    assert_eq!(t.addrs("stay", "stay").len(), 1);
+}
+
+#[test]
+fn a_container_may_serve_dns_on_port_53_itself() {
+    let t = T::new("names-port53", 78);
+    t.run_d(&["--name", "web", "busybox", "sleep", "300"]);
+    let id = t.run_d(&["--name", "dnsd", "busybox", "sleep", "300"]);
+    // A DNS server of its own in the container's namespace (python3 from the host, as the
+    // image has none): wildcard port 53, UDP and TCP, is free although names are served there.
+    let key = t.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", &id]);
+    let mut server = Command::new("nsenter")
+        .arg(format!("--net={}", key.trim()))
+        .args(["python3", "-c"])
+        .arg(
+            "import socket, sys, time\n\
+             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 53))\n\
+             t = socket.socket(); t.bind(('0.0.0.0', 53)); t.listen()\n\
+             print('bound', flush=True); time.sleep(30)",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let names = t.addrs("dnsd", "web");
+    let _ = server.kill();
+    let out = server.wait_with_output().unwrap();
+    assert_eq!(
+        line.trim(),
+        "bound",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(names.len(), 1, "names in the same sandbox");
+}
