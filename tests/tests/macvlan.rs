@@ -91,7 +91,7 @@ impl Lan {
             .unwrap();
         self.servers.push(child);
         let probe = format!("curl -s -m 1 http://{}:21080/", self.host());
-        wait_for("the LAN's HTTP server", 10, || self.sh(&probe).code == 0);
+        wait_for("the LAN's HTTP server", 60, || self.sh(&probe).code == 0);
     }
 
     /// Whether the kernel makes links of `kind` (`ipvlan`, `vlan`) on the LAN's parent.
@@ -476,15 +476,15 @@ fn an_802_1q_parent_is_made_and_goes_with_the_last_network() {
         "run",
         "-d",
         "--name",
-        "c",
+        "c1",
         "--network",
         "v10",
         "busybox",
         "sleep",
         "300",
     ]);
-    t.ok(&["exec", "c", "ping", "-c1", "-W2", "10.184.40.100"]);
-    t.ok(&["rm", "-f", "c"]);
+    t.ok(&["exec", "c1", "ping", "-c1", "-W2", "10.184.40.100"]);
+    t.ok(&["rm", "-f", "c1"]);
     t.ok(&["network", "rm", "v10"]);
     assert!(t.link_exists("rbt-m4p.10"), "deleted while v10b uses it");
     t.ok(&["network", "rm", "v10b"]);
