@@ -373,6 +373,28 @@ fn the_host_shim_lets_the_host_reach_its_macvlan_containers() {
         "",
         "route left"
     );
+    // The networks' kernel side goes (what `system prune` does with nothing running, or a
+    // reboot), the shim with it; the next container brings it back.
+    t.ok(&["network", "teardown"]);
+    assert!(!t.link_exists(&shim), "teardown left the shim");
+    let web = t
+        .ok(&[
+            "run",
+            "-d",
+            "--network",
+            "shimmed",
+            "busybox",
+            "httpd",
+            "-f",
+            "-h",
+            "/etc",
+        ])
+        .trim()
+        .to_string();
+    let ip = t.ip_of(&web, "shimmed");
+    let r = sh(&format!("curl -s -m 2 http://{ip}/hostname"));
+    assert_eq!(r.stdout.trim(), &web[..12], "shim not back: {}", r.stderr);
+    t.ok(&["rm", "-f", &web]);
     t.ok(&["network", "rm", "shimmed"]);
     assert!(!t.link_exists(&shim), "shim left");
 }

@@ -194,7 +194,8 @@ impl Driver for Ipvlan {
         _fw: &dyn Firewall,
     ) -> Result<()> {
         let o = of(net)?;
-        o.parent.join(net, ep, sandbox, o.via(), &o.child())
+        let child = o.child();
+        o.parent.join(net, ep, sandbox, o.via(), &child, &child)
     }
 
     fn leave(&self, net: &Network, ep: &EndpointRecord, sandbox: Option<&Sandbox>) -> Result<()> {

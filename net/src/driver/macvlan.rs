@@ -202,13 +202,9 @@ impl Driver for Macvlan {
     ) -> Result<()> {
         let o = of(net)?;
         let mac = parse_mac(&ep.mac)?;
-        o.parent.join(
-            net,
-            ep,
-            sandbox,
-            DefaultVia::Gateway,
-            &child(o.mode, Some(mac)),
-        )
+        let (me, shim) = (child(o.mode, Some(mac)), child(Mode::Bridge, None));
+        o.parent
+            .join(net, ep, sandbox, DefaultVia::Gateway, &me, &shim)
     }
 
     fn leave(&self, net: &Network, ep: &EndpointRecord, sandbox: Option<&Sandbox>) -> Result<()> {

@@ -244,25 +244,39 @@ impl Parent {
         Ok(())
     }
 
-    /// `create_network`: the parent, then the shim, whose child link `child` builds.
-    pub fn create(&self, net: &Network, child: &dyn Fn(&str, u32) -> LinkMessage) -> Result<()> {
+    /// Makes the host shim if the network has one and it is missing (at create, and at a join
+    /// after a reboot or a `system prune` took it). `child` builds it on parent `idx`.
+    async fn ensure_shim(
+        &self,
+        handle: &Handle,
+        net: &Network,
+        idx: u32,
+        child: &dyn Fn(&str, u32) -> LinkMessage,
+    ) -> Result<()> {
+        let Some(ip) = self.shim else {
+            return Ok(());
+        };
+        let name = Parent::shim_name(net);
+        if link_by_name(handle, &name).await?.is_some() {
+            return Ok(());
+        }
+        let shim = async {
+            let sidx = make(handle, &name, child(&name, idx), &owner(net)).await?;
+            add_addr(handle, sidx, IpAddr::V4(ip), 32, &name).await
+        }
+        .await;
+        if shim.is_err() {
+            let _ = delete_link(handle, &name).await;
+        }
+        shim
+    }
+
+    /// `create_network`: the parent, then the shim, whose child link `shim` builds.
+    pub fn create(&self, net: &Network, shim: &dyn Fn(&str, u32) -> LinkMessage) -> Result<()> {
         block_on(async {
             let handle = host_handle()?;
             let idx = self.ensure(&handle, net).await?;
-            let Some(ip) = self.shim else {
-                return Ok(());
-            };
-            let name = Parent::shim_name(net);
-            if link_by_name(&handle, &name).await?.is_some() {
-                return Ok(());
-            }
-            let shim = async {
-                let sidx = make(&handle, &name, child(&name, idx), &owner(net)).await?;
-                add_addr(&handle, sidx, IpAddr::V4(ip), 32, &name).await
-            }
-            .await;
-            if let Err(e) = shim {
-                let _ = delete_link(&handle, &name).await;
+            if let Err(e) = self.ensure_shim(&handle, net, idx, shim).await {
                 let _ = self.release(&handle, net).await;
                 return Err(e);
             }
@@ -281,8 +295,8 @@ impl Parent {
 
     /// Wires `ep` into `sandbox`: the child `child` builds on the parent, made inside the
     /// sandbox, with the endpoint's addresses, up, the default routes `via` if it carries them,
-    /// and the shim's route to it. Records the child's real MAC (ipvlan children share the
-    /// parent's). On error the child is deleted.
+    /// and the shim's route to it (`shim` builds the shim if it is missing). Records the
+    /// child's real MAC (ipvlan children share the parent's). On error the child is deleted.
     pub fn join(
         &self,
         net: &Network,
@@ -290,11 +304,13 @@ impl Parent {
         sandbox: &Sandbox,
         via: DefaultVia,
         child: &dyn Fn(&str, u32) -> LinkMessage,
+        shim: &dyn Fn(&str, u32) -> LinkMessage,
     ) -> Result<()> {
         let ns = sandbox.file()?;
         block_on(async {
             let handle = host_handle()?;
             let parent = self.ensure(&handle, net).await?;
+            self.ensure_shim(&handle, net, parent, shim).await?;
             let mut msg = child(&ep.interface, parent);
             msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
             handle.link().add(msg).execute().await.map_err(|e| {
