@@ -495,3 +495,82 @@ impl Drop for NetFixture {
         }
     }
 }
+
+/// A container test's rbox: a `NetFixture` with busybox imported and the host's resolvers
+/// replaced by a loopback address (RBOX_HOST_RESOLV_CONF), so that no name query leaves the
+/// machine. Drop removes its containers and user networks, then the fixture the rest.
+pub struct CtrFixture {
+    pub fx: NetFixture,
+    resolv_conf: PathBuf,
+}
+
+impl CtrFixture {
+    pub fn new(test: &str, bridge: String, subnet: String) -> CtrFixture {
+        let fx = NetFixture::new(test, bridge, subnet);
+        let resolv_conf = fx.rbox.root.join("host-resolv.conf");
+        std::fs::write(&resolv_conf, "nameserver 127.0.0.1\n").unwrap();
+        let c = CtrFixture { fx, resolv_conf };
+        let tar = image_tar("busybox");
+        c.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            tar.to_str().unwrap(),
+            "busybox",
+        ]);
+        c
+    }
+
+    /// The container's address on network `net`.
+    #[track_caller]
+    pub fn ip_of(&self, ctr: &str, net: &str) -> String {
+        let f = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+        self.ok(&["inspect", "--format", &f, ctr])
+            .trim()
+            .to_string()
+    }
+
+    /// The host end of the container's veth (bridge networks), from the networks' state.
+    pub fn host_veth(&self, container_id: &str) -> Option<String> {
+        std::fs::read_dir(self.fx.rbox.root.join("networks"))
+            .ok()?
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find_map(|s| {
+                let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+                Some(
+                    v["endpoints"][container_id]["host_veth"]
+                        .as_str()?
+                        .to_string(),
+                )
+            })
+    }
+
+    /// The pid the root's DNS resolver recorded, while it runs.
+    pub fn resolver_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.fx.rbox.root.join("dns/resolver.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl RboxCli for CtrFixture {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.fx.command(args);
+        c.env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
+        c
+    }
+}
+
+impl Drop for CtrFixture {
+    fn drop(&mut self) {
+        for id in self.run(&["ps", "-aq"]).stdout.split_whitespace() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+        for n in self.run(&["network", "ls", "-q"]).stdout.split_whitespace() {
+            let _ = self.run(&["network", "rm", n]);
+        }
+    }
+}

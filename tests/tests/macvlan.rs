@@ -7,10 +7,10 @@
 //! 10.184.(200+N)). Kernels without ipvlan or 802.1q (CONFIG_IPVLAN, CONFIG_VLAN_8021Q) skip
 //! the tests that need them, saying so.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use rbox_tests::{sh, wait_for, NetFixture, RboxCli, Run};
+use rbox_tests::{sh, wait_for, CtrFixture, RboxCli, Run};
 use serde_json::Value;
 
 /// Held by the tests that make host links of no LAN (dummies, shims) and by the one that
@@ -67,7 +67,7 @@ impl Lan {
     }
 
     /// An HTTP server on the LAN host's port 21080 that logs each client's address to `log`.
-    fn http_server(&mut self, log: &PathBuf) {
+    fn http_server(&mut self, log: &Path) {
         let dir = log.with_extension("www");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("index.html"), "lan\n").unwrap();
@@ -124,45 +124,31 @@ impl Drop for Lan {
     }
 }
 
-/// One test: its rbox (own root, default bridge rbt-m<N>h on 10.184.(200+N).0/24, host
-/// resolvers replaced by a loopback address so no query leaves the machine), with busybox,
-/// and its LAN. Drop removes the containers, then the networks, then the LAN.
+/// One test: its rbox (own root, default bridge rbt-m<N>h on 10.184.(200+N).0/24, busybox) and
+/// its LAN. Drop removes the containers and networks, then the LAN.
 struct T {
-    fx: NetFixture,
+    c: CtrFixture,
     lan: Lan,
-    resolv_conf: PathBuf,
+}
+
+impl std::ops::Deref for T {
+    type Target = CtrFixture;
+    fn deref(&self) -> &CtrFixture {
+        &self.c
+    }
 }
 
 impl T {
     fn new(test: &str, n: u8) -> T {
-        let fx = NetFixture::new(
+        let c = CtrFixture::new(
             test,
             format!("rbt-m{n}h"),
             format!("10.184.{}.0/24", 200 + n),
         );
-        let resolv_conf = fx.rbox.root.join("host-resolv.conf");
-        std::fs::write(&resolv_conf, "nameserver 127.0.0.1\n").unwrap();
-        let t = T {
-            fx,
+        T {
+            c,
             lan: Lan::new(n),
-            resolv_conf,
-        };
-        let tar = rbox_tests::image_tar("busybox");
-        t.ok(&[
-            "import",
-            "--change",
-            r#"CMD ["sh"]"#,
-            tar.to_str().unwrap(),
-            "busybox",
-        ]);
-        t
-    }
-
-    fn ip_of(&self, ctr: &str, net: &str) -> String {
-        let f = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
-        self.ok(&["inspect", "--format", &f, ctr])
-            .trim()
-            .to_string()
+        }
     }
 
     fn network(&self, name: &str) -> Value {
@@ -187,30 +173,6 @@ impl T {
 
     fn link_exists(&self, name: &str) -> bool {
         sh(&format!("ip link show {name}")).code == 0
-    }
-
-    fn resolver_running(&self) -> bool {
-        self.fx.rbox.root.join("dns/resolver.pid").exists()
-    }
-}
-
-impl RboxCli for T {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = self.fx.command(args);
-        c.env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
-        c
-    }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        let ids = self.run(&["ps", "-aq"]).stdout;
-        for id in ids.split_whitespace() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
-        for n in self.run(&["network", "ls", "-q"]).stdout.split_whitespace() {
-            let _ = self.run(&["network", "rm", n]);
-        }
     }
 }
 
@@ -282,7 +244,7 @@ fn macvlan_containers_are_hosts_of_the_lan() {
     let neigh = t.lan.sh("ip neigh show 10.184.1.40").stdout;
     assert!(neigh.contains("02:42:0a:b8:01:28"), "{neigh}");
     // The container reaches the LAN host, which sees the container's own address: no NAT.
-    let log = t.fx.rbox.root.join("lan-http.log");
+    let log = t.c.fx.rbox.root.join("lan-http.log");
     t.lan.http_server(&log);
     let out = t.ok(&[
         "exec",
@@ -313,7 +275,7 @@ fn macvlan_containers_are_hosts_of_the_lan() {
     assert_ne!(t.lan.sh("busybox ping -c1 -W1 10.184.1.40").code, 0);
     t.ok(&["rm", "-f", "app"]);
     assert!(
-        !t.resolver_running(),
+        t.resolver_pid().is_none(),
         "the resolver outlived the last container"
     );
 }
@@ -774,9 +736,9 @@ fn bad_macvlan_and_ipvlan_input_is_one_line_and_leaves_nothing() {
             .map_or(0, |c| c.len()),
         0
     );
-    let netns = t.fx.rbox.root.join("netns");
+    let netns = t.c.fx.rbox.root.join("netns");
     let left = std::fs::read_dir(&netns).map_or(0, |d| d.count());
     assert_eq!(left, 0, "sandbox left");
     assert_eq!(t.links(), links, "a refused container left a link");
-    assert!(!t.resolver_running());
+    assert!(t.resolver_pid().is_none());
 }

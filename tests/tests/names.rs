@@ -6,32 +6,28 @@
 //! Name space: bridges rbt-mn*, subnets 10.184.70-99.0/24; the host's resolvers are replaced
 //! by a loopback address (RBOX_HOST_RESOLV_CONF) so no query leaves the machine.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use rbox_tests::{alive, kill9, sh, wait_for, NetFixture, RboxCli};
+use rbox_tests::{alive, kill9, sh, wait_for, CtrFixture, RboxCli};
 
-struct T {
-    fx: NetFixture,
-    resolv_conf: PathBuf,
+/// A root whose default bridge is rbt-mn<N>d on 10.184.<N>.0/24, with busybox and the user
+/// network `app` (bridge rbt-mn<N>, 10.184.<N+1>.0/24).
+struct T(CtrFixture);
+
+impl std::ops::Deref for T {
+    type Target = CtrFixture;
+    fn deref(&self) -> &CtrFixture {
+        &self.0
+    }
 }
 
 impl T {
-    /// A root whose default bridge is rbt-mn<N>d on 10.184.<N>.0/24, with busybox and the
-    /// user network `app` (bridge rbt-mn<N>, 10.184.<N+1>.0/24).
     fn new(test: &str, n: u8) -> T {
-        let fx = NetFixture::new(test, format!("rbt-mn{n}d"), format!("10.184.{n}.0/24"));
-        let resolv_conf = fx.rbox.root.join("host-resolv.conf");
-        std::fs::write(&resolv_conf, "nameserver 127.0.0.1\n").unwrap();
-        let t = T { fx, resolv_conf };
-        let tar = rbox_tests::image_tar("busybox");
-        t.ok(&[
-            "import",
-            "--change",
-            r#"CMD ["sh"]"#,
-            tar.to_str().unwrap(),
-            "busybox",
-        ]);
+        let t = T(CtrFixture::new(
+            test,
+            format!("rbt-mn{n}d"),
+            format!("10.184.{n}.0/24"),
+        ));
         t.ok(&[
             "network",
             "create",
@@ -61,31 +57,6 @@ impl T {
             .map(|a| a.trim().to_string())
             .collect()
     }
-
-    fn resolver_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.fx.rbox.root.join("dns/resolver.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-}
-
-impl RboxCli for T {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = self.fx.command(args);
-        c.env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
-        c
-    }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        for id in self.run(&["ps", "-aq"]).stdout.split_whitespace() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
-        let _ = self.run(&["network", "rm", "app"]);
-    }
 }
 
 #[test]
@@ -103,8 +74,7 @@ fn a_shared_alias_answers_every_container_in_rotating_order() {
             "sleep",
             "300",
         ]);
-        let f = "{{(index .NetworkSettings.Networks \"app\").IPAddress}}";
-        ips.push(t.ok(&["inspect", "-f", f, &id]).trim().to_string());
+        ips.push(t.ip_of(&id, "app"));
     }
     t.run_d(&["--name", "cli", "busybox", "sleep", "300"]);
     let mut firsts = Vec::new();
@@ -128,8 +98,7 @@ fn rename_changes_the_name_at_once() {
     let t = T::new("names-rename", 72);
     let id = t.run_d(&["--name", "old", "busybox", "sleep", "300"]);
     t.run_d(&["--name", "cli", "busybox", "sleep", "300"]);
-    let f = "{{(index .NetworkSettings.Networks \"app\").IPAddress}}";
-    let ip = t.ok(&["inspect", "-f", f, &id]).trim().to_string();
+    let ip = t.ip_of(&id, "app");
     assert_eq!(t.addrs("cli", "old"), std::slice::from_ref(&ip));
     t.ok(&["rename", "old", "new"]);
     assert_eq!(
@@ -187,15 +156,7 @@ fn rm_frees_the_namespace_and_its_veth_while_the_resolver_lives_on() {
             .count()
     };
     let before = sockets(pid);
-    let state = std::fs::read_dir(t.fx.rbox.root.join("networks")).unwrap();
-    let veth = state
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .find_map(|s| {
-            let v: serde_json::Value = serde_json::from_str(&s).ok()?;
-            Some(v["endpoints"][&id]["host_veth"].as_str()?.to_string())
-        })
-        .expect("go's veth");
+    let veth = t.host_veth(&id).expect("go's veth");
     assert_eq!(sh(&format!("ip link show {veth}")).code, 0);
     t.ok(&["rm", "-f", "go"]);
     assert_eq!(

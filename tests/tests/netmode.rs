@@ -3,32 +3,26 @@
 //! Name space: bridges rbt-mc*, subnets 10.184.100-149.0/24; the host's resolvers are
 //! replaced by a loopback address (RBOX_HOST_RESOLV_CONF).
 
-use std::path::PathBuf;
-use std::process::Command;
+use rbox_tests::{sh, wait_for, CtrFixture, RboxCli};
 
-use rbox_tests::{sh, wait_for, NetFixture, RboxCli};
+/// A root with busybox, default bridge rbt-mc<N>d on 10.184.<N>.0/24 and the user network
+/// `app` (bridge rbt-mc<N>, 10.184.<N+1>.0/24).
+struct T(CtrFixture);
 
-struct T {
-    fx: NetFixture,
-    resolv_conf: PathBuf,
+impl std::ops::Deref for T {
+    type Target = CtrFixture;
+    fn deref(&self) -> &CtrFixture {
+        &self.0
+    }
 }
 
 impl T {
-    /// A root with busybox, default bridge rbt-mc<N>d on 10.184.<N>.0/24 and the user network
-    /// `app` (bridge rbt-mc<N>, 10.184.<N+1>.0/24).
     fn new(test: &str, n: u8) -> T {
-        let fx = NetFixture::new(test, format!("rbt-mc{n}d"), format!("10.184.{n}.0/24"));
-        let resolv_conf = fx.rbox.root.join("host-resolv.conf");
-        std::fs::write(&resolv_conf, "nameserver 127.0.0.1\n").unwrap();
-        let t = T { fx, resolv_conf };
-        let tar = rbox_tests::image_tar("busybox");
-        t.ok(&[
-            "import",
-            "--change",
-            r#"CMD ["sh"]"#,
-            tar.to_str().unwrap(),
-            "busybox",
-        ]);
+        let t = T(CtrFixture::new(
+            test,
+            format!("rbt-mc{n}d"),
+            format!("10.184.{n}.0/24"),
+        ));
         t.ok(&[
             "network",
             "create",
@@ -41,30 +35,8 @@ impl T {
         t
     }
 
-    fn ip_of(&self, ctr: &str) -> String {
-        let f = "{{(index .NetworkSettings.Networks \"app\").IPAddress}}";
-        self.ok(&["inspect", "-f", f, ctr]).trim().to_string()
-    }
-
     fn containers(&self) -> usize {
         self.ok(&["ps", "-aq"]).lines().count()
-    }
-}
-
-impl RboxCli for T {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = self.fx.command(args);
-        c.env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
-        c
-    }
-}
-
-impl Drop for T {
-    fn drop(&mut self) {
-        for id in self.run(&["ps", "-aq"]).stdout.split_whitespace() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
-        let _ = self.run(&["network", "rm", "app"]);
     }
 }
 
@@ -102,7 +74,7 @@ fn a_joined_container_shares_addresses_localhost_names_and_files() {
         "sleep",
         "300",
     ]);
-    let ip = t.ip_of("web");
+    let ip = t.ip_of("web", "app");
     // Its addresses, its localhost (httpd listens on 127.0.0.1 only), its names and files.
     let out = t.ok(&[
         "run",
@@ -123,7 +95,7 @@ fn a_joined_container_shares_addresses_localhost_names_and_files() {
     );
     assert!(out.contains("nameserver 127.0.0.11\n"), "{out}");
     assert!(
-        out.contains(&format!("Address: {}", t.ip_of("peer"))),
+        out.contains(&format!("Address: {}", t.ip_of("peer", "app"))),
         "{out}"
     );
     // inspect as Docker: the full id, no networks of its own.
@@ -272,7 +244,7 @@ fn stopping_the_joined_container_leaves_the_joiner_with_lo_and_frees_its_address
         "sleep",
         "300",
     ]);
-    let ip = t.ip_of("web");
+    let ip = t.ip_of("web", "app");
     let id = t
         .ok(&["inspect", "-f", "{{.Id}}", "web"])
         .trim()
@@ -290,15 +262,7 @@ fn stopping_the_joined_container_leaves_the_joiner_with_lo_and_frees_its_address
     ]);
     let addrs = t.ok(&["exec", "joiner", "ip", "-4", "-o", "addr"]);
     assert!(addrs.contains(&ip), "{addrs}");
-    let state = std::fs::read_dir(t.fx.rbox.root.join("networks")).unwrap();
-    let veth = state
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .find_map(|s| {
-            let v: serde_json::Value = serde_json::from_str(&s).ok()?;
-            Some(v["endpoints"][&id]["host_veth"].as_str()?.to_string())
-        })
-        .expect("web's veth");
+    let veth = t.host_veth(&id).expect("web's veth");
     t.ok(&["stop", "-t", "1", "web"]);
     // As in Docker: the joiner runs on with lo only; nothing of web's endpoint is left.
     let addrs = t.ok(&["exec", "joiner", "ip", "-4", "-o", "addr"]);
@@ -320,7 +284,7 @@ fn stopping_the_joined_container_leaves_the_joiner_with_lo_and_frees_its_address
         "sleep",
         "300",
     ]);
-    assert_eq!(t.ip_of("next"), ip, "the address was given back");
+    assert_eq!(t.ip_of("next", "app"), ip, "the address was given back");
     t.ok(&["exec", "next", "ping", "-c1", "-W1", "10.184.105.1"]);
     // rm of the stopped one works too; the joiner cannot start again without it.
     t.ok(&["rm", "web"]);
