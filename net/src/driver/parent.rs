@@ -188,15 +188,24 @@ impl Parent {
                 r => r,
             };
         }
-        if let Some(l) = link_by_name(handle, &self.link).await? {
+        // Existing links are taken as they are; one rbox made is registered on.
+        let existing = |l: LinkMessage| -> Result<u32> {
             if alias(&l) == Some(VLAN_MARK) && !registered(&self.link, &net.id) {
-                let _held = statefile::Lock::exclusive(Path::new(REGISTRY_LOCK))?;
                 register(&self.link, &net.id)?;
             }
-            return Ok(netlink::index(&l));
+            Ok(netlink::index(&l))
+        };
+        if let Some(l) = link_by_name(handle, &self.link).await? {
+            if alias(&l) != Some(VLAN_MARK) || registered(&self.link, &net.id) {
+                return Ok(netlink::index(&l));
+            }
         }
         let (base, vid) = vlan_of(&self.link)?;
         let _held = statefile::Lock::exclusive(Path::new(REGISTRY_LOCK))?;
+        // Looked up again under the lock: another process may have made it meanwhile.
+        if let Some(l) = link_by_name(handle, &self.link).await? {
+            return existing(l);
+        }
         let base_idx = link_by_name(handle, base)
             .await?
             .map(|l| netlink::index(&l))
