@@ -1,10 +1,12 @@
 //! Names on user networks, as containers see them (busybox nslookup/wget at 127.0.0.11 in
 //! their sandbox): shared aliases rotate, `rename` takes effect at once, any command brings a
 //! killed resolver back, a removed container's namespace and veth go at once although the
-//! resolver had sockets in it, and a container may serve DNS on port 53 itself.
+//! resolver had sockets in it, a container may serve DNS on port 53 itself, and one only on
+//! internal networks is relayed nowhere.
 //!
-//! Name space: bridges rbt-mn*, subnets 10.184.70-99.0/24; the host's resolvers are replaced
-//! by a loopback address (RBOX_HOST_RESOLV_CONF) so no query leaves the machine.
+//! Name space: bridges rbt-mn*, subnets 10.184.70-99.0/24, an upstream DNS on 127.184.80.53;
+//! the host's resolvers are replaced by a loopback address (RBOX_HOST_RESOLV_CONF) so no query
+//! leaves the machine.
 
 use std::process::Command;
 
@@ -209,4 +211,82 @@ fn a_container_may_serve_dns_on_port_53_itself() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(names.len(), 1, "names in the same sandbox");
+}
+
+/// As Docker since CVE-2024-29018: a container only on internal networks gets its networks'
+/// names, but nothing is relayed for it from the host's namespace (here to a DNS server on the
+/// host's loopback, which its packets could never reach); connected to a network with a way
+/// out, it is.
+#[test]
+fn a_container_only_on_internal_networks_gets_names_but_no_upstream() {
+    let t = T::new("names-internal", 80);
+    let upstream = "127.184.80.53";
+    std::fs::write(
+        t.fx.rbox.root.join("host-resolv.conf"),
+        format!("nameserver {upstream}\n"),
+    )
+    .unwrap();
+    struct Upstream(std::process::Child);
+    impl Drop for Upstream {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _up = Upstream(
+        Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--port=53",
+                "--pid-file=",
+                "--address=/upstream.test/192.0.2.77",
+                "--address=/#/",
+            ])
+            .arg(format!("--listen-address={upstream}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq (scripts/deps.sh installs dnsmasq-base)"),
+    );
+    wait_for("the upstream", 5, || {
+        sh(&format!("busybox nslookup x.upstream.test {upstream}"))
+            .stdout
+            .contains("192.0.2.77")
+    });
+    t.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.184.82.0/24",
+        "-o",
+        "com.docker.network.bridge.name=rbt-mn80i",
+        "inner",
+    ]);
+    let inside = |args: &[&str]| {
+        let mut a = vec!["run", "-d", "--network", "inner"];
+        a.extend(args);
+        t.ok(&a).trim().to_string()
+    };
+    inside(&["--name", "db", "busybox", "sleep", "300"]);
+    inside(&["--name", "worker", "busybox", "sleep", "300"]);
+    t.run_d(&["--name", "web", "busybox", "sleep", "300"]);
+    assert_eq!(t.addrs("worker", "db"), [t.ip_of("db", "inner")]);
+    let out = t.run(&["exec", "worker", "nslookup", "www.upstream.test"]);
+    assert!(
+        !out.stdout.contains("192.0.2.77") && out.stdout.contains("REFUSED"),
+        "an internal-only container was relayed: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(t.addrs("web", "www.upstream.test"), ["192.0.2.77"]);
+    // Connected to a network with a way out, it is relayed at once.
+    t.ok(&["network", "connect", "app", "worker"]);
+    assert_eq!(t.addrs("worker", "www.upstream.test"), ["192.0.2.77"]);
+    t.ok(&["network", "disconnect", "app", "worker"]);
+    let out = t.run(&["exec", "worker", "nslookup", "www.upstream.test"]);
+    assert!(out.stdout.contains("REFUSED"), "{}", out.stdout);
 }

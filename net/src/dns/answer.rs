@@ -109,7 +109,9 @@ pub fn handle(table: &Table, asker: &str, bytes: &[u8], tcp: bool, turns: &Turns
     let mut r = respond(&q, ResponseCode::NoError);
     match answer {
         Answer::Refused => {
+            // As Docker's: nothing will be relayed for this asker, so no recursion either.
             r.metadata.response_code = ResponseCode::Refused;
+            r.metadata.recursion_available = false;
         }
         Answer::NxDomain => {
             r.metadata.authoritative = true;
@@ -170,6 +172,7 @@ mod tests {
                 }],
             }],
             host_upstreams: vec!["127.0.0.1".parse().unwrap()],
+            connected: ["0123456789abcdef".to_string()].into(),
         }
     }
 

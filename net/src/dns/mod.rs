@@ -31,7 +31,9 @@
 //!   containers share (`--network-alias`) lists all of them, rotated one step per query, so
 //!   clients that take the first address spread their load. Everything else is relayed
 //!   unchanged, from the host's namespace, to the asking container's `--dns` servers, else to
-//!   the host's resolvers (`config::host_upstreams`).
+//!   the host's resolvers (`config::host_upstreams`); but not for a container only on
+//!   `--internal` networks (REFUSED, as Docker since CVE-2024-29018: relayed from the host, its
+//!   queries would leave where its packets cannot), unless its `--dns` server is on them.
 //! - **Current records without polling**: commands that change endpoints call [`sync`], which
 //!   talks to the resolver over `<root>/dns/resolver.sock` and returns only after it reloaded
 //!   the networks' state files, so a name is there when `run -d`/`connect` return and gone when

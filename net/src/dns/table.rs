@@ -3,6 +3,7 @@
 //! reload; lookups are pure (the asker is named by the sandbox its query arrived in) so they are
 //! unit-tested without sockets.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -80,6 +81,9 @@ pub struct Table {
     pub segments: Vec<Segment>,
     /// The host's resolvers: upstreams of containers without `--dns`.
     pub host_upstreams: Vec<IpAddr>,
+    /// Containers with a way out: an endpoint on a network that is not `--internal`. Only
+    /// their queries are relayed anywhere outside their networks (see `lookup`).
+    pub connected: BTreeSet<String>,
 }
 
 /// What to do with one query.
@@ -92,7 +96,8 @@ pub enum Answer {
     NxDomain,
     /// Not ours: ask these servers (empty = none known: SERVFAIL).
     Forward(Vec<IpAddr>),
-    /// The asker is on no served network (a socket about to be closed).
+    /// The asker is on no served network (a socket about to be closed), or the name is not
+    /// ours and the asker may not be relayed anywhere (internal networks only).
     Refused,
 }
 
@@ -151,9 +156,15 @@ impl Table {
                 })
             })
             .collect();
+        let connected = nets
+            .iter()
+            .filter(|n| !n.internal)
+            .flat_map(|n| n.endpoints.keys().cloned())
+            .collect();
         Table {
             segments,
             host_upstreams,
+            connected,
         }
     }
 
@@ -162,7 +173,7 @@ impl Table {
     }
 
     /// The sandboxes to answer in: every container with an endpoint on a served network.
-    pub fn sandboxes(&self) -> std::collections::BTreeSet<&str> {
+    pub fn sandboxes(&self) -> BTreeSet<&str> {
         self.segments
             .iter()
             .flat_map(|s| s.entries.iter().map(|e| e.container_id.as_str()))
@@ -172,6 +183,11 @@ impl Table {
     /// Answers `name` (lower case, no trailing dot) of `kind` asked from the sandbox of
     /// `asker`. `turn` rotates the order of a name several containers share (an alias), so
     /// clients that take the first address spread over all of them.
+    ///
+    /// Queries for other names are relayed from the host's namespace, so for a container only
+    /// on internal networks they would leave the machine where its packets cannot (Docker's
+    /// CVE-2024-29018): as Docker, such a container's queries go only to its `--dns` servers
+    /// inside its own networks (a DNS server it runs there), else they are refused.
     pub fn lookup(&self, asker: &str, name: &str, kind: Kind, turn: usize) -> Answer {
         // The asker's networks, in the order of its interfaces.
         let mut mine: Vec<(&Segment, &Entry)> = self
@@ -183,13 +199,23 @@ impl Table {
             return Answer::Refused;
         }
         mine.sort_by(|a, b| a.1.interface.cmp(&b.1.interface));
-        let upstreams = mine
+        let mut upstreams = mine
             .iter()
             .map(|(_, e)| &e.upstreams)
             .find(|u| !u.is_empty())
             .cloned()
             .unwrap_or_else(|| self.host_upstreams.clone());
         let scope: Vec<&Segment> = mine.iter().map(|(s, _)| *s).collect();
+        if !self.connected.contains(asker) {
+            upstreams.retain(|u| scope.iter().any(|s| s.holds(*u)));
+        }
+        let forward = || {
+            if upstreams.is_empty() && !self.connected.contains(asker) {
+                Answer::Refused
+            } else {
+                Answer::Forward(upstreams.clone())
+            }
+        };
 
         if kind == Kind::Ptr {
             if let Some(ip) = arpa_ip(name) {
@@ -202,7 +228,7 @@ impl Table {
                     return Answer::NxDomain;
                 }
             }
-            return Answer::Forward(upstreams);
+            return forward();
         }
         let addrs = |s: &Segment, n: &str| -> Option<Vec<IpAddr>> {
             let mut found: Vec<&Entry> = s.entries_named(n).collect();
@@ -236,7 +262,7 @@ impl Table {
                     None => Answer::NxDomain,
                 };
             }
-            return Answer::Forward(upstreams);
+            return forward();
         }
         Answer::NxDomain
     }
@@ -315,6 +341,7 @@ mod tests {
         Table {
             segments: vec![a, b],
             host_upstreams: vec!["192.0.2.53".parse().unwrap()],
+            connected: [WEB, CLI, DB].map(String::from).into(),
         }
     }
 
@@ -426,6 +453,39 @@ mod tests {
         assert_eq!(
             t.lookup(CLI, "example.org", Kind::A, 0),
             Answer::Forward(vec![ip("127.0.0.9")])
+        );
+    }
+
+    #[test]
+    fn only_containers_with_a_way_out_are_relayed_outside_their_networks() {
+        let mut t = table();
+        t.connected.remove(DB);
+        assert_eq!(
+            t.lookup(DB, "web", Kind::A, 0),
+            Answer::Addrs(vec![ip("10.2.0.2")]),
+            "names still resolve"
+        );
+        assert_eq!(t.lookup(DB, "example.org", Kind::A, 0), Answer::Refused);
+        assert_eq!(
+            t.lookup(DB, "1.2.0.192.in-addr.arpa", Kind::Ptr, 0),
+            Answer::Refused
+        );
+        // Its own DNS server on its internal network is asked; one outside it is not.
+        t.segments[1].entries[1].upstreams = vec![ip("192.0.2.1"), ip("10.2.0.53")];
+        assert_eq!(
+            t.lookup(DB, "example.org", Kind::A, 0),
+            Answer::Forward(vec![ip("10.2.0.53")])
+        );
+        // web is on the same internal network and on another with a way out.
+        assert_eq!(
+            t.lookup(WEB, "example.org", Kind::A, 0),
+            Answer::Forward(vec![ip("192.0.2.53")])
+        );
+        // A connected container without upstreams still gets SERVFAIL, not REFUSED.
+        t.host_upstreams.clear();
+        assert_eq!(
+            t.lookup(CLI, "example.org", Kind::A, 0),
+            Answer::Forward(vec![])
         );
     }
 
