@@ -488,6 +488,22 @@ pub fn run_suite_in(args: &[&str], env: &[(&str, &str)]) -> Run {
     c.output().expect("unshare").into()
 }
 
+/// The body of a test named `name` that re-runs the rest of its binary on the nftables backend
+/// on a "host" without any iptables tool (`run_suite_in`, rbox left to choose: auto must pick
+/// nftables; tests inspecting rules read nft's); asserts it passed at least `at_least` tests.
+#[track_caller]
+pub fn assert_passes_on_nftables_without_iptables(name: &str, at_least: u32) {
+    let r = run_suite_in(&["--skip", name], &[("RBOX_TEST_FIREWALL", "nftables")]);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 0, "the nftables run failed:\n{out}");
+    let passed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(passed.is_some_and(|n| n >= at_least), "{out}");
+}
+
 /// rbox's part of `iptables-save`, with real ids and bridge names replaced by the golden files'
 /// placeholders, chains sorted and rules grouped per chain (keeping their kernel order).
 pub fn normalize_rules(save: &str, names: &[(String, &str)]) -> String {

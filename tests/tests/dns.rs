@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbox_tests::{rbox_command, sh, Rbox, RboxCli, Run};
+use rbox_tests::{
+    assert_passes_on_nftables_without_iptables, rbox_command, sh, Rbox, RboxCli, Run,
+};
 
 /// The resolver's address inside every sandbox on a user network.
 const RESOLVER: &str = "127.0.0.11";
@@ -648,4 +650,12 @@ fn aaaa_answers_and_the_ipv6_gateway_on_ipv6_networks() {
     let r = t.lookup(a, &format!("-type=aaaa {b}."), RESOLVER);
     assert!(r.stdout.contains("Address: fd07:207:11::3"), "{}", r.stdout);
     assert_eq!(t.addrs(a, &format!("{b}."), RESOLVER), vec!["10.207.144.3"]);
+}
+
+/// The tests above once more on the nftables backend, on a "host" without any iptables tool
+/// (a private mount and network namespace): names, internal networks and their isolation must
+/// not depend on the host's firewall backend.
+#[test]
+fn the_file_passes_on_nftables_without_iptables() {
+    assert_passes_on_nftables_without_iptables("the_file_passes_on_nftables_without_iptables", 11);
 }

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use rbox_tests::{sh, wait_for, CtrFixture, RboxCli, Run};
+use rbox_tests::{
+    assert_passes_on_nftables_without_iptables, sh, wait_for, CtrFixture, RboxCli, Run,
+};
 use serde_json::Value;
 
 /// Held by the tests that make host links of no LAN (dummies, shims) and by the one that
@@ -741,4 +743,12 @@ fn bad_macvlan_and_ipvlan_input_is_one_line_and_leaves_nothing() {
     assert_eq!(left, 0, "sandbox left");
     assert_eq!(t.links(), links, "a refused container left a link");
     assert!(t.resolver_pid().is_none());
+}
+
+/// The tests above once more on the nftables backend, on a "host" without any iptables tool
+/// (a private mount and network namespace): names, internal networks and their isolation must
+/// not depend on the host's firewall backend.
+#[test]
+fn the_file_passes_on_nftables_without_iptables() {
+    assert_passes_on_nftables_without_iptables("the_file_passes_on_nftables_without_iptables", 6);
 }

@@ -10,7 +10,9 @@
 
 use std::process::Command;
 
-use rbox_tests::{alive, kill9, sh, wait_for, CtrFixture, RboxCli};
+use rbox_tests::{
+    alive, assert_passes_on_nftables_without_iptables, kill9, sh, wait_for, CtrFixture, RboxCli,
+};
 
 /// A root whose default bridge is rbt-mn<N>d on 10.184.<N>.0/24, with busybox and the user
 /// network `app` (bridge rbt-mn<N>, 10.184.<N+1>.0/24).
@@ -289,4 +291,12 @@ fn a_container_only_on_internal_networks_gets_names_but_no_upstream() {
     t.ok(&["network", "disconnect", "app", "worker"]);
     let out = t.run(&["exec", "worker", "nslookup", "www.upstream.test"]);
     assert!(out.stdout.contains("REFUSED"), "{}", out.stdout);
+}
+
+/// The tests above once more on the nftables backend, on a "host" without any iptables tool
+/// (a private mount and network namespace): names, internal networks and their isolation must
+/// not depend on the host's firewall backend.
+#[test]
+fn the_file_passes_on_nftables_without_iptables() {
+    assert_passes_on_nftables_without_iptables("the_file_passes_on_nftables_without_iptables", 6);
 }
