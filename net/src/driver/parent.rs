@@ -7,9 +7,11 @@
 //!   the network gets a dummy link of its own (`dm-`/`di-` + 12 hex of its id, as Docker) and is
 //!   internal. Both are made again by a join when missing (after a reboot).
 //! - **Who may delete a VLAN link rbox made**: the last network using it, on any root. Each
-//!   network using one is registered in `/run/rbox-links/<link>/<network id>` (host-wide, under
-//!   a lock; /run goes with a reboot, as the link does); removing a network unregisters it and
-//!   deletes the link when no registration is left. A link that existed without rbox's mark is
+//!   network using one is registered in `/run/rbox-links/<netns>/<link>/<network id>` (every
+//!   root's, under a lock; /run goes with a reboot, as the link does; `<netns>` is the inode of
+//!   rbox's network namespace, whose links these are: an rbox in another namespace has its own
+//!   `eth0.10`); removing a network unregisters it and deletes the link when no registration is
+//!   left. A link that existed without rbox's mark is
 //!   never deleted.
 //! - **Host shim** (`-o rbox.host_shim=IP`): the kernel keeps a parent from talking to its own
 //!   children, so the host cannot reach its macvlan/ipvlan containers. The shim is one more child
@@ -463,7 +465,9 @@ async fn make(handle: &Handle, name: &str, msg: LinkMessage, mark: &str) -> Resu
 }
 
 fn registry(link: &str) -> PathBuf {
-    Path::new(REGISTRY).join(link)
+    use std::os::unix::fs::MetadataExt;
+    let netns = fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+    Path::new(REGISTRY).join(format!("net{netns}")).join(link)
 }
 
 fn registered(link: &str, network_id: &str) -> bool {
@@ -487,6 +491,10 @@ fn unregister(link: &str, network_id: &str) -> Result<bool> {
     let empty = fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
     if empty {
         let _ = fs::remove_dir(&dir);
+        // The namespace's directory too, when this was its last link (fails while it is not).
+        if let Some(ns) = dir.parent() {
+            let _ = fs::remove_dir(ns);
+        }
     }
     Ok(empty)
 }
