@@ -457,13 +457,16 @@ pub fn normalize_nft(listing: &str, names: &[(String, &str)]) -> String {
 /// Runs this test binary's other tests again (`cargo test` arguments `args`) inside a private
 /// mount and network namespace where the iptables tools are hidden (a host without iptables
 /// at all), with `env` set; returns its output. /sys is remounted for the new network
-/// namespace, with the cgroup hierarchies carried over.
+/// namespace, with the cgroup hierarchies carried over, and /run/netns is a tmpfs of its own:
+/// the namespaces `ip netns` names there are per run (the tests of the outer run, going on
+/// meanwhile, use the same names).
 pub fn run_suite_in(args: &[&str], env: &[(&str, &str)]) -> Run {
     let exe = std::env::current_exe().unwrap();
     let cg = format!("/tmp/rbt-fcg-{}", std::process::id());
     let setup = format!(
         "set -e; ip link set lo up; mkdir -p {cg}; mount --rbind /sys/fs/cgroup {cg}; \
          mount -t sysfs sysfs /sys; mount --move {cg} /sys/fs/cgroup; rmdir {cg}; \
+         mkdir -p /run/netns; mount -t tmpfs -o mode=0755 rbt-netns /run/netns; \
          for d in /usr/sbin /usr/bin; do for f in $d/*tables*; do \
            [ -e \"$f\" ] && mount --bind /dev/null \"$f\"; done; done; \
          exec \"$0\" \"$@\""
