@@ -133,11 +133,6 @@ pub fn release(root: &Path, container_id: &str) -> Result<()> {
     endpoint::release(&Context::new(root)?, container_id)
 }
 
-/// Records that another container joined the sandbox of `container_id` (see `release`).
-pub fn share(root: &Path, container_id: &str) -> Result<()> {
-    sandbox::mark_shared(root, container_id)
-}
-
 /// Gives the container's endpoints its new name; the resolver answers to it when this returns.
 pub fn rename(root: &Path, container_id: &str, name: &str) -> Result<()> {
     endpoint::rename(&Context::new(root)?, container_id, name)

@@ -98,26 +98,6 @@ fn make_netns(path: &Path) -> Result<()> {
     })?
 }
 
-fn shared_marker(root: &Path, container_id: &str) -> PathBuf {
-    root.join("netns-shared").join(container_id)
-}
-
-/// Records that another container joined the sandbox of `container_id` (`--network
-/// container:`): that container keeps the namespace alive after the sandbox is released, so
-/// `release` must unwire the endpoints itself instead of leaving that to the kernel.
-pub(crate) fn mark_shared(root: &Path, container_id: &str) -> Result<()> {
-    let path = shared_marker(root, container_id);
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    }
-    fs::write(&path, b"").map_err(io(format!("marking the sandbox of {container_id} shared")))
-}
-
-/// Whether the sandbox of `container_id` was marked shared; forgets the mark.
-pub(crate) fn take_shared(root: &Path, container_id: &str) -> bool {
-    fs::remove_file(shared_marker(root, container_id)).is_ok()
-}
-
 /// Unpins the namespace of `container_id`; the kernel then frees it, and with it the sandbox
 /// ends of every veth, which also removes their host ends. Succeeds when already gone.
 pub(crate) fn remove(root: &Path, container_id: &str) -> Result<()> {

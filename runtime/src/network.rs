@@ -85,9 +85,9 @@ pub fn etc_dir(paths: &Paths, rec: &Record) -> PathBuf {
     }
 }
 
-/// `container:X` at start: X must run; the spec joins the namespace of X's init (as Docker),
-/// and the sandbox's owner learns that it is shared, so that its endpoints are unwired
-/// explicitly when it stops (the namespace then lives on with this container in it).
+/// `container:X` at start: X must run; the spec joins the namespace of X's init (as Docker).
+/// When X stops, `net::release` unwires its endpoints, and the namespace lives on with this
+/// container in it, with `lo` only.
 fn join_container(paths: &Paths, rec: &Record, target: &str) -> Result<PathBuf> {
     let t = crate::lifecycle::find(&paths.root, target)?;
     if !t.running() || t.state.pid <= 0 {
@@ -98,8 +98,7 @@ fn join_container(paths: &Paths, rec: &Record, target: &str) -> Result<PathBuf> 
     if t.id == rec.id {
         return Err(Error::Invalid("cannot join own network".into()));
     }
-    let owner = sandbox_owner(&paths.root, &t)?;
-    net::share(&paths.root, &owner.id)?;
+    sandbox_owner(&paths.root, &t)?;
     Ok(PathBuf::from(format!("/proc/{}/ns/net", t.state.pid)))
 }
 

@@ -3,7 +3,7 @@
 //! Name space: bridges rbt-mc*, subnets 10.184.100-149.0/24; the host's resolvers are
 //! replaced by a loopback address (RBOX_HOST_RESOLV_CONF).
 
-use rbox_tests::{sh, wait_for, CtrFixture, RboxCli};
+use rbox_tests::{sh, CtrFixture, RboxCli};
 
 /// A root with busybox, default bridge rbt-mc<N>d on 10.184.<N>.0/24 and the user network
 /// `app` (bridge rbt-mc<N>, 10.184.<N+1>.0/24).
@@ -270,9 +270,11 @@ fn stopping_the_joined_container_leaves_the_joiner_with_lo_and_frees_its_address
         !addrs.contains(&ip) && addrs.contains("127.0.0.1"),
         "{addrs}"
     );
-    wait_for("web's veth to go", 5, || {
-        sh(&format!("ip link show {veth}")).code != 0
-    });
+    assert_ne!(
+        sh(&format!("ip link show {veth}")).code,
+        0,
+        "web's veth left"
+    );
     t.ok(&[
         "run",
         "-d",
