@@ -630,6 +630,74 @@ fn ipvlan_l2_containers_are_hosts_of_the_lan_and_l3_ones_route() {
     t.ok(&["exec", "c1", "ping", "-c1", "-W2", "c2"]);
 }
 
+/// `--internal` with a parent, as Docker: the containers are on the LAN (on-link) but get no
+/// default route; with `--ipv6` they have an address of the IPv6 subnet too, reach the LAN
+/// host over it and find each other by AAAA.
+#[test]
+fn an_internal_dual_stack_macvlan_network_stays_on_its_lan() {
+    let t = T::new("mv-int6", 7);
+    let r = t.lan.sh("ip addr add fd00:184:7::100/64 dev br0 nodad");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    t.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--internal",
+        "--ipv6",
+        "--subnet",
+        "10.184.7.0/24",
+        "--subnet",
+        "fd00:184:7::/64",
+        "-o",
+        "parent=rbt-m7p",
+        "inner",
+    ]);
+    let v = t.network("inner");
+    assert_eq!(
+        (&v["Internal"], &v["EnableIPv6"]),
+        (&Value::Bool(true), &Value::Bool(true)),
+        "{v}"
+    );
+    for c in ["c1", "c2"] {
+        t.ok(&[
+            "run",
+            "-d",
+            "--name",
+            c,
+            "--network",
+            "inner",
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    let routes = t.ok(&["exec", "c1", "sh", "-c", "ip route; ip -6 route"]);
+    assert!(
+        !routes.contains("default"),
+        "internal: no way out: {routes}"
+    );
+    let f = "{{(index .NetworkSettings.Networks \"inner\").GlobalIPv6Address}}";
+    let ip6 = t.ok(&["inspect", "-f", f, "c2"]).trim().to_string();
+    assert!(ip6.starts_with("fd00:184:7::"), "{ip6}");
+    let addrs = t.ok(&["exec", "c2", "ip", "-6", "-o", "addr", "show", "eth0"]);
+    assert!(addrs.contains(&format!("{ip6}/64")), "{addrs}");
+    // On-link, both families; IPv6 once duplicate address detection let the address go.
+    t.ok(&["exec", "c1", "ping", "-c1", "-W2", &t.lan.host()]);
+    wait_for("c1 to reach the LAN host over IPv6", 10, || {
+        t.run(&["exec", "c1", "ping", "-6", "-c1", "-W1", "fd00:184:7::100"])
+            .code
+            == 0
+    });
+    wait_for("the LAN host to reach c2 over IPv6", 10, || {
+        t.lan.sh(&format!("busybox ping -6 -c1 -W1 {ip6}")).code == 0
+    });
+    let out = t.ok(&["exec", "c1", "nslookup", "-type=aaaa", "c2"]);
+    assert!(out.contains(&ip6), "{out}");
+    t.ok(&["rm", "-f", "c1", "c2"]);
+    t.ok(&["network", "rm", "inner"]);
+}
+
 #[test]
 fn bad_macvlan_and_ipvlan_input_is_one_line_and_leaves_nothing() {
     let _links = HOST_LINKS.lock().unwrap_or_else(|e| e.into_inner());
