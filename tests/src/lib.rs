@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
@@ -756,5 +756,45 @@ impl Drop for CtrFixture {
         for n in self.run(&["network", "ls", "-q"]).stdout.split_whitespace() {
             let _ = self.run(&["network", "rm", n]);
         }
+    }
+}
+
+/// A DNS server on the host's loopback standing in for the host's resolvers: dnsmasq on `addr`
+/// port 53, answering `*.upstream.test` with 192.0.2.77 and NXDOMAIN for everything else
+/// (nothing is forwarded further). Started and answering when `start` returns; killed on drop.
+pub struct DnsUpstream(Child);
+
+impl DnsUpstream {
+    pub fn start(addr: &str) -> DnsUpstream {
+        let child = Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--port=53",
+                "--pid-file=",
+                "--address=/upstream.test/192.0.2.77",
+                "--address=/#/",
+            ])
+            .arg(format!("--listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (scripts/deps.sh installs dnsmasq-base)");
+        let up = DnsUpstream(child);
+        wait_for("the upstream DNS server", 5, || {
+            sh(&format!("busybox nslookup x.upstream.test. {addr}"))
+                .stdout
+                .contains("192.0.2.77")
+        });
+        up
+    }
+}
+
+impl Drop for DnsUpstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

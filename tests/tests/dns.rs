@@ -9,11 +9,11 @@
 //! networks down (which stops the resolver) and kills the upstream, also when a test fails.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rbox_tests::{
-    assert_passes_on_nftables_without_iptables, rbox_command, sh, Rbox, RboxCli, Run,
+    assert_passes_on_nftables_without_iptables, rbox_command, sh, DnsUpstream, Rbox, RboxCli, Run,
 };
 
 /// The resolver's address inside every sandbox on a user network.
@@ -23,7 +23,7 @@ struct Dns {
     rbox: Rbox,
     n: u8,
     resolv_conf: PathBuf,
-    upstream: Option<Child>,
+    upstream: Option<DnsUpstream>,
     sandboxes: std::cell::RefCell<Vec<String>>,
 }
 
@@ -41,35 +41,9 @@ impl Dns {
         }
     }
 
-    /// Starts the test's upstream: dnsmasq answering `*.upstream.test` with 192.0.2.77 and
-    /// NXDOMAIN for the rest (nothing forwarded further).
+    /// Starts the test's upstream (`DnsUpstream`) on 127.207.N.53.
     fn with_upstream(mut self) -> Dns {
-        let addr = format!("127.207.{}.53", self.n);
-        let child = Command::new("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--port=53",
-                "--pid-file=",
-                "--address=/upstream.test/192.0.2.77",
-                "--address=/#/",
-            ])
-            .arg(format!("--listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (scripts/deps.sh installs dnsmasq-base)");
-        self.upstream = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sh(&format!("busybox nslookup x.upstream.test. {addr}"))
-            .stdout
-            .contains("can't")
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.upstream = Some(DnsUpstream::start(&format!("127.207.{}.53", self.n)));
         self
     }
 
@@ -191,10 +165,7 @@ impl Drop for Dns {
             // Only when teardown failed to stop it: the pid it recorded itself.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        if let Some(mut c) = self.upstream.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        drop(self.upstream.take());
     }
 }
 

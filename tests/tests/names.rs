@@ -11,7 +11,8 @@
 use std::process::Command;
 
 use rbox_tests::{
-    alive, assert_passes_on_nftables_without_iptables, kill9, sh, wait_for, CtrFixture, RboxCli,
+    alive, assert_passes_on_nftables_without_iptables, kill9, sh, wait_for, CtrFixture,
+    DnsUpstream, RboxCli,
 };
 
 /// A root whose default bridge is rbt-mn<N>d on 10.184.<N>.0/24, with busybox and the user
@@ -226,36 +227,7 @@ fn a_container_only_on_internal_networks_gets_names_but_no_upstream() {
         format!("nameserver {upstream}\n"),
     )
     .unwrap();
-    struct Upstream(std::process::Child);
-    impl Drop for Upstream {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _up = Upstream(
-        Command::new("dnsmasq")
-            .args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--port=53",
-                "--pid-file=",
-                "--address=/upstream.test/192.0.2.77",
-                "--address=/#/",
-            ])
-            .arg(format!("--listen-address={upstream}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("dnsmasq (scripts/deps.sh installs dnsmasq-base)"),
-    );
-    wait_for("the upstream", 5, || {
-        sh(&format!("busybox nslookup x.upstream.test {upstream}"))
-            .stdout
-            .contains("192.0.2.77")
-    });
+    let _up = DnsUpstream::start(upstream);
     t.ok(&[
         "network",
         "create",
