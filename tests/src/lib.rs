@@ -496,7 +496,19 @@ pub fn run_suite_in(args: &[&str], env: &[(&str, &str)]) -> Run {
 /// nftables; tests inspecting rules read nft's); asserts it passed at least `at_least` tests.
 #[track_caller]
 pub fn assert_passes_on_nftables_without_iptables(name: &str, at_least: u32) {
-    let r = run_suite_in(&["--skip", name], &[("RBOX_TEST_FIREWALL", "nftables")]);
+    rerun_on_nftables(&["--skip", name], at_least);
+}
+
+/// The body of a test that runs the test `test` of its binary once more on the nftables
+/// backend, as `assert_passes_on_nftables_without_iptables` does the rest.
+#[track_caller]
+pub fn assert_test_passes_on_nftables_without_iptables(test: &str) {
+    rerun_on_nftables(&["--exact", test], 1);
+}
+
+#[track_caller]
+fn rerun_on_nftables(args: &[&str], at_least: u32) {
+    let r = run_suite_in(args, &[("RBOX_TEST_FIREWALL", "nftables")]);
     let out = format!("{}{}", r.stdout, r.stderr);
     assert_eq!(r.code, 0, "the nftables run failed:\n{out}");
     let passed = out

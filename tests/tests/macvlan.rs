@@ -818,5 +818,5 @@ fn bad_macvlan_and_ipvlan_input_is_one_line_and_leaves_nothing() {
 /// not depend on the host's firewall backend.
 #[test]
 fn the_file_passes_on_nftables_without_iptables() {
-    assert_passes_on_nftables_without_iptables("the_file_passes_on_nftables_without_iptables", 6);
+    assert_passes_on_nftables_without_iptables("the_file_passes_on_nftables_without_iptables", 7);
 }

@@ -263,10 +263,102 @@ fn a_container_only_on_internal_networks_gets_names_but_no_upstream() {
     assert!(out.stdout.contains("REFUSED"), "{}", out.stdout);
 }
 
+/// The firewall's part of `--internal` (on either backend, see below): what another network's
+/// container sends into an internal network is dropped on the way, even to a container with a
+/// route back; its own members still reach each other.
+#[test]
+fn nothing_from_another_network_gets_into_an_internal_one() {
+    let t = T::new("names-inbound", 84);
+    t.ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.184.86.0/24",
+        "-o",
+        "com.docker.network.bridge.name=rbt-mn84i",
+        "inner",
+    ]);
+    let db = t
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "--network",
+            "inner",
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .trim()
+        .to_string();
+    t.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "worker",
+        "--network",
+        "inner",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    t.run_d(&["--name", "web", "busybox", "sleep", "300"]);
+    let ip = t.ip_of("db", "inner");
+    let key = t.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", &db]);
+    let ns = format!("--net={}", key.trim());
+    // A route back to web's network, so that only the firewall can keep web's datagram out.
+    let r = sh(&format!(
+        "nsenter {ns} ip route add 10.184.85.0/24 via 10.184.86.1"
+    ));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // A receiver in db's namespace (python3 from the host): prints every datagram, and stops
+    // a second after the one from inside.
+    let mut rx = Command::new("nsenter")
+        .arg(&ns)
+        .args(["python3", "-c"])
+        .arg(
+            "import socket, time\n\
+             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 21001))\n\
+             u.settimeout(0.2); print('bound', flush=True); end = time.time() + 15\n\
+             while time.time() < end:\n\
+             \x20   try: m = u.recv(100).decode().strip()\n\
+             \x20   except socket.timeout: continue\n\
+             \x20   print(m, flush=True)\n\
+             \x20   if m == 'inside': end = min(end, time.time() + 1)\n",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(rx.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "bound");
+    // Sent from each container's namespace (busybox's nc has no UDP).
+    for (from, word) in [("web", "outside"), ("worker", "inside")] {
+        let key = t.ok(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", from]);
+        let send = format!(
+            "nsenter --net={} python3 -c \"import socket; \
+             socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'{word}', ('{ip}', 21001))\"",
+            key.trim()
+        );
+        assert_eq!(sh(&send).code, 0, "sending from {from}");
+    }
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut out, &mut got).unwrap();
+    let _ = rx.wait();
+    assert!(
+        got.contains("inside"),
+        "a member did not get through: {got:?}"
+    );
+    assert!(!got.contains("outside"), "another network got in: {got:?}");
+}
+
 /// The tests above once more on the nftables backend, on a "host" without any iptables tool
 /// (a private mount and network namespace): names, internal networks and their isolation must
 /// not depend on the host's firewall backend.
 #[test]
 fn the_file_passes_on_nftables_without_iptables() {
-    assert_passes_on_nftables_without_iptables("the_file_passes_on_nftables_without_iptables", 6);
+    assert_passes_on_nftables_without_iptables("the_file_passes_on_nftables_without_iptables", 7);
 }
