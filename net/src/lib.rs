@@ -11,10 +11,10 @@
 //!   inside the sandbox, addresses, routes, rules)
 //! - `disconnect(root, container_id, network)`  leave one network
 //! - `release(root, container_id)`  leave every network and remove the sandbox; keeps going past
-//!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
+//!   errors; idempotent; works when the netns is already gone (crash repair uses it too); the
+//!   endpoints are unwired when it returns (also when a `--network container:` container keeps
+//!   the namespace alive)
 //! - `endpoints(root, container_id)`  what the container is connected to now, for `inspect`
-//! - `share(root, container_id)`  another container joined its sandbox (`--network container:`):
-//!   `release` then unwires the endpoints itself, since the namespace outlives the sandbox
 //! - `rename(root, container_id, name)`  its endpoints take the new name (and DNS with them)
 //!
 //! - `publish(root, container_id, &[PortSpec])` -> `(Vec<PortBinding>, Reservation)`: reserve
