@@ -36,6 +36,7 @@
 //! `<root>/locks/network*.lock`; firewall rules (iptables chains RBOX-*) are shared by all roots
 //! on the host.
 
+pub mod cluster;
 mod conntrack;
 mod context;
 pub mod dns;
@@ -46,6 +47,7 @@ mod error;
 #[cfg(test)]
 mod fakes;
 pub mod firewall;
+mod helper;
 pub mod ipam;
 pub mod manage;
 mod netlink;

@@ -243,9 +243,14 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
         net.ipam6 = cfg6;
     }
     drv.check(&net, &existing)?;
-    drv.create_network(&net, ctx.fw)?;
-    if let Err(e) = store.save(&net) {
-        let _ = drv.delete_network(&net, ctx.fw);
+    drv.allocate(&mut net)?;
+    let made = drv.create_network(&net, ctx.fw).and_then(|()| {
+        store.save(&net).inspect_err(|_| {
+            let _ = drv.delete_network(&net, ctx.fw);
+        })
+    });
+    if let Err(e) = made {
+        let _ = drv.free(&net);
         return Err(e);
     }
     Ok(net)
@@ -269,7 +274,9 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;
     if crate::endpoint::drop_stale(ctx, &mut net) {
+        let vacated = crate::endpoint::vacate(ctx, &mut net);
         store.save(&net)?;
+        vacated?;
     }
     if !net.endpoints.is_empty() {
         return Err(Error::Conflict(format!(
@@ -277,7 +284,9 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
             net.name, net.id
         )));
     }
-    ctx.driver(&net)?.delete_network(&net, ctx.fw)?;
+    let drv = ctx.driver(&net)?;
+    drv.free(&net)?;
+    drv.delete_network(&net, ctx.fw)?;
     store.delete(&net.id)?;
     Ok(net)
 }
@@ -287,7 +296,11 @@ pub fn prune(root: &Path) -> Result<Vec<String>> {
     let ctx = Context::new(root)?;
     let nets = ctx.store.list()?;
     let mut removed = Vec::new();
-    for n in nets.iter().filter(|n| !n.is_predefined()) {
+    // A global network is the cluster's: it goes with `network rm`, not with one host's prune.
+    for n in nets
+        .iter()
+        .filter(|n| !n.is_predefined() && n.scope() == "local")
+    {
         if remove_in(&ctx, &n.id).is_ok() {
             removed.push(n.name.clone());
         }

@@ -1,5 +1,6 @@
 //! One module per command group; each defines a clap `Cmd` enum flattened into the top level.
 
+pub mod cluster;
 pub mod containers;
 pub mod dns;
 pub mod images;
@@ -9,6 +10,11 @@ pub mod volumes;
 
 use crate::{Cli, Command};
 
+/// Whether `cmd` is one of rbox's own helper processes (not a user's command).
+pub fn is_helper(cmd: &Command) -> bool {
+    matches!(cmd, Command::Dns(_) | Command::Cluster(_))
+}
+
 /// Runs the parsed command; `Ok(code)` is the process exit code.
 pub fn run(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.cmd {
@@ -17,6 +23,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Networks(c) => networks::run(cli, c),
         Command::Pull(c) => pull::run(cli, c),
         Command::Dns(c) => dns::run(cli, c),
+        Command::Cluster(c) => cluster::run(cli, c),
         Command::Volumes(c) => volumes::run(cli, c),
     }
 }

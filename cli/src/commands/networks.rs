@@ -345,7 +345,7 @@ fn row(n: &net::Network, no_trunc: bool) -> Value {
         "ID": if no_trunc { n.id.clone() } else { n.id[..12].to_string() },
         "Name": n.name,
         "Driver": n.driver,
-        "Scope": "local",
+        "Scope": n.scope(),
         "IPv6": n.enable_ipv6.to_string(),
         "Internal": n.internal.to_string(),
         "Labels": labels.join(","),
@@ -387,6 +387,10 @@ fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
                 .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))
         })
         .collect::<Result<_>>()?;
+    // Global networks created on other hosts appear, removed ones go.
+    if let Err(e) = net::cluster::sync(root) {
+        eprintln!("Warning: global networks may be out of date: {e}");
+    }
     let mut nets = Vec::new();
     for n in net::Store::new(root).list()? {
         if matches(&n, &filters)? {
@@ -448,12 +452,11 @@ fn align(lines: &[String]) -> String {
 }
 
 fn inspect(root: &std::path::Path, format: Option<&str>, names: &[String]) -> Result<i32> {
-    let store = net::Store::new(root);
     let mut found = Vec::new();
     let mut code = 0;
     for n in names {
-        match store.find(n) {
-            Ok(net) => found.push(net::docker::network(&net)),
+        match net::cluster::inspect(root, n) {
+            Ok(v) => found.push(v),
             Err(net::Error::NetworkNotFound(_)) => {
                 eprintln!("Error: No such network: {n}");
                 code = 1;

@@ -11,6 +11,7 @@
 pub mod bridge;
 pub mod host;
 pub mod null;
+pub mod overlay;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -76,6 +77,7 @@ pub enum DriverOpts {
     #[default]
     None,
     Bridge(bridge::Options),
+    Overlay(overlay::Options),
 }
 
 /// One network type. Only `name` and `caps` are required: the defaults suit a driver with nothing in the
@@ -86,6 +88,12 @@ pub trait Driver {
     fn name(&self) -> &'static str;
 
     fn caps(&self) -> Caps;
+
+    /// Docker's scope: "local" (the network exists on this host) or "global" (one network
+    /// across the hosts sharing a cluster store; see `allocate`, `attach_host`).
+    fn scope(&self) -> &'static str {
+        "local"
+    }
 
     /// Parses and validates `network create -o` (Docker's `com.docker.network.*` keys) for a
     /// new network with id `network_id`; an unknown key is refused.
@@ -104,6 +112,37 @@ pub trait Driver {
     /// Checks a new network against the root's `others` and the host before anything is made.
     fn check(&self, net: &Network, others: &[Network]) -> Result<()> {
         let _ = (net, others);
+        Ok(())
+    }
+
+    /// Reserves what a global network must hold cluster-wide before anything is made (its name,
+    /// subnet, an overlay's VNI, recorded in `net.driver_opts`; libnetwork's NetworkAllocate).
+    /// Undone by `free`.
+    fn allocate(&self, net: &mut Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Gives back what `allocate` reserved (`network rm`); refused while any host has
+    /// endpoints on the network.
+    fn free(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Makes the network usable on this host before an endpoint leases an address from it
+    /// (an overlay takes this host's share of the subnet and makes its bridge and VXLAN
+    /// device), under the network's lock; may change `net` (saved with the lease). Cheap when
+    /// already done.
+    fn attach_host(&self, net: &mut Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
+        Ok(())
+    }
+
+    /// Undoes `attach_host` once the network's last endpoint on this host is gone (also after
+    /// a lease that failed right after it), under the network's lock.
+    fn detach_host(&self, net: &mut Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
         Ok(())
     }
 
@@ -184,6 +223,7 @@ pub fn driver(name: &str) -> Result<Box<dyn Driver>> {
         "bridge" => Ok(Box::new(bridge::Bridge)),
         "host" => Ok(Box::new(host::Host)),
         "null" => Ok(Box::new(null::Null)),
+        "overlay" => Ok(Box::new(overlay::Overlay)),
         other => Err(Error::Invalid(format!(
             "could not find plugin {other} in v1 plugin registry: plugin not found"
         ))),

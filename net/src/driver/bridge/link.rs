@@ -39,7 +39,22 @@ async fn add_addr(handle: &Handle, idx: u32, ip: IpAddr, prefix: u8, what: &str)
 /// The owner tag rbox puts in a bridge's alias (IFLA_IFALIAS): bridges of other `--root`s can
 /// share a name (`rbox0`), and neither may take the other's bridge or delete it.
 pub(super) fn owner_tag(net: &Network) -> String {
-    format!("rbox network {}", net.id)
+    tag(&net.id)
+}
+
+fn tag(network_id: &str) -> String {
+    format!("rbox network {network_id}")
+}
+
+/// Deletes bridge `name` if it is network `network_id`'s: another root's bridge of the same
+/// name (`rbox0`) is not ours to delete.
+pub(crate) async fn delete_owned(handle: &Handle, name: &str, network_id: &str) -> Result<()> {
+    match link_by_name(handle, name).await? {
+        Some(link) if alias(&link) == Some(tag(network_id).as_str()) => {
+            delete_link(handle, name).await
+        }
+        _ => Ok(()),
+    }
 }
 
 pub(super) fn alias(link: &LinkMessage) -> Option<&str> {
@@ -120,7 +135,7 @@ fn gateway_mac(net: &Network) -> Result<Vec<u8>> {
 const BRIDGE_LOCK: &str = "/run/rbox-bridges.lock";
 
 /// Creates the bridge with the gateway address if missing; true when this call created it.
-pub(super) async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
+pub(crate) async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
     let o = options::of(net)?;
     let _held = statefile::Lock::exclusive(std::path::Path::new(BRIDGE_LOCK))?;
     if let Some(link) = link_by_name(handle, &o.name).await? {
@@ -186,7 +201,7 @@ pub(super) async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool
     Ok(true)
 }
 
-pub(super) async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
+pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
     if let Some(link) = link_by_name(handle, name).await? {
         match handle.link().del(netlink::index(&link)).execute().await {
             Ok(()) => {}
@@ -197,7 +212,7 @@ pub(super) async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn enable_ip_forward() -> Result<()> {
+pub(crate) fn enable_ip_forward() -> Result<()> {
     let path = "/proc/sys/net/ipv4/ip_forward";
     if fs::read_to_string(path)
         .map(|s| s.trim() == "1")

@@ -1,7 +1,7 @@
 //! `bridge`: a Linux bridge per network, a veth per endpoint (host end on the bridge, peer
 //! created directly inside the sandbox), NAT and isolation rules from the firewall.
 
-mod link;
+pub(crate) mod link;
 mod options;
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use crate::firewall::{Firewall, FwNetwork};
 use crate::netlink::{self, block_on, host_handle, link_by_name, ns_handle};
 use crate::network::{EndpointRecord, Network};
 use crate::sandbox::Sandbox;
-use link::{add_default_routes, alias, delete_link, ensure_bridge, owner_tag};
+use link::{add_default_routes, delete_link, ensure_bridge};
 
 pub struct Bridge;
 
@@ -43,6 +43,7 @@ fn fw_network(net: &Network) -> Result<FwNetwork> {
         icc: o.icc,
         masquerade: o.masquerade,
         internal: net.internal,
+        tunnel: None,
     })
 }
 
@@ -127,15 +128,7 @@ impl Driver for Bridge {
         errors.check(
             options::of(net)
                 .and_then(|o| {
-                    block_on(async {
-                        let handle = host_handle()?;
-                        match link_by_name(&handle, &o.name).await? {
-                            Some(link) if alias(&link) == Some(owner_tag(net).as_str()) => {
-                                delete_link(&handle, &o.name).await
-                            }
-                            _ => Ok(()),
-                        }
-                    })
+                    block_on(async { link::delete_owned(&host_handle()?, &o.name, &net.id).await })
                 })
                 .and_then(|r| r),
         );
