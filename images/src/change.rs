@@ -11,6 +11,7 @@ pub enum Change {
     Workdir(String),
     User(String),
     Label(Vec<(String, String)>),
+    StopSignal(String),
 }
 
 impl Change {
@@ -40,6 +41,8 @@ impl Change {
             }
             "WORKDIR" if !rest.is_empty() => Change::Workdir(rest.to_string()),
             "USER" if !rest.is_empty() => Change::User(rest.to_string()),
+            "STOPSIGNAL" if valid_signal(rest) => Change::StopSignal(rest.to_string()),
+            "STOPSIGNAL" => return Err(bad(&format!("Invalid signal: {rest}"))),
             "WORKDIR" | "USER" => return Err(bad("missing argument")),
             _ => {
                 return Err(Error::InvalidChange(format!(
@@ -81,8 +84,24 @@ impl Change {
                     config.labels.insert(k.clone(), v.clone());
                 }
             }
+            Change::StopSignal(s) => config.stop_signal = s.clone(),
         }
     }
+}
+
+/// A signal as STOPSIGNAL takes it (Docker's `signal.ParseSignal`): a number, or a name with
+/// or without `SIG` ("SIGQUIT", "quit", "RTMIN+3"). The runtime checks it again at create.
+fn valid_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<i32>() {
+        return n > 0 && n <= libc::SIGRTMAX();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    name.starts_with("RTMIN")
+        || name.starts_with("RTMAX")
+        || format!("SIG{name}")
+            .parse::<nix::sys::signal::Signal>()
+            .is_ok()
 }
 
 /// JSON array (exec form) or a string run by `/bin/sh -c` (shell form).

@@ -82,6 +82,9 @@ pub(crate) fn config_json(c: &ImageConfig) -> Value {
     if !c.labels.is_empty() {
         m.insert("Labels".into(), json!(c.labels));
     }
+    if !c.stop_signal.is_empty() {
+        m.insert("StopSignal".into(), json!(c.stop_signal));
+    }
     Value::Object(m)
 }
 

@@ -51,6 +51,8 @@ pub struct ImageConfig {
     /// "80/tcp", "53/udp"
     pub exposed_ports: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// STOPSIGNAL ("SIGQUIT"); "" when the image names none.
+    pub stop_signal: String,
 }
 
 #[derive(Debug, Clone, Default)]

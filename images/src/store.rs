@@ -542,5 +542,6 @@ fn config_of(cfg: &ImageConfiguration) -> ImageConfig {
         user: c.user().clone().unwrap_or_default(),
         exposed_ports: ports,
         labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+        stop_signal: c.stop_signal().clone().unwrap_or_default(),
     }
 }

@@ -27,9 +27,15 @@ pub struct ExecOptions {
 /// Runs `opts.cmd` in the container with this process's stdio; returns its exit code.
 pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     let rec = lifecycle::find(root, key)?;
+    if rec.state.status == crate::record::Status::Restarting {
+        return Err(Error::Invalid(format!(
+            "Container {} is restarting, wait until the container is running",
+            rec.id
+        )));
+    }
     if !rec.running() {
         return Err(Error::Invalid(format!(
-            "container {} is not running",
+            "Container {} is not running",
             rec.id
         )));
     }
@@ -42,7 +48,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     let mut r2 = rec.clone();
     r2.settings.env.extend(opts.env.iter().cloned());
     r2.settings.tty = opts.tty;
-    let env = spec::process_env(&r2, &user);
+    let env = spec::process_env(root, &r2, &user);
     let Some(argv0) = opts.cmd.first() else {
         return Err(Error::Invalid("No command specified".into()));
     };
@@ -54,6 +60,8 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             rec.settings.working_dir.clone()
         }
     });
+    // The container's capabilities and groups, as Docker gives an exec'd process.
+    let caps = spec::caps(&rec.settings);
     let mut user_json = json!({"uid": user.uid, "gid": user.gid});
     if !user.additional_gids.is_empty() {
         user_json["additionalGids"] = json!(user.additional_gids);
@@ -64,10 +72,8 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         "args": opts.cmd,
         "env": env,
         "cwd": cwd,
-        "noNewPrivileges": true,
-        "capabilities": {
-            "bounding": spec::DEFAULT_CAPS, "effective": spec::DEFAULT_CAPS, "permitted": spec::DEFAULT_CAPS,
-        },
+        "noNewPrivileges": !rec.settings.privileged,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
     });
     let process_file = paths.dir.join(format!("exec-{}.json", std::process::id()));
     statefile::write_json(&process_file, &process)?;
@@ -100,10 +106,11 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         };
         let _ = std::io::stdout().flush();
         let pid = builder
-            .with_executor(crate::seccomp::executor(
+            .with_executor(crate::executor::for_container(
                 &paths.root,
-                &rec.settings.security_opt,
-                spec::DEFAULT_CAPS,
+                &spec::security_opt(&rec.settings),
+                &caps,
+                false,
             )?)
             .as_tenant()
             .with_process(Some(&process_file))
@@ -112,11 +119,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             .map_err(|e| Error::Libcontainer(format!("exec in {}", rec.name), e.to_string()))?;
         let code = match &listener {
             Some(l) => crate::monitor::proxy_tty(pid, tty::receive_master(l)?, opts.interactive),
-            None => match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, c)) => c,
-                Ok(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
-                _ => 255,
-            },
+            None => crate::process::exit_code(waitpid(pid, None).unwrap_or(WaitStatus::StillAlive)),
         };
         Ok(code)
     })();

@@ -13,7 +13,7 @@ pub struct Writer {
     partial: [Vec<u8>; 2],
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     Stdout = 0,
     Stderr = 1,
@@ -82,6 +82,10 @@ impl Writer {
 pub struct ReadOptions {
     pub tail: Option<usize>,
     pub timestamps: bool,
+    /// `--since` / `--until`: only records written from / up to then (after `tail`, as
+    /// Docker's json-file reader applies them).
+    pub since: Option<chrono::DateTime<Utc>>,
+    pub until: Option<chrono::DateTime<Utc>>,
 }
 
 /// Prints one log record to stdout/stderr as `docker logs` does.
@@ -89,6 +93,16 @@ fn emit(line: &str, opts: &ReadOptions, out: &mut dyn Write, err: &mut dyn Write
     let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
         return;
     };
+    if opts.since.is_some() || opts.until.is_some() {
+        let t = v["time"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let Some(t) = t else { return };
+        if opts.since.is_some_and(|s| t < s) || opts.until.is_some_and(|u| t > u) {
+            return;
+        }
+    }
     let text = v["log"].as_str().unwrap_or("");
     let target: &mut dyn Write = if v["stream"] == "stderr" { err } else { out };
     if opts.timestamps {

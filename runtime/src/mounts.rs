@@ -6,67 +6,11 @@
 
 use std::path::{Component, Path};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Bind,
-    Volume,
-    Tmpfs,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Bind => "bind",
-            Kind::Volume => "volume",
-            Kind::Tmpfs => "tmpfs",
-        }
-    }
-}
-
-/// Which flag a mount came from: Docker reports each in a different `HostConfig` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flag {
-    /// `-v` (HostConfig.Binds)
-    Volume,
-    /// `--mount` (HostConfig.Mounts)
-    Mount,
-    /// `--tmpfs` (HostConfig.Tmpfs)
-    Tmpfs,
-}
-
-/// One user mount.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mount {
-    pub kind: Kind,
-    pub flag: Flag,
-    /// Host path (bind), volume name (volume, "" = anonymous) or "" (tmpfs).
-    pub source: String,
-    /// Absolute, cleaned path inside the container.
-    pub target: String,
-    pub read_only: bool,
-    /// Bind propagation ("rprivate" unless asked otherwise); "" for tmpfs.
-    pub propagation: String,
-    /// The mode field of `-v` as given (Docker's `Mode`); "" otherwise.
-    pub mode: String,
-    /// tmpfs options as the user gave them (`size=65536k,mode=1777`).
-    #[serde(default)]
-    pub tmpfs_options: Vec<String>,
-    /// The flag's value as given.
-    pub raw: String,
-    /// A volume named by rbox (`-v /path`): `rm -v` and `--rm` remove it.
-    #[serde(default)]
-    pub anonymous: bool,
-    /// A volume that is not filled from the image (`nocopy`, `volume-nocopy`).
-    #[serde(default)]
-    pub nocopy: bool,
-}
+pub use crate::record::{Flag, Kind, Mount};
 
 const PROPAGATIONS: &[&str] = &[
     "private", "rprivate", "slave", "rslave", "shared", "rshared",
@@ -116,11 +60,6 @@ fn target(kind: Kind, t: &str) -> Result<String> {
     Ok(t)
 }
 
-/// Docker's local volume names (the container name rule).
-pub fn valid_volume_name(n: &str) -> bool {
-    crate::store::valid_name(n)
-}
-
 /// `-v SRC:DST[:MODE]` or `-v DST` (an anonymous volume).
 pub fn parse_volume(raw: &str) -> Result<Mount> {
     let parts: Vec<&str> = raw.split(':').collect();
@@ -141,7 +80,7 @@ pub fn parse_volume(raw: &str) -> Result<Mount> {
     let kind = match src {
         "" => Kind::Volume,
         s if s.starts_with('/') => Kind::Bind,
-        s if valid_volume_name(s) => Kind::Volume,
+        s if crate::volume::valid_name(s) => Kind::Volume,
         s => {
             return Err(invalid(format!(
                 "create {s}: \"{s}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
@@ -239,7 +178,7 @@ pub fn parse_mount(raw: &str) -> Result<Mount> {
             }
             "tmpfs-size" => {
                 let v = need()?;
-                let n = crate::lifecycle::parse_bytes(v)
+                let n = crate::units::parse_bytes(v)
                     .map_err(|_| flag_err(format!("invalid value for tmpfs-size: {v}")))?;
                 tmpfs_options.push(format!("size={n}"));
             }
@@ -267,7 +206,7 @@ pub fn parse_mount(raw: &str) -> Result<Mount> {
         Kind::Tmpfs if !source.is_empty() => {
             return Err(config_err(kind, "field Source must not be specified"))
         }
-        Kind::Volume if !source.is_empty() && !valid_volume_name(&source) => {
+        Kind::Volume if !source.is_empty() && !crate::volume::valid_name(&source) => {
             return Err(config_err(kind, format!("invalid volume name: {source:?}")))
         }
         _ => {}

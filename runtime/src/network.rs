@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::record::{Record, Settings};
+use crate::record::{Attachment, Record, Settings};
 use crate::store::Paths;
 
 fn parse_ip(s: &Option<String>, flag: &str) -> Result<Option<std::net::IpAddr>> {
@@ -14,6 +14,23 @@ fn parse_ip(s: &Option<String>, flag: &str) -> Result<Option<std::net::IpAddr>> 
                 .map_err(|_| Error::Invalid(format!("invalid {flag} address: {v}")))
         })
         .transpose()
+}
+
+fn dns_servers(s: &Settings) -> Vec<std::net::IpAddr> {
+    s.dns.iter().filter_map(|d| d.parse().ok()).collect()
+}
+
+/// What joining a `network connect`-ed network asks for.
+pub fn request(name: &str, s: &Settings, a: &Attachment) -> Result<net::EndpointRequest> {
+    Ok(net::EndpointRequest {
+        network: a.network.clone(),
+        container_name: name.to_string(),
+        ip: parse_ip(&a.ip, "--ip")?,
+        ip6: parse_ip(&a.ip6, "--ip6")?,
+        mac: None,
+        aliases: a.aliases.clone(),
+        dns: dns_servers(s),
+    })
 }
 
 /// The container's `-p` specs and, with `-P`, its image's exposed ports.
@@ -49,6 +66,8 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::
         bare(rec);
         return Ok((None, net::Reservation::default()));
     }
+    // Before anything is made: a port already allocated must leave no link behind.
+    let reserved = net::reserve(&paths.root, &network, &port_specs(&rec.settings)?)?;
     let sandbox = net::Sandbox::create(&paths.root, &paths.id)?;
     rec.sandbox_key = sandbox.path().display().to_string();
     if caps.namespace == net::Namespace::Empty {
@@ -61,17 +80,28 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::
             ip6: parse_ip(&rec.settings.ip6, "--ip6")?,
             mac: rec.settings.mac_address.clone(),
             aliases: rec.settings.aliases.clone(),
-            dns: rec
-                .settings
-                .dns
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
+            dns: dns_servers(&rec.settings),
         };
         let ep = net::connect(&paths.root, &paths.id, &sandbox, &req)?;
         rec.networks.insert(ep.network_name.clone(), ep);
+        // `network connect`-ed networks come back at every start, in the order joined.
+        for a in rec.connected.clone() {
+            let ep = net::connect(
+                &paths.root,
+                &paths.id,
+                &sandbox,
+                &request(&rec.name, &rec.settings, &a)?,
+            )?;
+            rec.networks.insert(ep.network_name.clone(), ep);
+        }
     }
-    let (ports, held) = net::publish(&paths.root, &paths.id, &port_specs(&rec.settings)?)?;
-    rec.ports = ports;
+    let held = match reserved {
+        Some(r) => {
+            let (ports, held) = net::publish_reserved(&paths.root, &paths.id, r)?;
+            rec.ports = ports;
+            held
+        }
+        None => net::Reservation::default(),
+    };
     Ok((Some(sandbox.path().to_path_buf()), held))
 }

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    #[default]
     Created,
     Running,
+    /// Waiting, under its restart policy, to run again (Docker's `restarting`).
+    Restarting,
     Exited,
 }
 
@@ -18,13 +21,14 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Restarting => "restarting",
             Status::Exited => "exited",
         }
     }
 }
 
 /// What the process is doing now (Docker's `State`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunState {
     pub status: Status,
     /// Init pid (host namespace) while running, else 0.
@@ -37,10 +41,45 @@ pub struct RunState {
     pub finished_at: Option<DateTime<Utc>>,
     pub oom_killed: bool,
     pub error: String,
+    /// Field 22 of the init's /proc/PID/stat and the kernel's boot id: tell the init from a
+    /// later process given the same pid, so a new monitor can adopt it (`lifecycle::repair`).
+    #[serde(default)]
+    pub start_time: u64,
+    #[serde(default)]
+    pub boot_id: String,
+    /// Stopped by `stop`/`kill`/`rm -f` rather than on its own (Docker's
+    /// HasBeenManuallyStopped): `unless-stopped` then stays down, also at boot. Cleared by
+    /// `start`.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// Started at least once (Docker's HasBeenStartedBefore): `system boot` starts no
+    /// container that never ran.
+    #[serde(default)]
+    pub has_been_started: bool,
+}
+
+/// A `--device` (Docker's `DeviceMapping`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Device {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// "rwm" or a subset.
+    pub cgroup_permissions: String,
+}
+
+/// A `--ulimit` (Docker's `Ulimit`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// The user's choices, as Docker's `Config` + `HostConfig`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     pub hostname: String,
     pub env: Vec<String>,
@@ -88,7 +127,66 @@ pub struct Settings {
     pub security_opt: Vec<String>,
     /// `-v`, `--mount` and `--tmpfs`, parsed and checked (see `mounts`).
     #[serde(default)]
-    pub mounts: Vec<crate::mounts::Mount>,
+    pub mounts: Vec<Mount>,
+    /// `--restart` (HostConfig.RestartPolicy).
+    #[serde(default)]
+    pub restart_policy: crate::policy::RestartPolicy,
+    /// `--init`: rbox's own reaper runs as the container's PID 1 (HostConfig.Init).
+    #[serde(default)]
+    pub init: bool,
+    /// `--stop-signal`, else the image's STOPSIGNAL (Config.StopSignal); "" = SIGTERM.
+    #[serde(default)]
+    pub stop_signal: String,
+    /// `--stop-timeout` in seconds (Config.StopTimeout); `None` = 10, -1 = wait for ever.
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    /// `--cap-add` / `--cap-drop`: `CAP_`-prefixed upper-case names, or `ALL`.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub devices: Vec<Device>,
+    pub device_cgroup_rules: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    /// Bytes of /dev/shm; 0 is Docker's 64 MiB.
+    pub shm_size: i64,
+    pub sysctls: BTreeMap<String, String>,
+    pub group_add: Vec<String>,
+    /// `--pid`, `--ipc`, `--uts`, `--cgroupns`: "" (Docker's default), "host",
+    /// "container:ID" (pid, ipc), "private"/"shareable" (ipc, cgroupns).
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    pub uts_mode: String,
+    pub cgroupns_mode: String,
+    pub cpu_shares: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    /// Bytes; -1 unlimited, 0 Docker's default (twice `memory`).
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+    pub oom_kill_disable: bool,
+    pub oom_score_adj: i64,
+    /// `--cidfile`.
+    pub container_id_file: String,
+    /// `--link NAME:ALIAS` as Docker records them: `/NAME:/THIS/ALIAS`.
+    pub links: Vec<String>,
+    /// `-a`: the streams a foreground run attaches (Config.AttachStdin/out/err).
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    /// `--detach-keys`.
+    pub detach_keys: String,
+}
+
+/// A network joined with `network connect`: joined again at every start, as Docker keeps it
+/// in the container's EndpointsConfig.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub network: String,
+    pub ip: Option<String>,
+    pub ip6: Option<String>,
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +210,9 @@ pub struct Record {
     pub ports: Vec<net::PortBinding>,
     #[serde(default)]
     pub restart_count: u32,
+    /// Networks joined with `network connect`, besides `settings.network_mode`.
+    #[serde(default)]
+    pub connected: Vec<Attachment>,
 }
 
 impl Record {
@@ -122,7 +223,71 @@ impl Record {
         v
     }
 
+    /// Its process runs now.
     pub fn running(&self) -> bool {
         self.state.status == Status::Running
     }
+
+    /// Owned by a monitor that runs it or will run it again (running or restarting): what
+    /// Docker calls running for `rm`, `start` and `ps`.
+    pub fn active(&self) -> bool {
+        matches!(self.state.status, Status::Running | Status::Restarting)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bind => "bind",
+            Kind::Volume => "volume",
+            Kind::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// Which flag a mount came from: Docker reports each in a different `HostConfig` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flag {
+    /// `-v` (HostConfig.Binds)
+    Volume,
+    /// `--mount` (HostConfig.Mounts)
+    Mount,
+    /// `--tmpfs` (HostConfig.Tmpfs)
+    Tmpfs,
+}
+
+/// One user mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub kind: Kind,
+    pub flag: Flag,
+    /// Host path (bind), volume name (volume, "" = anonymous) or "" (tmpfs).
+    pub source: String,
+    /// Absolute, cleaned path inside the container.
+    pub target: String,
+    pub read_only: bool,
+    /// Bind propagation ("rprivate" unless asked otherwise); "" for tmpfs.
+    pub propagation: String,
+    /// The mode field of `-v` as given (Docker's `Mode`); "" otherwise.
+    pub mode: String,
+    /// tmpfs options as the user gave them (`size=65536k,mode=1777`).
+    #[serde(default)]
+    pub tmpfs_options: Vec<String>,
+    /// The flag's value as given.
+    pub raw: String,
+    /// A volume named by rbox (`-v /path`): `rm -v` and `--rm` remove it.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// A volume that is not filled from the image (`nocopy`, `volume-nocopy`).
+    #[serde(default)]
+    pub nocopy: bool,
 }

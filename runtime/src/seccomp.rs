@@ -7,11 +7,11 @@
 //! are resolved the way dockerd does before handing them to the OCI runtime: `archMap` picks the
 //! native architecture and its sub-architectures, `includes`/`excludes` keep or drop a rule by
 //! architecture, kernel version and the container's bounding capabilities. What comes out is an
-//! OCI `linux.seccomp`; `filter` compiles it to BPF (cached per root) and `SeccompExecutor`
+//! OCI `linux.seccomp`; `filter` compiles it to BPF (cached per root) and `executor::Workload`
 //! loads that right before execve, in the init and in `exec`'d processes. Names libseccomp does
 //! not know are skipped, as libcontainer does, so a newer profile never fails a container.
 
-mod filter;
+pub(crate) mod filter;
 
 use std::path::Path;
 
@@ -264,7 +264,7 @@ pub fn security_opts(opts: &[String]) -> Result<Vec<String>> {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     Error::Invalid(format!("opening seccomp profile ({path}) failed: {e}"))
                 })?;
-                resolve_text(&text, crate::spec::DEFAULT_CAPS)?;
+                resolve_text(&text, crate::security::DEFAULT_CAPS)?;
                 let compact: Value = serde_json::from_str(&text)
                     .map_err(|e| Error::Invalid(format!("decoding seccomp profile failed: {e}")))?;
                 out.push(format!("seccomp={compact}"));
@@ -275,55 +275,27 @@ pub fn security_opts(opts: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Loads the container's filter right before execve, in the container's init and in `exec`'d
-/// processes (no_new_privs is set by then, so no privilege is needed). The filter is not put
-/// in the OCI spec: libcontainer would compile it with libseccomp on every start, and its
-/// tenant (exec) path does not apply the spec's filter at all.
-#[derive(Clone)]
-pub struct SeccompExecutor {
-    filter: Option<filter::Filter>,
-}
-
-/// The executor for a container of `root` with these `--security-opt`s and bounding `caps`.
-pub fn executor(root: &Path, security_opt: &[String], caps: &[&str]) -> Result<SeccompExecutor> {
+/// The compiled filter for a container of `root` with these `--security-opt`s and bounding
+/// `caps`; `None` when unconfined. `executor::Workload` loads it right before execve.
+pub fn filter_for(
+    root: &Path,
+    security_opt: &[String],
+    caps: &[&str],
+) -> Result<Option<filter::Filter>> {
     let profile = for_container(security_opt, caps);
     if profile.is_null() {
-        return Ok(SeccompExecutor { filter: None });
+        return Ok(None);
     }
     let profile: LinuxSeccomp = serde_json::from_value(profile)
         .map_err(|e| Error::Invalid(format!("invalid seccomp profile: {e}")))?;
-    let filter = filter::compiled(&root.join("seccomp"), &profile)?;
-    Ok(SeccompExecutor {
-        filter: Some(filter),
-    })
-}
-
-impl libcontainer::workload::Executor for SeccompExecutor {
-    fn exec(
-        &self,
-        spec: &oci_spec::runtime::Spec,
-    ) -> std::result::Result<(), libcontainer::workload::ExecutorError> {
-        use libcontainer::workload::ExecutorError;
-        if let Some(f) = &self.filter {
-            f.load()
-                .map_err(|e| ExecutorError::Other(format!("loading seccomp filter: {e}")))?;
-        }
-        libcontainer::workload::default::DefaultExecutor {}.exec(spec)
-    }
-
-    fn validate(
-        &self,
-        spec: &oci_spec::runtime::Spec,
-    ) -> std::result::Result<(), libcontainer::workload::ExecutorValidationError> {
-        libcontainer::workload::default::DefaultExecutor {}.validate(spec)
-    }
+    Ok(Some(filter::compiled(&root.join("seccomp"), &profile)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CAPS: &[&str] = crate::spec::DEFAULT_CAPS;
+    const CAPS: &[&str] = crate::security::DEFAULT_CAPS;
     const AMD64: Host = Host {
         goarch: "amd64",
         scmp_arch: "SCMP_ARCH_X86_64",

@@ -58,6 +58,10 @@ impl Paths {
             std::process::id()
         ))
     }
+    /// The monitor's control socket (`monitor::control`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
     /// libcontainer's state root, one per rbox root.
     pub fn lc_root(&self) -> PathBuf {
         self.root.join("run")
@@ -169,33 +173,59 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
-/// True while some process holds the container's monitor lock exclusively. A shared
-/// non-blocking probe does not disturb other probes or waiters.
+/// A POSIX record lock over the whole file. Why not flock(2) like every other lock: a flock
+/// belongs to the open file, which libcontainer's init inherits through clone (it runs our
+/// code, without exec, until the container starts), so a monitor killed before the start
+/// left its lock held by a stuck init and `rm -f` waited for ever. A record lock belongs to
+/// the process and is not inherited. Its pitfall: closing *any* descriptor of the file drops
+/// the process's lock, so the monitor never opens monitor.lock a second time.
+fn record_lock(f: &File, kind: libc::c_int, wait: bool) -> nix::Result<()> {
+    let lock = libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    let arg = if wait {
+        nix::fcntl::FcntlArg::F_SETLKW(&lock)
+    } else {
+        nix::fcntl::FcntlArg::F_SETLK(&lock)
+    };
+    nix::fcntl::fcntl(f.as_raw_fd(), arg).map(|_| ())
+}
+
+/// True while some process holds the container's monitor lock. Asks the kernel who holds it
+/// (F_GETLK) without taking a lock, so it disturbs no waiter.
 pub fn monitor_alive(paths: &Paths) -> bool {
     let Ok(f) = File::open(paths.monitor_lock()) else {
         return false;
     };
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    rc != 0
+    let mut lock = libc::flock {
+        l_type: libc::F_RDLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    match nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_GETLK(&mut lock)) {
+        Ok(_) => lock.l_type != libc::F_UNLCK as libc::c_short,
+        Err(_) => false,
+    }
 }
 
 /// Blocks until the owner of the container (if any) has exited and written its final state;
 /// returns the exit code the owner left in the lock file, if it finished normally.
 pub fn wait_monitor(paths: &Paths) -> Option<i32> {
     let mut f = File::open(paths.monitor_lock()).ok()?;
-    // SAFETY: flock on a descriptor we own; EINTR just retries.
-    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) } != 0 {
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
-        }
-    }
+    while let Err(nix::errno::Errno::EINTR) = record_lock(&f, libc::F_RDLCK, true) {}
     let mut s = String::new();
     std::io::Read::read_to_string(&mut f, &mut s).ok()?;
     s.trim().parse().ok()
 }
 
-/// Claims the container for this process; `None` if another process owns it.
+/// Claims the container for this process; `None` if another process owns it. The caller
+/// keeps the file open for as long as it owns the container.
 pub fn claim_monitor(paths: &Paths) -> Result<Option<File>> {
     let f = OpenOptions::new()
         .create(true)
@@ -204,9 +234,7 @@ pub fn claim_monitor(paths: &Paths) -> Result<Option<File>> {
         .write(true)
         .open(paths.monitor_lock())
         .map_err(|e| Error::io(paths.monitor_lock().display(), e))?;
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    Ok((rc == 0).then_some(f))
+    Ok(record_lock(&f, libc::F_WRLCK, false).is_ok().then_some(f))
 }
 
 const ADJECTIVES: &[&str] = &[

@@ -139,6 +139,89 @@ impl Rbox {
     }
 }
 
+impl Rbox {
+    /// `inspect --format F C`, trimmed.
+    #[track_caller]
+    pub fn inspect(&self, c: &str, f: &str) -> String {
+        self.ok(&["inspect", "--format", f, c]).trim().to_string()
+    }
+
+    /// The container's own record (`containers/<id>/container.json`), for what `inspect`
+    /// does not show (the monitor's pid).
+    pub fn record(&self, id: &str) -> serde_json::Value {
+        let p = self.root.join("containers").join(id).join("container.json");
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    }
+
+    /// The pid of the process that owns container `id` now.
+    pub fn monitor_pid(&self, id: &str) -> i32 {
+        self.record(id)["state"]["monitor_pid"].as_i64().unwrap() as i32
+    }
+
+    /// Kills, by pid, every process of this root as a power cut would: the monitors and helper
+    /// processes (their command line names the root) first, so none reacts to its
+    /// container's death, then the containers' processes (their cgroups). Nothing of rbox runs
+    /// in between.
+    pub fn kill_everything(&self) {
+        let root = self.root.to_string_lossy().to_string();
+        let me = std::process::id().to_string();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = e.file_name().to_string_lossy().to_string();
+            if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            if args.contains(&root.as_bytes()) {
+                kill9(pid.parse().unwrap());
+            }
+        }
+        let ids = std::fs::read_dir(self.root.join("containers")).unwrap();
+        for id in ids.flatten() {
+            let id = id.file_name().to_string_lossy().to_string();
+            let procs = sh(&format!(
+                "cat /sys/fs/cgroup/pids/rbox/{id}/cgroup.procs /sys/fs/cgroup/rbox/{id}/cgroup.procs 2>/dev/null"
+            ))
+            .stdout;
+            for p in procs.split_whitespace() {
+                kill9(p.parse().unwrap());
+            }
+        }
+    }
+}
+
+/// SIGKILL to a process a test started (by pid).
+pub fn kill9(pid: i32) {
+    // SAFETY: kill(2) on a pid the test found for its own root.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Whether `pid` exists (a zombie counts as gone).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Waits up to `secs` for `f` to hold (an asynchronous outcome: a restart, an exit).
+#[track_caller]
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
+
 impl RboxCli for Rbox {
     /// Each root gets its own default bridge and subnet, so that tests running at once never
     /// share `rbox0` (one root's cleanup would take it from under another's containers).
@@ -189,10 +272,12 @@ pub trait RboxCli {
         r.stderr
     }
 
-    /// Docker's bad-input contract: exit 125 and exactly one `Error: ` line on stderr.
+    /// Docker's bad-input contract: exactly one `Error: ` line on stderr and Docker's exit
+    /// code: 125 for `run`/`create`, 1 for the other commands (their errors are the daemon's
+    /// in Docker).
     #[track_caller]
     fn bad(&self, args: &[&str]) -> String {
-        let stderr = self.fails(125, args);
+        let stderr = self.fails(error_exit_code(args), args);
         assert_eq!(
             stderr.trim().lines().count(),
             1,
@@ -200,6 +285,20 @@ pub trait RboxCli {
         );
         assert!(stderr.starts_with("Error: "), "{stderr:?}");
         stderr
+    }
+}
+
+/// The exit code Docker's CLI gives an error of the command `args` (see `RboxCli::bad`).
+pub fn error_exit_code(args: &[&str]) -> i32 {
+    let mut words = args.iter().filter(|a| !a.starts_with('-'));
+    let first = words.next().copied();
+    let cmd = match first {
+        Some("container") => words.next().copied(),
+        c => c,
+    };
+    match cmd {
+        Some("run" | "create") => 125,
+        _ => 1,
     }
 }
 

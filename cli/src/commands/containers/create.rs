@@ -2,8 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use runtime::lifecycle::{parse_bytes, CreateOptions};
+use runtime::lifecycle::CreateOptions;
 use runtime::record::Settings;
+use runtime::units::parse_bytes;
+
+use super::hostflags::HostFlags;
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
@@ -13,6 +16,12 @@ pub struct CreateArgs {
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
     /// Read in a file of environment variables
     #[arg(long = "env-file")]
     pub env_file: Vec<String>,
@@ -91,12 +100,27 @@ pub struct CreateArgs {
     /// Security Options
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
+    /// Restart policy to apply when a container exits (no, on-failure[:max-retries], always,
+    /// unless-stopped)
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    pub stop_timeout: Option<i64>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, env = "RBOX_PULL", default_value = "missing")]
     pub pull: images::PullPolicy,
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub host: HostFlags,
     /// Print usage
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -115,7 +139,9 @@ fn env_entry(e: &str) -> Option<String> {
 }
 
 impl CreateArgs {
-    pub fn options(&self, auto_remove: bool) -> Result<CreateOptions> {
+    /// `detach`: `run -d` (nothing attached).
+    pub fn options(&self, auto_remove: bool, detach: bool) -> Result<CreateOptions> {
+        self.host.check_cidfile()?;
         let mut env = Vec::new();
         for f in &self.env_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
@@ -132,6 +158,26 @@ impl CreateArgs {
                 bail!("invalid environment variable: {e}");
             }
             env.extend(env_entry(e));
+        }
+        // Docker reads label files first, then --label, later ones winning.
+        let mut labels = std::collections::BTreeMap::new();
+        let mut label_lines = Vec::new();
+        for f in &self.label_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
+            label_lines.extend(
+                text.lines()
+                    .map(str::trim_start)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        label_lines.extend(self.label.iter().cloned());
+        for l in label_lines {
+            let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+            if k.is_empty() {
+                bail!("invalid label '{l}': empty name");
+            }
+            labels.insert(k.to_string(), v.to_string());
         }
         let memory = match &self.memory {
             Some(m) => parse_bytes(m).map_err(|_| {
@@ -180,6 +226,7 @@ impl CreateArgs {
             cmd: self.cmd.clone(),
             entrypoint: self.entrypoint.clone(),
             settings: Settings {
+                labels,
                 hostname: self.hostname.clone().unwrap_or_default(),
                 env,
                 working_dir: self.workdir.clone().unwrap_or_default(),
@@ -204,10 +251,16 @@ impl CreateArgs {
                 publish_all: self.publish_all,
                 security_opt: runtime::seccomp::security_opts(&self.security_opt)?,
                 mounts,
+                restart_policy: runtime::policy::RestartPolicy::parse(&self.restart)?,
+                init: self.init,
+                stop_signal: self.stop_signal.clone().unwrap_or_default(),
+                stop_timeout: self.stop_timeout,
                 ..Default::default()
             },
         };
-        for w in runtime::cgroup::discard_unsupported(&mut opts.settings)? {
+        self.host
+            .apply(&mut opts.settings, detach, self.interactive)?;
+        for w in runtime::hostconfig::check(&mut opts.settings)? {
             eprintln!("WARNING: {w}");
         }
         Ok(opts)

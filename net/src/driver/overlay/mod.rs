@@ -206,7 +206,7 @@ fn wire(net: &Network, o: &Options, j: &Joined, host: &Host, fw: &dyn Firewall) 
             host,
         )
         .await?;
-        bridge::link::ensure_bridge(&handle, &b).await?;
+        bridge::link::ensure_bridge(&handle, &b, fw).await?;
         Ok::<_, Error>(())
     })??;
     bridge::link::enable_ip_forward()?;
@@ -218,7 +218,9 @@ fn wire(net: &Network, o: &Options, j: &Joined, host: &Host, fw: &dyn Firewall) 
 /// Removes this host's kernel side of `net`: rules, bridge, VXLAN device (with its peers).
 fn unwire(net: &Network, o: &Options, fw: &dyn Firewall) -> Result<()> {
     let mut errors = Errors::default();
-    errors.check(fw_network(net, o).and_then(|f| fw.remove_network(&f)));
+    // The bridge is this network's own: every rule through it goes.
+    errors.check(fw_network(net, o).and_then(|f| fw.remove_network(&f, true)));
+    let _held = bridge::link::lock_bridges()?;
     errors.check(
         block_on(async {
             let handle = host_handle()?;

@@ -1,0 +1,286 @@
+//! A run's output and the caller's terminal: the pipes (or pty master) a container process
+//! writes to, copied to the json-file log and, for a foreground run, to our stdout/stderr;
+//! the signals and keystrokes a foreground run forwards.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::unistd::Pid;
+
+use super::events::{self, Event, Source, Timers};
+use crate::logs::{Stream, Writer};
+use crate::tty;
+
+/// Where output goes.
+pub(crate) struct Sink {
+    pub log: Option<Writer>,
+    /// Also to our stdout and stderr (foreground run; `run -a` names which).
+    pub shown: [bool; 2],
+}
+
+impl Sink {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
+        if let Some(l) = &mut self.log {
+            l.write(stream, data);
+        }
+        let (target, shown) = match stream {
+            Stream::Stdout => (1, self.shown[0]),
+            Stream::Stderr => (2, self.shown[1]),
+        };
+        if shown {
+            write_all_fd(target, data);
+        }
+    }
+}
+
+/// The read ends of one run's output: two pipes, or the pty master (as stdout).
+pub(crate) struct Streams {
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    pub master: Option<OwnedFd>,
+    buf: Vec<u8>,
+}
+
+impl Streams {
+    pub fn new(out: Option<OwnedFd>, err: Option<OwnedFd>, master: Option<OwnedFd>) -> Streams {
+        for fd in [&out, &err, &master].into_iter().flatten() {
+            set_nonblocking(fd.as_fd());
+        }
+        Streams {
+            out,
+            err,
+            master,
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    fn fd(&self, stream: Stream) -> Option<BorrowedFd<'_>> {
+        match stream {
+            Stream::Stdout => self.out.as_ref().or(self.master.as_ref()),
+            Stream::Stderr => self.err.as_ref(),
+        }
+        .map(|f| f.as_fd())
+    }
+
+    /// The open streams, for the event loop.
+    pub fn sources(&self) -> Vec<(BorrowedFd<'_>, Source)> {
+        [Stream::Stdout, Stream::Stderr]
+            .into_iter()
+            .filter_map(|s| self.fd(s).map(|fd| (fd, Source::Output(s))))
+            .collect()
+    }
+
+    /// One read of `stream` into `sink`; closes the stream at end of file (a pty master
+    /// reports EIO at hangup) and returns whether data came.
+    pub fn copy(&mut self, stream: Stream, sink: &mut Sink) -> bool {
+        let Some(fd) = self.fd(stream).map(|f| f.as_raw_fd()) else {
+            return false;
+        };
+        match read_some(fd, &mut self.buf) {
+            Some(0) => false,
+            Some(n) => {
+                sink.write(stream, &self.buf[..n]);
+                true
+            }
+            None => {
+                self.close(stream);
+                false
+            }
+        }
+    }
+
+    fn close(&mut self, stream: Stream) {
+        match stream {
+            Stream::Stdout if self.out.is_some() => self.out = None,
+            Stream::Stdout => self.master = None,
+            Stream::Stderr => self.err = None,
+        }
+    }
+
+    /// Takes what is left once the init exited: the kernel is killing the namespace's other
+    /// processes, and what they wrote before is still in the pipes.
+    pub fn drain(&mut self, sink: &mut Sink) {
+        for s in [Stream::Stdout, Stream::Stderr] {
+            while self.copy(s, sink) {}
+        }
+        if let Some(l) = &mut sink.log {
+            l.flush();
+        }
+    }
+}
+
+/// A foreground run's terminal: the signals it forwards (blocked and read from a signalfd),
+/// the user's keystrokes for a tty container, and raw mode while that runs.
+pub(crate) struct Terminal {
+    mask: SigSet,
+    sigfd: Option<SignalFd>,
+    raw: Option<tty::RawMode>,
+    /// Forward our stdin to the container's pty.
+    pub stdin: bool,
+}
+
+/// The signals a foreground run passes on to the container (and SIGWINCH, which resizes).
+const FORWARDED: [Signal; 5] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGWINCH,
+];
+
+impl Terminal {
+    /// Blocks the forwarded signals; the container's processes get Docker's signal state
+    /// back before execve (`signal::reset_to_default`), so this may precede their clone.
+    pub fn open(forward_stdin: bool) -> Terminal {
+        let mut mask = SigSet::empty();
+        for s in FORWARDED {
+            mask.add(s);
+        }
+        let _ = mask.thread_block();
+        Terminal {
+            sigfd: SignalFd::new(&mask).ok(),
+            mask,
+            raw: None,
+            stdin: forward_stdin,
+        }
+    }
+
+    /// A new run with a pty: copy our window size and go raw (once).
+    pub fn attach_pty(&mut self, master: BorrowedFd) {
+        tty::copy_winsize(std::io::stdin().as_fd(), master);
+        if self.raw.is_none() {
+            self.raw = tty::RawMode::enable();
+        }
+    }
+
+    pub fn sources(&self, with_stdin: bool) -> Vec<(BorrowedFd<'_>, Source)> {
+        let mut v = Vec::new();
+        if let Some(s) = &self.sigfd {
+            v.push((s.as_fd(), Source::Signal));
+        }
+        if self.stdin && with_stdin {
+            // SAFETY: fd 0 stays open for the life of this process.
+            v.push((unsafe { BorrowedFd::borrow_raw(0) }, Source::Input));
+        }
+        v
+    }
+
+    /// The signal that arrived, if any.
+    pub fn signal(&self) -> Option<i32> {
+        match self.sigfd.as_ref()?.read_signal() {
+            Ok(Some(info)) => Some(info.ssi_signo as i32),
+            _ => None,
+        }
+    }
+
+    /// Copies the user's keystrokes to the container's pty; stops forwarding at end of file.
+    pub fn forward_input(&mut self, master: Option<BorrowedFd>, buf: &mut [u8]) {
+        match read_some(0, buf) {
+            Some(0) => {}
+            Some(n) => {
+                if let Some(m) = master {
+                    write_all_fd(m.as_raw_fd(), &buf[..n]);
+                }
+            }
+            None => self.stdin = false,
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.raw = None;
+        let _ = self.mask.thread_unblock();
+    }
+}
+
+/// Proxies an exec'd process's pty to our terminal until it exits; returns its exit code.
+pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool) -> i32 {
+    let Ok(pidfd) = crate::process::pidfd_open(pid.as_raw()) else {
+        return crate::process::exit_code(
+            nix::sys::wait::waitpid(pid, None).unwrap_or(nix::sys::wait::WaitStatus::StillAlive),
+        );
+    };
+    let mut term = Terminal::open(stdin);
+    term.attach_pty(master.as_fd());
+    let mut streams = Streams::new(None, None, Some(master));
+    let mut sink = Sink {
+        log: None,
+        shown: [true, true],
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut timers = Timers::default();
+    'run: loop {
+        let mut fds = streams.sources();
+        fds.extend(term.sources(true));
+        fds.push((pidfd.as_fd(), Source::Exit));
+        for ev in events::wait(&fds, &mut timers) {
+            match ev {
+                Event::Ready(Source::Exit) | Event::Hangup(Source::Exit) => break 'run,
+                Event::Ready(Source::Output(s)) | Event::Hangup(Source::Output(s)) => {
+                    streams.copy(s, &mut sink);
+                }
+                Event::Ready(Source::Signal) => match term.signal() {
+                    Some(libc::SIGWINCH) => {
+                        if let Some(m) = &streams.master {
+                            tty::copy_winsize(std::io::stdin().as_fd(), m.as_fd());
+                        }
+                    }
+                    Some(sig) => {
+                        let _ = crate::process::send_signal(pidfd.as_fd(), sig);
+                    }
+                    None => {}
+                },
+                Event::Ready(Source::Input) | Event::Hangup(Source::Input) => {
+                    let m = streams.master.as_ref().map(|m| m.as_fd());
+                    term.forward_input(m, &mut buf);
+                }
+                _ => {}
+            }
+        }
+    }
+    streams.drain(&mut sink);
+    drop(term);
+    crate::process::exit_code(
+        nix::sys::wait::waitpid(pid, None).unwrap_or(nix::sys::wait::WaitStatus::StillAlive),
+    )
+}
+
+fn set_nonblocking(fd: BorrowedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(fl) = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+/// Reads what is available: `Some(0)` when nothing is, `None` at end of file or error.
+fn read_some(fd: i32, buf: &mut [u8]) -> Option<usize> {
+    match nix::unistd::read(fd, buf) {
+        Ok(0) => None,
+        Ok(n) => Some(n),
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => Some(0),
+        Err(_) => None,
+    }
+}
+
+fn write_all_fd(fd: i32, mut data: &[u8]) {
+    // SAFETY: fds 1 and 2, or a pty master we hold, for the duration of this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(0) => return,
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                // A non-blocking terminal that is full: wait until it drains.
+                let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+                let _ = nix::poll::poll(&mut p, nix::poll::PollTimeout::NONE);
+            }
+            Err(_) => return,
+        }
+    }
+}
