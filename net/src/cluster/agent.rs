@@ -4,6 +4,8 @@
 //!   and everything of this host put back: its shares if still free, its endpoints);
 //! - watches the store (one `/v3/watch` on `/rbox/`) and programs the VXLAN peers of the
 //!   networks this host has joined as other hosts join and leave them;
+//! - keeps the other hosts' container names of those networks for this host's resolver
+//!   (`names`), so a name is served on every host as soon as the store has it;
 //! - retries deletions a command could not make while the store was unreachable
 //!   (`<root>/cluster/pending.json`).
 //!
@@ -190,6 +192,8 @@ struct Active {
     vni: u32,
     /// Remote hosts' shares programmed on the VXLAN device, with their addresses.
     peers: BTreeMap<Ipv4Network, Ipv4Addr>,
+    /// Other hosts' endpoints by endpoint id: names for this host's resolver.
+    names: BTreeMap<String, registry::EndpointEntry>,
 }
 
 struct State {
@@ -288,14 +292,53 @@ impl State {
         if let Some(idx) = vxlan_index(o.vni)? {
             block_on(async { vxlan::sync_peers(&host_handle()?, idx, &peers).await })??;
         }
+        let names: BTreeMap<_, _> = stored
+            .into_iter()
+            .filter(|e| e.host != self.host.ip)
+            .map(|e| (e.endpoint_id.clone(), e))
+            .collect();
         self.active.insert(
             net.id.clone(),
             Active {
                 vni: o.vni,
                 peers: peers.iter().map(|p| (p.subnet, p.host)).collect(),
+                names,
             },
         );
+        self.publish_names(&net.id);
         Ok(())
+    }
+
+    /// Writes network `id`'s names of other hosts and has the resolver reload.
+    fn publish_names(&self, id: &str) {
+        let Some(a) = self.active.get(id) else {
+            return;
+        };
+        let entries: Vec<_> = a.names.values().cloned().collect();
+        if let Err(e) = super::names::write(&self.root, id, &entries) {
+            tracing::warn!("writing names: {e}");
+            return;
+        }
+        if let Err(e) = crate::dns::sync(&self.root) {
+            tracing::warn!("reloading the resolver: {e}");
+        }
+    }
+
+    /// Applies a change of another host's endpoint; true when names changed.
+    fn apply_endpoint(&mut self, ev: &Event) -> Option<String> {
+        let rest = ev.kv.key.strip_prefix("/rbox/endpoint/")?;
+        let (id, endpoint) = rest.split_once('/')?;
+        let a = self.active.get_mut(id)?;
+        if ev.deleted {
+            a.names.remove(endpoint)?;
+        } else {
+            let e: registry::EndpointEntry = serde_json::from_slice(&ev.kv.value).ok()?;
+            if e.host == self.host.ip {
+                return None;
+            }
+            a.names.insert(endpoint.to_string(), e);
+        }
+        Some(id.to_string())
     }
 
     /// Everything again from the store and the local state (start, a new lease, a watch that
@@ -321,7 +364,12 @@ impl State {
 
     /// Applies one batch of watched changes: other hosts' shares of joined networks.
     fn apply(&mut self, events: &[Event]) {
+        let mut renamed = std::collections::BTreeSet::new();
         for ev in events {
+            if let Some(id) = self.apply_endpoint(ev) {
+                renamed.insert(id);
+                continue;
+            }
             let Some((id, subnet)) = parse_share_key(&ev.kv.key) else {
                 continue;
             };
@@ -346,6 +394,9 @@ impl State {
             if let Err(e) = r.and_then(|r| r) {
                 tracing::warn!("programming peer {subnet}: {e}");
             }
+        }
+        for id in renamed {
+            self.publish_names(&id);
         }
     }
 }
@@ -462,6 +513,7 @@ fn control(shared: &Shared, line: &str) -> String {
         }
         "leave" => {
             s.active.remove(arg);
+            super::names::forget(&s.root, arg);
             s.left.insert(arg.to_string());
             Ok(())
         }

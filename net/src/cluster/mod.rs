@@ -26,6 +26,7 @@ mod config;
 pub mod etcd;
 pub mod host;
 pub(crate) mod http;
+pub(crate) mod names;
 pub mod registry;
 mod sync;
 

@@ -46,3 +46,4 @@ pub use config::{
 };
 pub use control::{pid, pid_file, serve_main, stop, sync};
 pub use table::{serves, serves_with};
+pub(crate) use table::{Entry, Table};
