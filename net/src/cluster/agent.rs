@@ -266,6 +266,9 @@ impl State {
         }
         let lease = host::lease(&root, cfg)?;
         let stored = registry::endpoints(cfg, &net.id)?;
+        // Read after the store: a command records an endpoint here before it puts it there, so
+        // every endpoint of this host in `stored` is in `net` (or gone from it since).
+        let net = &Store::new(&root).load(&net.id)?;
         for (cid, ep) in &net.endpoints {
             if !crate::sandbox::netns_path(&root, cid).exists() {
                 continue;

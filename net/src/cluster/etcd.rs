@@ -176,7 +176,7 @@ impl Etcd {
                     }
                     return Ok(v);
                 }
-                Err(e) => last = format!("{ep}: {e}"),
+                Err(e) => last = format!("{ep}: {}", http::describe(&e)),
             }
         }
         Err(EtcdError::Unreachable(last))
@@ -298,7 +298,7 @@ impl Etcd {
             match http::Stream::open(ep, "/v3/watch", body.as_bytes(), idle) {
                 Ok((200, stream)) => return Ok(Watch { stream }),
                 Ok((status, _)) => last = format!("{ep}: HTTP {status}"),
-                Err(e) => last = format!("{ep}: {e}"),
+                Err(e) => last = format!("{ep}: {}", http::describe(&e)),
             }
         }
         Err(EtcdError::Unreachable(last))

@@ -19,6 +19,24 @@ fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// `e` in a few words for a one-line error ("os error 11" says nothing to a user).
+pub fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("no answer within {} s", IO_TIMEOUT.as_secs())
+        }
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            }
+        }
+    }
+}
+
 /// Connects to `endpoint` ("host:port"), trying each address it resolves to.
 pub fn connect(endpoint: &str) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = endpoint.to_socket_addrs()?.collect();

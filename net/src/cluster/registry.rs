@@ -75,7 +75,12 @@ const RACE_RETRIES: usize = 10;
 impl Config {
     /// The one line an unreachable or refusing store gives.
     pub fn err(&self, e: EtcdError) -> Error {
-        Error::Cluster(format!("cluster store {}: {e}", self.url))
+        match e {
+            EtcdError::Unreachable(m) => {
+                Error::Cluster(format!("cluster store {} unreachable ({m})", self.url))
+            }
+            e => Error::Cluster(format!("cluster store {}: {e}", self.url)),
+        }
     }
 }
 

@@ -496,7 +496,14 @@ impl Driver for Overlay {
             .and_then(|(root, _)| cluster::agent::activate(root, &net.id));
         if let Err(e) = published {
             let _ = Bridge.leave(&b, ep, Some(sandbox));
-            let _ = unpublish_endpoint(net, &ep.endpoint_id);
+            // The store just failed or may hold the entry: the helper removes it when it can,
+            // so that a store that does not answer costs one timeout, not two.
+            if let Ok((root, _)) = cluster::process() {
+                cluster::agent::defer_release(
+                    root,
+                    &registry::endpoint_key(&net.id, &ep.endpoint_id),
+                );
+            }
             return Err(e);
         }
         Ok(())
