@@ -204,6 +204,8 @@ struct State {
     /// Networks a command said this host left: its state file may still show them joined for
     /// a moment (it is saved after the leave), so they count as left until joined again.
     left: std::collections::BTreeSet<String>,
+    /// What this host told the store it has programmed (`overlay::Seen`).
+    acked: overlay::Seen,
 }
 
 fn joined(net: &Network) -> Option<(&overlay::Options, &overlay::Joined)> {
@@ -251,9 +253,10 @@ impl State {
 
     /// Starts tracking `net`: its share and endpoints put (back) under the current lease, the
     /// other hosts' shares programmed as peers, this host's stale endpoints removed.
-    fn activate(&mut self, net: &Network) -> Result<()> {
+    /// Returns the revision of the shares it programmed.
+    fn activate(&mut self, net: &Network) -> Result<i64> {
         let Some((o, j)) = joined(net) else {
-            return Ok(());
+            return Ok(0);
         };
         let (root, cfg) = (self.root.clone(), self.cfg);
         if !overlay::reclaim(&root, cfg, &net.id, &j.share)? {
@@ -287,7 +290,7 @@ impl State {
                 let _ = registry::delete_endpoint(cfg, &net.id, &e.endpoint_id);
             }
         }
-        let (shares, _) = overlay::shares(cfg, &net.id)?;
+        let (shares, rev) = overlay::shares(cfg, &net.id)?;
         let peers: Vec<Share> = shares
             .into_iter()
             .filter(|s| s.host != self.host.ip)
@@ -309,7 +312,7 @@ impl State {
             },
         );
         self.publish_names(&net.id);
-        Ok(())
+        Ok(rev)
     }
 
     /// Writes network `id`'s names of other hosts and has the resolver reload.
@@ -362,12 +365,38 @@ impl State {
                 return Err(e);
             }
         }
+        self.seen(None, rev);
         Ok(rev)
     }
 
+    /// Tells joining hosts that every share change of network `only` (else of every active
+    /// network) up to `rev` is programmed here.
+    fn seen(&mut self, only: Option<&str>, rev: i64) {
+        let ids: Vec<String> = match only {
+            Some(id) => vec![id.to_string()],
+            None => self.active.keys().cloned().collect(),
+        };
+        for id in ids {
+            let r = self.acked.nets.entry(id).or_default();
+            *r = (*r).max(rev);
+        }
+        self.acked.nets.retain(|id, _| self.active.contains_key(id));
+        if self.acked.nets.is_empty() {
+            return;
+        }
+        self.acked.name = self.host.name.clone();
+        let r = host::lease(&self.root, self.cfg)
+            .map_err(|e| EtcdError::Refused(e.to_string()))
+            .and_then(|lease| overlay::record_seen(self.cfg, &self.host, &self.acked, lease));
+        if let Err(e) = r {
+            tracing::warn!("recording what this host has programmed: {e}");
+        }
+    }
+
     /// Applies one batch of watched changes: other hosts' shares of joined networks.
-    fn apply(&mut self, events: &[Event]) {
+    fn apply(&mut self, events: &[Event], rev: i64) {
         let mut renamed = std::collections::BTreeSet::new();
+        let mut programmed = false;
         for ev in events {
             if let Some(id) = self.apply_endpoint(ev) {
                 renamed.insert(id);
@@ -379,6 +408,7 @@ impl State {
             let Some(a) = self.active.get_mut(id) else {
                 continue;
             };
+            programmed = true;
             let Ok(Some(idx)) = vxlan_index(a.vni) else {
                 continue;
             };
@@ -398,6 +428,9 @@ impl State {
                 tracing::warn!("programming peer {subnet}: {e}");
             }
         }
+        if programmed {
+            self.seen(None, rev);
+        }
         for id in renamed {
             self.publish_names(&id);
         }
@@ -415,6 +448,7 @@ fn exit_if_idle(s: &State) {
     if !s.idle() {
         return;
     }
+    let _ = s.cfg.etcd.delete(&registry::host_key(s.host.ip), false);
     let _ = std::fs::remove_file(lease_file(&s.root));
     let _ = std::fs::remove_file(sock(&s.root));
     let _ = std::fs::remove_file(pid_file(&s.root));
@@ -442,9 +476,9 @@ fn watch_loop(shared: Shared) {
         match cfg.etcd.watch(registry::PREFIX, rev + 1, Some(WATCH_IDLE)) {
             Ok(mut w) => loop {
                 match w.next_batch() {
-                    Ok((events, _)) => {
+                    Ok((events, rev)) => {
                         wait = Duration::from_millis(100);
-                        lock(&shared).apply(&events);
+                        lock(&shared).apply(&events, rev);
                     }
                     Err(e) => {
                         tracing::info!("watch ended: {e}");
@@ -513,6 +547,7 @@ fn control(shared: &Shared, line: &str) -> String {
             Store::new(&s.root.clone())
                 .load(arg)
                 .and_then(|net| s.activate(&net))
+                .map(|rev| s.seen(Some(arg), rev))
         }
         "leave" => {
             s.active.remove(arg);
@@ -576,6 +611,7 @@ fn prepare(root: &Path) -> Result<Prepared> {
             host,
             active: BTreeMap::new(),
             left: Default::default(),
+            acked: Default::default(),
         },
         listener,
     })

@@ -32,7 +32,7 @@ use std::net::Ipv4Addr;
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
-pub use share::{list as shares, reclaim, Share};
+pub use share::{list as shares, reclaim, record_seen, Seen, Share};
 
 use super::bridge::{self, Bridge};
 use super::{unknown_option, Caps, Driver, DriverOpts, Ipam, Namespace, PortPath};
@@ -73,6 +73,12 @@ pub struct Joined {
     pub share: Share,
     /// The MTU of its bridge, VXLAN device and veths.
     pub mtu: u32,
+    /// The store's revision that recorded the share.
+    #[serde(default)]
+    pub since: i64,
+    /// The other hosts confirmed they programmed the share (or were waited for in vain).
+    #[serde(default)]
+    pub confirmed: bool,
 }
 
 pub struct Overlay;
@@ -436,12 +442,17 @@ impl Driver for Overlay {
         check_local_overlap(root, net)?;
         let s = subnet(net)?;
         let host = cluster::host::identity(cfg)?;
-        let share = share::claim(root, cfg, &net.id, s, o.host_prefix, &host, None)?;
+        let (share, rev) = share::claim(root, cfg, &net.id, s, o.host_prefix, &host, None)?;
         let mtu = o
             .mtu
             .unwrap_or(u32::MAX)
             .min(host.mtu.saturating_sub(vxlan::OVERHEAD));
-        let j = Joined { share, mtu };
+        let j = Joined {
+            share,
+            mtu,
+            since: rev,
+            confirmed: false,
+        };
         // The bridge takes the share's gateway from the pool.
         net.ipam = Some(host_ipam(s, &j.share));
         if let Err(e) = wire(net, &o, &j, &host, fw) {
@@ -493,7 +504,16 @@ impl Driver for Overlay {
         Bridge.join(&b, ep, sandbox, fw)?;
         let published = publish_endpoint(net, j, &sandbox.container_id, ep)
             .and_then(|()| cluster::process())
-            .and_then(|(root, _)| cluster::agent::activate(root, &net.id));
+            .and_then(|(root, cfg)| {
+                cluster::agent::activate(root, &net.id)?;
+                if !j.confirmed {
+                    // The host's first endpoints: the other hosts must route to its share
+                    // before `run` returns (after this host's helper programmed theirs).
+                    share::wait_for_peers(cfg, &net.id, j.share.host, j.since);
+                    confirm(root, &net.id)?;
+                }
+                Ok(())
+            });
         if let Err(e) = published {
             let _ = Bridge.leave(&b, ep, Some(sandbox));
             // The store just failed or may hold the entry: the helper removes it when it can,
@@ -544,6 +564,21 @@ impl Driver for Overlay {
             host_ip: None,
         })
     }
+}
+
+/// Records that the other hosts were waited for, so that later runs do not wait.
+fn confirm(root: &std::path::Path, id: &str) -> Result<()> {
+    let store = Store::new(root);
+    let _lock = store.lock(id)?;
+    let mut net = store.load(id)?;
+    if let DriverOpts::Overlay(Options {
+        joined: Some(j), ..
+    }) = &mut net.driver_opts
+    {
+        j.confirmed = true;
+        store.save(&net)?;
+    }
+    Ok(())
 }
 
 fn vni_key(vni: u32) -> String {

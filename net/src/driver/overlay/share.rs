@@ -72,7 +72,7 @@ const RACE_RETRIES: usize = 10;
 
 /// Takes a share of network `id` (`subnet`, shares of prefix `len`) for `host`: the one it
 /// holds already (renewed onto its current lease), else `prefer` (the share it had last) if
-/// free, else the first free one.
+/// free, else the first free one. Returns it with the revision that recorded it.
 pub fn claim(
     root: &Path,
     cfg: &Config,
@@ -81,7 +81,7 @@ pub fn claim(
     len: u8,
     host: &Host,
     prefer: Option<Ipv4Network>,
-) -> Result<Share> {
+) -> Result<(Share, i64)> {
     let network = registry::network_key(id);
     for _ in 0..RACE_RETRIES {
         let (shares, _) = list(cfg, id)?;
@@ -115,17 +115,15 @@ pub fn claim(
                     Some(old) => Cmp::Value(&k, old),
                     None => Cmp::Absent(&k, false),
                 };
-                cfg.etcd
-                    .txn(
-                        &[Cmp::Exists(&network), guard],
-                        &[Op::Put(&k, &value, lease)],
-                    )
-                    .map(|(ok, _)| ok)
+                cfg.etcd.txn(
+                    &[Cmp::Exists(&network), guard],
+                    &[Op::Put(&k, &value, lease)],
+                )
             },
             || {},
         )?;
-        if done {
-            return Ok(share);
+        if let (true, rev) = done {
+            return Ok((share, rev));
         }
         if registry::get(cfg, id)?.is_none() {
             return Err(Error::NetworkNotFound(id.to_string()));
@@ -158,6 +156,84 @@ pub fn reclaim(root: &Path, cfg: &Config, id: &str, share: &Share) -> Result<boo
         },
         || {},
     )
+}
+
+/// A host's helper's account of what it has programmed (`/rbox/host/<ip>`, under the host's
+/// lease): per network id, every share change up to that revision.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    pub name: String,
+    pub nets: std::collections::BTreeMap<String, i64>,
+}
+
+/// How long a joining host waits for the other hosts to program it: their helpers answer in
+/// milliseconds; one that is dead is waited for this long and then not waited for.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Returns once every other host holding a share of network `id` has programmed the share
+/// recorded at `rev` (so its containers reach this host's as soon as `run` returns), or after
+/// `ACK_WAIT`. Watches the hosts' records instead of polling them.
+pub fn wait_for_peers(cfg: &Config, id: &str, me: Ipv4Addr, rev: i64) {
+    let deadline = std::time::Instant::now() + ACK_WAIT;
+    let Ok((shares, _)) = list(cfg, id) else {
+        return;
+    };
+    let mut waiting: Vec<Ipv4Addr> = shares.iter().map(|s| s.host).filter(|h| *h != me).collect();
+    waiting.sort();
+    waiting.dedup();
+    let seen = |kv: &crate::cluster::etcd::Kv, waiting: &mut Vec<Ipv4Addr>| {
+        let ip: Option<Ipv4Addr> = kv.key.rsplit('/').next().and_then(|s| s.parse().ok());
+        let s: Option<Seen> = serde_json::from_slice(&kv.value).ok();
+        if let (Some(ip), Some(s)) = (ip, s) {
+            if s.nets.get(id).is_some_and(|r| *r >= rev) {
+                waiting.retain(|h| *h != ip);
+            }
+        }
+    };
+    let Ok(r) = cfg.etcd.range(HOSTS, true) else {
+        return;
+    };
+    for kv in &r.kvs {
+        seen(kv, &mut waiting);
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let Ok(mut w) = cfg.etcd.watch(HOSTS, r.revision + 1, Some(left)) else {
+        return;
+    };
+    while !waiting.is_empty() && std::time::Instant::now() < deadline {
+        match w.next_batch() {
+            Ok((events, _)) => {
+                for e in events.iter().filter(|e| !e.deleted) {
+                    seen(&e.kv, &mut waiting);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    if !waiting.is_empty() {
+        tracing::warn!(
+            "hosts {waiting:?} did not confirm this host's share of {id} in time (their rbox \
+             helper is not running?): they reach this host once it runs again"
+        );
+    }
+}
+
+const HOSTS: &str = "/rbox/host/";
+
+/// Records what this host's helper has programmed.
+pub fn record_seen(
+    cfg: &Config,
+    host: &Host,
+    seen: &Seen,
+    lease: i64,
+) -> std::result::Result<(), EtcdError> {
+    let v = serde_json::to_vec(seen).unwrap_or_default();
+    cfg.etcd
+        .put(&registry::host_key(host.ip), &v, lease)
+        .map(|_| ())
 }
 
 /// Gives `share` back, if it is still this host's.
