@@ -884,17 +884,29 @@ pub fn system_prune(
 
 /// `system boot`: prints each container it started, as `start` does.
 pub fn boot(cli: &Cli) -> Result<i32> {
+    Ok(report_each(lifecycle::boot(&cli.root), "starting"))
+}
+
+pub fn shutdown(cli: &Cli, time: Option<i64>) -> Result<i32> {
+    Ok(report_each(
+        lifecycle::shutdown(&cli.root, time),
+        "stopping",
+    ))
+}
+
+/// Prints the names `boot`/`shutdown` acted on, and an error line for each that failed.
+fn report_each(done: Vec<lifecycle::Booted>, doing: &str) -> i32 {
     let mut code = 0;
-    for b in lifecycle::boot(&cli.root) {
+    for b in done {
         match b.result {
             Ok(()) => println!("{}", b.name),
             Err(e) => {
-                eprintln!("Error: starting {}: {e}", b.name);
+                eprintln!("Error: {doing} {}: {e}", b.name);
                 code = 1;
             }
         }
     }
-    Ok(code)
+    code
 }
 
 /// Pulls the image of `run`/`create` first when `--pull` says so (Docker's default: missing).

@@ -30,6 +30,17 @@ pub enum SystemCmd {
     Prune(PruneArgs),
     /// Start the containers their restart policies bring back after a reboot or crash
     Boot,
+    /// Stop every running container before the host goes down (restart policies still apply
+    /// at the next boot)
+    Shutdown(ShutdownArgs),
+}
+
+#[derive(Args)]
+pub struct ShutdownArgs {
+    /// Seconds to wait for each container to stop before killing it (default: its own stop
+    /// timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<i64>,
 }
 
 #[derive(Args)]
@@ -65,6 +76,9 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         Cmd::System {
             cmd: SystemCmd::Boot,
         } => super::containers::boot(cli),
+        Cmd::System {
+            cmd: SystemCmd::Shutdown(a),
+        } => super::containers::shutdown(cli, a.time),
         Cmd::System {
             cmd: SystemCmd::Prune(a),
         } => {

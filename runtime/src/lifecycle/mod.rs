@@ -7,7 +7,7 @@
 //! - `stop`: stop, kill, restart and wait are requests to that monitor (its control socket),
 //!   which acts on them also while it waits to restart the container;
 //! - `repair`: crash repair and adoption;
-//! - `boot`: `system boot`, Docker's daemon-start rules.
+//! - `boot`: `system boot`, Docker's daemon-start rules, and `system shutdown`, its stop.
 
 mod boot;
 mod create;
@@ -17,7 +17,7 @@ mod stop;
 
 use std::path::Path;
 
-pub use boot::boot;
+pub use boot::{boot, shutdown, Booted};
 pub use create::{create, CreateOptions};
 pub use repair::{find, list, repair};
 pub use start::{monitor_main, run_attached, run_attached_streams, start, MONITOR_REPORT_FD};

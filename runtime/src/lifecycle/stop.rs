@@ -57,13 +57,34 @@ const RETRIES: usize = 3;
 /// The stop signal, SIGKILL after the timeout; returns when the monitor recorded the exit.
 /// A container waiting to restart just stays down.
 pub fn stop(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
+    stop_with(root, key, opts, |signal, timeout| Request::Stop {
+        signal,
+        timeout,
+    })
+}
+
+/// `stop` because the host goes down (`system shutdown`): the container's restart policy
+/// still counts at the next boot, as when dockerd stops its containers on shutdown.
+pub(crate) fn stop_for_shutdown(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
+    stop_with(root, key, opts, |signal, timeout| Request::Shutdown {
+        signal,
+        timeout,
+    })
+}
+
+fn stop_with(
+    root: &Path,
+    key: &str,
+    opts: StopOptions,
+    request: impl Fn(i32, Option<Duration>) -> Request,
+) -> Result<Record> {
     for _ in 0..RETRIES {
         let rec = find(root, key)?;
         if !rec.active() {
             return Ok(rec);
         }
         let (signal, timeout) = opts.resolve(&rec);
-        match ask(root, &rec, Request::Stop { signal, timeout })? {
+        match ask(root, &rec, request(signal, timeout))? {
             Some(Reply::Err(m)) => return Err(refused(m)),
             Some(Reply::Ok(_)) => {
                 store::wait_monitor(&Paths::new(root, &rec.id));

@@ -467,6 +467,10 @@ impl<'a> Monitor<'a> {
                 self.end_run(Ending::Stop, signal, timeout);
                 conn.reply(&Reply::Ok(None));
             }
+            Request::Shutdown { signal, timeout } => {
+                self.end_run(Ending::Stop, signal, timeout);
+                conn.reply(&Reply::Ok(None));
+            }
             Request::Restart { signal, timeout } => {
                 self.restarters.push(conn);
                 self.end_run(Ending::Restart, signal, timeout);
