@@ -31,6 +31,10 @@
 //!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
 //!   they return; `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
 //!
+//! - Global networks (overlay): `cluster::select` (the process's `--cluster-store` settings),
+//!   `cluster::sync`/`cluster::inspect` (`network ls`/`inspect` across hosts),
+//!   `cluster::agent::{ensure, serve_main}` (the per-root helper, restarted by any command).
+//!
 //! Also for the CLI: `manage::{create, remove, prune, reload}` (`rbox network ...`),
 //! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
 //! `system prune`), `Store` (list/find networks), `docker` (Docker's JSON and column shapes),

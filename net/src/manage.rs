@@ -273,7 +273,9 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
     let _all = store.lock_all()?;
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;
-    if crate::endpoint::drop_stale(ctx, &mut net) {
+    // A host-side part left without endpoints (a crash before the last leave finished) goes
+    // too, before the network is given back.
+    if crate::endpoint::drop_stale(ctx, &mut net) || net.endpoints.is_empty() {
         let vacated = crate::endpoint::vacate(ctx, &mut net);
         store.save(&net)?;
         vacated?;
@@ -336,6 +338,8 @@ pub fn teardown(root: &Path) -> Result<()> {
     let ctx = Context::new(root)?;
     let mut errors = Errors::default();
     errors.check(crate::dns::stop(root));
+    // Its peers go with the VXLAN devices; a helper started again programs them anew.
+    errors.check(crate::cluster::agent::stop(root));
     errors.check(crate::ports::teardown(&ctx));
     if let Some(nets) = errors.check(ctx.store.list()) {
         for n in &nets {

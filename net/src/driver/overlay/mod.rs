@@ -436,6 +436,8 @@ impl Driver for Overlay {
                 let _ = unwire(net, &o, fw);
                 return Err(e);
             }
+            // A running helper programs the peers on the new device.
+            cluster::agent::resync(cluster::process()?.0);
             return Ok(());
         }
         let (root, cfg) = cluster::process()?;
