@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbox_tests::{image_tar, rbox_command, sh, unmount_under, RboxCli, Run};
+use rbox_tests::{image_tar, rbox_command, remove_all, sh, unmount_under, RboxCli, Run};
 
 const STORE_PORT: u16 = 23790;
 
@@ -91,19 +91,9 @@ fn leftovers(ns: &str) -> String {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
-        for id in ids.split_whitespace() {
-            let _ = self
-                .command(&["rm", "-f", id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self
-            .command(&["system", "prune", "-f"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        remove_all(self);
+        // A helper still there after everything went would be a bug the tests check
+        // elsewhere; it must not outlive its root.
         if let Some(pid) = self.agent_pid() {
             // SAFETY: kill of the helper this test's rbox started (its own pid file).
             unsafe { libc::kill(pid, libc::SIGKILL) };

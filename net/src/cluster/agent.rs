@@ -537,10 +537,13 @@ fn keepalive_loop(shared: Shared) {
 
 /// One control request; returns the answer line.
 fn control(shared: &Shared, line: &str) -> String {
-    let mut s = lock(shared);
     let (cmd, arg) = line.split_once(' ').unwrap_or((line, ""));
+    // Every rbox command pings; it must not wait for a reconcile stuck on a dead store.
+    if cmd == "ping" {
+        return "ok".into();
+    }
+    let mut s = lock(shared);
     let r = match cmd {
-        "ping" => Ok(()),
         "join" if s.active.contains_key(arg) => Ok(()),
         "join" => {
             s.left.remove(arg);
@@ -627,7 +630,11 @@ fn run(p: Prepared) -> i32 {
     }
     for conn in p.listener.incoming() {
         match conn {
-            Ok(c) => serve(c, &shared),
+            // A thread per request: a ping never queues behind a join waiting on the store.
+            Ok(c) => {
+                let s = shared.clone();
+                std::thread::spawn(move || serve(c, &s));
+            }
             Err(e) => {
                 tracing::warn!("accepting: {e}");
                 std::thread::sleep(Duration::from_millis(50));
