@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod containers;
 pub mod dns;
+pub mod events;
 pub mod images;
 pub mod inspect;
 pub mod networks;
