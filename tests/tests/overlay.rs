@@ -84,7 +84,8 @@ fn leftovers(ns: &str) -> String {
     sh(&format!(
         "ip netns exec {ns} sh -c 'ip -o link show type vxlan; ip -o link | grep rbox-ov; \
          ip route | grep rbox; ip neigh | grep PERMANENT; bridge fdb show | grep 02:52; \
-         iptables-save | grep -E \"rbox-ov|rbox-vx\"; true'"
+         iptables-save 2>/dev/null | grep -E \"rbox-ov|rbox-vx\"; \
+         nft list ruleset 2>/dev/null | grep -E \"rbox-ov|rbox-vx\"; true'"
     ))
     .stdout
 }
@@ -111,11 +112,18 @@ struct Lab {
     etcd: Option<Child>,
     /// Other processes the test started in the lab (an upstream server).
     servers: Vec<Child>,
+    /// RBOX_FIREWALL of every host.
+    firewall: &'static str,
 }
 
 impl Lab {
     /// A lab `tag` (2 characters) on underlay 10.186.`k`.0/24 with `hosts` hosts.
     fn new(tag: &str, k: u8, hosts: usize) -> Lab {
+        Lab::with_firewall(tag, k, hosts, "iptables")
+    }
+
+    /// The same, with rbox on every host using firewall backend `firewall`.
+    fn with_firewall(tag: &str, k: u8, hosts: usize, firewall: &'static str) -> Lab {
         assert!(tag.len() <= 3);
         let dir = PathBuf::from(format!("/tmp/rbt-o{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -127,6 +135,7 @@ impl Lab {
             dir,
             etcd: None,
             servers: Vec::new(),
+            firewall,
         };
         let (l, br) = (lab.lab_ns(), format!("rbo{tag}ul"));
         let r = sh(&format!(
@@ -230,7 +239,7 @@ impl Lab {
             ns,
             root,
             store: format!("etcd://{}", self.store_addr()),
-            env: Vec::new(),
+            env: vec![("RBOX_FIREWALL".into(), self.firewall.into())],
         };
         h.ok(&[
             "import",
@@ -371,7 +380,7 @@ fn created_on_one_host_listed_and_inspected_on_all_removed_from_any() {
         "overlay",
         "--ipv6",
         "--subnet",
-        "10.184.0.0/16",
+        "10.186.128.0/18",
         "ov6",
     ]);
     assert!(e.contains("IPv4 only"), "{e}");
@@ -381,9 +390,9 @@ fn created_on_one_host_listed_and_inspected_on_all_removed_from_any() {
         "-d",
         "overlay",
         "--subnet",
-        "10.184.0.0/16",
+        "10.186.128.0/18",
         "--gateway",
-        "10.184.0.9",
+        "10.186.128.9",
         "ovg",
     ]);
     assert!(e.contains("--gateway is not supported"), "{e}");
@@ -395,7 +404,7 @@ fn created_on_one_host_listed_and_inspected_on_all_removed_from_any() {
         "-o",
         "bogus=1",
         "--subnet",
-        "10.184.0.0/16",
+        "10.186.128.0/18",
         "ovo",
     ]);
     assert!(e.contains("unknown overlay driver option bogus"), "{e}");
@@ -542,7 +551,7 @@ fn containers_reach_each_other_across_hosts_by_ip_name_and_alias() {
         .run(&["exec", "cli", "ping", "-c1", "-W1", &late.0]);
     assert_ne!(r.code, 0, "still reaches the overlay after disconnect");
     // Connected to a second overlay, with an alias that the other hosts resolve.
-    create(lab.h(3), "ov2", "10.184.0.0/16", &[]);
+    create(lab.h(3), "ov2", "10.186.128.0/18", &[]);
     lab.h(2)
         .ok(&["network", "connect", "--alias", "back", "ov2", "cli"]);
     let r = lab.h(3).ok(&[
@@ -620,7 +629,18 @@ fn parallel_runs_on_two_hosts_get_distinct_addresses() {
 
 #[test]
 fn overlays_are_isolated_and_nat_ports_and_internal_behave_as_on_a_bridge() {
-    let mut lab = Lab::new("is", 4, 2);
+    isolation_nat_ports_internal(Lab::with_firewall("is", 4, 2, "iptables"));
+}
+
+#[test]
+fn overlays_are_isolated_and_nat_ports_and_internal_behave_as_on_a_bridge_nftables() {
+    isolation_nat_ports_internal(Lab::with_firewall("in", 9, 2, "nftables"));
+}
+
+/// Isolation between overlays and from bridges, `-p`, outbound NAT and `--internal`, on the
+/// lab's firewall backend.
+fn isolation_nat_ports_internal(mut lab: Lab) {
+    let k = lab.k;
     create(lab.h(1), "ova", "10.185.0.0/20", &[]);
     create(lab.h(1), "ovb", "10.185.16.0/20", &[]);
     create(lab.h(1), "ovi", "10.185.32.0/20", &["--internal"]);
@@ -694,13 +714,21 @@ fn overlays_are_isolated_and_nat_ports_and_internal_behave_as_on_a_bridge() {
         0,
         "a bridge reaches an overlay"
     );
+    let br_ip = lab.h(2).ip(&br, "bridge");
+    assert_ne!(
+        lab.h(2).inside(&a2, &format!("ping -c1 -W1 {br_ip}")).code,
+        0,
+        "an overlay reaches a bridge"
+    );
     // Published port on the container's host, from the underlay.
-    let r = lab.sh("curl -s --max-time 5 http://10.186.4.11:21500/hostname");
+    let r = lab.sh(&format!(
+        "curl -s --max-time 5 http://10.186.{k}.11:21500/hostname"
+    ));
     assert_eq!(r.stdout.trim(), &a1[..12], "{}{}", r.stdout, r.stderr);
     // Outbound NAT: an upstream server in the lab sees the host's underlay address.
     let server = Command::new("ip")
         .args(["netns", "exec", &lab.lab_ns(), "python3", "-c",
-            "import http.server as h\nclass H(h.BaseHTTPRequestHandler):\n def do_GET(s):\n  s.send_response(200);s.end_headers();s.wfile.write(s.client_address[0].encode())\n def log_message(s,*a): pass\nh.HTTPServer(('10.186.4.1',21501),H).serve_forever()"])
+            &format!("import http.server as h\nclass H(h.BaseHTTPRequestHandler):\n def do_GET(s):\n  s.send_response(200);s.end_headers();s.wfile.write(s.client_address[0].encode())\n def log_message(s,*a): pass\nh.HTTPServer(('10.186.{k}.1',21501),H).serve_forever()")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -708,10 +736,10 @@ fn overlays_are_isolated_and_nat_ports_and_internal_behave_as_on_a_bridge() {
     lab.servers.push(server);
     let seen = eventually(5, || {
         lab.h(2)
-            .inside(&a2, "wget -q -O- http://10.186.4.1:21501/")
+            .inside(&a2, &format!("wget -q -O- http://10.186.{k}.1:21501/"))
             .stdout
             .trim()
-            == "10.186.4.12"
+            == format!("10.186.{k}.12")
     });
     assert!(
         seen,
@@ -746,18 +774,43 @@ fn overlays_are_isolated_and_nat_ports_and_internal_behave_as_on_a_bridge() {
         .contains(&i1[..12]));
     assert_ne!(
         lab.h(2)
-            .inside(&i2, "timeout 3 wget -q -O- http://10.186.4.1:21501/")
+            .inside(
+                &i2,
+                &format!("timeout 3 wget -q -O- http://10.186.{k}.1:21501/")
+            )
             .code,
         0,
         "internal reaches outside"
     );
-    let rules = lab.h(1).sh("iptables-save");
-    assert!(
-        !rules
-            .stdout
-            .contains("-s 10.185.32.0/20 ! -d 10.185.32.0/20 -j MASQUERADE"),
-        "internal is masqueraded"
+    // The rules are the backend's own: the other tool shows nothing of rbox's.
+    let (ipt, nft) = (
+        lab.h(1).sh("iptables-save").stdout,
+        lab.h(1).sh("nft list table inet rbox").stdout,
     );
+    match lab.firewall {
+        "iptables" => {
+            assert!(ipt.contains("-o rbox-vx"), "{ipt}");
+            assert!(!nft.contains("rbox-vx"), "{nft}");
+            assert!(
+                !ipt.contains("-s 10.185.32.0/20 ! -d 10.185.32.0/20 -j MASQUERADE"),
+                "internal is masqueraded"
+            );
+        }
+        _ => {
+            assert!(nft.contains("\"rbox-vx"), "{nft}");
+            assert!(!ipt.contains("rbox-vx"), "{ipt}");
+            let masq = nft
+                .split("set masquerade4")
+                .nth(1)
+                .and_then(|m| m.split('}').next())
+                .unwrap_or_default();
+            assert!(masq.contains("10.185.0.0/20"), "{nft}");
+            assert!(
+                !masq.contains("10.185.32.0/20"),
+                "internal is masqueraded: {nft}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -807,7 +860,7 @@ fn store_unreachable_fails_cleanly_and_running_containers_keep_working() {
             "-d",
             "overlay",
             "--subnet",
-            "10.184.0.0/16",
+            "10.186.128.0/18",
             "ov2",
         ],
     );
@@ -949,9 +1002,17 @@ fn a_dead_hosts_share_expires_after_the_ttl_and_a_returning_host_reclaims_it() {
 
 #[test]
 fn teardown_leaves_no_link_entry_route_rule_or_key() {
-    let lab = Lab::new("td", 8, 2);
+    teardown(Lab::with_firewall("td", 8, 2, "iptables"));
+}
+
+#[test]
+fn teardown_leaves_no_link_entry_route_rule_or_key_nftables() {
+    teardown(Lab::with_firewall("tn", 10, 2, "nftables"));
+}
+
+fn teardown(lab: Lab) {
     create(lab.h(1), "ov1", "10.185.0.0/16", &[]);
-    create(lab.h(2), "ov2", "10.184.0.0/16", &[]);
+    create(lab.h(2), "ov2", "10.186.128.0/18", &[]);
     for n in [1, 2] {
         run_d(
             lab.h(n),
