@@ -435,6 +435,30 @@ fn created_on_one_host_listed_and_inspected_on_all_removed_from_any() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&ls.stdout).contains("ov1"));
+    // An advertised address no interface has: `run` refused with one line, nothing left.
+    for bad in ["10.9.9.9", "rbonosuch0"] {
+        let r = lab.h(3).run(&[
+            "--cluster-advertise",
+            bad,
+            "run",
+            "--rm",
+            "--network",
+            "ov1",
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(r.code, 125, "{}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("--cluster-advertise {bad}")),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(lab.h(3).ok(&["ps", "-aq"]), "");
+        assert_eq!(lab.h(3).leftovers().trim(), "");
+        let keys = lab.keys();
+        assert!(!keys.iter().any(|k| k.contains("10.9.9.9")), "{keys:?}");
+    }
     // A container on host 2 keeps the network from being removed on host 3.
     let c = run_d(
         lab.h(2),
@@ -474,6 +498,9 @@ fn containers_reach_each_other_across_hosts_by_ip_name_and_alias() {
         ],
     );
     let web_ip = lab.h(1).ip(&web, "ov1");
+    // The VXLAN header's 50 bytes come off the underlay's 1500.
+    let link = lab.h(1).inside(&web, "ip -o link show eth0").stdout;
+    assert!(link.contains(" mtu 1450 "), "{link}");
     // Right after `run -d` returned on host 1: by address, name and alias from host 2.
     let out = lab.h(2).ok(&[
         "run", "--rm", "--network", "ov1", "busybox", "sh", "-c",
@@ -513,10 +540,15 @@ fn containers_reach_each_other_across_hosts_by_ip_name_and_alias() {
     // containers' own namespaces are entered directly.
     let late = {
         let h3 = lab.add_host();
-        let id = run_d(
-            h3,
-            "late",
-            &[
+        // Its VTEP chosen by interface (`--cluster-advertise IFACE`).
+        let id = h3
+            .ok(&[
+                "--cluster-advertise",
+                "eth0",
+                "run",
+                "-d",
+                "--name",
+                "late",
                 "--network",
                 "ov1",
                 "busybox",
@@ -526,10 +558,14 @@ fn containers_reach_each_other_across_hosts_by_ip_name_and_alias() {
                 "80",
                 "-h",
                 "/etc",
-            ],
-        );
+            ])
+            .trim()
+            .to_string();
         (h3.ip(&id, "ov1"), id)
     };
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.h(1).ok(&["network", "inspect", "ov1"])).unwrap();
+    assert_eq!(v[0]["Containers"][&late.1]["Host"], "10.186.2.13", "{v}");
     for (n, id) in [(1, &web), (2, &cli)] {
         // At once: the late host's run returned only after their helpers programmed it.
         let got = lab
@@ -551,9 +587,16 @@ fn containers_reach_each_other_across_hosts_by_ip_name_and_alias() {
         .run(&["exec", "cli", "ping", "-c1", "-W1", &late.0]);
     assert_ne!(r.code, 0, "still reaches the overlay after disconnect");
     // Connected to a second overlay, with an alias that the other hosts resolve.
-    create(lab.h(3), "ov2", "10.186.128.0/18", &[]);
+    create(
+        lab.h(3),
+        "ov2",
+        "10.186.128.0/18",
+        &["-o", "com.docker.network.driver.mtu=1400"],
+    );
     lab.h(2)
         .ok(&["network", "connect", "--alias", "back", "ov2", "cli"]);
+    let links = lab.h(2).inside(&cli, "ip -o link").stdout;
+    assert!(links.contains(" mtu 1400 "), "-o mtu: {links}");
     let r = lab.h(3).ok(&[
         "run",
         "--rm",
@@ -580,19 +623,22 @@ fn parallel_runs_on_two_hosts_get_distinct_addresses() {
     let mut children = Vec::new();
     for n in [1, 2] {
         for i in 0..10 {
-            let c = lab
-                .h(n)
-                .command(&[
-                    "run",
-                    "-d",
-                    "--name",
-                    &format!("p{n}-{i}"),
-                    "--network",
-                    "ov1",
-                    "busybox",
-                    "sleep",
-                    "600",
-                ])
+            let mut c = lab.h(n).command(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("p{n}-{i}"),
+                "--network",
+                "ov1",
+                "busybox",
+                "sleep",
+                "600",
+            ]);
+            // Host 2 names its VTEP by address, in the environment's form.
+            if n == 2 {
+                c.env("RBOX_CLUSTER_ADVERTISE", "10.186.3.12");
+            }
+            let c = c
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -611,6 +657,15 @@ fn parallel_runs_on_two_hosts_get_distinct_addresses() {
         }
     }
     assert_eq!(ips.len(), 20, "{ips:?}");
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.h(1).ok(&["network", "inspect", "ov1"])).unwrap();
+    let c = v[0]["Containers"].as_object().unwrap();
+    assert_eq!(c.len(), 20, "{v}");
+    assert_eq!(
+        c.values().filter(|e| e["Host"] == "10.186.3.12").count(),
+        10,
+        "{v}"
+    );
     // Each host's share: two /26 of the /16, one per host.
     let shares: Vec<_> = lab
         .keys()
