@@ -807,6 +807,8 @@ fn isolation_nat_ports_internal(mut lab: Lab) {
         &[
             "--network",
             "ovi",
+            "-p",
+            "21502:80",
             "busybox",
             "httpd",
             "-f",
@@ -837,6 +839,10 @@ fn isolation_nat_ports_internal(mut lab: Lab) {
         0,
         "internal reaches outside"
     );
+    let r = lab.sh(&format!(
+        "curl -s --max-time 3 http://10.186.{k}.11:21502/hostname"
+    ));
+    assert_ne!(r.code, 0, "internal publishes a port: {}", r.stdout);
     // The rules are the backend's own: the other tool shows nothing of rbox's.
     let (ipt, nft) = (
         lab.h(1).sh("iptables-save").stdout,
