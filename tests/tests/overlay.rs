@@ -780,6 +780,33 @@ fn isolation_nat_ports_internal(mut lab: Lab) {
         "curl -s --max-time 5 http://10.186.{k}.11:21500/hostname"
     ));
     assert_eq!(r.stdout.trim(), &a1[..12], "{}{}", r.stdout, r.stderr);
+    // A flushed firewall comes back whole with `network reload`, the tunnel's rules included.
+    let (flush, dump) = match lab.firewall {
+        "iptables" => (
+            "for t in filter nat; do iptables -t $t -F && iptables -t $t -X; done",
+            "iptables-save",
+        ),
+        _ => ("nft flush ruleset", "nft list ruleset"),
+    };
+    assert_eq!(lab.h(1).sh(flush).code, 0);
+    let port = format!("curl -s --max-time 3 http://10.186.{k}.11:21500/hostname");
+    assert_ne!(lab.sh(&port).code, 0, "the flush left the port");
+    lab.h(1).ok(&["network", "reload"]);
+    assert_eq!(lab.sh(&port).stdout.trim(), &a1[..12], "port after reload");
+    assert!(
+        lab.h(1).sh(dump).stdout.contains("rbox-vx"),
+        "tunnel after reload"
+    );
+    assert_ne!(
+        lab.h(1).inside(&b1, &format!("ping -c1 -W1 {a1_ip}")).code,
+        0,
+        "ovb reaches ova after reload"
+    );
+    assert!(lab
+        .h(2)
+        .inside(&a2, &format!("wget -q -O- http://{a1_ip}/hostname"))
+        .stdout
+        .contains(&a1[..12]));
     // Outbound NAT: an upstream server in the lab sees the host's underlay address.
     let server = Command::new("ip")
         .args(["netns", "exec", &lab.lab_ns(), "python3", "-c",
