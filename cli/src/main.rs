@@ -35,6 +35,21 @@ pub struct Cli {
     #[arg(long, global = true, env = "RBOX_FIREWALL", default_value = "auto")]
     pub firewall: String,
 
+    /// Cluster store of overlay networks (etcd://HOST:PORT[,HOST:PORT...]); also
+    /// "cluster-store" in <root>/config.json
+    #[arg(long, global = true, env = "RBOX_CLUSTER_STORE", value_name = "URL")]
+    pub cluster_store: Option<String>,
+
+    /// This host's address (or interface) in the cluster: where the other hosts reach its
+    /// overlay networks; default: the address it reaches the store from
+    #[arg(
+        long,
+        global = true,
+        env = "RBOX_CLUSTER_ADVERTISE",
+        value_name = "IP|IFACE"
+    )]
+    pub cluster_advertise: Option<String>,
+
     /// Log debug details of what rbox and libcontainer do (to stderr)
     #[arg(short = 'D', long, global = true)]
     pub debug: bool,
@@ -55,6 +70,8 @@ pub enum Command {
     Pull(commands::pull::Cmd),
     #[command(flatten)]
     Dns(commands::dns::Cmd),
+    #[command(flatten)]
+    Cluster(commands::cluster::Cmd),
     #[command(flatten)]
     Volumes(commands::volumes::Cmd),
     /// Return low-level information on Docker objects
@@ -91,6 +108,27 @@ fn main() {
         std::process::exit(exit::report(&e.into(), 125));
     }
     std::env::set_var("RBOX_FIREWALL", &cli.firewall);
+    match net::cluster::select(
+        &cli.root,
+        cli.cluster_store.as_deref(),
+        cli.cluster_advertise.as_deref(),
+    ) {
+        Ok(Some(cfg)) => {
+            std::env::set_var("RBOX_CLUSTER_STORE", &cfg.url);
+            std::env::set_var(
+                "RBOX_CLUSTER_ADVERTISE",
+                cfg.advertise.as_deref().unwrap_or(""),
+            );
+            // A helper killed with -9 is started again by the next command.
+            if !commands::is_helper(&cli.cmd) {
+                if let Err(e) = net::cluster::agent::ensure(&cli.root) {
+                    tracing::warn!("cluster helper: {e}");
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => std::process::exit(exit::report(&e.into(), 125)),
+    }
     // Any command on a root brings back a resolver that was killed (a lock probe when it lives).
     if !commands::internal(&cli.cmd) && cli.root.is_dir() {
         if let Err(e) = net::dns::ensure(&cli.root) {

@@ -25,6 +25,7 @@ pub(crate) struct Context<'a> {
 impl Context<'static> {
     /// The process's own: real drivers, the chosen firewall, the root's resolver.
     pub fn new(root: &Path) -> Result<Context<'static>> {
+        crate::cluster::init(root);
         Ok(Context {
             store: Store::new(root),
             fw: firewall::current()?,

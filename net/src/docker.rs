@@ -154,7 +154,7 @@ pub fn network(net: &Network) -> Value {
         "Name": net.name,
         "Id": net.id,
         "Created": net.created,
-        "Scope": "local",
+        "Scope": net.scope(),
         "Driver": net.driver,
         "EnableIPv6": net.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},

@@ -155,41 +155,15 @@ pub(crate) fn connect(
                 req.container_name, net.name
             )));
         }
-        let mut rec = EndpointRecord {
-            container_name: req.container_name.clone(),
-            endpoint_id: new_id(),
-            ip: None,
-            ip6: None,
-            mac: String::new(),
-            interface: String::new(),
-            host_veth: String::new(),
-            aliases: req.aliases.clone(),
-            default_route: false,
-            dns_servers: req.dns.clone(),
-        };
-        match caps.ipam {
-            Ipam::Local => lease(&net, req, &mut rec)?,
-            Ipam::None if req.ip.is_some() => {
-                return Err(Error::Invalid(format!(
-                    "network {} has no address pool for --ip",
-                    net.name
-                )))
+        drv.attach_host(&mut net, ctx.fw)?;
+        let leased = new_lease(ctx, &mut net, container_id, req, &mine, drv.as_ref());
+        if leased.is_err() {
+            net.endpoints.remove(container_id);
+            if net.endpoints.is_empty() && drv.detach_host(&mut net, ctx.fw).is_ok() {
+                let _ = store.save(&net);
             }
-            Ipam::None | Ipam::Driver => {}
         }
-        if caps.namespace == Namespace::Joined {
-            let used: BTreeSet<_> = mine.iter().map(|(_, e)| e.interface.clone()).collect();
-            rec.interface = (0..)
-                .map(|i| format!("eth{i}"))
-                .find(|n| !used.contains(n))
-                .unwrap_or_default();
-            rec.default_route =
-                caps.default_route && !net.internal && !mine.iter().any(|(_, e)| e.default_route);
-            drv.new_endpoint(&net, container_id, &mut rec);
-        }
-        net.endpoints.insert(container_id.to_string(), rec.clone());
-        store.save(&net)?;
-        rec
+        leased?
     };
 
     let net = store.load(&net.id)?;
@@ -216,6 +190,54 @@ pub(crate) fn connect(
         return Err(e);
     }
     Ok(settings(&net, &record))
+}
+
+/// Leases an endpoint of `net` for `container_id` (whose other endpoints are `mine`) and
+/// records it.
+fn new_lease(
+    ctx: &Context,
+    net: &mut Network,
+    container_id: &str,
+    req: &EndpointRequest,
+    mine: &[(Network, EndpointRecord)],
+    drv: &dyn crate::driver::Driver,
+) -> Result<EndpointRecord> {
+    let caps = drv.caps();
+    let mut rec = EndpointRecord {
+        container_name: req.container_name.clone(),
+        endpoint_id: new_id(),
+        ip: None,
+        ip6: None,
+        mac: String::new(),
+        interface: String::new(),
+        host_veth: String::new(),
+        aliases: req.aliases.clone(),
+        default_route: false,
+        dns_servers: req.dns.clone(),
+    };
+    match caps.ipam {
+        Ipam::Local => lease(net, req, &mut rec)?,
+        Ipam::None if req.ip.is_some() => {
+            return Err(Error::Invalid(format!(
+                "network {} has no address pool for --ip",
+                net.name
+            )))
+        }
+        Ipam::None | Ipam::Driver => {}
+    }
+    if caps.namespace == Namespace::Joined {
+        let used: BTreeSet<_> = mine.iter().map(|(_, e)| e.interface.clone()).collect();
+        rec.interface = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(n))
+            .unwrap_or_default();
+        rec.default_route =
+            caps.default_route && !net.internal && !mine.iter().any(|(_, e)| e.default_route);
+        drv.new_endpoint(net, container_id, &mut rec);
+    }
+    net.endpoints.insert(container_id.to_string(), rec.clone());
+    ctx.store.save(net)?;
+    Ok(rec)
 }
 
 fn update_endpoint(
@@ -257,6 +279,15 @@ pub(crate) fn drop_stale(ctx: &Context, net: &mut Network) -> bool {
     !stale.is_empty()
 }
 
+/// Once `net` has no endpoint left here, its driver detaches it from this host (the caller
+/// holds the network's lock and saves `net`).
+pub(crate) fn vacate(ctx: &Context, net: &mut Network) -> Result<()> {
+    if !net.endpoints.is_empty() {
+        return Ok(());
+    }
+    ctx.driver(net)?.detach_host(net, ctx.fw)
+}
+
 fn drop_lease(
     ctx: &Context,
     network_id: &str,
@@ -267,7 +298,9 @@ fn drop_lease(
     let mut net = store.load(network_id)?;
     let rec = net.endpoints.remove(container_id);
     if rec.is_some() {
+        let vacated = vacate(ctx, &mut net);
         store.save(&net)?;
+        vacated?;
     }
     Ok(rec)
 }

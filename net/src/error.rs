@@ -32,6 +32,9 @@ pub enum Error {
         backend: &'static str,
         message: String,
     },
+    /// The cluster store could not be reached or refused a request (names the store).
+    #[error("{0}")]
+    Cluster(String),
     /// Several errors from a teardown that kept going.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),

@@ -136,6 +136,7 @@ fn fw_network(net: &Network) -> FwNetwork {
         icc: true,
         masquerade: true,
         internal: net.internal,
+        tunnel: None,
     }
 }
 

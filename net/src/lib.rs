@@ -35,6 +35,10 @@
 //!   sandbox) current before they return; `dns::ensure` restarts a killed one;
 //!   `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
 //!
+//! - Global networks (overlay): `cluster::select` (the process's `--cluster-store` settings),
+//!   `cluster::sync`/`cluster::inspect` (`network ls`/`inspect` across hosts),
+//!   `cluster::agent::{ensure, serve_main}` (the per-root helper, restarted by any command).
+//!
 //! Also for the CLI: `manage::{create, remove, prune, reload}` (`rbox network ...`),
 //! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
 //! `system prune`), `Store` (list/find networks), `docker` (Docker's JSON and column shapes),
@@ -46,6 +50,7 @@
 //! `<root>/locks/network*.lock`; firewall rules (iptables chains RBOX-*, nft table `inet rbox`) are
 //! shared by all roots on the host.
 
+pub mod cluster;
 mod conntrack;
 mod context;
 pub mod dns;
@@ -56,6 +61,7 @@ mod error;
 #[cfg(test)]
 mod fakes;
 pub mod firewall;
+mod helper;
 pub mod ipam;
 pub mod manage;
 mod netlink;

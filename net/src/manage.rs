@@ -252,9 +252,14 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
         net.ipam6 = cfg6;
     }
     drv.check(&net, &existing)?;
-    drv.create_network(&net, ctx.fw)?;
-    if let Err(e) = store.save(&net) {
-        let _ = drv.delete_network(&net, ctx.fw);
+    drv.allocate(&mut net)?;
+    let made = drv.create_network(&net, ctx.fw).and_then(|()| {
+        store.save(&net).inspect_err(|_| {
+            let _ = drv.delete_network(&net, ctx.fw);
+        })
+    });
+    if let Err(e) = made {
+        let _ = drv.free(&net);
         return Err(e);
     }
     Ok(net)
@@ -277,8 +282,12 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
     let _all = store.lock_all()?;
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;
-    if crate::endpoint::drop_stale(ctx, &mut net) {
+    // A host-side part left without endpoints (a crash before the last leave finished) goes
+    // too, before the network is given back.
+    if crate::endpoint::drop_stale(ctx, &mut net) || net.endpoints.is_empty() {
+        let vacated = crate::endpoint::vacate(ctx, &mut net);
         store.save(&net)?;
+        vacated?;
     }
     if !net.endpoints.is_empty() {
         return Err(Error::Conflict(format!(
@@ -286,7 +295,9 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
             net.name, net.id
         )));
     }
-    ctx.driver(&net)?.delete_network(&net, ctx.fw)?;
+    let drv = ctx.driver(&net)?;
+    drv.free(&net)?;
+    drv.delete_network(&net, ctx.fw)?;
     store.delete(&net.id)?;
     Ok(net)
 }
@@ -296,7 +307,11 @@ pub fn prune(root: &Path) -> Result<Vec<String>> {
     let ctx = Context::new(root)?;
     let nets = ctx.store.list()?;
     let mut removed = Vec::new();
-    for n in nets.iter().filter(|n| !n.is_predefined()) {
+    // A global network is the cluster's: it goes with `network rm`, not with one host's prune.
+    for n in nets
+        .iter()
+        .filter(|n| !n.is_predefined() && n.scope() == "local")
+    {
         if remove_in(&ctx, &n.id).is_ok() {
             removed.push(n.name.clone());
         }
@@ -332,6 +347,8 @@ pub fn teardown(root: &Path) -> Result<()> {
     let ctx = Context::new(root)?;
     let mut errors = Errors::default();
     errors.check(crate::dns::stop(root));
+    // Its peers go with the VXLAN devices; a helper started again programs them anew.
+    errors.check(crate::cluster::agent::stop(root));
     errors.check(crate::ports::teardown(&ctx));
     if let Some(nets) = errors.check(ctx.store.list()) {
         for n in &nets {

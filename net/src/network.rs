@@ -111,6 +111,11 @@ impl Network {
         driver::driver(&self.driver).ok().map(|d| d.caps())
     }
 
+    /// Docker's scope: "global" for a network shared through the cluster store.
+    pub fn scope(&self) -> &'static str {
+        driver::driver(&self.driver).map_or("local", |d| d.scope())
+    }
+
     /// The default bridge and the exclusive singletons (host, none).
     pub fn is_predefined(&self) -> bool {
         self.default || self.caps().is_some_and(|c| c.exclusive)
@@ -207,8 +212,17 @@ impl Store {
         Ok(nets)
     }
 
-    /// Finds a network by exact name, full id or unique id prefix, as Docker does.
+    /// Finds a network by exact name, full id or unique id prefix, as Docker does; one not
+    /// known here may be a global network of the cluster, which is then mirrored here.
     pub fn find(&self, key: &str) -> Result<Network> {
+        match self.find_local(key) {
+            Err(Error::NetworkNotFound(_)) => crate::cluster::fetch(self, key),
+            r => r,
+        }
+    }
+
+    /// `find` among this root's own records.
+    pub fn find_local(&self, key: &str) -> Result<Network> {
         let nets = self.list()?;
         if let Some(n) = nets.iter().find(|n| n.name == key || n.id == key) {
             return Ok(n.clone());

@@ -559,23 +559,33 @@ pub fn normalize_rules(save: &str, names: &[(String, &str)]) -> String {
 
 impl Drop for Rbox {
     fn drop(&mut self) {
-        // `system prune` is rbox's own repair path: kill containers, release networks, unmount.
-        let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
-        for id in ids.split_whitespace() {
-            let _ = self
-                .command(&["rm", "-f", id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self
-            .command(&["system", "prune", "-f"])
+        remove_root(self, &self.root);
+    }
+}
+
+/// Removes everything of a test's root through `rbox` itself (`remove_all`), then the directory.
+pub fn remove_root(rbox: &dyn RboxCli, root: &Path) {
+    remove_all(rbox);
+    unmount_under(root);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// `rm -f` of every container, then `system prune`: rbox's own repair path (networks released,
+/// mounts gone).
+pub fn remove_all(rbox: &dyn RboxCli) {
+    let ids = rbox.run(&["ps", "-aq", "--no-trunc"]).stdout;
+    for id in ids.split_whitespace() {
+        let _ = rbox
+            .command(&["rm", "-f", id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        unmount_under(&self.root);
-        let _ = std::fs::remove_dir_all(&self.root);
     }
+    let _ = rbox
+        .command(&["system", "prune", "-f"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Lazily unmounts every mount below `dir` (deepest first), so a failed test cannot leave

@@ -410,7 +410,7 @@ fn row(n: &net::Network, no_trunc: bool) -> Row {
         "ID": if no_trunc { n.id.clone() } else { n.id[..12].to_string() },
         "Name": n.name,
         "Driver": n.driver,
-        "Scope": "local",
+        "Scope": n.scope(),
         "IPv6": n.enable_ipv6.to_string(),
         "Internal": n.internal.to_string(),
         "Labels": labels.join(","),
@@ -438,7 +438,7 @@ fn matches(n: &net::Network, filters: &runtime::filter::Filters) -> Result<bool>
         && filters.any("name", |v| runtime::filter::regex_match(v, &n.name))
         && filters.any("driver", |v| n.driver == v)
         && filters.any("id", |v| n.id.starts_with(v))
-        && filters.any("scope", |v| v == "local")
+        && filters.any("scope", |v| v == n.scope())
         && filters.labels_match("label", &n.labels))
 }
 
@@ -447,6 +447,10 @@ fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
         &a.filter,
         &["name", "driver", "id", "label", "type", "scope", "dangling"],
     )?;
+    // Global networks created on other hosts appear, removed ones go.
+    if let Err(e) = net::cluster::sync(root) {
+        eprintln!("Warning: global networks may be out of date: {e}");
+    }
     let mut rows = Vec::new();
     for n in net::Store::new(root).list()? {
         if matches(&n, &filters)? {

@@ -66,3 +66,4 @@ pub use table::{serves, serves_with};
 
 /// Where containers on user networks find the resolver (their resolv.conf), as in Docker.
 pub const ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
+pub(crate) use table::{Entry, Table};

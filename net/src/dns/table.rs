@@ -114,9 +114,12 @@ pub enum Kind {
 impl Table {
     pub fn load(root: &Path, host_upstreams: Vec<IpAddr>) -> crate::Result<Table> {
         let nets = Store::new(root).list()?;
-        Ok(Table::from_networks(&nets, host_upstreams, |cid| {
+        let mut t = Table::from_networks(&nets, host_upstreams, |cid| {
             sandbox::netns_path(root, cid).exists()
-        }))
+        });
+        // Global networks: the other hosts' containers too.
+        crate::cluster::names::add_remote(root, &nets, &mut t);
+        Ok(t)
     }
 
     pub fn from_networks(

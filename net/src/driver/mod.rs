@@ -15,6 +15,7 @@ pub mod host;
 pub mod ipvlan;
 pub mod macvlan;
 pub mod null;
+pub mod overlay;
 pub mod parent;
 
 use std::collections::BTreeMap;
@@ -84,6 +85,7 @@ pub enum DriverOpts {
     Bridge(bridge::Options),
     Macvlan(macvlan::Options),
     Ipvlan(ipvlan::Options),
+    Overlay(overlay::Options),
 }
 
 impl DriverOpts {
@@ -93,7 +95,7 @@ impl DriverOpts {
         match self {
             DriverOpts::Macvlan(o) => Some(&o.parent),
             DriverOpts::Ipvlan(o) => Some(&o.parent),
-            DriverOpts::None | DriverOpts::Bridge(_) => None,
+            DriverOpts::None | DriverOpts::Bridge(_) | DriverOpts::Overlay(_) => None,
         }
     }
 }
@@ -106,6 +108,12 @@ pub trait Driver {
     fn name(&self) -> &'static str;
 
     fn caps(&self) -> Caps;
+
+    /// Docker's scope: "local" (the network exists on this host) or "global" (one network
+    /// across the hosts sharing a cluster store; see `allocate`, `attach_host`).
+    fn scope(&self) -> &'static str {
+        "local"
+    }
 
     /// Parses and validates `network create -o` (Docker's `com.docker.network.*` keys) for a
     /// new network with id `network_id`; an unknown key is refused.
@@ -145,6 +153,37 @@ pub trait Driver {
     /// refuses `--mac-address`: its children have the parent's).
     fn check_endpoint(&self, net: &Network, req: &EndpointRequest) -> Result<()> {
         let _ = (net, req);
+        Ok(())
+    }
+
+    /// Reserves what a global network must hold cluster-wide before anything is made (its name,
+    /// subnet, an overlay's VNI, recorded in `net.driver_opts`; libnetwork's NetworkAllocate).
+    /// Undone by `free`.
+    fn allocate(&self, net: &mut Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Gives back what `allocate` reserved (`network rm`); refused while any host has
+    /// endpoints on the network.
+    fn free(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Makes the network usable on this host before an endpoint leases an address from it
+    /// (an overlay takes this host's share of the subnet and makes its bridge and VXLAN
+    /// device), under the network's lock; may change `net` (saved with the lease). Cheap when
+    /// already done.
+    fn attach_host(&self, net: &mut Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
+        Ok(())
+    }
+
+    /// Undoes `attach_host` once the network's last endpoint on this host is gone (also after
+    /// a lease that failed right after it), under the network's lock.
+    fn detach_host(&self, net: &mut Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
         Ok(())
     }
 
@@ -227,6 +266,7 @@ pub fn driver(name: &str) -> Result<Box<dyn Driver>> {
         "macvlan" => Ok(Box::new(macvlan::Macvlan)),
         "ipvlan" => Ok(Box::new(ipvlan::Ipvlan)),
         "null" => Ok(Box::new(null::Null)),
+        "overlay" => Ok(Box::new(overlay::Overlay)),
         other => Err(Error::Invalid(format!(
             "could not find plugin {other} in v1 plugin registry: plugin not found"
         ))),

@@ -25,7 +25,22 @@ use crate::network::{EndpointRecord, Network};
 /// The owner tag rbox puts in a bridge's alias (IFLA_IFALIAS): bridges of other `--root`s can
 /// share a name (`rbox0`), and neither may take the other's bridge or delete it.
 pub(super) fn owner_tag(net: &Network) -> String {
-    format!("rbox network {}", net.id)
+    tag(&net.id)
+}
+
+fn tag(network_id: &str) -> String {
+    format!("rbox network {network_id}")
+}
+
+/// Deletes bridge `name` if it is network `network_id`'s: another root's bridge of the same
+/// name (`rbox0`) is not ours to delete.
+pub(crate) async fn delete_owned(handle: &Handle, name: &str, network_id: &str) -> Result<()> {
+    match link_by_name(handle, name).await? {
+        Some(link) if alias(&link) == Some(tag(network_id).as_str()) => {
+            delete_link(handle, name).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether interfaces are attached to bridge `name` (sysfs lists them in `brif`).
@@ -75,6 +90,7 @@ async fn remove_rules_of(
         icc: true,
         masquerade: true,
         internal: false,
+        tunnel: None,
     };
     fw.remove_network(&leftover, true)
 }
@@ -144,14 +160,14 @@ fn gateway_mac(net: &Network) -> Result<Vec<u8>> {
 /// alias only after it exists, and no other process may judge it in between.
 const BRIDGE_LOCK: &str = "/run/rbox-bridges.lock";
 
-pub(super) fn lock_bridges() -> Result<statefile::Lock> {
+pub(crate) fn lock_bridges() -> Result<statefile::Lock> {
     Ok(statefile::Lock::exclusive(std::path::Path::new(
         BRIDGE_LOCK,
     ))?)
 }
 
 /// Creates the bridge with the gateway address if missing; true when this call created it.
-pub(super) async fn ensure_bridge(
+pub(crate) async fn ensure_bridge(
     handle: &Handle,
     net: &Network,
     fw: &dyn Firewall,
@@ -207,7 +223,7 @@ pub(super) async fn ensure_bridge(
     Ok(true)
 }
 
-pub(super) fn enable_ip_forward() -> Result<()> {
+pub(crate) fn enable_ip_forward() -> Result<()> {
     let path = "/proc/sys/net/ipv4/ip_forward";
     if fs::read_to_string(path)
         .map(|s| s.trim() == "1")

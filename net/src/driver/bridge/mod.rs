@@ -1,7 +1,7 @@
 //! `bridge`: a Linux bridge per network, a veth per endpoint (host end on the bridge, peer
 //! created directly inside the sandbox), NAT and isolation rules from the firewall.
 
-mod link;
+pub(crate) mod link;
 mod options;
 
 use std::collections::BTreeMap;
@@ -43,6 +43,7 @@ fn fw_network(net: &Network) -> Result<FwNetwork> {
         icc: o.icc,
         masquerade: o.masquerade,
         internal: net.internal,
+        tunnel: None,
     })
 }
 
