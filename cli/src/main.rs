@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "RBOX_FIREWALL", default_value = "auto")]
     pub firewall: String,
 
+    /// Directory of CNI network configuration lists, each a network of driver cni
+    /// (default /etc/cni/net.d)
+    #[arg(long, global = true, env = "RBOX_CNI_CONF_DIR", value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+
     /// Log debug details of what rbox and libcontainer do (to stderr)
     #[arg(short = 'D', long, global = true)]
     pub debug: bool,
@@ -91,6 +96,10 @@ fn main() {
         std::process::exit(exit::report(&e.into(), 125));
     }
     std::env::set_var("RBOX_FIREWALL", &cli.firewall);
+    // Read by `net` wherever it lists networks, here and in the processes rbox starts.
+    if let Some(dir) = &cli.cni_conf_dir {
+        std::env::set_var("RBOX_CNI_CONF_DIR", dir);
+    }
     let code = match check_root(&cli.root).and_then(|_| commands::run(&cli)) {
         Ok(code) => code,
         Err(e) => exit::report(&e, default_code),

@@ -181,7 +181,7 @@ impl Firewall for RecordingFirewall {
     }
 }
 
-type DriverFn = Box<dyn Fn(&str) -> Result<Box<dyn Driver>>>;
+type DriverFn = Box<dyn Fn(&str, &Path) -> Result<Box<dyn Driver>>>;
 type NamesFn = Box<dyn Fn(&Path) -> Result<()>>;
 
 /// A root in a temp dir with the fakes wired in: its networks use `RecordingDriver`, its
@@ -211,7 +211,7 @@ impl Root {
         };
         let names_fail: Arc<Mutex<bool>> = Default::default();
         let d = driver.clone();
-        let drivers: DriverFn = Box::new(move |name| {
+        let drivers: DriverFn = Box::new(move |name, _root| {
             if name == RecordingDriver::NAME {
                 Ok(Box::new(d.clone()))
             } else {

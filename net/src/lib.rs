@@ -83,6 +83,9 @@ pub struct EndpointRequest {
     pub aliases: Vec<String>,
     /// The container's `--dns` servers: the embedded resolver relays its other queries there.
     pub dns: Vec<IpAddr>,
+    /// The host ports reserved for the container on this network (`Reserved::bindings`), for a
+    /// driver that maps them itself when the container joins (`Driver::maps_ports`).
+    pub ports: Vec<PortBinding>,
 }
 
 /// What joining configured: Docker's `NetworkSettings.Networks[NAME]`.

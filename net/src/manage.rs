@@ -211,6 +211,19 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
             "only one instance of \"{driver_name}\" network is allowed"
         )));
     }
+    if caps.ipam == Ipam::Driver
+        && (opts.subnet.is_some()
+            || opts.gateway.is_some()
+            || opts.ip_range.is_some()
+            || !opts.aux_addresses.is_empty()
+            || opts.ipv6
+            || opts.subnet6.is_some())
+    {
+        return Err(Error::Invalid(format!(
+            "the {driver_name} driver assigns addresses itself: --subnet, --gateway, \
+             --ip-range, --aux-address and --ipv6 do not apply"
+        )));
+    }
     let pools = PoolRequest::parse(opts)?;
     let mut options = BTreeMap::new();
     for o in &opts.options {
@@ -265,6 +278,7 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
             net.name
         )));
     }
+    ctx.driver(&net)?.check_remove(&net)?;
     let _all = store.lock_all()?;
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;

@@ -53,7 +53,7 @@ pub(crate) struct Process {
     pub start_time: u64,
 }
 
-fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count from its end.
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -441,7 +441,11 @@ fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
         &["name", "driver", "id", "label", "type", "scope", "dangling"],
     )?;
     let mut rows = Vec::new();
-    for n in net::Store::new(root).list()? {
+    let nets = net::Store::new(root).list()?;
+    for p in net::driver::cni::problems(&nets) {
+        eprintln!("WARNING: ignoring a CNI configuration: {p}");
+    }
+    for n in nets {
         if matches(&n, &filters)? {
             rows.push(row(&n, a.no_trunc));
         }

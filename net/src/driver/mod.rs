@@ -9,11 +9,13 @@
 //! `caps()` and call the trait.
 
 pub mod bridge;
+pub mod cni;
 pub mod host;
 pub mod null;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +78,25 @@ pub enum DriverOpts {
     #[default]
     None,
     Bridge(bridge::Options),
+    Cni(cni::Options),
+}
+
+impl DriverOpts {
+    /// `network inspect`'s `IPAM.Driver`.
+    pub fn ipam_driver(&self) -> String {
+        match self {
+            DriverOpts::Cni(o) => cni::ipam_driver(o).unwrap_or_else(|| "cni".into()),
+            _ => "default".into(),
+        }
+    }
+
+    /// What `network inspect` shows of the driver's settings beside Docker's fields.
+    pub fn inspect(&self) -> Option<(&'static str, serde_json::Value)> {
+        match self {
+            DriverOpts::Cni(o) => Some(("CNI", cni::inspect(o))),
+            _ => None,
+        }
+    }
 }
 
 /// One network type. Only `name` and `caps` are required: the defaults suit a driver with nothing in the
@@ -105,6 +126,20 @@ pub trait Driver {
     fn check(&self, net: &Network, others: &[Network]) -> Result<()> {
         let _ = (net, others);
         Ok(())
+    }
+
+    /// Refuses `network rm` of a network that is not the root's to remove (a CNI list of the
+    /// configuration directory goes with its file).
+    fn check_remove(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Whether the driver maps published ports itself when an endpoint joins (a CNI list's
+    /// portmap): `connect` hands it the reserved host ports in `EndpointRecord::ports`, and
+    /// rbox only holds and records them, writing no firewall rules for them.
+    fn maps_ports(&self) -> bool {
+        false
     }
 
     /// Makes the network exist in the kernel (idempotent).
@@ -178,10 +213,17 @@ pub trait Driver {
     }
 }
 
-/// The driver called `name` (Docker's `-d` value).
+/// The driver called `name` (Docker's `-d` value), for its capabilities and options.
 pub fn driver(name: &str) -> Result<Box<dyn Driver>> {
+    for_root(name, None)
+}
+
+/// The driver called `name` acting on `root` (drivers that record state under the root,
+/// such as `cni`, need it to join and release).
+pub fn for_root(name: &str, root: Option<&Path>) -> Result<Box<dyn Driver>> {
     match name {
         "bridge" => Ok(Box::new(bridge::Bridge)),
+        "cni" => Ok(Box::new(cni::Cni::new(root))),
         "host" => Ok(Box::new(host::Host)),
         "null" => Ok(Box::new(null::Null)),
         other => Err(Error::Invalid(format!(
@@ -198,6 +240,22 @@ pub(crate) fn predefined(used: &[ipnetwork::Ipv4Network]) -> Result<Vec<Network>
         host::network(),
         null::network(),
     ])
+}
+
+/// Adds to a root's stored networks those defined outside it (the CNI configuration
+/// directory's), as `Store::list` shows them.
+pub(crate) fn merge_external(stored: &mut Vec<Network>) {
+    cni::merge(stored);
+}
+
+/// A network defined outside the root that it has not stored yet, by id.
+pub(crate) fn external(id: &str) -> Option<Network> {
+    cni::external(id)
+}
+
+/// Brings a stored network defined outside the root in line with its definition.
+pub(crate) fn refresh(net: &mut Network) {
+    cni::refresh(net);
 }
 
 /// Docker's refusal of a `-o` key the driver does not know.
