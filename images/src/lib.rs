@@ -20,6 +20,7 @@
 
 mod archive;
 mod change;
+mod commit;
 mod digest;
 mod error;
 mod import;
@@ -34,6 +35,7 @@ mod unpack;
 use std::collections::BTreeMap;
 
 pub use change::Change;
+pub use commit::{CommitInfo, History};
 pub use error::{Error, Result};
 pub use load::Loaded;
 pub use pull::{registry_key, LayerInfo, Platform, Progress, PullOptions, PullPolicy, Pulled};

@@ -249,7 +249,7 @@ pub fn containers(
         {
             continue;
         }
-        if !f.any("status", |v| v == r.state.status.as_str()) || !f.any("health", |v| v == "none") {
+        if !f.any("status", |v| v == r.state_name()) || !f.any("health", |v| v == "none") {
             continue;
         }
         let mounts = &r.settings.mounts;

@@ -53,6 +53,7 @@ pub fn remove(root: &Path, key: &str, force: bool) -> Result<Record> {
     let _names = store::names_lock(root)?;
     if paths.dir.exists() {
         crate::cleanup::remove_files(&paths);
+        crate::events::container(root, &rec, "destroy", &[]);
     }
     Ok(rec)
 }
@@ -71,8 +72,10 @@ pub fn rename(root: &Path, key: &str, new: &str) -> Result<()> {
     let paths = Paths::new(root, &rec.id);
     let _l = statefile::Lock::exclusive(&paths.lock())?;
     let mut r = store::load(&paths)?;
-    r.name = new.to_string();
-    store::save(&paths, &r)
+    let old = std::mem::replace(&mut r.name, new.to_string());
+    store::save(&paths, &r)?;
+    crate::events::container(root, &r, "rename", &[("oldName", format!("/{old}"))]);
+    Ok(())
 }
 
 /// `container prune` / `system prune`: removes stopped containers; returns their ids.

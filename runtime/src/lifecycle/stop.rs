@@ -88,6 +88,7 @@ fn stop_with(
             Some(Reply::Err(m)) => return Err(refused(m)),
             Some(Reply::Ok(_)) => {
                 store::wait_monitor(&Paths::new(root, &rec.id));
+                crate::events::container(root, &rec, "stop", &[]);
                 // Gone when --rm removed it.
                 return Ok(find(root, &rec.id).unwrap_or(rec));
             }
@@ -113,6 +114,7 @@ pub fn kill(root: &Path, key: &str, sig: i32) -> Result<Record> {
         match ask(root, &rec, Request::Kill { signal: sig })? {
             Some(Reply::Err(m)) => return Err(refused(m)),
             Some(Reply::Ok(_)) => {
+                crate::events::container(root, &rec, "kill", &[("signal", sig.to_string())]);
                 if sig == libc::SIGKILL {
                     store::wait_monitor(&Paths::new(root, &rec.id));
                 }
@@ -148,7 +150,10 @@ pub fn restart(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
     }
     let (signal, timeout) = opts.resolve(&rec);
     match ask(root, &rec, Request::Restart { signal, timeout })? {
-        Some(Reply::Ok(_)) => find(root, &rec.id),
+        Some(Reply::Ok(_)) => {
+            crate::events::container(root, &rec, "restart", &[]);
+            find(root, &rec.id)
+        }
         Some(Reply::Err(m)) => Err(refused(m)),
         // Its monitor died meanwhile: stop what got adopted, then start.
         None => {

@@ -323,6 +323,9 @@ impl<'a> Monitor<'a> {
         }
         let (pid, start_time) = (run.pid.as_raw(), run.start_time);
         self.run = Some(run);
+        if kind != RunKind::Adopted {
+            crate::events::container(&self.paths.root, &self.rec, "start", &[]);
+        }
         let rec = &self.rec;
         let count = self.restarts.count;
         let r = update_transient(self.paths, |r| {
@@ -538,6 +541,15 @@ impl<'a> Monitor<'a> {
         };
         let ran = run.ran_for();
         let (code, oom) = run.finish(self.paths, &mut self.sink);
+        if oom {
+            crate::events::container(&self.paths.root, &self.rec, "oom", &[]);
+        }
+        crate::events::container(
+            &self.paths.root,
+            &self.rec,
+            "die",
+            &[("exitCode", code.to_string())],
+        );
         self.timers.cancel(Timer::Kill);
         self.last = (code, oom);
         for w in self.waiters.drain(..) {
@@ -626,6 +638,7 @@ impl<'a> Monitor<'a> {
             .and_then(|_| claim.write_all(code.to_string().as_bytes()));
         if rec.settings.auto_remove {
             cleanup::remove_dir(paths);
+            crate::events::container(&paths.root, &rec, "destroy", &[]);
             tracing::debug!(id = %paths.id, "removed");
             return Ok(code);
         }

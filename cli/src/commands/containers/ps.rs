@@ -39,8 +39,13 @@ pub fn status(r: &Record) -> String {
     match r.state.status {
         Status::Created => "Created".into(),
         Status::Running => format!(
-            "Up {}",
-            human_duration(r.state.started_at.map(since).unwrap_or(0))
+            "Up {}{}",
+            human_duration(r.state.started_at.map(since).unwrap_or(0)),
+            if r.state_name() == "paused" {
+                " (Paused)"
+            } else {
+                ""
+            }
         ),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -106,7 +111,7 @@ pub fn row(r: &Record, trunc: bool, sizes: Option<(u64, u64)>) -> Row {
         "RunningFor": format!("{} ago", human_duration(since(r.created))),
         "Ports": net::docker::ps_ports(&r.ports),
         "Status": status(r),
-        "State": r.state.status.as_str(),
+        "State": r.state_name(),
         "Names": r.name,
         "Networks": r.networks.keys().cloned().collect::<Vec<_>>().join(","),
         "Labels": r.settings.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
