@@ -24,29 +24,47 @@ fn container_endpoints(nets: &[Network], container_id: &str) -> Vec<(Network, En
         .collect()
 }
 
+/// A prefix length and the gateway of an address.
+type Addressing<A> = Option<(u8, Option<A>)>;
+
 /// The prefix lengths and gateways of an endpoint's addresses: what its driver said it
 /// assigned, else its network's pools.
 pub(crate) fn addressing(
     net: &Network,
     ep: &EndpointRecord,
-) -> (Option<(u8, Option<std::net::Ipv4Addr>)>, Option<(u8, Option<std::net::Ipv6Addr>)>) {
+) -> (
+    Addressing<std::net::Ipv4Addr>,
+    Addressing<std::net::Ipv6Addr>,
+) {
     let a = ep.assigned.as_ref();
     let v4 = match a.and_then(|a| a.subnet) {
         Some(s) => Some((s.prefix(), a.and_then(|a| a.gateway))),
-        None => net.ipam.as_ref().map(|i| (i.subnet.prefix(), Some(i.gateway))),
+        None => net
+            .ipam
+            .as_ref()
+            .map(|i| (i.subnet.prefix(), Some(i.gateway))),
     };
     let v6 = match a.and_then(|a| a.subnet6) {
         Some(s) => Some((s.prefix(), a.and_then(|a| a.gateway6))),
-        None => net.ipam6.as_ref().map(|i| (i.subnet.prefix(), Some(i.gateway))),
+        None => net
+            .ipam6
+            .as_ref()
+            .map(|i| (i.subnet.prefix(), Some(i.gateway))),
     };
-    (v4.filter(|_| ep.ip.is_some()), v6.filter(|_| ep.ip6.is_some()))
+    (
+        v4.filter(|_| ep.ip.is_some()),
+        v6.filter(|_| ep.ip6.is_some()),
+    )
 }
 
 /// The subnets of an endpoint's addresses: what its driver assigned, else its network's pools.
 pub(crate) fn subnets(
     net: &Network,
     ep: &EndpointRecord,
-) -> (Option<ipnetwork::Ipv4Network>, Option<ipnetwork::Ipv6Network>) {
+) -> (
+    Option<ipnetwork::Ipv4Network>,
+    Option<ipnetwork::Ipv6Network>,
+) {
     let a = ep.assigned.as_ref();
     let v4 = a
         .and_then(|a| a.subnet)
@@ -56,7 +74,10 @@ pub(crate) fn subnets(
         .and_then(|a| a.subnet6)
         .and_then(|s| ipnetwork::Ipv6Network::new(s.network(), s.prefix()).ok())
         .or_else(|| net.ipam6.as_ref().map(|i| i.subnet));
-    (v4.filter(|_| ep.ip.is_some()), v6.filter(|_| ep.ip6.is_some()))
+    (
+        v4.filter(|_| ep.ip.is_some()),
+        v6.filter(|_| ep.ip6.is_some()),
+    )
 }
 
 pub fn settings(net: &Network, ep: &EndpointRecord) -> EndpointSettings {

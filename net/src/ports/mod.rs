@@ -154,8 +154,7 @@ pub(crate) fn publish_reserved(
         Some(e) => crate::endpoint::subnets(&net, e),
         None => (None, None),
     };
-    let subnet =
-        v4.ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+    let subnet = v4.ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
     let drv = ctx.driver(&net)?;
     let path = drv.port_path(&net)?;
     let root = ctx.root();

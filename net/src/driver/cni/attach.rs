@@ -136,11 +136,17 @@ impl Locks {
 /// given to another process.
 fn kill_orphans(path: &Path) {
     let mut text = String::new();
-    if fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)).is_err() {
+    if fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .is_err()
+    {
         return;
     }
     let mut it = text.split_whitespace();
-    let (Some(Ok(pid)), Some(Ok(start))) = (it.next().map(str::parse::<i32>), it.next().map(str::parse::<u64>)) else {
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        it.next().map(str::parse::<i32>),
+        it.next().map(str::parse::<u64>),
+    ) else {
         return;
     };
     if pid <= 1 {
@@ -160,7 +166,15 @@ fn kill_orphans(path: &Path) {
 
 /// One plugin call with its error in libcni's words: `plugin type="bridge" name="n" failed
 /// (add): ...`.
-fn invoke(locks: &Locks, att: &Attachment, p: &Map<String, Value>, command: &str, netns: &str, prev: Option<&Value>, dirs: &[PathBuf]) -> Result<Vec<u8>> {
+fn invoke(
+    locks: &Locks,
+    att: &Attachment,
+    p: &Map<String, Value>,
+    command: &str,
+    netns: &str,
+    prev: Option<&Value>,
+    dirs: &[PathBuf],
+) -> Result<Vec<u8>> {
     let kind = Attachment::kind(p);
     let fail = |e: String| {
         Error::Plugin(format!(
@@ -228,12 +242,18 @@ fn del_all(locks: &Locks, att: &Attachment, dirs: &[PathBuf]) -> Result<()> {
     }
 }
 
+/// Removes a record, and its network's directory with the last one (under the root's CNI
+/// lock, so no record is being added there meanwhile).
 fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(format!("removing {}", path.display()))(e)),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing {}", path.display()))(e)),
     }
+    if let Some(dir) = path.parent() {
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(())
 }
 
 /// ADD `att` through its plugins in order; the final result, recorded. On failure every
@@ -251,8 +271,12 @@ pub fn add(root: &Path, mut att: Attachment, dirs: &[PathBuf]) -> Result<Attachm
     for p in &att.plugins {
         let kind = Attachment::kind(p);
         let path = exec::find(kind, dirs).map_err(Error::Invalid)?;
-        let versions = version::supported(root, kind, &path, &mut version::ask)
-            .map_err(|e| Error::Plugin(format!("plugin type={kind:?} name={:?} failed (version): {e}", att.network)))?;
+        let versions = version::supported(root, kind, &path, &mut version::ask).map_err(|e| {
+            Error::Plugin(format!(
+                "plugin type={kind:?} name={:?} failed (version): {e}",
+                att.network
+            ))
+        })?;
         supported.push((kind.to_string(), versions));
     }
     att.version = version::negotiate(att.wanted_version.as_deref(), &supported)
@@ -301,7 +325,13 @@ pub fn add(root: &Path, mut att: Attachment, dirs: &[PathBuf]) -> Result<Attachm
 
 /// DEL of the attachment (network, container, ifname) if there is one; its record goes once
 /// every plugin's DEL succeeded. Idempotent.
-pub fn remove(root: &Path, network_id: &str, container_id: &str, ifname: &str, dirs: &[PathBuf]) -> Result<()> {
+pub fn remove(
+    root: &Path,
+    network_id: &str,
+    container_id: &str,
+    ifname: &str,
+    dirs: &[PathBuf],
+) -> Result<()> {
     let file = Attachment::file(root, network_id, container_id, ifname);
     // Nothing to do costs no lock.
     if !file.exists() {
@@ -328,11 +358,6 @@ pub fn recorded(root: &Path, network_id: &str) -> Vec<Attachment> {
         .collect()
 }
 
-/// Removes the network's (empty) directory of records.
-pub fn forget_network(root: &Path, network_id: &str) {
-    let _ = fs::remove_dir(root.join("cni").join(network_id));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,7 +382,9 @@ mod tests {
             result: None,
         };
         let p = json!({"type": "portmap", "name": "other", "capabilities": {"portMappings": true}});
-        let c: Value = serde_json::from_slice(&att.config(p.as_object().unwrap(), Some(&json!({"ips": []})))).unwrap();
+        let c: Value =
+            serde_json::from_slice(&att.config(p.as_object().unwrap(), Some(&json!({"ips": []}))))
+                .unwrap();
         assert_eq!(
             c,
             json!({"type": "portmap", "name": "net1", "capabilities": {"portMappings": true},
@@ -366,6 +393,9 @@ mod tests {
         );
         let b = json!({"type": "bridge"});
         let c: Value = serde_json::from_slice(&att.config(b.as_object().unwrap(), None)).unwrap();
-        assert_eq!(c, json!({"type": "bridge", "name": "net1", "cniVersion": "1.0.0"}));
+        assert_eq!(
+            c,
+            json!({"type": "bridge", "name": "net1", "cniVersion": "1.0.0"})
+        );
     }
 }

@@ -47,7 +47,11 @@ impl Conflist {
         let plugins: Vec<Map<String, Value>> = match top.get("plugins") {
             Some(Value::Array(list)) => list
                 .iter()
-                .map(|p| p.as_object().cloned().ok_or("a plugin is not a JSON object"))
+                .map(|p| {
+                    p.as_object()
+                        .cloned()
+                        .ok_or("a plugin is not a JSON object")
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err("plugins is not a list".into()),
             // A single plugin's configuration (`.conf`).
@@ -147,7 +151,10 @@ fn ranges(ipam: &Map<String, Value>) -> Vec<(IpNetwork, Option<IpAddr>)> {
             .as_str()?
             .parse()
             .ok()?;
-        let gateway = r.get("gateway").and_then(Value::as_str).and_then(|g| g.parse().ok());
+        let gateway = r
+            .get("gateway")
+            .and_then(Value::as_str)
+            .and_then(|g| g.parse().ok());
         Some((subnet, gateway))
     };
     let mut out = Vec::new();
@@ -265,7 +272,10 @@ mod tests {
             (json!([1]), "not a JSON object"),
             (json!({"name": "n"}), "no plugins"),
             (json!({"name": "n", "plugins": []}), "no plugins"),
-            (json!({"name": "n", "plugins": [{"x": 1}]}), "a plugin has no type"),
+            (
+                json!({"name": "n", "plugins": [{"x": 1}]}),
+                "a plugin has no type",
+            ),
             (
                 json!({"name": "n", "plugins": [{"type": "bridge"}, {"type": "bridge"}]}),
                 "plugin bridge is listed twice",
@@ -284,9 +294,15 @@ mod tests {
     fn scan_takes_the_first_of_each_name_and_reports_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let w = |f: &str, s: &str| std::fs::write(dir.path().join(f), s).unwrap();
-        w("10-a.conflist", r#"{"name":"a","plugins":[{"type":"bridge"}]}"#);
+        w(
+            "10-a.conflist",
+            r#"{"name":"a","plugins":[{"type":"bridge"}]}"#,
+        );
         w("20-b.conf", r#"{"name":"b","type":"ptp"}"#);
-        w("30-a.conflist", r#"{"name":"a","plugins":[{"type":"ptp"}]}"#);
+        w(
+            "30-a.conflist",
+            r#"{"name":"a","plugins":[{"type":"ptp"}]}"#,
+        );
         w("40-bad.conflist", "{not json");
         w("50-noname.json", r#"{"plugins":[]}"#);
         w("README", "ignored");

@@ -51,7 +51,10 @@ pub fn find(kind: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
         })
         .ok_or_else(|| {
             let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-            format!("failed to find plugin {kind:?} in path [{}]", list.join(" "))
+            format!(
+                "failed to find plugin {kind:?} in path [{}]",
+                list.join(" ")
+            )
         })
 }
 
@@ -178,7 +181,9 @@ enum Talk {
 /// `end`.
 fn converse(child: &mut Child, input: &[u8], end: Instant) -> Result<(Vec<u8>, Vec<u8>), Talk> {
     let take = |o: Option<OwnedFd>| o.ok_or_else(|| Talk::Io(io::Error::other("no pipe")));
-    let mut stdin = Some(std::fs::File::from(take(child.stdin.take().map(OwnedFd::from))?));
+    let mut stdin = Some(std::fs::File::from(take(
+        child.stdin.take().map(OwnedFd::from),
+    )?));
     let mut out = std::fs::File::from(take(child.stdout.take().map(OwnedFd::from))?);
     let mut err = std::fs::File::from(take(child.stderr.take().map(OwnedFd::from))?);
     for fd in [
@@ -317,7 +322,11 @@ pub fn error_message(stdout: &[u8], stderr: &[u8], status: std::process::ExitSta
     if let Ok(v) = serde_json::from_slice::<Value>(stdout) {
         if let Some(msg) = v.get("msg").and_then(Value::as_str) {
             let mut m = one_line(msg);
-            if let Some(d) = v.get("details").and_then(Value::as_str).filter(|d| !d.is_empty()) {
+            if let Some(d) = v
+                .get("details")
+                .and_then(Value::as_str)
+                .filter(|d| !d.is_empty())
+            {
                 m = format!("{m}: {}", one_line(d));
             }
             return m;
@@ -329,7 +338,10 @@ pub fn error_message(stdout: &[u8], stderr: &[u8], status: std::process::ExitSta
             return s;
         }
     }
-    match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+    match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
         (Some(c), _) => format!("exit status {c}"),
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "failed".into(),
@@ -382,7 +394,10 @@ mod tests {
             r#"read -r line; echo "$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME $CNI_ARGS $line""#,
         );
         let mut pid = 0;
-        let out = run(&p, &call(), b"{\"a\":1}\n", timeout(), None, &mut |p| pid = p).unwrap();
+        let out = run(&p, &call(), b"{\"a\":1}\n", timeout(), None, &mut |p| {
+            pid = p
+        })
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "ADD c1 eth0 IgnoreUnknown=1 {\"a\":1}\n"
@@ -396,7 +411,7 @@ mod tests {
         let json = script(
             dir.path(),
             "jsonerr",
-            r#"echo '{"cniVersion":"1.0.0","code":7,"msg":"bad\nthing","details":"more"}'; exit 1"#,
+            r#"printf '%s\n' '{"cniVersion":"1.0.0","code":7,"msg":"bad\nthing","details":"more"}'; exit 1"#,
         );
         let e = run(&json, &call(), b"", timeout(), None, &mut |_| {}).unwrap_err();
         assert_eq!(e.to_string(), "bad; thing: more");
@@ -406,7 +421,14 @@ mod tests {
         let silent = script(dir.path(), "silent", "exit 4");
         let e = run(&silent, &call(), b"", timeout(), None, &mut |_| {}).unwrap_err();
         assert_eq!(e.to_string(), "exit status 4");
-        let e = run(&dir.path().join("none"), &call(), b"", timeout(), None, &mut |_| {});
+        let e = run(
+            &dir.path().join("none"),
+            &call(),
+            b"",
+            timeout(),
+            None,
+            &mut |_| {},
+        );
         assert!(matches!(e, Err(Failure::Spawn(_))));
     }
 
@@ -421,10 +443,22 @@ mod tests {
             &format!("sleep 30 & echo $! > {}; wait", marker.display()),
         );
         let t = Instant::now();
-        let e = run(&p, &call(), b"", Duration::from_millis(300), None, &mut |_| {}).unwrap_err();
+        let e = run(
+            &p,
+            &call(),
+            b"",
+            Duration::from_millis(300),
+            None,
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(matches!(e, Failure::Timeout(_)), "{e}");
         assert!(t.elapsed() < Duration::from_secs(5));
-        let child: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+        let child: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // Killed (a zombie until its parent's reaper gets it, at most).
         let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
         let state = stat.rsplit(')').next().unwrap_or("").trim_start();
@@ -441,6 +475,9 @@ mod tests {
         let dirs = [dir.path().to_path_buf(), sub.clone()];
         assert_eq!(find("ptp", &dirs).unwrap(), sub.join("ptp"));
         let e = find("bridge", &dirs).unwrap_err();
-        assert!(e.starts_with("failed to find plugin \"bridge\" in path ["), "{e}");
+        assert!(
+            e.starts_with("failed to find plugin \"bridge\" in path ["),
+            "{e}"
+        );
     }
 }

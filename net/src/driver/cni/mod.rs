@@ -93,13 +93,8 @@ pub(crate) fn options(net: &Network) -> Result<&Options> {
 /// The network's list, checked; the error names the network and its file.
 fn checked(net: &Network) -> Result<Conflist> {
     let o = options(net)?;
-    Conflist::parse(&o.conflist).map_err(|e| {
-        Error::Invalid(format!(
-            "network {} ({}): {e}",
-            net.name,
-            o.file.display()
-        ))
-    })
+    Conflist::parse(&o.conflist)
+        .map_err(|e| Error::Invalid(format!("network {} ({}): {e}", net.name, o.file.display())))
 }
 
 /// The id of the network a configuration file names `name`: the same in every root and run.
@@ -187,11 +182,16 @@ pub(crate) fn refresh(net: &mut Network) {
     describe(net);
 }
 
-/// One line for each file of the configuration directory that defines no network, or a
-/// network that another file or the root's own network of that name hides.
+/// One line for each file of the configuration directory that defines no network, a list
+/// that cannot run (it stays listed, so that using it says why), or a network that another
+/// file or the root's own network of that name hides.
 pub fn problems(root_networks: &[Network]) -> Vec<String> {
     let (found, mut problems) = conflist::scan(&conf_dir());
     for f in found {
+        if let Err(e) = Conflist::parse(&f.value) {
+            problems.push(format!("{}: {e}", f.path.display()));
+            continue;
+        }
         let hidden = root_networks
             .iter()
             .any(|n| n.name == f.name && n.id != discovered_id(&f.name));
@@ -325,10 +325,15 @@ impl Driver for Cni {
         let mut errors = crate::error::Errors::default();
         for a in attach::recorded(root, &net.id) {
             if !net.endpoints.contains_key(&a.container_id) {
-                errors.check(attach::remove(root, &net.id, &a.container_id, &a.ifname, &dirs));
+                errors.check(attach::remove(
+                    root,
+                    &net.id,
+                    &a.container_id,
+                    &a.ifname,
+                    &dirs,
+                ));
             }
         }
-        attach::forget_network(root, &net.id);
         errors.into_result()
     }
 
@@ -417,7 +422,13 @@ impl Driver for Cni {
     /// DEL while the sandbox still exists (disconnect).
     fn leave(&self, net: &Network, ep: &EndpointRecord, sandbox: Option<&Sandbox>) -> Result<()> {
         let id = sandbox.map_or(ep.container_id.as_str(), |s| s.container_id.as_str());
-        attach::remove(self.root()?, &net.id, id, &ep.interface, &exec::plugin_dirs())
+        attach::remove(
+            self.root()?,
+            &net.id,
+            id,
+            &ep.interface,
+            &exec::plugin_dirs(),
+        )
     }
 
     /// DEL (rm, crash repair); nothing when `leave` did it already.
@@ -458,12 +469,11 @@ pub(crate) fn inspect(o: &Options) -> Value {
 
 /// The IPAM plugin of the list's first plugin (`network inspect`'s `IPAM.Driver`).
 pub(crate) fn ipam_driver(o: &Options) -> Option<String> {
-    Conflist::parse(&o.conflist).ok()?.plugins.iter().find_map(|p| {
-        p.get("ipam")?
-            .get("type")?
-            .as_str()
-            .map(str::to_string)
-    })
+    Conflist::parse(&o.conflist)
+        .ok()?
+        .plugins
+        .iter()
+        .find_map(|p| p.get("ipam")?.get("type")?.as_str().map(str::to_string))
 }
 
 #[cfg(test)]
@@ -479,7 +489,12 @@ mod tests {
             container_port: 80,
             proto: Proto::Tcp,
         };
-        let m = port_mappings(&[b("0.0.0.0", 8080), b("::", 8080), b("::1", 8081), b("127.0.0.1", 8082)]);
+        let m = port_mappings(&[
+            b("0.0.0.0", 8080),
+            b("::", 8080),
+            b("::1", 8081),
+            b("127.0.0.1", 8082),
+        ]);
         assert_eq!(
             m,
             json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
@@ -496,7 +511,11 @@ mod tests {
                "ipam":{"type":"host-local","ranges":[[{"subnet":"10.187.3.0/24"}]]}}]}"#,
         )
         .unwrap();
-        std::fs::write(dir.path().join("20-h.conflist"), r#"{"name":"taken","plugins":[{"type":"ptp"}]}"#).unwrap();
+        std::fs::write(
+            dir.path().join("20-h.conflist"),
+            r#"{"name":"taken","plugins":[{"type":"ptp"}]}"#,
+        )
+        .unwrap();
         let (found, _) = conflist::scan(dir.path());
         let mut nets = vec![Network::new("taken", "bridge", BTreeMap::new())];
         // `merge` reads the process's directory; the same steps on this one:
@@ -508,11 +527,20 @@ mod tests {
         let kn = nets.iter().find(|n| n.name == "kn").unwrap();
         assert_eq!(kn.id, discovered_id("kn"));
         assert_eq!(kn.driver, "cni");
-        assert_eq!(kn.ipam.as_ref().unwrap().subnet.to_string(), "10.187.3.0/24");
+        assert_eq!(
+            kn.ipam.as_ref().unwrap().subnet.to_string(),
+            "10.187.3.0/24"
+        );
         assert!(kn.options[OPT_CONFLIST].ends_with("10-k.conflist"));
-        assert_eq!(ipam_driver(options(kn).unwrap()).as_deref(), Some("host-local"));
+        assert_eq!(
+            ipam_driver(options(kn).unwrap()).as_deref(),
+            Some("host-local")
+        );
         assert_eq!(nets.iter().filter(|n| n.name == "taken").count(), 1);
-        assert_eq!(nets.iter().find(|n| n.name == "taken").unwrap().driver, "bridge");
+        assert_eq!(
+            nets.iter().find(|n| n.name == "taken").unwrap().driver,
+            "bridge"
+        );
         assert_ne!(discovered_id("a"), discovered_id("b"));
         assert!(Cni::new(None).check_remove(kn).is_err());
     }

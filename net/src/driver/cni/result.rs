@@ -54,7 +54,8 @@ impl Assigned {
 /// Reads what the final plugin returned for the sandbox interface `ifname`: addresses that
 /// name no interface count as its own (IPAM-only and older plugins leave the index out).
 pub fn read(result: &Value, ifname: &str) -> Result<Assigned, String> {
-    let raw: Raw = serde_json::from_value(result.clone()).map_err(|e| format!("invalid result: {e}"))?;
+    let raw: Raw =
+        serde_json::from_value(result.clone()).map_err(|e| format!("invalid result: {e}"))?;
     let index = raw
         .interfaces
         .iter()
@@ -117,9 +118,13 @@ mod tests {
         assert_eq!(a.v4.unwrap().1, Some("10.187.0.1".parse().unwrap()));
         assert_eq!(a.ip6(), Some("fd00::5".parse().unwrap()));
         // 0.3.x with "version" and no interface index.
-        let old = json!({"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.187.9.2/16"}]});
+        let old =
+            json!({"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.187.9.2/16"}]});
         let a = read(&old, "eth0").unwrap();
-        assert_eq!((a.ip4(), a.mac.as_str()), (Some("10.187.9.2".parse().unwrap()), ""));
+        assert_eq!(
+            (a.ip4(), a.mac.as_str()),
+            (Some("10.187.9.2".parse().unwrap()), "")
+        );
         assert!(read(&json!({"ips": [{"address": "nonsense"}]}), "eth0").is_err());
         assert_eq!(read(&json!({}), "eth0").unwrap(), Assigned::default());
     }

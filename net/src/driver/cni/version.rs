@@ -28,7 +28,10 @@ pub fn parse(v: &str) -> Option<(u32, u32, u32)> {
 /// The version to run a list with: `wanted` (the list's `cniVersion`; none: the highest) if
 /// all of `supported` (each plugin's answer) and rbox speak it, else the highest of those
 /// below it; the error says who speaks what.
-pub fn negotiate(wanted: Option<&str>, supported: &[(String, Vec<String>)]) -> Result<String, String> {
+pub fn negotiate(
+    wanted: Option<&str>,
+    supported: &[(String, Vec<String>)],
+) -> Result<String, String> {
     let limit = match wanted {
         Some(w) => Some(parse(w).ok_or_else(|| format!("invalid cniVersion {w:?}"))?),
         None => None,
@@ -78,9 +81,20 @@ fn identity(path: &Path) -> Option<String> {
 
 /// The versions `plugin` (at `path`) supports, from the cache or by asking it; the caller
 /// holds the root's CNI lock.
-pub fn supported(root: &Path, kind: &str, path: &Path, run: &mut dyn FnMut(&Path, &Call, &[u8]) -> Result<Vec<u8>, String>) -> Result<Vec<String>, String> {
+/// Runs one VERSION call (`ask`, or a fake in tests).
+pub type Ask<'a> = dyn FnMut(&Path, &Call, &[u8]) -> Result<Vec<u8>, String> + 'a;
+
+pub fn supported(
+    root: &Path,
+    kind: &str,
+    path: &Path,
+    run: &mut Ask,
+) -> Result<Vec<String>, String> {
     let file = root.join("cni/versions.json");
-    let mut cache: Cache = statefile::read_json_opt(&file).ok().flatten().unwrap_or_default();
+    let mut cache: Cache = statefile::read_json_opt(&file)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let id = identity(path);
     if let (Some(id), Some(k)) = (&id, cache.plugins.get(path)) {
         if &k.identity == id {
@@ -97,7 +111,11 @@ pub fn supported(root: &Path, kind: &str, path: &Path, run: &mut dyn FnMut(&Path
     let versions: Vec<String> = v
         .get("supportedVersions")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(id) = id {
         cache.plugins.insert(
@@ -130,7 +148,10 @@ mod tests {
     #[test]
     fn negotiation_picks_the_highest_common_version_not_above_the_lists() {
         let debian = s(&["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"]);
-        let two = [("bridge".to_string(), debian.clone()), ("portmap".to_string(), debian.clone())];
+        let two = [
+            ("bridge".to_string(), debian.clone()),
+            ("portmap".to_string(), debian.clone()),
+        ];
         assert_eq!(negotiate(Some("1.0.0"), &two).unwrap(), "1.0.0");
         assert_eq!(negotiate(Some("1.1.0"), &two).unwrap(), "1.0.0");
         assert_eq!(negotiate(Some("0.4.0"), &two).unwrap(), "0.4.0");
@@ -138,8 +159,13 @@ mod tests {
         let old = [("old".to_string(), s(&["0.1.0", "0.2.0"]))];
         let e = negotiate(Some("1.0.0"), &old).unwrap_err();
         assert!(e.contains("old: 0.1.0 0.2.0"), "{e}");
-        assert!(negotiate(Some("0.2.0"), &two).is_err(), "rbox reads no 0.2.0 results");
-        assert!(negotiate(Some("x"), &two).unwrap_err().contains("invalid cniVersion"));
+        assert!(
+            negotiate(Some("0.2.0"), &two).is_err(),
+            "rbox reads no 0.2.0 results"
+        );
+        assert!(negotiate(Some("x"), &two)
+            .unwrap_err()
+            .contains("invalid cniVersion"));
         assert_eq!(parse("1.0"), Some((1, 0, 0)));
     }
 
@@ -148,20 +174,20 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let plugin = root.path().join("p");
         std::fs::write(&plugin, "x").unwrap();
-        let mut asked = 0;
+        let asked = std::cell::Cell::new(0);
         let mut run = |_: &Path, c: &Call, _: &[u8]| {
             assert_eq!(c.command, "VERSION");
-            asked += 1;
+            asked.set(asked.get() + 1);
             Ok(br#"{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}"#.to_vec())
         };
         for _ in 0..3 {
             let v = supported(root.path(), "p", &plugin, &mut run).unwrap();
             assert_eq!(v, ["0.4.0", "1.0.0"]);
         }
-        assert_eq!(asked, 1);
+        assert_eq!(asked.get(), 1);
         // A new binary (another size) is asked again.
         std::fs::write(&plugin, "xy").unwrap();
         supported(root.path(), "p", &plugin, &mut run).unwrap();
-        assert_eq!(asked, 2);
+        assert_eq!(asked.get(), 2);
     }
 }
