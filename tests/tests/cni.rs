@@ -125,12 +125,13 @@ impl Cni {
         std::fs::read_dir(self.net.rbox.root.join("netns")).map_or(0, |d| d.count())
     }
 
-    /// Veths of the netns (the host ends the bridge plugin makes).
+    /// The host ends of veths the bridge plugin made (`veth*`) in the netns.
     fn veths(&self) -> usize {
         self.net
             .sh("ip -o link show type veth")
             .stdout
             .lines()
+            .filter(|l| l.split(": ").nth(1).is_some_and(|n| n.starts_with("veth")))
             .count()
     }
 
@@ -637,4 +638,59 @@ fn cni_parallel_runs_get_distinct_addresses() {
     assert_eq!(c.leases("k6"), ips);
     c.remove_containers();
     c.nothing_left("k6");
+}
+
+/// A netns with one end of a veth pair: the far side of a LAN the test makes.
+struct Lan(String);
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        sh(&format!("ip netns del {}", self.0));
+    }
+}
+
+/// A single-plugin `.conf` (macvlan on a LAN the test made): the container reaches a peer of
+/// that LAN, and its lease goes with it.
+#[test]
+fn cni_macvlan_on_a_test_made_lan() {
+    let c = Cni::new("cni-macvlan", 7);
+    let lan = Lan(format!("rbt-k7lan-{}", std::process::id()));
+    let ns = c.net.netns.clone().unwrap();
+    let r = sh(&format!(
+        "ip netns add {l} && ip -n {ns} link add rbt-k7l type veth peer name rbt-k7p && \
+         ip -n {ns} link set rbt-k7p netns {l} && ip -n {ns} link set rbt-k7l up && \
+         ip -n {l} addr add 10.187.12.1/24 dev rbt-k7p && ip -n {l} link set rbt-k7p up",
+        l = lan.0
+    ));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    c.write(
+        "10-k7.conf",
+        &format!(
+            r#"{{"cniVersion":"1.0.0","name":"k7","type":"macvlan","master":"rbt-k7l","mode":"bridge",
+               "ipam":{{"type":"host-local","dataDir":"{}",
+               "ranges":[[{{"subnet":"10.187.12.0/24","rangeStart":"10.187.12.10"}}]]}}}}"#,
+            c.dir.join("ipam").display()
+        ),
+    );
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "kv",
+        "--network",
+        "k7",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let ip = c.ip_of("kv", "k7");
+    assert_eq!(ip, "10.187.12.10");
+    let id = c.inspect("kv", "{{.Id}}");
+    let link = c.net.exec(&id, "ip -d link show eth0").stdout;
+    assert!(link.contains("macvlan"), "{link}");
+    let r = c.run(&["exec", "kv", "ping", "-c1", "-W2", "10.187.12.1"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(c.leases("k7"), BTreeSet::from([ip]));
+    c.ok(&["rm", "-f", "kv"]);
+    c.nothing_left("k7");
 }

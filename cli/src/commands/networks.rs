@@ -447,7 +447,7 @@ fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
     let mut rows = Vec::new();
     let nets = net::Store::new(root).list()?;
     for p in net::driver::cni::problems(&nets) {
-        eprintln!("WARNING: ignoring a CNI configuration: {p}");
+        eprintln!("WARNING: CNI configuration {p}");
     }
     for n in nets {
         if matches(&n, &filters)? {
