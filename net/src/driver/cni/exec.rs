@@ -132,13 +132,8 @@ pub fn run(
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // rbox died before the line above: nobody would wait for this plugin.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
+            // If rbox is gone, nobody would wait for this plugin.
+            crate::proxy::die_with_parent(parent)?;
             if let Some(fd) = inherit {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(io::Error::last_os_error());
@@ -459,10 +454,23 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // Killed (a zombie until its parent's reaper gets it, at most).
-        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-        assert!(stat.is_empty() || state.starts_with('Z'), "{stat}");
+        // Killed: gone, or a zombie until a reaper gets it (SIGKILL takes effect a moment after
+        // kill(2) returns).
+        let dead = || {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .to_string();
+            stat.is_empty() || state.starts_with('Z') || state.starts_with('X')
+        };
+        let end = Instant::now() + Duration::from_secs(5);
+        while !dead() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(dead(), "the plugin's child lives on");
     }
 
     #[test]
