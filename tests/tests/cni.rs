@@ -214,6 +214,12 @@ fn cni_lists_are_networks_with_names_ports_and_leases() {
         "{}",
         ls.stderr
     );
+    let elsewhere = c.dir.join("ipam").display().to_string();
+    let other = c.ok(&["--cni-conf-dir", &elsewhere, "network", "ls"]);
+    assert!(
+        !other.contains(" k1 "),
+        "--cni-conf-dir wins over the env: {other}"
+    );
     let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", "k1"])).unwrap();
     let v = &v[0];
     assert_eq!(v["Driver"], "cni");
@@ -666,7 +672,7 @@ fn cni_macvlan_on_a_test_made_lan() {
     c.write(
         "10-k7.conf",
         &format!(
-            r#"{{"cniVersion":"1.0.0","name":"k7","type":"macvlan","master":"rbt-k7l","mode":"bridge",
+            r#"{{"cniVersion":"1.1.0","name":"k7","type":"macvlan","master":"rbt-k7l","mode":"bridge",
                "ipam":{{"type":"host-local","dataDir":"{}",
                "ranges":[[{{"subnet":"10.187.12.0/24","rangeStart":"10.187.12.10"}}]]}}}}"#,
             c.dir.join("ipam").display()
@@ -691,6 +697,14 @@ fn cni_macvlan_on_a_test_made_lan() {
     let r = c.run(&["exec", "kv", "ping", "-c1", "-W2", "10.187.12.1"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(c.leases("k7"), BTreeSet::from([ip]));
+    // The list's 1.1.0 ran as the highest version Debian 12's plugins speak.
+    let net_id = c.inspect("k7", "{{.Id}}");
+    let rec: Value = serde_json::from_slice(
+        &std::fs::read(c.net.rbox.root.join(format!("cni/{net_id}/{id}-eth0.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["version"], "1.0.0", "{rec}");
+    assert_eq!(rec["result"]["cniVersion"], "1.0.0", "{rec}");
     c.ok(&["rm", "-f", "kv"]);
     c.nothing_left("k7");
 }
