@@ -694,6 +694,9 @@ fn cni_macvlan_on_a_test_made_lan() {
     let id = c.inspect("kv", "{{.Id}}");
     let link = c.net.exec(&id, "ip -d link show eth0").stdout;
     assert!(link.contains("macvlan"), "{link}");
+    // The LAN's gateway is not the host's: no resolver of rbox's there.
+    let resolv = c.ok(&["exec", "kv", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("10.187.12.1"), "{resolv}");
     let r = c.run(&["exec", "kv", "ping", "-c1", "-W2", "10.187.12.1"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(c.leases("k7"), BTreeSet::from([ip]));

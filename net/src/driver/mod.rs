@@ -90,6 +90,15 @@ impl DriverOpts {
         }
     }
 
+    /// Whether the embedded resolver can serve the network's containers: it listens on the
+    /// gateway, which must then be an address of the host (not so on a CNI macvlan LAN).
+    pub fn gateway_on_host(&self) -> bool {
+        match self {
+            DriverOpts::Cni(o) => cni::gateway_on_host(o),
+            _ => true,
+        }
+    }
+
     /// What `network inspect` shows of the driver's settings beside Docker's fields.
     pub fn inspect(&self) -> Option<(&'static str, serde_json::Value)> {
         match self {

@@ -467,6 +467,24 @@ pub(crate) fn inspect(o: &Options) -> Value {
            "Config": o.conflist})
 }
 
+/// Whether the list's first plugin puts the gateway on the host: a `bridge` with `isGateway`
+/// (the bridge holds it) or `ptp` (the host end of each pair does). Others (macvlan, ipvlan,
+/// host-device) attach to a LAN whose gateway is some other machine, so rbox's resolver
+/// cannot serve them and their containers get the host's resolvers.
+pub(crate) fn gateway_on_host(o: &Options) -> bool {
+    let Ok(list) = Conflist::parse(&o.conflist) else {
+        return false;
+    };
+    let Some(first) = list.plugins.first() else {
+        return false;
+    };
+    match first.get("type").and_then(Value::as_str) {
+        Some("bridge") => first.get("isGateway").and_then(Value::as_bool) == Some(true),
+        Some("ptp") => true,
+        _ => false,
+    }
+}
+
 /// The IPAM plugin of the list's first plugin (`network inspect`'s `IPAM.Driver`).
 pub(crate) fn ipam_driver(o: &Options) -> Option<String> {
     Conflist::parse(&o.conflist)
@@ -543,5 +561,19 @@ mod tests {
         );
         assert_ne!(discovered_id("a"), discovered_id("b"));
         assert!(Cni::new(None).check_remove(kn).is_err());
+        // A bridge without isGateway, as the list says: no address of the host to serve names on.
+        assert!(!gateway_on_host(options(kn).unwrap()));
+        let with = |v: Value| Options {
+            file: "x".into(),
+            discovered: false,
+            conflist: v,
+        };
+        assert!(gateway_on_host(&with(
+            json!({"plugins": [{"type": "bridge", "isGateway": true}, {"type": "portmap"}]})
+        )));
+        assert!(gateway_on_host(&with(json!({"type": "ptp"}))));
+        assert!(!gateway_on_host(&with(
+            json!({"type": "macvlan", "master": "eth0"})
+        )));
     }
 }
