@@ -301,12 +301,24 @@ pub fn prune(root: &Path) -> Result<Vec<String>> {
     let ctx = Context::new(root)?;
     let nets = ctx.store.list()?;
     let mut removed = Vec::new();
+    for n in &nets {
+        if let Err(e) = sweep(&ctx, &n.id) {
+            tracing::warn!(network = %n.name, "giving back what failed releases left: {e}");
+        }
+    }
     for n in nets.iter().filter(|n| !n.is_predefined()) {
         if remove_in(&ctx, &n.id).is_ok() {
             removed.push(n.name.clone());
         }
     }
     Ok(removed)
+}
+
+/// `Driver::sweep` of network `id`, under its lock.
+fn sweep(ctx: &Context, id: &str) -> Result<()> {
+    let _lock = ctx.store.lock(id)?;
+    let net = ctx.store.load(id)?;
+    ctx.driver(&net)?.sweep(&net)
 }
 
 /// Re-applies every network's rules from state, e.g. after `iptables -F`: one batch for all

@@ -711,3 +711,58 @@ fn cni_macvlan_on_a_test_made_lan() {
     c.ok(&["rm", "-f", "kv"]);
     c.nothing_left("k7");
 }
+
+/// A DEL that fails leaves the attachment's record (the lease may still be held); `network
+/// prune` DELs it again and it goes.
+#[test]
+fn cni_failed_del_is_retried_by_network_prune() {
+    let c = Cni::new("cni-delfail", 8);
+    let flag = c.dir.join("fail-del");
+    let p = c.dir.join("bin/rbt-kdel");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\ncase \"$CNI_COMMAND\" in\n\
+             VERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"1.0.0\"]}}';;\n\
+             ADD) python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[\"prevResult\"]))';;\n\
+             DEL) cat >/dev/null; [ ! -e {f} ] || {{ echo '{{\"code\":11,\"msg\":\"not now\"}}'; exit 1; }};;\n\
+             esac\n",
+            f = flag.display()
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod +x {}", p.display()));
+    c.write(
+        "10-k8.conflist",
+        &c.bridge_list(
+            "k8",
+            "rbt-k8",
+            "10.187.13.0/24",
+            &[r#"{"type":"rbt-kdel"}"#],
+        ),
+    );
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "kx",
+        "--network",
+        "k8",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        c.ip_of("kx", "k8").split('.').take(3).collect::<Vec<_>>(),
+        ["10", "187", "13"]
+    );
+    std::fs::write(&flag, "").unwrap();
+    // rm goes through (as Docker's does when the network side fails); the record stays.
+    c.ok(&["rm", "-f", "kx"]);
+    assert_eq!(c.records().len(), 1, "the record stays for another DEL");
+    std::fs::remove_file(&flag).unwrap();
+    c.ok(&["network", "prune", "-f"]);
+    assert!(c.records().is_empty(), "{:?}", c.records());
+    c.remove_containers();
+    c.nothing_left("k8");
+}

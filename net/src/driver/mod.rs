@@ -163,6 +163,14 @@ pub trait Driver {
         Ok(())
     }
 
+    /// Gives back what the driver still holds for endpoints `net` no longer records (a
+    /// `release` that failed after the lease was dropped). `net` is freshly loaded under its
+    /// lock, so an endpoint being joined is in it.
+    fn sweep(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
     /// Fills the driver's fields of a new endpoint before its lease is recorded (the bridge
     /// names the host end of its veth), so that a crash right after leaves enough to repair.
     fn new_endpoint(&self, net: &Network, container_id: &str, ep: &mut EndpointRecord) {

@@ -320,11 +320,22 @@ impl Driver for Cni {
     /// A network's own kernel objects are its plugins' (a CNI bridge stays, as with other
     /// runtimes); what goes is what is still recorded of endpoints on it.
     fn delete_network(&self, net: &Network, _fw: &dyn Firewall) -> Result<()> {
+        self.sweep(net)
+    }
+
+    /// DEL of every attachment recorded for no endpoint of `net` (or for another interface
+    /// than its endpoint's). An endpoint is recorded before its ADD and dropped after its DEL,
+    /// so what is left here is what a failed DEL left behind.
+    fn sweep(&self, net: &Network) -> Result<()> {
         let root = self.root()?;
         let dirs = exec::plugin_dirs();
         let mut errors = crate::error::Errors::default();
         for a in attach::recorded(root, &net.id) {
-            if !net.endpoints.contains_key(&a.container_id) {
+            let live = net
+                .endpoints
+                .get(&a.container_id)
+                .is_some_and(|e| e.interface == a.ifname);
+            if !live {
                 errors.check(attach::remove(
                     root,
                     &net.id,
