@@ -286,6 +286,9 @@ fn cni_lists_are_networks_with_names_ports_and_leases() {
             .trim()
             == hostname
     });
+    // IPv6 to this IPv4-only container: portmap cannot, rbox's relay serves it.
+    let v6 = c.net.sh("curl -s -m 2 'http://[::1]:22010/hostname'");
+    assert_eq!(v6.stdout.trim(), hostname, "{}", v6.stderr);
     let dnat = c.net.sh("iptables-save -t nat | grep -c 'dport 22010'");
     assert!(
         dnat.stdout.trim().parse::<u32>().unwrap_or(0) > 0,
