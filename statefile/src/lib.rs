@@ -188,6 +188,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn try_exclusive_fails_only_while_another_descriptor_holds_it() {
+        let dir = std::env::temp_dir().join(format!("statefile-lock-{}", std::process::id()));
+        let p = dir.join("locks/x.lock");
+        let held = Lock::exclusive(&p).unwrap();
+        // flock is per open file description: a second open of the file conflicts.
+        assert!(Lock::try_exclusive(&p).unwrap().is_none());
+        drop(held);
+        let again = Lock::try_exclusive(&p).unwrap();
+        assert!(again.is_some());
+        assert_eq!(again.unwrap().file().metadata().unwrap().len(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn json_round_trip_and_no_temp_left() {
         let dir = std::env::temp_dir().join(format!("statefile-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
