@@ -31,6 +31,10 @@
 //!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
 //!   they return; `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
 //!
+//! - CNI networks (`driver::cni`): the CNI configuration directory's lists (RBOX_CNI_CONF_DIR)
+//!   are networks of every root, `Store::list`/`load` include them; `connect`/`release` run
+//!   their plugins (ADD/DEL), and `reserve` + `publish_reserved` hand `-p` to their portmap.
+//!
 //! Also for the CLI: `manage::{create, remove, prune, reload}` (`rbox network ...`),
 //! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
 //! `system prune`), `Store` (list/find networks), `docker` (Docker's JSON and column shapes),

@@ -6,7 +6,9 @@
 //! its typed options (a variant of `DriverOpts`, parsed and validated by `parse_options`) and
 //! its `impl Driver`; `driver()` gets the arm `"macvlan" => ...`. Nothing outside `driver/`
 //! names a driver: endpoints, ports, DNS, `network create/rm/reload` and the runtime only read
-//! `caps()` and call the trait.
+//! `caps()` and call the trait. `cni` is the one driver with state outside the root's network
+//! files (the directory's lists, its attachment records under `<root>/cni/`): `merge_external`,
+//! `external` and `refresh` are its hooks into the `Store`.
 
 pub mod bridge;
 pub mod cni;
