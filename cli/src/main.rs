@@ -97,7 +97,9 @@ fn main() {
     }
     std::env::set_var("RBOX_FIREWALL", &cli.firewall);
     // Read by `net` wherever it lists networks, here and in the processes rbox starts.
+    // Absolute: the processes rbox starts may run elsewhere.
     if let Some(dir) = &cli.cni_conf_dir {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         std::env::set_var("RBOX_CNI_CONF_DIR", dir);
     }
     let code = match check_root(&cli.root).and_then(|_| commands::run(&cli)) {
