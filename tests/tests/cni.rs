@@ -484,6 +484,26 @@ fn cni_network_created_from_a_file() {
     .unwrap();
     let path = format!("cni.conflist={}", file.display());
     c.ok(&["network", "create", "-d", "cni", "-o", &path, "k4"]);
+    // A directory's list of the same name is hidden by the root's own network, with a warning.
+    c.write(
+        "10-k4.conflist",
+        &c.bridge_list("k4", "rbt-k4x", "10.187.9.0/24", &[]),
+    );
+    let ls = c.run(&["network", "ls", "--filter", "name=k4"]);
+    assert_eq!(
+        ls.stdout.lines().filter(|l| l.contains(" k4 ")).count(),
+        1,
+        "{}",
+        ls.stdout
+    );
+    assert!(
+        ls.stderr.contains("hidden by this root's own network"),
+        "{}",
+        ls.stderr
+    );
+    let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", "k4"])).unwrap();
+    assert_eq!(v[0]["CNI"]["Discovered"], false, "{v}");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Subnet"], "10.187.7.0/24", "{v}");
     assert!(c
         .ok(&["network", "ls"])
         .lines()
