@@ -192,6 +192,15 @@ impl Store {
     }
 
     pub fn save(&self, net: &Network) -> Result<()> {
+        // A network defined outside the root has a state file only while it has endpoints.
+        if net.endpoints.is_empty() && driver::is_external(net) {
+            return match fs::remove_file(self.file(&net.id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io(format!("removing network {}", net.id))(e))
+                }
+                _ => Ok(()),
+            };
+        }
         let dir = self.dir();
         fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         Ok(statefile::write_json(&self.file(&net.id), net)?)

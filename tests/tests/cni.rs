@@ -153,6 +153,17 @@ impl Cni {
     #[track_caller]
     fn nothing_left(&self, name: &str) {
         assert_eq!(self.ok(&["ps", "-aq"]).trim(), "", "a container is left");
+        // A directory's network keeps no state file without endpoints.
+        let id = cni_id(name);
+        assert!(
+            !self
+                .net
+                .rbox
+                .root
+                .join(format!("networks/{id}.json"))
+                .exists(),
+            "state file of {name} left"
+        );
         assert!(self.leases(name).is_empty(), "{:?}", self.leases(name));
         assert!(self.records().is_empty(), "{:?}", self.records());
         assert_eq!(self.sandboxes(), 0, "a sandbox is left");
@@ -186,6 +197,12 @@ impl Drop for Cni {
         self.remove_containers();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The id rbox gives the directory's network `name` (`driver::cni::discovered_id`).
+fn cni_id(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("rbox cni network\0{name}")))
 }
 
 const PORTMAP: &str = r#"{"type":"portmap","capabilities":{"portMappings":true}}"#;
@@ -223,6 +240,7 @@ fn cni_lists_are_networks_with_names_ports_and_leases() {
     let v: Value = serde_json::from_str(&c.ok(&["network", "inspect", "k1"])).unwrap();
     let v = &v[0];
     assert_eq!(v["Driver"], "cni");
+    assert_eq!(v["Id"], cni_id("k1"), "the same id in every root");
     assert_eq!(v["IPAM"]["Driver"], "host-local");
     assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "10.187.1.0/24");
     assert_eq!(v["CNI"]["Config"]["plugins"][1]["type"], "portmap");
@@ -267,6 +285,15 @@ fn cni_lists_are_networks_with_names_ports_and_leases() {
     assert_ne!(ipa, ipb);
     assert_eq!(c.leases("k1"), BTreeSet::from([ipa.clone(), ipb.clone()]));
     assert_eq!(c.records().len(), 2);
+    let state = c
+        .net
+        .rbox
+        .root
+        .join(format!("networks/{}.json", cni_id("k1")));
+    assert!(
+        state.exists(),
+        "endpoints are recorded in the network's state file"
+    );
     // Names from rbox's resolver, traffic over the plugin's bridge.
     let r = c.run(&["exec", "ka", "ping", "-c1", "-W2", "kb"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);

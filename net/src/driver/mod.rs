@@ -267,6 +267,11 @@ pub(crate) fn merge_external(stored: &mut Vec<Network>) {
     cni::merge(stored);
 }
 
+/// Whether `net` is defined outside the root (a CNI list of the configuration directory).
+pub(crate) fn is_external(net: &Network) -> bool {
+    cni::options(net).is_ok_and(|o| o.discovered)
+}
+
 /// A network defined outside the root that it has not stored yet, by id.
 pub(crate) fn external(id: &str) -> Option<Network> {
     cni::external(id)

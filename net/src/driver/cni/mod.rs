@@ -4,7 +4,7 @@
 //! - **Networks**: every configuration list in the CNI directory (`conflist::conf_dir`:
 //!   RBOX_CNI_CONF_DIR / `--cni-conf-dir`, default /etc/cni/net.d) is a network of every root
 //!   under its `name` (`merge`: listed with a stable id derived from the name; its state file,
-//!   holding its endpoints, is written at the first lease; the file is read again at each use,
+//!   holding its endpoints, exists while it has some (`Store::save`); the file is read again at each use,
 //!   as nerdctl and podman do). A root's own network of the same name hides it. `network
 //!   create -d cni -o cni.conflist=PATH NAME` copies a list into the root under NAME instead.
 //!   The plugins are told the rbox network's name.
