@@ -475,6 +475,30 @@ mod tests {
     }
 
     #[test]
+    fn driver_assigned_addresses_are_recorded_and_shown_with_their_subnet() {
+        let r = Root::new();
+        r.driver.set_caps(|c| c.ipam = Ipam::Driver);
+        let net = r.network("n1", "10.180.4.0/24");
+        let sb = r.sandbox("c1");
+        let s = connect(&r.ctx(), "c1", &sb, &req("n1", "web")).unwrap();
+        // The driver's subnet and gateway, not the network's pool.
+        assert_eq!(
+            (s.ip_address.as_str(), s.ip_prefix_len, s.gateway.as_str()),
+            ("10.180.99.77", 26, "10.180.99.65")
+        );
+        assert_eq!(s.mac_address, "02:00:00:00:00:77");
+        let ep = &r.endpoints(&net)["c1"];
+        assert_eq!(ep.ip, Some("10.180.99.77".parse().unwrap()));
+        assert_eq!(ep.container_id, "c1");
+        // What the container asks for reaches the driver.
+        let sb2 = r.sandbox("c2");
+        let mut want = req("n1", "db");
+        want.ip = Some("10.180.99.80".parse().unwrap());
+        let s = connect(&r.ctx(), "c2", &sb2, &want).unwrap();
+        assert_eq!(s.ip_address, "10.180.99.80");
+    }
+
+    #[test]
     fn exclusive_networks_refuse_company_and_ip_requests_are_checked() {
         let r = Root::new();
         r.network("n1", "10.180.3.0/24");

@@ -102,14 +102,26 @@ impl Driver for RecordingDriver {
     fn new_endpoint(&self, net: &Network, _: &str, ep: &mut EndpointRecord) {
         ep.host_veth = format!("rec-{}", net.name);
     }
+    /// With `Ipam::Driver`, assigns what was asked for, else .77 of a /26 of its own.
     fn join(
         &self,
         net: &Network,
-        _: &mut EndpointRecord,
+        ep: &mut EndpointRecord,
         _: &Sandbox,
         _: &dyn Firewall,
     ) -> Result<()> {
-        self.call("join", &net.name)
+        self.call("join", &net.name)?;
+        if self.caps().ipam == Ipam::Driver {
+            let ip = ep.ip.unwrap_or(std::net::Ipv4Addr::new(10, 180, 99, 77));
+            ep.ip = Some(ip);
+            ep.mac = "02:00:00:00:00:77".into();
+            ep.assigned = Some(crate::network::Assigned {
+                subnet: Some(ipnetwork::Ipv4Network::new(ip, 26).unwrap()),
+                gateway: Some(std::net::Ipv4Addr::new(10, 180, 99, 65)),
+                ..Default::default()
+            });
+        }
+        Ok(())
     }
     fn leave(&self, net: &Network, _: &EndpointRecord, _: Option<&Sandbox>) -> Result<()> {
         self.call("leave", &net.name)
