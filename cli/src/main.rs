@@ -102,6 +102,12 @@ fn main() {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         std::env::set_var("RBOX_CNI_CONF_DIR", dir);
     }
+    // Any command on a root brings back a resolver that was killed (a lock probe when it lives).
+    if !commands::internal(&cli.cmd) && cli.root.is_dir() {
+        if let Err(e) = net::dns::ensure(&cli.root) {
+            tracing::warn!("restarting the DNS resolver: {e}");
+        }
+    }
     let code = match check_root(&cli.root).and_then(|_| commands::run(&cli)) {
         Ok(code) => code,
         Err(e) => exit::report(&e, default_code),

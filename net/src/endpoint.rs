@@ -108,7 +108,8 @@ pub fn settings(net: &Network, ep: &EndpointRecord) -> EndpointSettings {
 
 /// Checks what `req` asks of `net` before anything is leased.
 fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<()> {
-    let caps = ctx.driver(net)?.caps();
+    let drv = ctx.driver(net)?;
+    let caps = drv.caps();
     if caps.namespace == Namespace::Host && (req.ip.is_some() || !req.aliases.is_empty()) {
         return Err(Error::Invalid(
             "conflicting options: ip and aliases are not supported on the host network".into(),
@@ -133,7 +134,7 @@ fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<
     for a in &req.aliases {
         crate::dns::check_alias(a)?;
     }
-    Ok(())
+    drv.check_endpoint(net, req)
 }
 
 /// Leases addresses from `net`'s pools for a new endpoint `rec`.
@@ -268,9 +269,9 @@ pub(crate) fn connect(
         let _ = drop_lease(ctx, &net.id, container_id);
         return Err(e);
     }
-    // Addresses the driver chose are recorded, and the name must resolve, once this returns;
-    // otherwise the join is undone.
-    let done = if caps.ipam == Ipam::Driver && record != leased {
+    // What the driver set (addresses it chose, the real MAC) is recorded, and the name must
+    // resolve, once this returns; otherwise the join is undone.
+    let done = if record != leased {
         update_endpoint(store, &net.id, container_id, &record)
     } else {
         Ok(())
@@ -394,15 +395,25 @@ fn hand_over_default_route(ctx: &Context, container_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Leaves every network and removes the sandbox; keeps going past errors, idempotent.
+/// Leaves every network and removes the sandbox; keeps going past errors, idempotent. The
+/// endpoints are unwired here rather than left to the kernel's freeing of the namespace, which
+/// comes a moment later (asynchronously, later still under load): when this returns no link of
+/// the container is left (a macvlan child would still answer for an address whose lease is
+/// given back, on a LAN where the next container may get it), and a container that joined the
+/// sandbox (and keeps it alive) is left with `lo`, as in Docker.
 pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
     let mut errors = Errors::default();
     errors.check(crate::ports::unpublish(ctx, container_id));
+    let sandbox = Sandbox::open(ctx.root(), container_id);
     let mut named = false;
     if let Some(nets) = errors.check(ctx.store.list()) {
         for (net, ep) in container_endpoints(&nets, container_id) {
             named |= ctx.serves(&net);
-            errors.check(ctx.driver(&net).and_then(|d| d.release(&net, &ep)));
+            let drv = ctx.driver(&net);
+            if let (Some(sb), Ok(d)) = (&sandbox, &drv) {
+                errors.check(d.leave(&net, &ep, Some(sb)));
+            }
+            errors.check(drv.and_then(|d| d.release(&net, &ep)));
             errors.check(drop_lease(ctx, &net.id, container_id));
         }
     }
@@ -411,6 +422,28 @@ pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
         errors.check(ctx.sync_names());
     }
     errors.into_result()
+}
+
+/// Renames the container's endpoints (the resolver's names for it).
+pub(crate) fn rename(ctx: &Context, container_id: &str, name: &str) -> Result<()> {
+    let store = &ctx.store;
+    let mut named = false;
+    for net in store.list()? {
+        if !net.endpoints.contains_key(container_id) {
+            continue;
+        }
+        let _lock = store.lock(&net.id)?;
+        let mut net = store.load(&net.id)?;
+        if let Some(ep) = net.endpoints.get_mut(container_id) {
+            ep.container_name = name.to_string();
+            store.save(&net)?;
+            named |= ctx.serves(&net);
+        }
+    }
+    if named {
+        ctx.sync_names()?;
+    }
+    Ok(())
 }
 
 pub fn endpoints(store: &Store, container_id: &str) -> Result<Vec<EndpointSettings>> {
@@ -560,5 +593,56 @@ mod tests {
         assert!(drop_stale(&r.ctx(), &mut n));
         assert!(r.log.has("release n1 b"));
         assert!(n.endpoints.is_empty());
+    }
+
+    #[test]
+    fn rename_renames_every_endpoint_and_syncs_names() {
+        let r = Root::new();
+        r.driver.set_caps(|c| c.dns = true);
+        let (n1, n2) = (
+            r.network("n1", "10.180.7.0/24"),
+            r.network("n2", "10.180.8.0/24"),
+        );
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "old")).unwrap();
+        connect(&r.ctx(), "c1", &sb, &req("n2", "old")).unwrap();
+        let syncs = r.log.calls().iter().filter(|c| *c == "sync_names").count();
+        rename(&r.ctx(), "c1", "new").unwrap();
+        for n in [&n1, &n2] {
+            assert_eq!(r.endpoints(n)["c1"].container_name, "new");
+        }
+        let after = r.log.calls().iter().filter(|c| *c == "sync_names").count();
+        assert_eq!(
+            after,
+            syncs + 1,
+            "one sync, after every endpoint was renamed"
+        );
+    }
+
+    #[test]
+    fn release_unwires_the_sandbox_before_it_goes() {
+        let r = Root::new();
+        r.network("n1", "10.180.9.0/24");
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "a")).unwrap();
+        release(&r.ctx(), "c1").unwrap();
+        let calls = r.log.calls();
+        let at = |c: &str| calls.iter().position(|x| x == c);
+        assert!(
+            at("leave n1") < at("release n1 a") && at("leave n1").is_some(),
+            "{calls:?}"
+        );
+        // Each one: not left to the kernel's (later) freeing of the namespace.
+        let sb = r.sandbox("c2");
+        connect(&r.ctx(), "c2", &sb, &req("n1", "b")).unwrap();
+        release(&r.ctx(), "c2").unwrap();
+        assert_eq!(r.log.calls().iter().filter(|c| *c == "leave n1").count(), 2);
+        // A sandbox already gone (a reboot, a crash): nothing to unwire, the rest is given back.
+        let sb = r.sandbox("c3");
+        connect(&r.ctx(), "c3", &sb, &req("n1", "c")).unwrap();
+        std::fs::remove_file(r.path().join("netns/c3")).unwrap();
+        release(&r.ctx(), "c3").unwrap();
+        assert_eq!(r.log.calls().iter().filter(|c| *c == "leave n1").count(), 2);
+        assert!(r.log.has("release n1 c"));
     }
 }

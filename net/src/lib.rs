@@ -11,8 +11,11 @@
 //!   inside the sandbox, addresses, routes, rules)
 //! - `disconnect(root, container_id, network)`  leave one network
 //! - `release(root, container_id)`  leave every network and remove the sandbox; keeps going past
-//!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
+//!   errors; idempotent; works when the netns is already gone (crash repair uses it too); the
+//!   endpoints are unwired when it returns (also when a `--network container:` container keeps
+//!   the namespace alive)
 //! - `endpoints(root, container_id)`  what the container is connected to now, for `inspect`
+//! - `rename(root, container_id, name)`  its endpoints take the new name (and DNS with them)
 //!
 //! - `publish(root, container_id, &[PortSpec])` -> `(Vec<PortBinding>, Reservation)`: reserve
 //!   host ports (the caller holds the `Reservation` while the container runs), record them in
@@ -27,9 +30,10 @@
 //!   publishing starts (on the caller's main thread: it dies with it) and `unpublish` stops:
 //!   `port_proxy` is its body.
 //!
-//! - Names: `connect`/`disconnect`/`release` on user networks keep the embedded DNS resolver
-//!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
-//!   they return; `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
+//! - Names: `connect`/`disconnect`/`release`/`rename` on user networks keep the embedded DNS
+//!   resolver (`dns`, one `rbox dns serve` process per root, answering on 127.0.0.11 inside each
+//!   sandbox) current before they return; `dns::ensure` restarts a killed one;
+//!   `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
 //!
 //! - CNI networks (`driver::cni`): the CNI configuration directory's lists (RBOX_CNI_CONF_DIR)
 //!   are networks of every root, `Store::list`/`load` include them; `connect`/`release` run
@@ -134,6 +138,11 @@ pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> 
 
 pub fn release(root: &Path, container_id: &str) -> Result<()> {
     endpoint::release(&Context::new(root)?, container_id)
+}
+
+/// Gives the container's endpoints its new name; the resolver answers to it when this returns.
+pub fn rename(root: &Path, container_id: &str, name: &str) -> Result<()> {
+    endpoint::rename(&Context::new(root)?, container_id, name)
 }
 
 pub fn endpoints(root: &Path, container_id: &str) -> Result<Vec<EndpointSettings>> {

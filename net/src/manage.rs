@@ -193,9 +193,13 @@ impl PoolRequest {
 }
 
 /// Validates everything, then makes the network's kernel side, its rules and its state file;
-/// rolls all of it back on failure. Returns the new network.
-pub fn create(root: &Path, opts: &CreateOptions) -> Result<Network> {
-    create_in(&Context::new(root)?, opts)
+/// rolls all of it back on failure. Returns the new network and what the user should be warned
+/// of (a Wi-Fi parent for macvlan).
+pub fn create(root: &Path, opts: &CreateOptions) -> Result<(Network, Vec<String>)> {
+    let ctx = Context::new(root)?;
+    let net = create_in(&ctx, opts)?;
+    let warnings = ctx.driver(&net)?.warnings(&net);
+    Ok((net, warnings))
 }
 
 pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> {
@@ -225,9 +229,14 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
         )));
     }
     let pools = PoolRequest::parse(opts)?;
-    let mut options = BTreeMap::new();
+    let mut options: BTreeMap<String, String> = BTreeMap::new();
     for o in &opts.options {
         let (k, v) = kv(o, "option")?;
+        if let Some(old) = options.get(&k).filter(|old| **old != v) {
+            return Err(Error::Invalid(format!(
+                "option {k} given twice: {old} and {v}"
+            )));
+        }
         options.insert(k, v);
     }
     let mut net = Network::new(&opts.name, driver_name, options);
@@ -236,7 +245,7 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
         let (k, v) = kv(l, "label")?;
         net.labels.insert(k, v);
     }
-    net.internal = opts.internal;
+    net.internal = opts.internal || drv.internal(&net.driver_opts);
     net.attachable = opts.attachable;
     net.enable_ipv6 = opts.ipv6;
 
@@ -422,5 +431,62 @@ mod tests {
         remove_in(&r.ctx(), "n1").unwrap();
         assert!(r.log.has("delete_network n1") && r.log.has("remove_network rec-n1"));
         assert_eq!(files(&r), 0);
+    }
+
+    #[test]
+    fn macvlan_and_ipvlan_refusals_leave_nothing() {
+        let r = Root::new();
+        let mut iv = Network::new("iv", "ipvlan", BTreeMap::new());
+        iv.driver_opts = crate::driver::driver("ipvlan")
+            .unwrap()
+            .parse_options(&iv.id, &[("parent".into(), "lo.7".into())].into())
+            .unwrap();
+        r.store().save(&iv).unwrap();
+        for (driver, o, want) in [
+            (
+                "macvlan",
+                &["macvlan_mode=l2"][..],
+                "requested macvlan mode 'l2' is not valid",
+            ),
+            (
+                "macvlan",
+                &["parent=rbt-mnope0"],
+                "-o parent interface was not found on the host: rbt-mnope0",
+            ),
+            (
+                "macvlan",
+                &["parent=lo.0"],
+                "vlan id must be between 1-4094, received: 0",
+            ),
+            (
+                "macvlan",
+                &["parent=lo.4095"],
+                "vlan id must be between 1-4094, received: 4095",
+            ),
+            (
+                "macvlan",
+                &["parent=lo.7"],
+                "ipvlan network iv is already using parent interface lo.7",
+            ),
+            (
+                "ipvlan",
+                &["parent=lo.8", "parent=lo.9"],
+                "option parent given twice: lo.8 and lo.9",
+            ),
+            ("ipvlan", &["bogus=1"], "unknown ipvlan driver option bogus"),
+            (
+                "ipvlan",
+                &["ipvlan_flag=l3"],
+                "requested ipvlan flag 'l3' is not valid",
+            ),
+        ] {
+            let mut c = opts("m1", "10.184.200.0/24");
+            c.driver = Some(driver.into());
+            c.options = o.iter().map(|s| s.to_string()).collect();
+            let e = create_in(&r.ctx(), &c).unwrap_err().to_string();
+            assert!(e.contains(want), "{driver} {o:?}: {e}");
+        }
+        assert_eq!(files(&r), 1, "a refused network left a state file");
+        assert!(r.log.calls().is_empty(), "{:?}", r.log.calls());
     }
 }

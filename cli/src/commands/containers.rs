@@ -595,6 +595,21 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let root = &cli.root;
     tracing::debug!("run: creating the container");
     let opts = a.create.options(a.rm, a.detach)?;
+    // `create` accepts a stopped container to join (it may be started first); `run` would only
+    // fail at start, so it refuses before anything is made.
+    if let Some(target) = a
+        .create
+        .network
+        .strip_prefix("container:")
+        .filter(|t| !t.is_empty())
+    {
+        let t = runtime::Container::find(root, target).map_err(rt)?;
+        if !t.running {
+            return Err(anyhow!(
+                "cannot join network of a non running container: {target}"
+            ));
+        }
+    }
     ensure_image(cli, &a.create)?;
     let rec = lifecycle::create(root, &opts).map_err(rt)?;
     tracing::debug!(id = %rec.id, "run: created");

@@ -113,7 +113,7 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
         Ok(())
     };
     let root = &cli.root;
-    let (past, mut offset) = runtime::events::read_from(root, 0);
+    let (past, mut cursor) = runtime::events::read_from(root, Default::default());
     let mut out = std::io::stdout().lock();
     // Without --since only what happens from now on, as Docker.
     for e in &past {
@@ -136,8 +136,8 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
             return Ok(0);
         }
         watch.wait(timeout.unwrap_or(-1));
-        let (new, o) = runtime::events::read_from(root, offset);
-        offset = o;
+        let (new, c) = runtime::events::read_from(root, cursor);
+        cursor = c;
         for e in &new {
             if until_nanos.is_some_and(|u| e.time_nano > u) {
                 return Ok(0);

@@ -45,3 +45,16 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::System(c) => system::run(cli, c),
     }
 }
+
+/// The hidden commands rbox runs itself (the resolver, monitors, port proxies): they must not
+/// start a resolver of their own.
+pub fn internal(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Dns(_)
+            | Command::Containers(containers::Cmd::Monitor { .. })
+            | Command::Networks(networks::Cmd::Network {
+                cmd: networks::NetworkCmd::PortProxy { .. }
+            })
+    )
+}

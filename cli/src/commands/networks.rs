@@ -215,7 +215,10 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                 labels: a.label.clone(),
                 options: a.opt.clone(),
             };
-            let n = net::manage::create(root, &opts)?;
+            let (n, warnings) = net::manage::create(root, &opts)?;
+            for w in warnings {
+                eprintln!("WARNING: {w}");
+            }
             println!("{}", n.id);
             runtime::events::object(root, "network", "create", &n.id, &n.name);
             Ok(0)

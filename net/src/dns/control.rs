@@ -6,6 +6,10 @@
 //! its "ok", so the records are current when the command returns; with no live resolver and
 //! something to serve it starts one and waits until it listens. A resolver killed with -9 leaves
 //! a socket nobody accepts on, which reads as "not running": the next change starts a new one.
+//!
+//! Commands that change nothing call [`ensure`] instead: the resolver holds a lock on its pid
+//! file for its whole life, so "is it alive" is one open and a lock probe (no fork, no request,
+//! immune to pid reuse), and only a dead one leads to a `sync`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -17,6 +21,7 @@ use std::time::Duration;
 
 use nix::unistd::{fork, ForkResult};
 
+use super::listen::Home;
 use super::{config, server, table::Table};
 use crate::error::{io, Error, Result};
 
@@ -88,8 +93,27 @@ pub fn sync(root: &Path) -> Result<()> {
     match request(root, if wanted { "reload" } else { "stop" })? {
         Outcome::Done => Ok(()),
         Outcome::NotRunning if wanted => spawn(root),
-        Outcome::NotRunning => Ok(()),
+        Outcome::NotRunning => {
+            // A resolver killed with nothing left to serve: forget it, so `ensure` stops asking.
+            let _ = std::fs::remove_file(pid_file(root));
+            Ok(())
+        }
     }
+}
+
+/// Restarts the resolver of `root` if it died (kill -9) while names are served; cheap when it
+/// is alive or was never needed: no fork, no request (see the module docs).
+pub fn ensure(root: &Path) -> Result<()> {
+    let Ok(f) = std::fs::File::open(pid_file(root)) else {
+        return Ok(());
+    };
+    // SAFETY: flock on a descriptor we own; it is released when `f` is closed.
+    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    drop(f);
+    if !free {
+        return Ok(());
+    }
+    sync(root)
 }
 
 /// Stops the resolver of `root` if one runs (for teardown).
@@ -164,7 +188,7 @@ pub fn serve_main(root: &Path) -> i32 {
             drop(r);
             let mut w = std::fs::File::from(w);
             match prepare(root) {
-                Ok(server) => {
+                Ok((server, _alive)) => {
                     let _ = w.write_all(b"ok\n");
                     drop(w);
                     let code = match server::run(server, &pid_file(root), &sock_path(root)) {
@@ -185,29 +209,50 @@ pub fn serve_main(root: &Path) -> i32 {
     }
 }
 
-/// Everything that can fail before the resolver reports ready: the table, the sockets, the
-/// control socket, the pid file, and stderr moved to `<root>/dns/resolver.log`.
-fn prepare(root: &Path) -> Result<server::Server> {
+/// Writes the pid file holding a lock on it, which the returned file keeps for the process's
+/// life: `ensure` tells a live resolver by the lock.
+fn write_pid(root: &Path) -> Result<std::fs::File> {
+    let path = pid_file(root);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(io("writing the resolver pid"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io("locking the resolver pid file")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    std::fs::rename(&tmp, &path).map_err(io(format!("creating {}", path.display())))?;
+    Ok(f)
+}
+
+/// Everything that can fail before the resolver reports ready: the table, the sockets in every
+/// sandbox, the control socket, the pid file (and its lock, held by the returned file), and
+/// stderr moved to `<root>/dns/resolver.log`.
+fn prepare(root: &Path) -> Result<(server::Server, std::fs::File)> {
     let _ = std::env::set_current_dir("/");
     let d = dir(root);
     std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
+    let home = Home::here().map_err(io("opening the resolver's network namespace"))?;
     let table = Table::load(root, config::host_upstreams())?;
-    let bound = server::bind_all(&table).map_err(io("starting the DNS resolver"))?;
+    let bound = server::bind_all(root, &table, &home).map_err(io("starting the DNS resolver"))?;
     let sock = sock_path(root);
     let _ = std::fs::remove_file(&sock);
     let control = UnixListener::bind(&sock).map_err(io(format!("binding {}", sock.display())))?;
-    statefile::write_atomic(
-        &pid_file(root),
-        format!("{}\n", std::process::id()).as_bytes(),
-    )?;
+    let alive = write_pid(root)?;
     let log =
         std::fs::File::create(d.join("resolver.log")).map_err(io("creating the resolver log"))?;
     // SAFETY: dup2 onto stderr; the pipe to whoever started us closes with it.
     unsafe { libc::dup2(log.as_raw_fd(), 2) };
-    Ok(server::Server {
-        root: root.to_path_buf(),
-        table,
-        bound,
-        control,
-    })
+    Ok((
+        server::Server {
+            root: root.to_path_buf(),
+            table,
+            bound,
+            control,
+            home,
+        },
+        alive,
+    ))
 }

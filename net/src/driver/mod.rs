@@ -2,18 +2,24 @@
 //! network is created or deleted and when a sandbox joins or leaves it, and what the generic
 //! code may ask of it (`Caps`) instead of comparing driver names.
 //!
-//! Adding a driver (say macvlan) is one file here and one match arm: `driver/macvlan.rs` holds
-//! its typed options (a variant of `DriverOpts`, parsed and validated by `parse_options`) and
-//! its `impl Driver`; `driver()` gets the arm `"macvlan" => ...`. Nothing outside `driver/`
-//! names a driver: endpoints, ports, DNS, `network create/rm/reload` and the runtime only read
-//! `caps()` and call the trait. `cni` is the one driver with state outside the root's network
-//! files (the directory's lists, its attachment records under `<root>/cni/`): `merge_external`,
-//! `external` and `refresh` are its hooks into the `Store`.
+//! Adding a driver is one file here and one match arm: `driver/macvlan.rs` holds its typed
+//! options (a variant of `DriverOpts`, parsed and validated by `parse_options`) and its
+//! `impl Driver`; `driver()` gets the arm `"macvlan" => ...`. Nothing outside `driver/` names a
+//! driver: endpoints, ports, DNS, `network create/rm/reload` and the runtime only read `caps()`
+//! and call the trait. Drivers whose endpoints are children of a host link (macvlan, ipvlan)
+//! share `parent` (the parent link, VLAN and dummy links, the host shim, wiring a child into a
+//! sandbox); a new one of that kind also gets an arm in `DriverOpts::parent`.
+//! `cni` is the one driver with state outside the root's network files (the directory's lists,
+//! its attachment records under `<root>/cni/`): `merge_external`, `external` and `refresh` are
+//! its hooks into the `Store`.
 
 pub mod bridge;
 pub mod cni;
 pub mod host;
+pub mod ipvlan;
+pub mod macvlan;
 pub mod null;
+pub mod parent;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -25,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::firewall::{Firewall, FwNetwork};
 use crate::network::{EndpointRecord, Network};
 use crate::sandbox::Sandbox;
+use crate::EndpointRequest;
 
 /// Where the addresses of a driver's endpoints come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +88,21 @@ pub enum DriverOpts {
     None,
     Bridge(bridge::Options),
     Cni(cni::Options),
+    Macvlan(macvlan::Options),
+    Ipvlan(ipvlan::Options),
 }
 
 impl DriverOpts {
+    /// The parent link of a network whose endpoints are its children (macvlan, ipvlan): the
+    /// drivers of such networks check each other's parents.
+    pub fn parent(&self) -> Option<&parent::Parent> {
+        match self {
+            DriverOpts::Macvlan(o) => Some(&o.parent),
+            DriverOpts::Ipvlan(o) => Some(&o.parent),
+            DriverOpts::None | DriverOpts::Bridge(_) | DriverOpts::Cni(_) => None,
+        }
+    }
+
     /// `network inspect`'s `IPAM.Driver`.
     pub fn ipam_driver(&self) -> String {
         match self {
@@ -133,6 +152,13 @@ pub trait Driver {
         }
     }
 
+    /// Whether a network with these options is internal whatever `--internal` says (a macvlan
+    /// without a parent has nowhere to go).
+    fn internal(&self, opts: &DriverOpts) -> bool {
+        let _ = opts;
+        false
+    }
+
     /// Checks a new network against the root's `others` and the host before anything is made.
     fn check(&self, net: &Network, others: &[Network]) -> Result<()> {
         let _ = (net, others);
@@ -151,6 +177,20 @@ pub trait Driver {
     /// rbox only holds and records them, writing no firewall rules for them.
     fn maps_ports(&self) -> bool {
         false
+    }
+
+    /// What the user should be told about a new network that is nonetheless made (`network
+    /// create` prints them as warnings).
+    fn warnings(&self, net: &Network) -> Vec<String> {
+        let _ = net;
+        Vec::new()
+    }
+
+    /// Checks what a container asks of its endpoint on `net` before anything is leased (ipvlan
+    /// refuses `--mac-address`: its children have the parent's).
+    fn check_endpoint(&self, net: &Network, req: &EndpointRequest) -> Result<()> {
+        let _ = (net, req);
+        Ok(())
     }
 
     /// Makes the network exist in the kernel (idempotent).
@@ -179,8 +219,8 @@ pub trait Driver {
         let _ = (net, container_id, ep);
     }
 
-    /// Wires `ep` into `sandbox`; on error nothing of it is left. With `Ipam::Driver` it also
-    /// sets the endpoint's addresses.
+    /// Wires `ep` into `sandbox`; on error nothing of it is left. What it changes in `ep` is
+    /// recorded (with `Ipam::Driver` the addresses; an ipvlan child's MAC, the parent's).
     fn join(
         &self,
         net: &Network,
@@ -244,6 +284,8 @@ pub fn for_root(name: &str, root: Option<&Path>) -> Result<Box<dyn Driver>> {
         "bridge" => Ok(Box::new(bridge::Bridge)),
         "cni" => Ok(Box::new(cni::Cni::new(root))),
         "host" => Ok(Box::new(host::Host)),
+        "macvlan" => Ok(Box::new(macvlan::Macvlan)),
+        "ipvlan" => Ok(Box::new(ipvlan::Ipvlan)),
         "null" => Ok(Box::new(null::Null)),
         other => Err(Error::Invalid(format!(
             "could not find plugin {other} in v1 plugin registry: plugin not found"

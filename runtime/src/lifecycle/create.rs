@@ -27,6 +27,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     let image = store.resolve(&opts.image)?;
     tracing::debug!(image = %image.id, "image resolved");
     let mut s = opts.settings.clone();
+    let joined_hostname = crate::network::check_container_mode(root, &mut s)?;
     let cfg = &image.config;
     match &opts.entrypoint {
         Some(e) if e.is_empty() => s.entrypoint = Vec::new(),
@@ -100,7 +101,9 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
             break id;
         }
     };
-    if s.hostname.is_empty() {
+    if let Some(h) = joined_hostname {
+        s.hostname = h;
+    } else if s.hostname.is_empty() {
         s.hostname = match net::attachment(root, &s.network_mode) {
             // Docker: a container on the host's network has the host's name.
             // Docker: a container in the host's UTS namespace has the host's name too.

@@ -74,6 +74,8 @@ pub fn rename(root: &Path, key: &str, new: &str) -> Result<()> {
     let mut r = store::load(&paths)?;
     let old = std::mem::replace(&mut r.name, new.to_string());
     store::save(&paths, &r)?;
+    // Its endpoints answer to the new name (and no longer to the old) when this returns.
+    net::rename(root, &r.id, new)?;
     crate::events::container(root, &r, "rename", &[("oldName", format!("/{old}"))]);
     Ok(())
 }

@@ -142,6 +142,19 @@ impl CreateArgs {
     /// `detach`: `run -d` (nothing attached).
     pub fn options(&self, auto_remove: bool, detach: bool) -> Result<CreateOptions> {
         self.host.check_cidfile()?;
+        // The rest of `container:`'s conflicts are the runtime's (runtime::network); these two
+        // are flags it does not see.
+        if self.network.starts_with("container:") {
+            if !self.host.link.is_empty() {
+                bail!(
+                    "conflicting options: container type network can't be used with links. \
+                     This would result in undefined behavior"
+                );
+            }
+            if !self.host.expose.is_empty() {
+                bail!("conflicting options: port exposing and the container type network mode");
+            }
+        }
         let mut env = Vec::new();
         for f in &self.env_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
