@@ -50,6 +50,11 @@ pub struct Cli {
     )]
     pub cluster_advertise: Option<String>,
 
+    /// Directory of CNI network configuration lists, each a network of driver cni
+    /// (default /etc/cni/net.d)
+    #[arg(long, global = true, env = "RBOX_CNI_CONF_DIR", value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+
     /// Log debug details of what rbox and libcontainer do (to stderr)
     #[arg(short = 'D', long, global = true)]
     pub debug: bool,
@@ -128,6 +133,12 @@ fn main() {
         }
         Ok(None) => {}
         Err(e) => std::process::exit(exit::report(&e.into(), 125)),
+    }
+    // Read by `net` wherever it lists networks, here and in the processes rbox starts.
+    // Absolute: the processes rbox starts may run elsewhere.
+    if let Some(dir) = &cli.cni_conf_dir {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        std::env::set_var("RBOX_CNI_CONF_DIR", dir);
     }
     // Any command on a root brings back a resolver that was killed (a lock probe when it lives).
     if !commands::internal(&cli.cmd) && cli.root.is_dir() {

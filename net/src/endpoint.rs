@@ -24,26 +24,82 @@ fn container_endpoints(nets: &[Network], container_id: &str) -> Vec<(Network, En
         .collect()
 }
 
+/// A prefix length and the gateway of an address.
+type Addressing<A> = Option<(u8, Option<A>)>;
+
+/// The prefix lengths and gateways of an endpoint's addresses: what its driver said it
+/// assigned, else its network's pools.
+pub(crate) fn addressing(
+    net: &Network,
+    ep: &EndpointRecord,
+) -> (
+    Addressing<std::net::Ipv4Addr>,
+    Addressing<std::net::Ipv6Addr>,
+) {
+    let a = ep.assigned.as_ref();
+    let v4 = match a.and_then(|a| a.subnet) {
+        Some(s) => Some((s.prefix(), a.and_then(|a| a.gateway))),
+        None => net
+            .ipam
+            .as_ref()
+            .map(|i| (i.subnet.prefix(), Some(i.gateway))),
+    };
+    let v6 = match a.and_then(|a| a.subnet6) {
+        Some(s) => Some((s.prefix(), a.and_then(|a| a.gateway6))),
+        None => net
+            .ipam6
+            .as_ref()
+            .map(|i| (i.subnet.prefix(), Some(i.gateway))),
+    };
+    (
+        v4.filter(|_| ep.ip.is_some()),
+        v6.filter(|_| ep.ip6.is_some()),
+    )
+}
+
+/// The subnets of an endpoint's addresses: what its driver assigned, else its network's pools.
+pub(crate) fn subnets(
+    net: &Network,
+    ep: &EndpointRecord,
+) -> (
+    Option<ipnetwork::Ipv4Network>,
+    Option<ipnetwork::Ipv6Network>,
+) {
+    let a = ep.assigned.as_ref();
+    let v4 = a
+        .and_then(|a| a.subnet)
+        .and_then(|s| ipnetwork::Ipv4Network::new(s.network(), s.prefix()).ok())
+        .or_else(|| net.ipam.as_ref().map(|i| i.subnet));
+    let v6 = a
+        .and_then(|a| a.subnet6)
+        .and_then(|s| ipnetwork::Ipv6Network::new(s.network(), s.prefix()).ok())
+        .or_else(|| net.ipam6.as_ref().map(|i| i.subnet));
+    (
+        v4.filter(|_| ep.ip.is_some()),
+        v6.filter(|_| ep.ip6.is_some()),
+    )
+}
+
 pub fn settings(net: &Network, ep: &EndpointRecord) -> EndpointSettings {
-    let ipam = net.ipam.as_ref();
+    let (v4, v6) = addressing(net, ep);
+    let gateway4 = match (&ep.assigned, &net.ipam) {
+        (Some(_), _) => v4.and_then(|(_, g)| g),
+        (None, Some(i)) => Some(i.gateway),
+        (None, None) => None,
+    };
     EndpointSettings {
         network_id: net.id.clone(),
         network_name: net.name.clone(),
         endpoint_id: ep.endpoint_id.clone(),
-        gateway: ipam.map(|i| i.gateway.to_string()).unwrap_or_default(),
+        gateway: gateway4.map(|g| g.to_string()).unwrap_or_default(),
         ip_address: ep.ip.map(|i| i.to_string()).unwrap_or_default(),
-        ip_prefix_len: ep.ip.and(ipam.map(|i| i.subnet.prefix())).unwrap_or(0),
-        ipv6_gateway: net
-            .ipam6
-            .as_ref()
-            .filter(|_| ep.ip6.is_some())
-            .map(|c| c.gateway.to_string())
+        ip_prefix_len: v4.map(|(p, _)| p).unwrap_or(0),
+        ipv6_gateway: v6
+            .and_then(|(_, g)| g)
+            .map(|g| g.to_string())
             .unwrap_or_default(),
         global_ipv6_address: ep.ip6.map(|i| i.to_string()).unwrap_or_default(),
-        global_ipv6_prefix_len: ep
-            .ip6
-            .and(net.ipam6.as_ref().map(|c| c.subnet.prefix()))
-            .unwrap_or(0),
+        global_ipv6_prefix_len: v6.map(|(p, _)| p).unwrap_or(0),
         mac_address: ep.mac.clone(),
         aliases: ep.aliases.clone(),
         interface: ep.interface.clone(),
@@ -204,17 +260,16 @@ fn new_lease(
 ) -> Result<EndpointRecord> {
     let caps = drv.caps();
     let mut rec = EndpointRecord {
+        container_id: container_id.to_string(),
         container_name: req.container_name.clone(),
         endpoint_id: new_id(),
-        ip: None,
-        ip6: None,
-        mac: String::new(),
-        interface: String::new(),
-        host_veth: String::new(),
         aliases: req.aliases.clone(),
-        default_route: false,
         dns_servers: req.dns.clone(),
+        ..Default::default()
     };
+    if drv.maps_ports() {
+        rec.ports = req.ports.clone();
+    }
     match caps.ipam {
         Ipam::Local => lease(net, req, &mut rec)?,
         Ipam::None if req.ip.is_some() => {
@@ -223,7 +278,22 @@ fn new_lease(
                 net.name
             )))
         }
-        Ipam::None | Ipam::Driver => {}
+        Ipam::None => {}
+        // What the container asks for; the driver assigns it or refuses in `join`.
+        Ipam::Driver => {
+            rec.ip = match req.ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            };
+            rec.ip6 = match req.ip6 {
+                Some(IpAddr::V6(ip)) => Some(ip),
+                Some(other) => {
+                    return Err(Error::Invalid(format!("invalid IPv6 address: {other}")))
+                }
+                None => None,
+            };
+            rec.mac = req.mac.clone().unwrap_or_default();
+        }
     }
     if caps.namespace == Namespace::Joined {
         let used: BTreeSet<_> = mine.iter().map(|(_, e)| e.interface.clone()).collect();
@@ -468,6 +538,30 @@ mod tests {
         assert!(connect(&r.ctx(), "c1", &sb, &req("n1", "web")).is_err());
         assert_eq!(r.log.calls(), ["join n1", "sync_names", "leave n1"]);
         assert!(r.endpoints(&net).is_empty(), "lease left");
+    }
+
+    #[test]
+    fn driver_assigned_addresses_are_recorded_and_shown_with_their_subnet() {
+        let r = Root::new();
+        r.driver.set_caps(|c| c.ipam = Ipam::Driver);
+        let net = r.network("n1", "10.180.4.0/24");
+        let sb = r.sandbox("c1");
+        let s = connect(&r.ctx(), "c1", &sb, &req("n1", "web")).unwrap();
+        // The driver's subnet and gateway, not the network's pool.
+        assert_eq!(
+            (s.ip_address.as_str(), s.ip_prefix_len, s.gateway.as_str()),
+            ("10.180.99.77", 26, "10.180.99.65")
+        );
+        assert_eq!(s.mac_address, "02:00:00:00:00:77");
+        let ep = &r.endpoints(&net)["c1"];
+        assert_eq!(ep.ip, Some("10.180.99.77".parse().unwrap()));
+        assert_eq!(ep.container_id, "c1");
+        // What the container asks for reaches the driver.
+        let sb2 = r.sandbox("c2");
+        let mut want = req("n1", "db");
+        want.ip = Some("10.180.99.80".parse().unwrap());
+        let s = connect(&r.ctx(), "c2", &sb2, &want).unwrap();
+        assert_eq!(s.ip_address, "10.180.99.80");
     }
 
     #[test]

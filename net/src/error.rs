@@ -26,6 +26,9 @@ pub enum Error {
     },
     #[error(transparent)]
     State(#[from] statefile::Error),
+    /// A CNI plugin failed, timed out or answered nonsense; the message names it.
+    #[error("{0}")]
+    Plugin(String),
     /// A firewall backend refused or failed an operation.
     #[error("{backend}: {message}")]
     Firewall {

@@ -39,6 +39,10 @@
 //!   `cluster::sync`/`cluster::inspect` (`network ls`/`inspect` across hosts),
 //!   `cluster::agent::{ensure, serve_main}` (the per-root helper, restarted by any command).
 //!
+//! - CNI networks (`driver::cni`): the CNI configuration directory's lists (RBOX_CNI_CONF_DIR)
+//!   are networks of every root, `Store::list`/`load` include them; `connect`/`release` run
+//!   their plugins (ADD/DEL), and `reserve` + `publish_reserved` hand `-p` to their portmap.
+//!
 //! Also for the CLI: `manage::{create, remove, prune, reload}` (`rbox network ...`),
 //! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
 //! `system prune`), `Store` (list/find networks), `docker` (Docker's JSON and column shapes),
@@ -93,6 +97,9 @@ pub struct EndpointRequest {
     pub aliases: Vec<String>,
     /// The container's `--dns` servers: the embedded resolver relays its other queries there.
     pub dns: Vec<IpAddr>,
+    /// The host ports reserved for the container on this network (`Reserved::bindings`), for a
+    /// driver that maps them itself when the container joins (`Driver::maps_ports`).
+    pub ports: Vec<PortBinding>,
 }
 
 /// What joining configured: Docker's `NetworkSettings.Networks[NAME]`.

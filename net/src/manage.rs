@@ -215,6 +215,19 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
             "only one instance of \"{driver_name}\" network is allowed"
         )));
     }
+    if caps.ipam == Ipam::Driver
+        && (opts.subnet.is_some()
+            || opts.gateway.is_some()
+            || opts.ip_range.is_some()
+            || !opts.aux_addresses.is_empty()
+            || opts.ipv6
+            || opts.subnet6.is_some())
+    {
+        return Err(Error::Invalid(format!(
+            "the {driver_name} driver assigns addresses itself: --subnet, --gateway, \
+             --ip-range, --aux-address and --ipv6 do not apply"
+        )));
+    }
     let pools = PoolRequest::parse(opts)?;
     let mut options: BTreeMap<String, String> = BTreeMap::new();
     for o in &opts.options {
@@ -279,6 +292,7 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
             net.name
         )));
     }
+    ctx.driver(&net)?.check_remove(&net)?;
     let _all = store.lock_all()?;
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;
@@ -307,6 +321,11 @@ pub fn prune(root: &Path) -> Result<Vec<String>> {
     let ctx = Context::new(root)?;
     let nets = ctx.store.list()?;
     let mut removed = Vec::new();
+    for n in &nets {
+        if let Err(e) = sweep(&ctx, &n.id) {
+            tracing::warn!(network = %n.name, "giving back what failed releases left: {e}");
+        }
+    }
     // A global network is the cluster's: it goes with `network rm`, not with one host's prune.
     for n in nets
         .iter()
@@ -317,6 +336,13 @@ pub fn prune(root: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+/// `Driver::sweep` of network `id`, under its lock.
+fn sweep(ctx: &Context, id: &str) -> Result<()> {
+    let _lock = ctx.store.lock(id)?;
+    let net = ctx.store.load(id)?;
+    ctx.driver(&net)?.sweep(&net)
 }
 
 /// Re-applies every network's rules from state, e.g. after `iptables -F`: one batch for all

@@ -7,6 +7,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,12 @@ use crate::ipam::{Ipam6Config, IpamConfig};
 pub const DEFAULT_BRIDGE_NAME: &str = "bridge";
 
 /// One container's endpoint on a network: its lease and the interfaces carrying it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointRecord {
+    /// The container it belongs to (also its key in `Network::endpoints`), for drivers whose
+    /// host-side state is keyed by the container (a CNI attachment).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
     pub container_name: String,
     pub endpoint_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +46,27 @@ pub struct EndpointRecord {
     /// The container's `--dns` servers: where the embedded resolver relays its other queries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_servers: Vec<std::net::IpAddr>,
+    /// Host ports the driver maps to this endpoint itself (`Driver::maps_ports`): what `run -p`
+    /// reserved for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::ports::PortBinding>,
+    /// The subnets and gateways of the addresses a driver assigned (`Ipam::Driver`), as it
+    /// gave them: they need not be the network's pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<Assigned>,
+}
+
+/// Where a driver-assigned address lives (`EndpointRecord::assigned`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assigned {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Ipv4Network>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Network>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,6 +197,15 @@ impl Store {
     }
 
     pub fn save(&self, net: &Network) -> Result<()> {
+        // A network defined outside the root has a state file only while it has endpoints.
+        if net.endpoints.is_empty() && driver::is_external(net) {
+            return match fs::remove_file(self.file(&net.id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io(format!("removing network {}", net.id))(e))
+                }
+                _ => Ok(()),
+            };
+        }
         let dir = self.dir();
         fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         Ok(statefile::write_json(&self.file(&net.id), net)?)
@@ -181,8 +216,13 @@ impl Store {
         fs::remove_file(self.file(id)).map_err(io(format!("removing network {id}")))
     }
 
+    /// The network `id`: its state file, else a network defined outside the root that has
+    /// none yet (a CNI conflist of the config dir).
     pub fn load(&self, id: &str) -> Result<Network> {
-        read(&self.file(id))?.ok_or_else(|| Error::NetworkNotFound(id.to_string()))
+        match read(&self.file(id))? {
+            Some(n) => Ok(n),
+            None => driver::external(id).ok_or_else(|| Error::NetworkNotFound(id.to_string())),
+        }
     }
 
     /// Every network, the predefined ones first, then by name.
@@ -197,7 +237,10 @@ impl Store {
         let mut nets = Vec::new();
         let entries = match fs::read_dir(self.dir()) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(nets),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                driver::merge_external(&mut nets);
+                return Ok(nets);
+            }
             Err(e) => return Err(io("reading networks")(e)),
         };
         for entry in entries.flatten() {
@@ -209,6 +252,7 @@ impl Store {
                 nets.push(n);
             }
         }
+        driver::merge_external(&mut nets);
         Ok(nets)
     }
 
@@ -265,6 +309,7 @@ fn read(path: &Path) -> Result<Option<Network>> {
     Ok(statefile::read_json_opt::<Stored>(path)?.map(|s| {
         let mut net = s.net;
         s.legacy.migrate(&mut net);
+        driver::refresh(&mut net);
         net
     }))
 }

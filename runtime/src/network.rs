@@ -126,6 +126,7 @@ pub fn request(name: &str, s: &Settings, a: &Attachment) -> Result<net::Endpoint
         mac: None,
         aliases: a.aliases.clone(),
         dns: dns_servers(s),
+        ports: Vec::new(),
     })
 }
 
@@ -184,6 +185,11 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::
             mac: rec.settings.mac_address.clone(),
             aliases: rec.settings.aliases.clone(),
             dns: dns_servers(&rec.settings),
+            // For a network whose driver maps them itself as the container joins.
+            ports: reserved
+                .as_ref()
+                .map(|r| r.bindings().to_vec())
+                .unwrap_or_default(),
         };
         let ep = net::connect(&paths.root, &paths.id, &sandbox, &req)?;
         rec.networks.insert(ep.network_name.clone(), ep);

@@ -452,7 +452,11 @@ fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
         eprintln!("Warning: global networks may be out of date: {e}");
     }
     let mut rows = Vec::new();
-    for n in net::Store::new(root).list()? {
+    let nets = net::Store::new(root).list()?;
+    for p in net::driver::cni::problems(&nets) {
+        eprintln!("WARNING: CNI configuration {p}");
+    }
+    for n in nets {
         if matches(&n, &filters)? {
             rows.push(row(&n, a.no_trunc));
         }

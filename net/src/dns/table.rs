@@ -71,7 +71,7 @@ pub fn serves(net: &Network) -> bool {
 
 /// `serves` for a network whose driver's capabilities are `caps`.
 pub fn serves_with(net: &Network, caps: &Caps) -> bool {
-    caps.dns && !net.default && net.ipam.is_some()
+    caps.dns && !net.default && net.ipam.is_some() && net.driver_opts.gateway_on_host()
 }
 
 /// Every network served, with the endpoints whose sandbox still exists (a lease left by a

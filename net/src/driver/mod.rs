@@ -9,8 +9,12 @@
 //! and call the trait. Drivers whose endpoints are children of a host link (macvlan, ipvlan)
 //! share `parent` (the parent link, VLAN and dummy links, the host shim, wiring a child into a
 //! sandbox); a new one of that kind also gets an arm in `DriverOpts::parent`.
+//! `cni` is the one driver with state outside the root's network files (the directory's lists,
+//! its attachment records under `<root>/cni/`): `merge_external`, `external` and `refresh` are
+//! its hooks into the `Store`.
 
 pub mod bridge;
+pub mod cni;
 pub mod host;
 pub mod ipvlan;
 pub mod macvlan;
@@ -20,6 +24,7 @@ pub mod parent;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +88,7 @@ pub enum DriverOpts {
     #[default]
     None,
     Bridge(bridge::Options),
+    Cni(cni::Options),
     Macvlan(macvlan::Options),
     Ipvlan(ipvlan::Options),
     Overlay(overlay::Options),
@@ -95,7 +101,35 @@ impl DriverOpts {
         match self {
             DriverOpts::Macvlan(o) => Some(&o.parent),
             DriverOpts::Ipvlan(o) => Some(&o.parent),
-            DriverOpts::None | DriverOpts::Bridge(_) | DriverOpts::Overlay(_) => None,
+            DriverOpts::None
+            | DriverOpts::Bridge(_)
+            | DriverOpts::Cni(_)
+            | DriverOpts::Overlay(_) => None,
+        }
+    }
+
+    /// `network inspect`'s `IPAM.Driver`.
+    pub fn ipam_driver(&self) -> String {
+        match self {
+            DriverOpts::Cni(o) => cni::ipam_driver(o).unwrap_or_else(|| "cni".into()),
+            _ => "default".into(),
+        }
+    }
+
+    /// Whether the embedded resolver can serve the network's containers: it listens on the
+    /// gateway, which must then be an address of the host (not so on a CNI macvlan LAN).
+    pub fn gateway_on_host(&self) -> bool {
+        match self {
+            DriverOpts::Cni(o) => cni::gateway_on_host(o),
+            _ => true,
+        }
+    }
+
+    /// What `network inspect` shows of the driver's settings beside Docker's fields.
+    pub fn inspect(&self) -> Option<(&'static str, serde_json::Value)> {
+        match self {
+            DriverOpts::Cni(o) => Some(("CNI", cni::inspect(o))),
+            _ => None,
         }
     }
 }
@@ -140,6 +174,20 @@ pub trait Driver {
     fn check(&self, net: &Network, others: &[Network]) -> Result<()> {
         let _ = (net, others);
         Ok(())
+    }
+
+    /// Refuses `network rm` of a network that is not the root's to remove (a CNI list of the
+    /// configuration directory goes with its file).
+    fn check_remove(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Whether the driver maps published ports itself when an endpoint joins (a CNI list's
+    /// portmap): `connect` hands it the reserved host ports in `EndpointRecord::ports`, and
+    /// rbox only holds and records them, writing no firewall rules for them.
+    fn maps_ports(&self) -> bool {
+        false
     }
 
     /// What the user should be told about a new network that is nonetheless made (`network
@@ -196,6 +244,14 @@ pub trait Driver {
     /// Removes what `create_network` made.
     fn delete_network(&self, net: &Network, fw: &dyn Firewall) -> Result<()> {
         let _ = (net, fw);
+        Ok(())
+    }
+
+    /// Gives back what the driver still holds for endpoints `net` no longer records (a
+    /// `release` that failed after the lease was dropped). `net` is freshly loaded under its
+    /// lock, so an endpoint being joined is in it.
+    fn sweep(&self, net: &Network) -> Result<()> {
+        let _ = net;
         Ok(())
     }
 
@@ -258,10 +314,17 @@ pub trait Driver {
     }
 }
 
-/// The driver called `name` (Docker's `-d` value).
+/// The driver called `name` (Docker's `-d` value), for its capabilities and options.
 pub fn driver(name: &str) -> Result<Box<dyn Driver>> {
+    for_root(name, None)
+}
+
+/// The driver called `name` acting on `root` (drivers that record state under the root,
+/// such as `cni`, need it to join and release).
+pub fn for_root(name: &str, root: Option<&Path>) -> Result<Box<dyn Driver>> {
     match name {
         "bridge" => Ok(Box::new(bridge::Bridge)),
+        "cni" => Ok(Box::new(cni::Cni::new(root))),
         "host" => Ok(Box::new(host::Host)),
         "macvlan" => Ok(Box::new(macvlan::Macvlan)),
         "ipvlan" => Ok(Box::new(ipvlan::Ipvlan)),
@@ -281,6 +344,27 @@ pub(crate) fn predefined(used: &[ipnetwork::Ipv4Network]) -> Result<Vec<Network>
         host::network(),
         null::network(),
     ])
+}
+
+/// Adds to a root's stored networks those defined outside it (the CNI configuration
+/// directory's), as `Store::list` shows them.
+pub(crate) fn merge_external(stored: &mut Vec<Network>) {
+    cni::merge(stored);
+}
+
+/// Whether `net` is defined outside the root (a CNI list of the configuration directory).
+pub(crate) fn is_external(net: &Network) -> bool {
+    cni::options(net).is_ok_and(|o| o.discovered)
+}
+
+/// A network defined outside the root that it has not stored yet, by id.
+pub(crate) fn external(id: &str) -> Option<Network> {
+    cni::external(id)
+}
+
+/// Brings a stored network defined outside the root in line with its definition.
+pub(crate) fn refresh(net: &mut Network) {
+    cni::refresh(net);
 }
 
 /// Docker's refusal of a `-o` key the driver does not know.
