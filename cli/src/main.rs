@@ -113,6 +113,10 @@ fn main() {
         std::process::exit(exit::report(&e.into(), 125));
     }
     std::env::set_var("RBOX_FIREWALL", &cli.firewall);
+    // Before anything reads the root (the cluster settings in its config.json).
+    if let Err(e) = check_root(&cli.root) {
+        std::process::exit(exit::report(&e, default_code));
+    }
     match net::cluster::select(
         &cli.root,
         cli.cluster_store.as_deref(),
@@ -146,7 +150,7 @@ fn main() {
             tracing::warn!("restarting the DNS resolver: {e}");
         }
     }
-    let code = match check_root(&cli.root).and_then(|_| commands::run(&cli)) {
+    let code = match commands::run(&cli) {
         Ok(code) => code,
         Err(e) => exit::report(&e, default_code),
     };
