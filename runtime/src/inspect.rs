@@ -72,7 +72,11 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         "ResolvConfPath": paths.dir.join("resolv.conf"),
         "HostnamePath": paths.dir.join("hostname"),
         "HostsPath": paths.dir.join("hosts"),
-        "LogPath": paths.log(),
+        // Docker shows the file of json-file only: local's format is not an interface.
+        "LogPath": match s.log_config.driver() {
+            "json-file" => crate::logs::path(&paths, r).map(|p| p.display().to_string()).unwrap_or_default(),
+            _ => String::new(),
+        },
         "Name": format!("/{}", r.name),
         "RestartCount": r.restart_count,
         "Driver": "overlay",
@@ -97,7 +101,7 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
             "PidsLimit": if s.pids_limit > 0 { Value::from(s.pids_limit) } else { Value::Null },
             "PortBindings": net::docker::port_bindings(&specs),
             "PublishAllPorts": s.publish_all,
-            "LogConfig": {"Type": "json-file", "Config": {}},
+            "LogConfig": {"Type": s.log_config.driver(), "Config": s.log_config.opts},
             "SecurityOpt": if s.security_opt.is_empty() { Value::Null } else { json!(s.security_opt) },
             "Privileged": false,
         },

@@ -120,6 +120,29 @@ pub struct Settings {
     /// `--stop-timeout` in seconds (Config.StopTimeout); `None` = 10, -1 = wait for ever.
     #[serde(default)]
     pub stop_timeout: Option<i64>,
+    /// `--log-driver`/`--log-opt` merged with the root's defaults (HostConfig.LogConfig).
+    #[serde(default)]
+    pub log_config: LogConfig,
+}
+
+/// How a container's output is kept, as recorded: the effective driver and options, checked
+/// at create (`logs::resolve`). Records of older rbox versions have none: json-file without
+/// limits, what they were written with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// "json-file", "local", "none"; "" = json-file.
+    pub driver: String,
+    pub opts: BTreeMap<String, String>,
+}
+
+impl LogConfig {
+    pub fn driver(&self) -> &str {
+        if self.driver.is_empty() {
+            "json-file"
+        } else {
+            &self.driver
+        }
+    }
 }
 
 /// A network joined with `network connect`: joined again at every start, as Docker keeps it

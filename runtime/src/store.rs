@@ -47,9 +47,6 @@ impl Paths {
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
-    pub fn log(&self) -> PathBuf {
-        self.dir.join(format!("{}-json.log", self.id))
-    }
     /// Outside the container dir: a unix socket path must fit in 108 bytes.
     pub fn console_socket(&self) -> PathBuf {
         std::env::temp_dir().join(format!(

@@ -120,16 +120,7 @@ pub enum Common {
         containers: Vec<String>,
     },
     /// Fetch the logs of a container
-    Logs {
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Number of lines to show from the end of the logs ("all")
-        #[arg(short = 'n', long, default_value = "all")]
-        tail: String,
-        #[arg(short = 't', long)]
-        timestamps: bool,
-        container: String,
-    },
+    Logs(LogsArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait {
         #[arg(required = true)]
@@ -193,6 +184,26 @@ pub struct RunArgs {
     rm: bool,
     #[command(flatten)]
     create: CreateArgs,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs ("all")
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    timestamps: bool,
+    /// Show logs since timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m")
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m")
+    #[arg(long)]
+    until: Option<String>,
+    container: String,
 }
 
 #[derive(Args)]
@@ -330,12 +341,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             true => lifecycle::remove_with_volumes(root, c, *force).map(|_| ()),
             false => lifecycle::remove(root, c, *force).map(|_| ()),
         }),
-        Common::Logs {
-            follow,
-            tail,
-            timestamps,
-            container,
-        } => logs_cmd(cli, *follow, tail, *timestamps, container),
+        Common::Logs(a) => logs_cmd(cli, a),
         Common::Wait { containers } => {
             for c in containers {
                 let code = lifecycle::wait(root, c).map_err(rt)?;
@@ -526,69 +532,44 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn logs_cmd(cli: &Cli, follow: bool, tail: &str, timestamps: bool, container: &str) -> Result<i32> {
-    let rec = lifecycle::find(&cli.root, container).map_err(rt)?;
+fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
+    let now = chrono::Utc::now();
+    let time = |v: &Option<String>, flag: &str| {
+        v.as_deref()
+            .map(|s| runtime::timestamp::parse(s, now))
+            .transpose()
+            .map_err(|e| anyhow!("invalid value for \"{flag}\": {e}"))
+    };
+    let (since, until) = (time(&a.since, "since")?, time(&a.until, "until")?);
+    let rec = lifecycle::find(&cli.root, &a.container).map_err(rt)?;
     let paths = runtime::Paths::new(&cli.root, &rec.id);
-    let tail = match tail {
+    let tail = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
             n.parse::<usize>()
                 .map_err(|_| anyhow!("invalid value for --tail: {n}"))?,
         ),
     };
-    let opts = logs::ReadOptions { tail, timestamps };
-    let offset = logs::print(&paths.log(), &opts)?;
-    if !follow {
-        return Ok(0);
+    let opts = logs::ReadOptions {
+        tail,
+        timestamps: a.timestamps,
+        since,
+        until,
+    };
+    let log = logs::reader(&paths, &rec).map_err(rt)?;
+    let (mut out, mut err) = (
+        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
+        std::io::stderr().lock(),
+    );
+    let pos = log.print(&opts, &mut out, &mut err)?;
+    // Said last, where a reader of the output sees it: what the log does not hold.
+    if let Some(lost) = logs::lost_now(&paths, &rec) {
+        eprintln!("rbox: the log is not being written: {lost}");
     }
-    follow_log(&paths, offset, &opts)
-}
-
-/// `logs -f`: prints what the monitor appends, woken by inotify on the container's directory,
-/// until the monitor exits (a thread blocks on its lock and closes a pipe then).
-fn follow_log(paths: &runtime::Paths, mut offset: u64, opts: &logs::ReadOptions) -> Result<i32> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let (done_rx, done_tx) = nix::unistd::pipe().map_err(|e| anyhow!("pipe: {e}"))?;
-    let watched = paths.clone();
-    std::thread::spawn(move || {
-        runtime::store::wait_monitor(&watched);
-        drop(done_tx);
-    });
-    // SAFETY: inotify_init1 returns a new descriptor or -1.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-    if fd < 0 {
-        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
+    if a.follow {
+        logs::follow(&paths, &log, pos, &opts, &mut out, &mut err)?;
     }
-    // SAFETY: the kernel just gave us this descriptor.
-    let ino = unsafe { OwnedFd::from_raw_fd(fd) };
-    let dir = std::ffi::CString::new(paths.dir.as_os_str().as_encoded_bytes())?;
-    // SAFETY: a valid descriptor and a NUL-terminated path.
-    if unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY | libc::IN_CREATE) } < 0 {
-        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
-    }
-    let mut fds = [
-        libc::pollfd {
-            fd: ino.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: done_rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let mut events = [0u8; 4096];
-    loop {
-        offset = logs::print_from(&paths.log(), offset, opts)?;
-        if fds[1].revents != 0 {
-            return Ok(0);
-        }
-        // SAFETY: poll on two descriptors we own; EINTR comes back as -1 and loops.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        // SAFETY: a non-blocking read of pending events into our buffer.
-        while unsafe { libc::read(fd, events.as_mut_ptr().cast(), events.len()) } > 0 {}
-    }
+    Ok(0)
 }
 
 /// Docker's `top`: the host's `ps` (default `-ef`), keeping the header and the rows whose PID

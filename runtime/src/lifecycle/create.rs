@@ -18,6 +18,10 @@ pub struct CreateOptions {
     pub cmd: Vec<String>,
     /// Replaces the image's Entrypoint (and then its Cmd) when set; "" clears it.
     pub entrypoint: Option<String>,
+    /// `--log-driver` and `--log-opt KEY=VALUE`s, merged with the root's defaults into
+    /// `settings.log_config`.
+    pub log_driver: Option<String>,
+    pub log_opts: Vec<String>,
     pub settings: Settings,
 }
 
@@ -75,6 +79,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         s.stop_signal = cfg.stop_signal.clone();
     }
     check_lifecycle_options(&s)?;
+    s.log_config = crate::logs::resolve(root, opts.log_driver.as_deref(), &opts.log_opts)?;
     crate::mounts::check(&s.mounts)?;
     crate::mounts::name_anonymous(&mut s.mounts);
     let _names = store::names_lock(root)?;

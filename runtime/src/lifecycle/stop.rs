@@ -65,7 +65,7 @@ pub fn stop(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
         let (signal, timeout) = opts.resolve(&rec);
         match ask(root, &rec, Request::Stop { signal, timeout })? {
             Some(Reply::Err(m)) => return Err(refused(m)),
-            Some(Reply::Ok(_)) => {
+            Some(Reply::Ok(_) | Reply::Status(_)) => {
                 store::wait_monitor(&Paths::new(root, &rec.id));
                 // Gone when --rm removed it.
                 return Ok(find(root, &rec.id).unwrap_or(rec));
@@ -91,7 +91,7 @@ pub fn kill(root: &Path, key: &str, sig: i32) -> Result<Record> {
         }
         match ask(root, &rec, Request::Kill { signal: sig })? {
             Some(Reply::Err(m)) => return Err(refused(m)),
-            Some(Reply::Ok(_)) => {
+            Some(Reply::Ok(_) | Reply::Status(_)) => {
                 if sig == libc::SIGKILL {
                     store::wait_monitor(&Paths::new(root, &rec.id));
                 }
@@ -127,7 +127,7 @@ pub fn restart(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
     }
     let (signal, timeout) = opts.resolve(&rec);
     match ask(root, &rec, Request::Restart { signal, timeout })? {
-        Some(Reply::Ok(_)) => find(root, &rec.id),
+        Some(Reply::Ok(_) | Reply::Status(_)) => find(root, &rec.id),
         Some(Reply::Err(m)) => Err(refused(m)),
         // Its monitor died meanwhile: stop what got adopted, then start.
         None => {

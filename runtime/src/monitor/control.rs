@@ -39,6 +39,8 @@ pub(crate) enum Request {
     },
     /// Answered with the exit code once the current run ends.
     Wait,
+    /// Answered at once with what the monitor knows that no file may show (`Status`).
+    Status,
 }
 
 impl Request {
@@ -49,6 +51,7 @@ impl Request {
             Request::Kill { signal } => format!("kill {signal}"),
             Request::Restart { signal, timeout } => format!("restart {signal} {}", secs(timeout)),
             Request::Wait => "wait".into(),
+            Request::Status => "status".into(),
         }
     }
 
@@ -71,9 +74,17 @@ impl Request {
                 timeout: timeout(t)?,
             }),
             ["wait"] => Some(Request::Wait),
+            ["status"] => Some(Request::Status),
             _ => None,
         }
     }
+}
+
+/// The answer to `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Status {
+    /// Output being lost (the log cannot be written), as a sentence.
+    pub lost: Option<String>,
 }
 
 /// The monitor's answer.
@@ -82,6 +93,7 @@ pub(crate) enum Reply {
     /// Done; `wait` carries the exit code.
     Ok(Option<i32>),
     Err(String),
+    Status(Status),
 }
 
 impl Reply {
@@ -90,10 +102,16 @@ impl Reply {
             Reply::Ok(None) => "ok".into(),
             Reply::Ok(Some(c)) => format!("ok {c}"),
             Reply::Err(m) => format!("err {m}"),
+            Reply::Status(s) => format!("status\n{}", s.lost.as_deref().unwrap_or("")),
         }
     }
 
     fn decode(s: &str) -> Reply {
+        if let Some(rest) = s.strip_prefix("status\n").or((s == "status").then_some("")) {
+            return Reply::Status(Status {
+                lost: (!rest.is_empty()).then(|| rest.to_string()),
+            });
+        }
         match s.split_once(' ') {
             _ if s == "ok" => Reply::Ok(None),
             Some(("ok", c)) => Reply::Ok(c.parse().ok()),
@@ -283,6 +301,7 @@ mod tests {
                 timeout: Some(Duration::ZERO),
             },
             Request::Wait,
+            Request::Status,
         ] {
             assert_eq!(Request::decode(&r.encode()), Some(r));
         }
@@ -291,6 +310,10 @@ mod tests {
             Reply::Ok(None),
             Reply::Ok(Some(137)),
             Reply::Err("no such thing".into()),
+            Reply::Status(Status::default()),
+            Reply::Status(Status {
+                lost: Some("12 bytes lost".into()),
+            }),
         ] {
             assert_eq!(Reply::decode(&r.encode()), r);
         }

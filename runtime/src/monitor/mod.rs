@@ -274,7 +274,11 @@ impl<'a> Monitor<'a> {
             Ok(x) => x,
             Err(e) => return Err(Box::new((e, rec))),
         };
-        let log = attached.log.take();
+        let mut log = attached.log.take();
+        if let Some(l) = &mut log {
+            // A detached monitor is single-threaded: a forked child may gzip rotated files.
+            l.compress_in_background(attach == Attach::Detached);
+        }
         let mut m = Monitor {
             paths,
             restarts: Restarts::new(rec.settings.restart_policy, rec.restart_count),
@@ -450,6 +454,16 @@ impl<'a> Monitor<'a> {
     fn request(&mut self, req: Request, conn: Conn) {
         match req {
             Request::Wait => self.waiters.push(conn),
+            Request::Status => conn.reply(&Reply::Status(control::Status {
+                lost: self.sink.log.as_ref().and_then(|l| l.lost()).map(|l| {
+                    format!(
+                        "{} bytes of output lost since {}: {}",
+                        l.bytes,
+                        l.since.rfc3339(),
+                        l.error
+                    )
+                }),
+            })),
             Request::Kill { signal } => conn.reply(&match self.kill(signal) {
                 Ok(()) => Reply::Ok(None),
                 Err(e) => Reply::Err(e),
@@ -570,14 +584,7 @@ impl<'a> Monitor<'a> {
             Err(e) => {
                 tracing::warn!(id = %self.paths.id, "restarting: {e}");
                 if let Some(l) = self.sink.log.as_mut() {
-                    l.write(
-                        Stream::Stderr,
-                        format!(
-                            "rbox: restarting failed: {e}
-"
-                        )
-                        .as_bytes(),
-                    );
+                    l.note(Stream::Stderr, &format!("rbox: restarting failed: {e}"));
                 }
                 self.rec.state.error = e.to_string();
                 self.done = true;
@@ -592,7 +599,7 @@ impl<'a> Monitor<'a> {
     /// Releases the container and records how it ended (or removes it, with --rm).
     fn end(mut self, mut claim: File, code: i32) -> Result<i32> {
         if let Some(l) = &mut self.sink.log {
-            l.flush();
+            l.finish();
         }
         for c in self.restarters.drain(..).chain(self.waiters.drain(..)) {
             c.reply(&Reply::Ok(Some(code)));

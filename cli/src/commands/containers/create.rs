@@ -105,6 +105,12 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
     pub stop_timeout: Option<i64>,
+    /// Logging driver for the container (json-file, local, none)
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size, max-file, compress, labels, env)
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, env = "RBOX_PULL", default_value = "missing")]
     pub pull: images::PullPolicy,
@@ -193,6 +199,8 @@ impl CreateArgs {
             image: self.image.clone(),
             cmd: self.cmd.clone(),
             entrypoint: self.entrypoint.clone(),
+            log_driver: self.log_driver.clone(),
+            log_opts: self.log_opt.clone(),
             settings: Settings {
                 hostname: self.hostname.clone().unwrap_or_default(),
                 env,

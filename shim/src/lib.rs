@@ -1,0 +1,11 @@
+//! What the container monitor keeps doing while its container runs, in a crate of its own so
+//! that the monitor's small mode (the `rbox-shim` binary) can do it without linking, or
+//! touching the pages of, libcontainer and the rest of rbox:
+//!
+//! - `logs`: json-file and local logs, bounded (rotation, compression), written in batches;
+//! - `time`: RFC 3339 timestamps without a date library.
+//!
+//! The full monitor (runtime::monitor) uses the same code, so both modes write the same files.
+
+pub mod logs;
+pub mod time;
