@@ -1,4 +1,6 @@
-//! Exit codes as Docker's: an error from rbox itself is 125 with one line on stderr.
+//! Exit codes as Docker's CLI gives them: an error of `run`/`create` is 125, of any other
+//! command 1 (Docker's "daemon-side" errors), with one line on stderr; a bad flag is 125 and a
+//! missing argument 1 for every command (cobra's flag errors vs. its argument checks).
 
 use std::fmt;
 
@@ -27,11 +29,12 @@ impl fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-/// Prints the error as one line and returns the exit code for it.
-pub fn report(e: &anyhow::Error) -> i32 {
+/// Prints the error as one line and returns the exit code for it: its own, or `default`
+/// (125 for `run`/`create`, 1 for the other commands).
+pub fn report(e: &anyhow::Error, default: i32) -> i32 {
     let (code, msg) = match e.downcast_ref::<Exit>() {
         Some(x) => (x.code, x.message.clone()),
-        None => (125, format!("{e:#}")),
+        None => (default, format!("{e:#}")),
     };
     if !msg.is_empty() {
         eprintln!("Error: {}", msg.replace('\n', " "));
@@ -39,20 +42,19 @@ pub fn report(e: &anyhow::Error) -> i32 {
     code
 }
 
-/// A command line clap cannot parse: help and version print and exit 0; anything else is a
-/// usage error, which Docker reports with exit 125 (clap's own default is 2).
+/// A command line clap cannot parse: help and version print and exit 0; a missing argument
+/// or an unknown command exits 1, as Docker's argument checks (plain errors, docker/cli
+/// `cli/required.go`); a bad flag or flag value exits 125, as Docker's flag errors (clap's own
+/// default is 2).
 pub fn usage(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
-    match e.kind() {
+    let code = match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
         // Docker prints the usage for `docker` or `docker network` alone, and exits 0.
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            let _ = e.print();
-            std::process::exit(0)
-        }
-        _ => {
-            let _ = e.print();
-            std::process::exit(125)
-        }
-    }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => 0,
+        ErrorKind::MissingRequiredArgument | ErrorKind::InvalidSubcommand => 1,
+        _ => 125,
+    };
+    let _ = e.print();
+    std::process::exit(code)
 }

@@ -1,10 +1,11 @@
 //! `rbox`: parse the command line, call the crates, print. Errors become Docker's exit codes:
-//! 125 for an rbox error, 126/127 for a command that cannot run / is not found, else the
-//! container's own code.
+//! for `run`/`create` 125 for an rbox error, 126/127 for a command that cannot run / is not
+//! found, else the container's own code; 1 for an error of any other command.
 
 mod commands;
 mod exit;
 mod format;
+mod prompt;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,10 @@ pub enum Command {
     Dns(commands::dns::Cmd),
     #[command(flatten)]
     Volumes(commands::volumes::Cmd),
+    /// Return low-level information on Docker objects
+    Inspect(commands::inspect::InspectArgs),
+    #[command(flatten)]
+    System(commands::system::Cmd),
 }
 
 fn main() {
@@ -72,17 +77,37 @@ fn main() {
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .init();
     }
+    let default_code = commands::error_exit_code(&cli.cmd);
+    if !commands::owns_processes(&cli.cmd) {
+        // As Docker's CLI: a reader that went away (`rbox ps -q | head -1`) ends the command
+        // silently. Commands that own a container keep ignoring SIGPIPE (the Rust default)
+        // and stop copying to a closed stdout instead of dying with their container's state.
+        // SAFETY: restoring a signal's default disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // A setting the host cannot honour is a usage error of every command (exit 125), as a bad
     // daemon flag is for dockerd. The processes rbox starts (monitors) inherit the choice.
     if let Err(e) = net::firewall::select(&cli.firewall) {
-        std::process::exit(exit::report(&e.into()));
+        std::process::exit(exit::report(&e.into(), 125));
     }
     std::env::set_var("RBOX_FIREWALL", &cli.firewall);
-    let code = match commands::run(&cli) {
+    let code = match check_root(&cli.root).and_then(|_| commands::run(&cli)) {
         Ok(code) => code,
-        Err(e) => exit::report(&e),
+        Err(e) => exit::report(&e, default_code),
     };
     std::process::exit(code);
+}
+
+/// Every command refuses a `--root` that exists but is no directory (it would otherwise read
+/// as an empty root, e.g. `ps` printing an empty table).
+fn check_root(root: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::metadata(root) {
+        Ok(m) if !m.is_dir() => Err(anyhow::anyhow!(
+            "--root {}: not a directory",
+            root.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A panic must never unwind: in a child that libcontainer forked without exec, unwinding

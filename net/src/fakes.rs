@@ -97,7 +97,7 @@ impl Driver for RecordingDriver {
     }
     fn delete_network(&self, net: &Network, fw: &dyn Firewall) -> Result<()> {
         self.call("delete_network", &net.name)?;
-        fw.remove_network(&fw_network(net))
+        fw.remove_network(&fw_network(net), true)
     }
     fn new_endpoint(&self, net: &Network, _: &str, ep: &mut EndpointRecord) {
         ep.host_veth = format!("rec-{}", net.name);
@@ -167,7 +167,7 @@ impl Firewall for RecordingFirewall {
         let names: Vec<&str> = nets.iter().map(|n| n.bridge.as_str()).collect();
         self.call("install_networks", &names.join(","))
     }
-    fn remove_network(&self, net: &FwNetwork) -> Result<()> {
+    fn remove_network(&self, net: &FwNetwork, _: bool) -> Result<()> {
         self.call("remove_network", &net.bridge)
     }
     fn add_ports(&self, p: &FwPorts) -> Result<()> {

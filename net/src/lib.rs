@@ -21,8 +21,11 @@
 //!   `reclaim(root, container_id)` -> `(Vec<PortBinding>, Reservation)`: binds the recorded
 //!   host ports again for a new holder after the old one died (a monitor adopting a running
 //!   container); a port taken meanwhile is dropped with its rules.
-//!   TCP on `[::1]` goes through a proxy process that `publish` starts (on the caller's main
-//!   thread: it dies with it) and `unpublish` stops: `port_proxy` is its body.
+//!   `reserve(root, &network, &specs)` before joining + `publish_reserved` after it is the same
+//!   with a taken port refused before any link exists (what `run` does). TCP that the kernel
+//!   cannot forward (`[::1]`, IPv6 of a container without it) goes through a proxy process that
+//!   publishing starts (on the caller's main thread: it dies with it) and `unpublish` stops:
+//!   `port_proxy` is its body.
 //!
 //! - Names: `connect`/`disconnect`/`release` on user networks keep the embedded DNS resolver
 //!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
@@ -65,7 +68,7 @@ pub use driver::{Caps, Namespace};
 pub use error::{Error, Result};
 pub use manage::CreateOptions;
 pub use network::{Network, Store};
-pub use ports::{PortBinding, PortRange, PortSpec, Proto, Reservation};
+pub use ports::{PortBinding, PortRange, PortSpec, Proto, Reservation, Reserved};
 pub use sandbox::Sandbox;
 
 /// What a container asks of one network when it joins it.
@@ -150,13 +153,29 @@ pub fn reclaim(root: &Path, container_id: &str) -> Result<(Vec<PortBinding>, Res
     ports::reclaim(&Context::new(root)?, container_id)
 }
 
+/// Reserves the host ports of `specs` on `network` for a container that is about to join it
+/// (`None`: the network carries no ports), so that a port already allocated fails before any
+/// link exists; `publish_reserved` publishes them once it has joined.
+pub fn reserve(root: &Path, network: &Network, specs: &[PortSpec]) -> Result<Option<Reserved>> {
+    ports::reserve(&Context::new(root)?, network, specs)
+}
+
+pub fn publish_reserved(
+    root: &Path,
+    container_id: &str,
+    reserved: Reserved,
+) -> Result<(Vec<PortBinding>, Reservation)> {
+    ports::publish_reserved(&Context::new(root)?, container_id, reserved)
+}
+
 pub fn unpublish(root: &Path, container_id: &str) -> Result<()> {
     ports::unpublish(&Context::new(root)?, container_id)
 }
 
-/// Body of the hidden `rbox network port-proxy --to ADDR` that `publish` starts for a `[::1]`
-/// port: relays the listening socket on fd 3 to `to` until killed.
-pub fn port_proxy(to: std::net::SocketAddr) -> i32 {
+/// Body of the hidden `rbox network port-proxy --to ADDR...` that `publish` starts for the
+/// ports the kernel cannot forward: relays the listening socket on fd 3+n to `to[n]` until
+/// killed.
+pub fn port_proxy(to: &[std::net::SocketAddr]) -> i32 {
     proxy::serve_main(to)
 }
 

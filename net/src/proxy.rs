@@ -1,4 +1,7 @@
-//! The userland proxy of `-p [::1]:H:C`, the one published path the kernel cannot forward.
+//! The userland proxy of the published paths the kernel cannot forward: `[::1]` (always), and
+//! every IPv6 address of a container that has only IPv4 (`-p H:C` binds `[::]` too, as Docker
+//! does, for clients that try `localhost` as ::1 first). One proxy process per container
+//! serves all its listeners.
 //!
 //! Why not DNAT: tried DNAT in nat OUTPUT plus MASQUERADE of ::1 to the bridge address. The SYN
 //! reaches the container, but its SYN-ACK, un-NATed back to ::1 as it arrives on the bridge, is
@@ -8,15 +11,18 @@
 //! br_nf_pre_routing_finish_ipv6; without br_netfilter, ip6_rcv_finish does the same lookup).
 //! IPv6 has no route_localnet. Docker runs its docker-proxy there too.
 //!
-//! So `publish` puts the reservation socket of `[::1]:H` into listen() and hands it, as fd 3,
-//! to `rbox network port-proxy --to [container]:C` (this binary re-executed). The proxy is then
-//! the port's only holder: killing it frees the port at once and a connection can never wait in
-//! a backlog nobody accepts. It dies with the thread that started it (PR_SET_PDEATHSIG: the
+//! So `publish` puts the reservation sockets of those bindings into listen() and hands them, as
+//! fds 3, 4, ..., to `rbox network port-proxy --to ADDR --to ADDR ...` (this binary
+//! re-executed; the n-th `--to` is where fd 3+n's connections go). Where the kernel DNATs the
+//! rest of a `[::]` binding (a container with IPv6), only ::1 ever reaches the listener. The
+//! proxy is then the ports' only holder: killing it frees them at once and a connection can
+//! never wait in a backlog nobody accepts. It dies with the thread that started it (PR_SET_PDEATHSIG: the
 //! container's monitor, which calls `publish` on its main thread), and `unpublish` kills it by
 //! pid once /proc/PID/stat's start time proves the pid is still that proxy.
 //!
-//! Per connection: a thread per direction (64 KiB stacks), bytes moved with splice(2) through
-//! a pipe, a half-close passed on with shutdown(SHUT_WR), an error closing both sides.
+//! A thread per listener; per connection a thread per direction (64 KiB stacks), bytes moved
+//! with splice(2) through a pipe, a half-close passed on with shutdown(SHUT_WR), an error
+//! closing both sides.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -29,15 +35,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io as io_err, Error, Result};
 
-/// The descriptor the proxy finds its listening socket on.
+/// The descriptor the proxy finds its first listening socket on (the others follow).
 const LISTEN_FD: i32 = 3;
 const STACK: usize = 64 * 1024;
+/// Listeners one proxy takes (a fixed array: the child may not allocate before exec).
+const MAX_LISTENERS: usize = 1024;
 /// Bytes per splice: the pipe is grown to hold it (fewer syscalls per byte than 64 KiB).
 const CHUNK: usize = 256 * 1024;
 
 /// A running proxy, as the ports record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Process {
+    /// The first host port it serves (for logs).
     pub host_port: u16,
     pub pid: i32,
     /// Field 22 of /proc/PID/stat: tells this proxy from a later process given the same pid.
@@ -51,15 +60,20 @@ fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Starts the proxy of `listener` (listening) to `to`. Must run on the thread
-/// that lives as long as the port is held: the proxy is killed when that thread ends.
+/// Starts the proxy of `listeners` (listening sockets, each with the address its connections
+/// go to). Must run on the thread that lives as long as the ports are held: the proxy is killed
+/// when that thread ends.
 pub(crate) fn spawn(
-    listener: OwnedFd,
+    listeners: Vec<(OwnedFd, SocketAddr)>,
     container_id: &str,
     host_port: u16,
-    to: SocketAddr,
 ) -> Result<Process> {
-    let what = format!("starting the port proxy of [::1]:{host_port}");
+    let what = format!("starting the port proxy of port {host_port}");
+    if listeners.len() > MAX_LISTENERS {
+        return Err(Error::Invalid(format!(
+            "{what}: more than {MAX_LISTENERS} ports on IPv6 or ::1"
+        )));
+    }
     // PR_SET_PDEATHSIG fires when the forking *thread* exits; only the main thread's end is
     // the process's end. Every caller (monitor, `network sandbox publish`) publishes there.
     if nix::unistd::gettid() != nix::unistd::getpid() {
@@ -68,16 +82,20 @@ pub(crate) fn spawn(
         )));
     }
     let parent = std::process::id() as i32;
-    let fd = listener.as_raw_fd();
+    let fds: Vec<i32> = listeners.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let n = fds.len() as i32;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("rbox")
         .args(["network", "port-proxy", "--container"])
-        .arg(container_id)
-        .arg("--to")
-        .arg(to.to_string())
-        .stdin(Stdio::null())
+        .arg(container_id);
+    for (_, to) in &listeners {
+        cmd.arg("--to").arg(to.to_string());
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // Above every source and target slot, so that placing one never overwrites another.
+    let spare = fds.iter().copied().max().unwrap_or(0).max(LISTEN_FD + n) + 1;
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -90,20 +108,29 @@ pub(crate) fn spawn(
             }
             // Its own session: a terminal's ^C or hangup reaches the monitor's group, not it.
             libc::setsid();
-            // Nothing else of the monitor's (its report pipe would keep `run -d` waiting).
-            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
-            let r = if fd == LISTEN_FD {
-                libc::fcntl(fd, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, LISTEN_FD)
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
+            let mut moved = [0i32; MAX_LISTENERS];
+            for (i, fd) in fds.iter().enumerate() {
+                moved[i] = libc::fcntl(*fd, libc::F_DUPFD, spare);
+                if moved[i] < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
+            for (i, fd) in moved.iter().take(fds.len()).enumerate() {
+                if libc::dup2(*fd, LISTEN_FD + i as i32) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // Nothing else of the monitor's (its report pipe would keep `run -d` waiting).
+            libc::close_range(
+                (LISTEN_FD + n) as u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as i32,
+            );
             Ok(())
         });
     }
     let child = cmd.spawn().map_err(io_err(what.clone()))?;
+    drop(listeners);
     let pid = child.id() as i32;
     // Our unreaped child: its pid cannot have been reused yet.
     let Some(start_time) = start_time(pid) else {
@@ -115,7 +142,7 @@ pub(crate) fn spawn(
         kill_child(&p);
         return Err(Error::Invalid(format!("{what}: it exited at once")));
     };
-    tracing::debug!(pid, %to, host_port, "port proxy started");
+    tracing::debug!(pid, host_port, n, "port proxy started");
     Ok(Process {
         host_port,
         pid,
@@ -177,9 +204,10 @@ fn kill_pidfd(p: &Process, pidfd: &OwnedFd) {
     tracing::debug!(pid = p.pid, port = p.host_port, "port proxy stopped");
 }
 
-/// Body of the hidden `network port-proxy` command: serves the listening socket on fd 3 until
-/// killed. Returns (an exit code) only when that socket is unusable.
-pub fn serve_main(to: SocketAddr) -> i32 {
+/// Body of the hidden `network port-proxy` command: serves the listening sockets on fds 3, 4,
+/// ... (one per `to`, in order) until killed. Returns (an exit code) only when one of them is
+/// unusable.
+pub fn serve_main(to: &[SocketAddr]) -> i32 {
     // A peer's reset must never kill the proxy: writes to it fail with EPIPE instead.
     // SAFETY: setting a signal disposition before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -187,22 +215,45 @@ pub fn serve_main(to: SocketAddr) -> i32 {
     // `ps -C rbox-proxy`, `ss -p`: a name of its own rather than the monitor's "exe".
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"rbox-proxy".as_ptr()) };
-    // SAFETY: getppid has no preconditions.
-    let holder = unsafe { libc::getppid() };
+    // Changing credentials clears PR_SET_PDEATHSIG (prctl(2)): armed again right after, and a
+    // holder that died in between is seen as a new parent.
+    let holder = nix::unistd::getppid();
     if let Err(e) = drop_privileges() {
         eprintln!("Error: port proxy: dropping privileges: {e}");
         return 125;
     }
-    // Changing the uid cleared the parent-death signal `spawn` set: set it again, and give
-    // up if the holder died in between (nobody would kill this proxy then).
-    // SAFETY: prctl with integer arguments; getppid has no preconditions.
+    // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0
-        || unsafe { libc::getppid() } != holder
+        || nix::unistd::getppid() != holder
     {
         return 125;
     }
-    // SAFETY: fd 3 is the socket `spawn` handed over; taken once.
-    let listener = TcpListener::from(unsafe { OwnedFd::from_raw_fd(LISTEN_FD) });
+    let mut serving = Vec::new();
+    for (i, dest) in to.iter().copied().enumerate() {
+        let fd = LISTEN_FD + i as i32;
+        // SAFETY: fds 3.. are the sockets `spawn` handed over, one per `to`; each taken once.
+        let listener = TcpListener::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let t = std::thread::Builder::new()
+            .stack_size(STACK)
+            .spawn(move || accept_loop(&listener, fd, dest));
+        match t {
+            Ok(t) => serving.push(t),
+            Err(e) => {
+                eprintln!("Error: port proxy: no thread for fd {fd}: {e}");
+                return 125;
+            }
+        }
+    }
+    // Each loop returns only when its socket is unusable.
+    for t in serving {
+        if let Ok(code) = t.join() {
+            return code;
+        }
+    }
+    125
+}
+
+fn accept_loop(listener: &TcpListener, fd: i32, to: SocketAddr) -> i32 {
     loop {
         match listener.accept() {
             Ok((client, _)) => {
@@ -220,7 +271,7 @@ pub fn serve_main(to: SocketAddr) -> i32 {
                     std::thread::sleep(Duration::from_millis(50))
                 }
                 Some(libc::EBADF | libc::ENOTSOCK | libc::EINVAL | libc::EOPNOTSUPP) => {
-                    eprintln!("Error: port proxy: fd {LISTEN_FD} is not a listening socket: {e}");
+                    eprintln!("Error: port proxy: fd {fd} is not a listening socket: {e}");
                     return 125;
                 }
                 // Aborted or reset before accept, EINTR, network errors: the next one.

@@ -60,6 +60,21 @@ pub fn discard_unsupported(s: &mut crate::record::Settings) -> crate::Result<Vec
     Ok(warnings)
 }
 
+/// What the spec asks for that libcontainer 0.7 does not apply itself, set once it made the
+/// container's cgroup and before the container runs: `--oom-kill-disable` (libcontainer
+/// writes `memory.oom_control` 0 whatever the spec says; v1 only, the create checks drop it
+/// elsewhere).
+pub fn after_create(id: &str, s: &crate::record::Settings) -> crate::Result<()> {
+    if s.oom_kill_disable {
+        let f = PathBuf::from(BASE)
+            .join("memory/rbox")
+            .join(id)
+            .join("memory.oom_control");
+        std::fs::write(&f, "1").map_err(|e| crate::Error::io(f.display(), e))?;
+    }
+    Ok(())
+}
+
 fn oom_kills_in(text: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix("oom_kill "))

@@ -56,6 +56,11 @@ impl Container {
         Ok(())
     }
 
+    /// Records `--link`s in Docker's form (`/NAME:/THIS/ALIAS`), once the name is known.
+    pub fn set_links(&self, links: Vec<String>) -> Result<()> {
+        self.edit(|r| r.settings.links = links)
+    }
+
     /// `network connect NETWORK CONTAINER`: joins now when it runs (a new `ethN`), and at
     /// every later start.
     pub fn connect(&self, network: &str, opts: &Connect) -> Result<()> {

@@ -55,3 +55,20 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An I/O error in Go's words (`no such file or directory`), as Docker prints them.
+pub(crate) fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            // SAFETY: strerror returns a pointer to a static, NUL-terminated message.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) };
+            let msg = msg.to_string_lossy();
+            let mut c = msg.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+                None => String::new(),
+            }
+        }
+        None => e.to_string(),
+    }
+}

@@ -15,6 +15,11 @@ pub fn hosts(root: &Path, rec: &Record) -> String {
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
     s.push_str(&extra_hosts(root, rec));
+    if !rec.settings.links.is_empty() {
+        s.push_str(&crate::links::hosts_lines(
+            &crate::links::resolve(root, rec).unwrap_or_default(),
+        ));
+    }
     for ep in rec.networks.values() {
         for ip in [&ep.ip_address, &ep.global_ipv6_address] {
             if !ip.is_empty() {
@@ -64,6 +69,9 @@ fn resolver(root: &Path, rec: &Record) -> Option<IpAddr> {
 }
 
 pub fn write_all(paths: &Paths, rec: &Record, host_network: bool) -> Result<()> {
+    // Linked containers must run when this one starts (Docker's "Cannot link to a non
+    // running container").
+    crate::links::resolve(&paths.root, rec)?;
     let w = |name: &str, data: String| {
         // Written before the container exists and bind-mounted into it, so a plain write
         // (no rename, no fsync) is enough: a crash here leaves nothing that runs.

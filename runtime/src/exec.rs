@@ -35,7 +35,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     }
     if !rec.running() {
         return Err(Error::Invalid(format!(
-            "container {} is not running",
+            "Container {} is not running",
             rec.id
         )));
     }
@@ -48,7 +48,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     let mut r2 = rec.clone();
     r2.settings.env.extend(opts.env.iter().cloned());
     r2.settings.tty = opts.tty;
-    let env = spec::process_env(&r2, &user);
+    let env = spec::process_env(root, &r2, &user);
     let Some(argv0) = opts.cmd.first() else {
         return Err(Error::Invalid("No command specified".into()));
     };
@@ -60,6 +60,8 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             rec.settings.working_dir.clone()
         }
     });
+    // The container's capabilities and groups, as Docker gives an exec'd process.
+    let caps = spec::caps(&rec.settings);
     let mut user_json = json!({"uid": user.uid, "gid": user.gid});
     if !user.additional_gids.is_empty() {
         user_json["additionalGids"] = json!(user.additional_gids);
@@ -70,10 +72,8 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         "args": opts.cmd,
         "env": env,
         "cwd": cwd,
-        "noNewPrivileges": true,
-        "capabilities": {
-            "bounding": crate::security::DEFAULT_CAPS, "effective": crate::security::DEFAULT_CAPS, "permitted": crate::security::DEFAULT_CAPS,
-        },
+        "noNewPrivileges": !rec.settings.privileged,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
     });
     let process_file = paths.dir.join(format!("exec-{}.json", std::process::id()));
     statefile::write_json(&process_file, &process)?;
@@ -108,7 +108,8 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         let pid = builder
             .with_executor(crate::executor::for_container(
                 &paths.root,
-                &rec.settings.security_opt,
+                &spec::security_opt(&rec.settings),
+                &caps,
                 false,
             )?)
             .as_tenant()

@@ -20,10 +20,17 @@ pub struct Workload {
     init: bool,
 }
 
-/// The workload hook for a container of `root` with these `--security-opt`s.
-pub fn for_container(root: &Path, security_opt: &[String], init: bool) -> Result<Workload> {
+/// The workload hook for a container of `root` with these `--security-opt`s and
+/// capabilities (Docker's profile allows some system calls only with some capabilities).
+pub fn for_container(
+    root: &Path,
+    security_opt: &[String],
+    caps: &[String],
+    init: bool,
+) -> Result<Workload> {
+    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
     Ok(Workload {
-        filter: crate::seccomp::filter_for(root, security_opt, crate::security::DEFAULT_CAPS)?,
+        filter: crate::seccomp::filter_for(root, security_opt, &caps)?,
         init,
     })
 }

@@ -20,17 +20,22 @@
 //! alive" is a lock probe (immune to pid reuse) and waiting for its end is a blocking lock.
 //! `<dir>/control.sock` is the owner's control socket (`monitor::control`).
 
+pub mod caps;
 pub mod cgroup;
 mod cleanup;
 mod container;
+pub mod devices;
 mod error;
 mod etcfiles;
 pub mod exec;
 mod executor;
 mod fault;
+pub mod filter;
+pub mod hostconfig;
 mod init;
 pub mod inspect;
 pub mod lifecycle;
+pub mod links;
 pub mod logs;
 mod monitor;
 pub mod mounts;
@@ -48,6 +53,7 @@ pub mod store;
 pub mod timestamp;
 mod tty;
 pub mod units;
+pub mod usage;
 mod user;
 pub mod volume;
 

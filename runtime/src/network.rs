@@ -66,6 +66,8 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::
         bare(rec);
         return Ok((None, net::Reservation::default()));
     }
+    // Before anything is made: a port already allocated must leave no link behind.
+    let reserved = net::reserve(&paths.root, &network, &port_specs(&rec.settings)?)?;
     let sandbox = net::Sandbox::create(&paths.root, &paths.id)?;
     rec.sandbox_key = sandbox.path().display().to_string();
     if caps.namespace == net::Namespace::Empty {
@@ -93,7 +95,13 @@ pub fn attach(paths: &Paths, rec: &mut Record) -> Result<(Option<PathBuf>, net::
             rec.networks.insert(ep.network_name.clone(), ep);
         }
     }
-    let (ports, held) = net::publish(&paths.root, &paths.id, &port_specs(&rec.settings)?)?;
-    rec.ports = ports;
+    let held = match reserved {
+        Some(r) => {
+            let (ports, held) = net::publish_reserved(&paths.root, &paths.id, r)?;
+            rec.ports = ports;
+            held
+        }
+        None => net::Reservation::default(),
+    };
     Ok((Some(sandbox.path().to_path_buf()), held))
 }

@@ -58,8 +58,28 @@ pub struct RunState {
     pub has_been_started: bool,
 }
 
+/// A `--device` (Docker's `DeviceMapping`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Device {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// "rwm" or a subset.
+    pub cgroup_permissions: String,
+}
+
+/// A `--ulimit` (Docker's `Ulimit`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
 /// The user's choices, as Docker's `Config` + `HostConfig`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     pub hostname: String,
     pub env: Vec<String>,
@@ -120,6 +140,43 @@ pub struct Settings {
     /// `--stop-timeout` in seconds (Config.StopTimeout); `None` = 10, -1 = wait for ever.
     #[serde(default)]
     pub stop_timeout: Option<i64>,
+    /// `--cap-add` / `--cap-drop`: `CAP_`-prefixed upper-case names, or `ALL`.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub devices: Vec<Device>,
+    pub device_cgroup_rules: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    /// Bytes of /dev/shm; 0 is Docker's 64 MiB.
+    pub shm_size: i64,
+    pub sysctls: BTreeMap<String, String>,
+    pub group_add: Vec<String>,
+    /// `--pid`, `--ipc`, `--uts`, `--cgroupns`: "" (Docker's default), "host",
+    /// "container:ID" (pid, ipc), "private"/"shareable" (ipc, cgroupns).
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    pub uts_mode: String,
+    pub cgroupns_mode: String,
+    pub cpu_shares: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    /// Bytes; -1 unlimited, 0 Docker's default (twice `memory`).
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+    pub oom_kill_disable: bool,
+    pub oom_score_adj: i64,
+    /// `--cidfile`.
+    pub container_id_file: String,
+    /// `--link NAME:ALIAS` as Docker records them: `/NAME:/THIS/ALIAS`.
+    pub links: Vec<String>,
+    /// `-a`: the streams a foreground run attaches (Config.AttachStdin/out/err).
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    /// `--detach-keys`.
+    pub detach_keys: String,
     /// `--log-driver`/`--log-opt` merged with the root's defaults (HostConfig.LogConfig).
     #[serde(default)]
     pub log_config: LogConfig,

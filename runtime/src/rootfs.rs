@@ -123,7 +123,12 @@ fn metadata_in_root(
     path: &str,
 ) -> Option<std::io::Result<std::fs::Metadata>> {
     use std::os::fd::{AsRawFd, FromRawFd};
-    let rel = CString::new(path.trim_start_matches('/')).ok()?;
+    // "/" itself is the root directory ("" would be ENOENT).
+    let rel = match path.trim_start_matches('/') {
+        "" => CString::new("."),
+        p => CString::new(p),
+    }
+    .ok()?;
     // SAFETY: open_how is plain data; zeroed is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;

@@ -76,6 +76,24 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
     })
 }
 
+/// `--group-add` values as gids: numbers as they are, names from the image's /etc/group.
+pub fn group_ids(rootfs: &Path, names: &[String]) -> Result<Vec<u32>> {
+    let groups = entries(rootfs, "etc/group");
+    names
+        .iter()
+        .map(
+            |g| match groups.iter().find(|e| e.len() >= 3 && e[0] == *g) {
+                Some(e) => Ok(e[2].parse().unwrap_or(0)),
+                None => g.parse().map_err(|_| {
+                    Error::Invalid(format!(
+                        "Unable to find group {g}: no matching entries in group file"
+                    ))
+                }),
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

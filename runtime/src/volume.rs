@@ -107,6 +107,33 @@ pub fn get(root: &Path, name: &str) -> Result<Volume> {
     statefile::read_json_opt(&meta(root, name))?.ok_or_else(|| no_such(name))
 }
 
+/// The volumes `volume ls --filter` keeps: `name` (a regular expression, as Docker's),
+/// `driver`, `label`, `dangling` (used by no container).
+pub fn list_filtered(root: &Path, f: &crate::filter::Filters) -> Result<Vec<Volume>> {
+    let used = used_names(root);
+    let mut out = Vec::new();
+    for v in list(root) {
+        if f.bool_matches("dangling", !used.contains(&v.name))?
+            && f.any("name", |n| crate::filter::regex_match(n, &v.name))
+            && f.any("driver", |d| d == "local")
+            && f.labels_match("label", &v.labels)
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The volumes some container (running or not) mounts.
+fn used_names(root: &Path) -> Vec<String> {
+    store::all(root)
+        .iter()
+        .flat_map(|r| r.settings.mounts.iter())
+        .filter(|m| m.kind == Kind::Volume)
+        .map(|m| m.source.clone())
+        .collect()
+}
+
 /// All volumes, by name.
 pub fn list(root: &Path) -> Vec<Volume> {
     let Ok(entries) = std::fs::read_dir(volumes_dir(root)) else {
@@ -135,23 +162,10 @@ fn users(root: &Path, name: &str) -> Vec<String> {
 }
 
 /// Bytes under `dir` (what removing it reclaims).
-fn size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => size(&e.path()),
-            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
-}
-
 /// Deletes an unused volume; the caller holds both locks. Returns the bytes reclaimed.
 fn delete(root: &Path, name: &str) -> Result<u64> {
     let dir = volumes_dir(root).join(name);
-    let bytes = size(&dir.join("_data"));
+    let bytes = crate::usage::disk_usage(&dir.join("_data"));
     // The metadata goes first, so a half-removed volume is never listed.
     let _ = std::fs::remove_file(meta(root, name));
     std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {name}"), e))?;
@@ -178,20 +192,18 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
     delete(root, name).map(|_| ())
 }
 
-/// `volume prune [-a]`: removes unused anonymous volumes (all unused ones with `all`); returns
-/// their names and the bytes reclaimed.
-pub fn prune(root: &Path, all: bool) -> Result<(Vec<String>, u64)> {
+/// `volume prune [-a] [--filter]`: removes unused anonymous volumes (all unused ones with
+/// `all`) that the prune filters select; returns their names and the bytes reclaimed.
+pub fn prune(root: &Path, all: bool, f: &crate::filter::Filters) -> Result<(Vec<String>, u64)> {
     let _names = store::names_lock(root)?;
     let _l = lock(root)?;
-    let used: Vec<String> = store::all(root)
-        .iter()
-        .flat_map(|r| r.settings.mounts.iter())
-        .filter(|m| m.kind == Kind::Volume)
-        .map(|m| m.source.clone())
-        .collect();
+    let used = used_names(root);
     let (mut names, mut bytes) = (Vec::new(), 0);
     for v in list(root) {
-        if used.contains(&v.name) || !(all || v.anonymous()) {
+        if used.contains(&v.name)
+            || !(all || v.anonymous())
+            || !f.prune_matches(v.created, &v.labels)?
+        {
             continue;
         }
         bytes += delete(root, &v.name)?;
@@ -322,9 +334,9 @@ mod tests {
             "get nope: no such volume"
         );
         assert!(remove(root, "nope", true).is_ok());
-        let (pruned, bytes) = prune(root, false).unwrap();
+        let (pruned, bytes) = prune(root, false, &Default::default()).unwrap();
         assert_eq!((pruned, bytes), (vec!["anon1".to_string()], 0));
-        let (pruned, bytes) = prune(root, true).unwrap();
+        let (pruned, bytes) = prune(root, true, &Default::default()).unwrap();
         assert_eq!((pruned, bytes), (vec!["data".to_string()], 4));
         assert!(list(root).is_empty());
     }

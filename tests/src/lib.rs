@@ -272,10 +272,12 @@ pub trait RboxCli {
         r.stderr
     }
 
-    /// Docker's bad-input contract: exit 125 and exactly one `Error: ` line on stderr.
+    /// Docker's bad-input contract: exactly one `Error: ` line on stderr and Docker's exit
+    /// code: 125 for `run`/`create`, 1 for the other commands (their errors are the daemon's
+    /// in Docker).
     #[track_caller]
     fn bad(&self, args: &[&str]) -> String {
-        let stderr = self.fails(125, args);
+        let stderr = self.fails(error_exit_code(args), args);
         assert_eq!(
             stderr.trim().lines().count(),
             1,
@@ -283,6 +285,20 @@ pub trait RboxCli {
         );
         assert!(stderr.starts_with("Error: "), "{stderr:?}");
         stderr
+    }
+}
+
+/// The exit code Docker's CLI gives an error of the command `args` (see `RboxCli::bad`).
+pub fn error_exit_code(args: &[&str]) -> i32 {
+    let mut words = args.iter().filter(|a| !a.starts_with('-'));
+    let first = words.next().copied();
+    let cmd = match first {
+        Some("container") => words.next().copied(),
+        c => c,
+    };
+    match cmd {
+        Some("run" | "create") => 125,
+        _ => 1,
     }
 }
 

@@ -385,7 +385,7 @@ fn import_gzip_from_stdin_untagged_then_tag_and_rmi() {
         json!(["mine/hello:v2", "other:latest"])
     );
     // By id with two tags: refused unless forced; by tag: only untags.
-    let err = r.fails(125, &["rmi", &id]);
+    let err = r.fails(1, &["rmi", &id]);
     one_error_line(&err, "must be forced");
     assert_eq!(r.ok(&["rmi", "other"]), "Untagged: other:latest\n");
     assert_eq!(
@@ -646,7 +646,7 @@ fn dotdot_entry_is_refused_and_host_untouched() {
         "dotdot.tar",
         &Tar::new().file("ok", b"1").file(&name, b"evil").bytes(),
     );
-    assert_eq!(out.code, 125, "{}", out.stdout);
+    assert_eq!(out.code, 1, "{}", out.stdout);
     one_error_line(&out.stderr, "..");
     assert!(!target.0.exists(), "{} written", target.s());
     assert_store_empty(&r);
@@ -674,7 +674,7 @@ fn write_through_symlink_is_refused_and_host_untouched() {
         .file("lnk/file", b"evil")
         .bytes();
     let out = import_bytes(&r, "symlink.tar", &layer);
-    assert_eq!(out.code, 125);
+    assert_eq!(out.code, 1);
     one_error_line(&out.stderr, "symlink");
     assert_eq!(entries(&target.0), Vec::<String>::new());
     // The same through a relative symlink that climbs out.
@@ -682,7 +682,7 @@ fn write_through_symlink_is_refused_and_host_untouched() {
         .symlink("up", "../../../../../../../../../../tmp")
         .file(&format!("up/{}", &target.s()[5..]), b"x")
         .bytes();
-    assert_eq!(import_bytes(&r, "symlink2.tar", &layer).code, 125);
+    assert_eq!(import_bytes(&r, "symlink2.tar", &layer).code, 1);
     assert_eq!(entries(&target.0), Vec::<String>::new());
     assert_store_empty(&r);
 }
@@ -731,7 +731,7 @@ fn hardlinks_outside_the_layer_are_refused_and_host_untouched() {
     ];
     for (i, layer) in cases.iter().enumerate() {
         let out = import_bytes(&r, &format!("hardlink{i}.tar"), layer);
-        assert_eq!(out.code, 125, "case {i}: {}", out.stdout);
+        assert_eq!(out.code, 1, "case {i}: {}", out.stdout);
         one_error_line(&out.stderr, "hard link");
     }
     assert_eq!(fs::metadata(&secret.0).unwrap().nlink(), 1);
@@ -764,7 +764,7 @@ fn digest_mismatches_are_refused_and_nothing_registered() {
         )
         .bytes();
     let f = Scratch::write("mismatch.tar", &archive);
-    one_error_line(&r.fails(125, &["load", "-i", f.s()]), "digest mismatch");
+    one_error_line(&r.fails(1, &["load", "-i", f.s()]), "digest mismatch");
     assert_store_empty(&r);
 
     // Config stored under a name that is not its digest.
@@ -782,7 +782,7 @@ fn digest_mismatches_are_refused_and_nothing_registered() {
         )
         .bytes();
     let f = Scratch::write("mismatch2.tar", &archive);
-    one_error_line(&r.fails(125, &["load", "-i", f.s()]), "digest mismatch");
+    one_error_line(&r.fails(1, &["load", "-i", f.s()]), "digest mismatch");
 
     // OCI blob whose content does not match its name.
     let (archive, _) = oci_archive("tampered:1", &[&real]);
@@ -805,7 +805,7 @@ fn digest_mismatches_are_refused_and_nothing_registered() {
     }
     tampered.extend(t.bytes());
     let f = Scratch::write("mismatch3.tar", &tampered);
-    one_error_line(&r.fails(125, &["load", "-i", f.s()]), "digest mismatch");
+    one_error_line(&r.fails(1, &["load", "-i", f.s()]), "digest mismatch");
     assert_store_empty(&r);
 }
 
@@ -814,17 +814,17 @@ fn bad_input_is_one_error_line_and_leaves_nothing() {
     let r = Rbox::new("img-bad");
     let busybox = fs::read(image_tar("busybox")).unwrap();
     let truncated = Scratch::write("truncated.tar", &busybox[..busybox.len() / 2 + 100]);
-    one_error_line(&r.fails(125, &["import", truncated.s(), "t:1"]), "");
+    one_error_line(&r.fails(1, &["import", truncated.s(), "t:1"]), "");
     let gz = gzip(&busybox);
     let truncated_gz = Scratch::write("truncated.tar.gz", &gz[..gz.len() / 2]);
-    one_error_line(&r.fails(125, &["import", truncated_gz.s(), "t:2"]), "");
-    one_error_line(&r.fails(125, &["load", "-i", truncated.s()]), "");
+    one_error_line(&r.fails(1, &["import", truncated_gz.s(), "t:2"]), "");
+    one_error_line(&r.fails(1, &["load", "-i", truncated.s()]), "");
 
     let text = Scratch::write("text.txt", b"this is not an archive, just some words\n");
-    one_error_line(&r.fails(125, &["import", text.s()]), "");
-    one_error_line(&r.fails(125, &["load", "-i", text.s()]), "");
+    one_error_line(&r.fails(1, &["import", text.s()]), "");
+    one_error_line(&r.fails(1, &["load", "-i", text.s()]), "");
     let empty = Scratch::write("empty", b"");
-    one_error_line(&r.fails(125, &["import", empty.s()]), "");
+    one_error_line(&r.fails(1, &["import", empty.s()]), "");
 
     let layer = Tar::new().file("x", b"1").bytes();
     let cfg = config(&[&layer], "sh");
@@ -840,28 +840,28 @@ fn bad_input_is_one_error_line_and_leaves_nothing() {
         .bytes();
     let missing = Scratch::write("missing.tar", &missing);
     one_error_line(
-        &r.fails(125, &["load", "-i", missing.s()]),
+        &r.fails(1, &["load", "-i", missing.s()]),
         "nope/layer.tar missing",
     );
 
     let tar = image_tar("busybox");
     one_error_line(
         &r.fails(
-            125,
+            1,
             &["import", "--change", "RUN rm -rf /", tar.to_str().unwrap()],
         ),
         "RUN is not a valid change command",
     );
     one_error_line(
-        &r.fails(125, &["import", tar.to_str().unwrap(), "Bad:Name"]),
+        &r.fails(1, &["import", tar.to_str().unwrap(), "Bad:Name"]),
         "invalid reference format",
     );
     one_error_line(
-        &r.fails(125, &["rmi", "no-such-image"]),
+        &r.fails(1, &["rmi", "no-such-image"]),
         "No such image: no-such-image:latest",
     );
     one_error_line(
-        &r.fails(125, &["image", "inspect", "no-such-image"]),
+        &r.fails(1, &["image", "inspect", "no-such-image"]),
         "No such image",
     );
     assert_store_empty(&r);
@@ -871,7 +871,7 @@ fn bad_input_is_one_error_line_and_leaves_nothing() {
         .args(["--root", file_root.s(), "import", tar.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     one_error_line(&String::from_utf8_lossy(&out.stderr), "not a directory");
     assert_eq!(fs::read(&file_root.0).unwrap(), b"x");
 }
@@ -967,8 +967,8 @@ fn rmi_refuses_an_image_a_container_uses_unless_forced() {
     let r = Rbox::with_busybox("img-inuse");
     let id = inspect(&r, "busybox")["Id"].as_str().unwrap().to_string();
     let c = r.ok(&["create", "--network", "none", "busybox", "true"]);
-    one_error_line(&r.fails(125, &["rmi", "busybox"]), "must force");
-    one_error_line(&r.fails(125, &["image", "rm", &id]), "must be forced");
+    one_error_line(&r.fails(1, &["rmi", "busybox"]), "must force");
+    one_error_line(&r.fails(1, &["image", "rm", &id]), "must be forced");
     // Forced: untagged, but the image and its layer stay while the container needs them.
     assert_eq!(
         r.ok(&["rmi", "-f", "busybox"]),

@@ -316,7 +316,7 @@ fn unknown_tag_and_bad_references_fail_cleanly() {
     let reg = Registry::start();
     reg.push_busybox("busybox:latest");
     let rb = Rbox::new("pull-unknown");
-    let err = rb.fails(125, &["pull", &format!("{}/busybox:nope", reg.host())]);
+    let err = rb.fails(1, &["pull", &format!("{}/busybox:nope", reg.host())]);
     assert_eq!(
         err.trim(),
         format!(
@@ -324,13 +324,13 @@ fn unknown_tag_and_bad_references_fail_cleanly() {
             reg.host()
         )
     );
-    let err = rb.fails(125, &["pull", &format!("{}/nosuchrepo", reg.host())]);
+    let err = rb.fails(1, &["pull", &format!("{}/nosuchrepo", reg.host())]);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("not found"), "{err}");
-    let err = rb.fails(125, &["pull", "Bad/Name"]);
+    let err = rb.fails(1, &["pull", "Bad/Name"]);
     assert!(err.contains("invalid reference format"), "{err}");
     let err = rb.fails(
-        125,
+        1,
         &[
             "pull",
             "--platform",
@@ -340,10 +340,7 @@ fn unknown_tag_and_bad_references_fail_cleanly() {
     );
     assert!(err.contains("invalid platform"), "{err}");
     // Nothing listens on this port.
-    let err = rb.fails(
-        125,
-        &["pull", &format!("127.0.0.1:{}/busybox", free_port())],
-    );
+    let err = rb.fails(1, &["pull", &format!("127.0.0.1:{}/busybox", free_port())]);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("onnection refused"), "{err}");
     assert_store_empty(&rb);
@@ -362,7 +359,7 @@ fn corrupted_layer_on_the_registry_is_refused() {
     }
     fs::write(&file, &data).unwrap();
     let rb = Rbox::new("pull-corrupt");
-    let err = rb.fails(125, &["pull", &format!("{}/busybox", reg.host())]);
+    let err = rb.fails(1, &["pull", &format!("{}/busybox", reg.host())]);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&layer), "{err}");
     assert_store_empty(&rb);
@@ -449,7 +446,7 @@ fn connection_dropped_mid_blob_registers_nothing() {
     reg.push_busybox("busybox:latest");
     let (_server, _dir, port) = cutting_server(&reg, "close");
     let rb = Rbox::new("pull-cut");
-    let err = rb.fails(125, &["pull", &format!("127.0.0.1:{port}/busybox")]);
+    let err = rb.fails(1, &["pull", &format!("127.0.0.1:{port}/busybox")]);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("downloading layer sha256:"), "{err}");
     assert_store_empty(&rb);
@@ -607,14 +604,14 @@ fn multi_platform_index_chooses_host_or_platform() {
         cmd.trim(),
         format!(r#"arm64 ["echo","arm"] {name}@{index_digest}"#)
     );
-    let err = rb2.fails(125, &["pull", "--platform", "linux/s390x", &name]);
+    let err = rb2.fails(1, &["pull", "--platform", "linux/s390x", &name]);
     assert!(
         err.contains("no matching manifest for linux/s390x in the manifest list entries"),
         "{err}"
     );
     // A single-platform image does not match another --platform.
     let err = rb2.fails(
-        125,
+        1,
         &[
             "pull",
             "--platform",
@@ -728,7 +725,7 @@ fn login_with_token_auth_then_logout() {
     let server = format!("127.0.0.1:{port}");
     let name = format!("{server}/private/bb");
     let rb = Rbox::new("pull-login");
-    let err = rb.fails(125, &["pull", &name]);
+    let err = rb.fails(1, &["pull", &name]);
     assert_eq!(
         err.trim(),
         format!("Error: pull access denied for {name}, repository does not exist or may require 'rbox login'")
@@ -738,7 +735,7 @@ fn login_with_token_auth_then_logout() {
         rbox_tests::rbox_bin(),
         rb.root.display()
     ));
-    assert_eq!(r.code, 125, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stderr.contains("incorrect username or password"),
         "{}",
@@ -767,7 +764,7 @@ fn login_with_token_auth_then_logout() {
         format!("Not logged in to {server}\n")
     );
     rb.ok(&["rmi", &name]);
-    rb.fails(125, &["pull", &name]);
+    rb.fails(1, &["pull", &name]);
 }
 
 #[test]
@@ -791,7 +788,7 @@ fn login_with_registry_htpasswd_basic_auth() {
         ))
     };
     let r = login("wrong");
-    assert_eq!(r.code, 125, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stderr.contains("incorrect username or password"),
         "{}",
@@ -809,7 +806,7 @@ fn login_with_registry_htpasswd_basic_auth() {
     rb.ok(&["pull", &format!("{server}/busybox")]);
     rb.ok(&["logout", &server]);
     rb.ok(&["rmi", &format!("{server}/busybox")]);
-    let err = rb.fails(125, &["pull", &format!("{server}/busybox")]);
+    let err = rb.fails(1, &["pull", &format!("{server}/busybox")]);
     assert!(
         err.contains("pull access denied") || err.contains("unauthorized"),
         "{err}"
@@ -937,7 +934,7 @@ fn registries_elsewhere_use_verified_tls() {
         sleep(Duration::from_millis(20));
     }
     let rb = Rbox::new("pull-tls");
-    let err = rb.fails(125, &["pull", &format!("{ip}:{port}/busybox")]);
+    let err = rb.fails(1, &["pull", &format!("{ip}:{port}/busybox")]);
     assert!(err.contains(&format!("https://{ip}:{port}/v2/")), "{err}");
     assert!(err.contains("invalid peer certificate"), "{err}");
     assert_store_empty(&rb);

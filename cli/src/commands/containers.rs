@@ -2,6 +2,7 @@
 //! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
 mod create;
+mod hostflags;
 mod ps;
 
 use std::io::Write;
@@ -10,7 +11,7 @@ use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use runtime::{exec, lifecycle, logs};
 
-use crate::format::Format;
+use crate::format::{self, ListFormat};
 use crate::{Cli, Exit};
 use create::CreateArgs;
 
@@ -20,17 +21,10 @@ pub enum Cmd {
     Common(Common),
     /// List containers
     Ps(PsArgs),
-    /// Return low-level information on containers
-    Inspect(InspectArgs),
     /// Manage containers
     Container {
         #[command(subcommand)]
         cmd: ContainerCmd,
-    },
-    /// Manage rbox
-    System {
-        #[command(subcommand)]
-        cmd: SystemCmd,
     },
     /// Owns a detached container (run by rbox itself)
     #[command(name = "container-monitor", hide = true)]
@@ -56,14 +50,6 @@ pub enum ContainerCmd {
     Inspect(InspectArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
-}
-
-#[derive(Subcommand)]
-pub enum SystemCmd {
-    /// Remove stopped containers and repair what crashed rbox processes left behind
-    Prune(PruneArgs),
-    /// Start the containers their restart policies bring back after a reboot or crash
-    Boot,
 }
 
 /// The commands Docker offers both at the top level and under `container`.
@@ -234,15 +220,32 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long = "no-trunc")]
     no_trunc: bool,
-    /// Format output using a Go template
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", allow_negative_numbers = true)]
+    last: Option<i64>,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
+    /// Filter output based on conditions provided (name, id, label, status, exited, network,
+    /// ancestor, volume, publish, expose, before, since, health)
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Format output using a custom template ("table", "table TEMPLATE", "json" or TEMPLATE)
     #[arg(long)]
     format: Option<String>,
 }
 
 #[derive(Args)]
 pub struct InspectArgs {
+    /// Format output using a custom template ("json": the JSON on one line)
     #[arg(short = 'f', long)]
     format: Option<String>,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -252,6 +255,39 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short = 'f', long)]
     force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>", "label=k=v", "label!=k")
+    #[arg(long)]
+    filter: Vec<String>,
+}
+
+impl Cmd {
+    /// `run` and `create`, whose errors exit 125 (Docker's `docker run` wraps them so).
+    pub fn is_run_or_create(&self) -> bool {
+        let c = match self {
+            Cmd::Common(c) => c,
+            Cmd::Container {
+                cmd: ContainerCmd::Common(c),
+            } => c,
+            _ => return false,
+        };
+        matches!(c, Common::Run(_) | Common::Create(_))
+    }
+
+    /// The commands whose process owns a running container (see `commands::owns_processes`).
+    pub fn owns_processes(&self) -> bool {
+        let c = match self {
+            Cmd::Monitor { .. } => return true,
+            Cmd::Common(c) => c,
+            Cmd::Container {
+                cmd: ContainerCmd::Common(c),
+            } => c,
+            _ => return false,
+        };
+        matches!(
+            c,
+            Common::Run(_) | Common::Exec(_) | Common::Start { attach: true, .. }
+        )
+    }
 }
 
 /// A runtime error with Docker's exit code.
@@ -267,19 +303,12 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
     match cmd {
         Cmd::Common(c) => common(cli, c),
         Cmd::Ps(a) => ps_cmd(cli, a),
-        Cmd::Inspect(a) => inspect(cli, a),
         Cmd::Container { cmd } => match cmd {
             ContainerCmd::Common(c) => common(cli, c),
             ContainerCmd::Ls(a) => ps_cmd(cli, a),
             ContainerCmd::Inspect(a) => inspect(cli, a),
-            ContainerCmd::Prune(_) => prune(cli, false),
+            ContainerCmd::Prune(a) => container_prune(cli, a),
         },
-        Cmd::System {
-            cmd: SystemCmd::Prune(_),
-        } => prune(cli, true),
-        Cmd::System {
-            cmd: SystemCmd::Boot,
-        } => boot(cli),
         Cmd::Monitor { adopt, resume, id } => {
             let begin = match (adopt, resume) {
                 (true, _) => lifecycle::Begin::Adopt,
@@ -297,9 +326,11 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
     match c {
         Common::Run(a) => run_container(cli, a),
         Common::Create(a) => {
-            let opts = a.options(false)?;
+            let opts = a.options(false, false)?;
             ensure_image(cli, a)?;
             let rec = lifecycle::create(root, &opts).map_err(rt)?;
+            record_links(root, &rec, &a.host.link)?;
+            a.host.write_cidfile(&rec.id)?;
             writeln!(out, "{}", rec.id)?;
             Ok(0)
         }
@@ -314,32 +345,52 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                         "you cannot start and attach multiple containers at once"
                     ));
                 };
-                let rec = lifecycle::find(root, c).map_err(rt)?;
-                return lifecycle::run_attached(root, &rec.id, *interactive).map_err(rt);
+                // Docker's `start -a` fails with exit 1 whatever kept the container from
+                // starting; once it ran, the container's own code.
+                let rec = lifecycle::find(root, c)?;
+                return Ok(lifecycle::run_attached(root, &rec.id, *interactive)?);
             }
-            each(containers, |c| lifecycle::start(root, c).map(|_| ()))
+            start_all(root, containers)
         }
         Common::Stop { how, containers } => {
             let opts = how.options()?;
-            each_parallel(containers, |c| lifecycle::stop(root, c, opts).map(|_| ()))
+            each_parallel(containers, |c| {
+                lifecycle::stop(root, c, opts)?;
+                Ok(())
+            })
         }
         Common::Kill { signal, containers } => {
             let sig = runtime::signal::parse(signal)?;
-            each_parallel(containers, |c| lifecycle::kill(root, c, sig).map(|_| ()))
+            each_parallel(containers, |c| {
+                lifecycle::kill(root, c, sig)?;
+                Ok(())
+            })
         }
         Common::Restart { how, containers } => {
             let opts = how.options()?;
             each(containers, |c| {
-                lifecycle::restart(root, c, opts).map(|_| ())
+                lifecycle::restart(root, c, opts)?;
+                Ok(())
             })
         }
         Common::Rm {
             force,
             volumes,
             containers,
-        } => each_parallel(containers, |c| match volumes {
-            true => lifecycle::remove_with_volumes(root, c, *force).map(|_| ()),
-            false => lifecycle::remove(root, c, *force).map(|_| ()),
+        } => each_parallel(containers, |c| {
+            let r = match volumes {
+                true => lifecycle::remove_with_volumes(root, c, *force),
+                false => lifecycle::remove(root, c, *force),
+            };
+            match r {
+                // `rm -f` of what is not there succeeds, with the error on stderr (Docker
+                // 20.10: cleanup scripts under `set -e` go on).
+                Err(e @ runtime::Error::NotFound(_)) if *force => {
+                    eprintln!("Error: {e}");
+                    Err(Skipped)
+                }
+                r => r.map(|_| ()).map_err(Failed),
+            }
         }),
         Common::Logs(a) => logs_cmd(cli, a),
         Common::Wait { containers } => {
@@ -375,35 +426,73 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
     }
 }
 
+/// `start` without `-a`, as Docker's: each container's name once it runs (also when it
+/// already did), each failure on stderr, then one error naming the failed ones (exit 1).
+fn start_all(root: &std::path::Path, containers: &[String]) -> Result<i32> {
+    let mut failed = Vec::new();
+    for c in containers {
+        match lifecycle::start(root, c) {
+            Ok(_) | Err(runtime::Error::AlreadyRunning(_)) => println!("{c}"),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed.push(c.as_str());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    Err(anyhow!("failed to start containers: {}", failed.join(", ")))
+}
+
+/// How one argument of `each` went wrong.
+enum Outcome {
+    /// Reported on stderr already, and not a failure of the command (`rm -f` of nothing).
+    Skipped,
+    Failed(runtime::Error),
+}
+use Outcome::{Failed, Skipped};
+
+impl From<runtime::Error> for Outcome {
+    fn from(e: runtime::Error) -> Outcome {
+        Failed(e)
+    }
+}
+
 /// Runs `f` on each argument, printing it on success as Docker does; one failure makes the
-/// command fail after trying all.
-fn each(args: &[String], f: impl FnMut(&str) -> runtime::Result<()>) -> Result<i32> {
+/// command fail (exit 1) after trying all.
+fn each(args: &[String], f: impl FnMut(&str) -> std::result::Result<(), Outcome>) -> Result<i32> {
     report(args, args.iter().map(|a| a.as_str()).map(f).collect())
 }
 
 /// `each` with all arguments at once (Docker's `stop`, `kill`, `rm`: `stop a b c` takes one
 /// stop timeout, not three), reporting in argument order.
-fn each_parallel(args: &[String], f: impl Fn(&str) -> runtime::Result<()> + Sync) -> Result<i32> {
+fn each_parallel(
+    args: &[String],
+    f: impl Fn(&str) -> std::result::Result<(), Outcome> + Sync,
+) -> Result<i32> {
     let results = std::thread::scope(|s| {
         let f = &f;
         let handles: Vec<_> = args.iter().map(|a| s.spawn(move || f(a))).collect();
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(runtime::Error::Invalid("thread panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(Failed(runtime::Error::Invalid("thread panicked".into())))
+                })
             })
             .collect()
     });
     report(args, results)
 }
 
-fn report(args: &[String], results: Vec<runtime::Result<()>>) -> Result<i32> {
+fn report(args: &[String], results: Vec<std::result::Result<(), Outcome>>) -> Result<i32> {
     let mut last = None;
     for (a, r) in args.iter().zip(results) {
         match r {
             Ok(()) => println!("{a}"),
-            Err(e) => {
+            Err(Skipped) => {}
+            Err(Failed(e)) => {
                 if args.len() > 1 {
                     eprintln!("Error: {e}");
                 }
@@ -421,10 +510,23 @@ fn report(args: &[String], results: Vec<runtime::Result<()>>) -> Result<i32> {
 fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let root = &cli.root;
     tracing::debug!("run: creating the container");
-    let opts = a.create.options(a.rm)?;
+    let opts = a.create.options(a.rm, a.detach)?;
     ensure_image(cli, &a.create)?;
     let rec = lifecycle::create(root, &opts).map_err(rt)?;
     tracing::debug!(id = %rec.id, "run: created");
+    if let Err(e) = record_links(root, &rec, &a.create.host.link)
+        .and_then(|_| a.create.host.write_cidfile(&rec.id))
+    {
+        let _ = lifecycle::remove(root, &rec.id, true);
+        return Err(e);
+    }
+    let cidfile = a.create.host.cidfile.clone();
+    let forget = |root: &std::path::Path, id: &str| {
+        let _ = lifecycle::remove(root, id, true);
+        if let Some(f) = &cidfile {
+            let _ = std::fs::remove_file(f);
+        }
+    };
     if a.detach {
         return match lifecycle::start(root, &rec.id) {
             Ok(r) => {
@@ -432,22 +534,55 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
                 Ok(0)
             }
             Err(e) => {
-                let _ = lifecycle::remove(root, &rec.id, true);
+                forget(root, &rec.id);
                 Err(rt(e))
             }
         };
     }
-    match lifecycle::run_attached(root, &rec.id, a.create.interactive) {
+    let s = &opts.settings;
+    let attached = match a.create.host.attach.is_empty() {
+        true => lifecycle::run_attached(root, &rec.id, a.create.interactive),
+        false => lifecycle::run_attached_streams(
+            root,
+            &rec.id,
+            s.attach_stdin,
+            s.attach_stdout,
+            s.attach_stderr,
+        ),
+    };
+    match attached {
         Ok(code) => {
             tracing::debug!(code, "run: done");
             Ok(code)
         }
         Err(e) => {
             // A foreground run that could not start leaves nothing behind.
-            let _ = lifecycle::remove(root, &rec.id, true);
+            forget(root, &rec.id);
             Err(rt(e))
         }
     }
+}
+
+/// `--link NAME[:ALIAS]`: the target must exist (Docker's "could not get container for");
+/// recorded as Docker records links (`/NAME:/THIS/ALIAS`).
+fn record_links(root: &std::path::Path, rec: &runtime::Record, links: &[String]) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let mut recorded = Vec::new();
+    for l in links {
+        let name = l.split(':').next().unwrap_or(l);
+        if lifecycle::find(root, name).is_err() {
+            let _ = lifecycle::remove(root, &rec.id, true);
+            return Err(anyhow!(Exit::new(
+                125,
+                format!("could not get container for {name}")
+            )));
+        }
+        recorded.push(runtime::links::record_form(l, &rec.name)?);
+    }
+    runtime::Container::find(root, &rec.id)?.set_links(recorded)?;
+    Ok(())
 }
 
 /// `port CTR [PORT[/PROTO]]`: "80/tcp -> 0.0.0.0:8080" per mapping, or the host addresses of
@@ -480,56 +615,56 @@ fn port_cmd(cli: &Cli, container: &str, port: Option<&str>) -> Result<i32> {
 }
 
 fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
-    let recs: Vec<_> = lifecycle::list(&cli.root)
-        .into_iter()
-        .filter(|r| a.all || r.active())
-        .collect();
+    let filters = runtime::filter::Filters::parse(&a.filter, runtime::filter::PS_KEYS)?;
+    // `-n N` and `-l`: the last created ones, whatever their state (`-n 0` is no limit).
+    let last = match (a.latest, a.last) {
+        (true, _) => Some(1),
+        (false, Some(n)) if n > 0 => Some(n as usize),
+        _ => None,
+    };
+    let store = images::Store::open(&cli.root).ok();
+    let nets = net::Store::new(&cli.root);
+    let image_id = |r: &str| store.as_ref()?.resolve(r).ok().map(|i| i.id);
+    let network_id = |n: &str| nets.find(n).ok().map(|n| n.id);
+    let lookup = runtime::filter::Lookup {
+        image_id: &image_id,
+        network_id: &network_id,
+    };
+    let recs =
+        runtime::filter::containers(lifecycle::list(&cli.root), &filters, a.all, last, &lookup)?;
     let trunc = !a.no_trunc;
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for r in &recs {
-            writeln!(out, "{}", if trunc { &r.id[..12] } else { &r.id })?;
-        }
-        return Ok(0);
-    }
-    match &a.format {
-        Some(f) if f != "table" => {
-            let fmt = Format::parse(f)?;
-            if let Some(h) = fmt.header() {
-                writeln!(out, "{h}")?;
-            }
-            for r in &recs {
-                writeln!(out, "{}", fmt.render(&ps::fields(r, trunc))?)?;
-            }
-        }
-        _ => out.write_all(ps::table(&ps::rows(&recs, trunc)).as_bytes())?,
-    }
+    let sized = a.size || ListFormat::uses(a.format.as_deref(), "Size");
+    // As Docker 28: -q prints ids whatever the format.
+    let format = if a.quiet {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    let table = if a.size { ps::TABLE_SIZE } else { ps::TABLE };
+    let f = ListFormat::parse(format, table)?;
+    let rows: Vec<_> = recs
+        .iter()
+        .map(|r| ps::row(r, trunc, sized.then(|| sizes(cli, r))))
+        .collect();
+    std::io::stdout().write_all(f.render(&rows, ps::HEADER)?.as_bytes())?;
     Ok(0)
 }
 
+/// A container's writable layer and its image, in bytes (Docker's SizeRw, and SizeRootFs
+/// less SizeRw).
+pub fn sizes(cli: &Cli, r: &runtime::Record) -> (u64, u64) {
+    let rw = runtime::usage::disk_usage(&runtime::Paths::new(&cli.root, &r.id).upper());
+    let image = images::Store::open(&cli.root)
+        .and_then(|s| s.resolve(&r.image_id))
+        .map(|i| i.size)
+        .unwrap_or(0);
+    (rw, image)
+}
+
 fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
-    let fmt = a.format.as_deref().map(Format::parse).transpose()?;
-    let mut found = Vec::new();
-    let mut code = 0;
-    for c in &a.containers {
-        match lifecycle::find(&cli.root, c) {
-            Ok(r) => found.push(runtime::inspect::to_json(&cli.root, &r)),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                code = 1;
-            }
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    match fmt {
-        Some(f) => {
-            for v in &found {
-                writeln!(out, "{}", f.render(v)?)?;
-            }
-        }
-        None => writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?,
-    }
-    Ok(code)
+    format::inspect_each(a.format.as_deref(), &a.containers, |c| {
+        super::inspect::container(cli, c, a.size)
+    })
 }
 
 fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
@@ -617,53 +752,100 @@ fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
     Ok(out)
 }
 
-fn prune(cli: &Cli, system: bool) -> Result<i32> {
+fn container_prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
+    let f = runtime::filter::Filters::parse(&a.filter, runtime::filter::PRUNE_KEYS)?;
+    if !a.force && !crate::prompt::confirm("WARNING! This will remove all stopped containers.")? {
+        println!("Total reclaimed space: 0B");
+        return Ok(0);
+    }
+    let (ids, bytes) = prune_containers(cli, &f)?;
+    crate::prompt::deleted("Containers", &ids);
+    println!(
+        "Total reclaimed space: {}",
+        runtime::volume::human_size(bytes)
+    );
+    Ok(0)
+}
+
+/// Removes the stopped containers `f` selects; their ids and writable layers' bytes.
+pub fn prune_containers(cli: &Cli, f: &runtime::filter::Filters) -> Result<(Vec<String>, u64)> {
     let root = &cli.root;
-    let removed = lifecycle::prune(root);
-    if !removed.is_empty() {
-        println!("Deleted Containers:");
-        for id in &removed {
-            println!("{id}");
-        }
-        println!();
-    }
-    if system {
-        // Sandboxes whose container record is gone (a crash between steps) are released.
-        if let Ok(entries) = std::fs::read_dir(root.join("netns")) {
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                if runtime::store::load(&runtime::Paths::new(root, &id)).is_err() {
-                    let _ = net::release(root, &id);
-                }
-            }
-        }
-        let nets = net::manage::prune(root).unwrap_or_default();
-        if !nets.is_empty() {
-            println!("Deleted Networks:");
-            for n in &nets {
-                println!("{n}");
-            }
-            println!();
-        }
-        // With nothing running, the networks' kernel objects (bridges, rules) go too; their
-        // definitions stay and come back on first use.
-        if !lifecycle::list(root).iter().any(|r| r.active()) {
-            if let Err(e) = net::manage::teardown(root) {
-                tracing::warn!("network teardown: {e}");
-            }
-        }
-        if let Ok(store) = images::Store::open(root) {
-            if let Err(e) = store.prune() {
-                tracing::warn!("image store repair: {e}");
-            }
+    let mut chosen = Vec::new();
+    for r in lifecycle::list(root) {
+        if !r.active() && f.prune_matches(r.created, &r.settings.labels)? {
+            chosen.push((r.id.clone(), sizes(cli, &r).0));
         }
     }
-    println!("Total reclaimed space: 0B");
+    // Without filters, lifecycle's own prune also clears what crashes left.
+    let removed: Vec<String> = if f.is_empty() {
+        lifecycle::prune(root)
+    } else {
+        chosen
+            .iter()
+            .filter(|(id, _)| lifecycle::remove(root, id, false).is_ok())
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let bytes = chosen
+        .iter()
+        .filter(|(id, _)| removed.contains(id))
+        .map(|(_, b)| b)
+        .sum();
+    Ok((removed, bytes))
+}
+
+/// `system prune`: stopped containers, unused networks, dangling (with `all` every unused)
+/// images, with `volumes` anonymous unused volumes; and the repair of what crashed rbox
+/// processes left behind (sandboxes without a container, kernel objects of idle networks).
+pub fn system_prune(
+    cli: &Cli,
+    all: bool,
+    volumes: bool,
+    f: &runtime::filter::Filters,
+) -> Result<i32> {
+    let root = &cli.root;
+    let (ids, mut bytes) = prune_containers(cli, f)?;
+    crate::prompt::deleted("Containers", &ids);
+    // Sandboxes whose container record is gone (a crash between steps) are released.
+    if let Ok(entries) = std::fs::read_dir(root.join("netns")) {
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if runtime::store::load(&runtime::Paths::new(root, &id)).is_err() {
+                let _ = net::release(root, &id);
+            }
+        }
+    }
+    let nets = super::networks::prune_networks(root, f).unwrap_or_default();
+    crate::prompt::deleted("Networks", &nets);
+    if volumes {
+        let (names, b) = runtime::volume::prune(root, false, f)?;
+        crate::prompt::deleted("Volumes", &names);
+        bytes += b;
+    }
+    let (lines, b) = super::images::prune_images(cli, all, f)?;
+    crate::prompt::deleted("Images", &lines);
+    bytes += b;
+    // With nothing running, the networks' kernel objects (bridges, rules) go too; their
+    // definitions stay and come back on first use.
+    if !lifecycle::list(root).iter().any(|r| r.active()) {
+        if let Err(e) = net::manage::teardown(root) {
+            tracing::warn!("network teardown: {e}");
+        }
+    }
+    if let Ok(store) = images::Store::open(root) {
+        if let Err(e) = store.prune() {
+            tracing::warn!("image store repair: {e}");
+        }
+    }
+    println!(
+        "Total reclaimed space: {}",
+        runtime::volume::human_size(bytes)
+    );
     Ok(0)
 }
 
 /// `system boot`: prints each container it started, as `start` does.
-fn boot(cli: &Cli) -> Result<i32> {
+pub fn boot(cli: &Cli) -> Result<i32> {
     let mut code = 0;
     for b in lifecycle::boot(&cli.root) {
         match b.result {

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use images::{short_id, Change, Image, Removed, Store};
 use serde_json::{json, Value};
 
-use crate::format::Format;
+use crate::format::{human_duration, human_size, ListFormat, Row};
 use crate::Cli;
 
 #[derive(Subcommand)]
@@ -50,6 +50,21 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Save one or more images to a tar archive
     Save(SaveArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    /// Provide filter values (e.g. "until=<timestamp>", "label=k=v", "label!=k")
+    #[arg(long)]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -96,7 +111,13 @@ pub struct LsArgs {
     /// Don't truncate output
     #[arg(long)]
     no_trunc: bool,
-    /// Format output using a Go template
+    /// Show digests
+    #[arg(long)]
+    digests: bool,
+    /// Filter output based on conditions provided (dangling, label, reference, before, since)
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Format output using a custom template ("table", "table TEMPLATE", "json" or TEMPLATE)
     #[arg(long)]
     format: Option<String>,
     /// REPOSITORY[:TAG] to list
@@ -139,7 +160,25 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> anyhow::Result<i32> {
             store.tag(&a.source, &a.target)?;
             Ok(0)
         }
-        Cmd::Image(ImageCmd::Inspect(a)) => inspect(&store, a),
+        Cmd::Image(ImageCmd::Inspect(a)) => inspect(cli, a),
+        Cmd::Image(ImageCmd::Prune(a)) => {
+            let f = runtime::filter::Filters::parse(&a.filter, runtime::filter::PRUNE_KEYS)?;
+            let warning = if a.all {
+                "WARNING! This will remove all images without at least one container associated to them."
+            } else {
+                "WARNING! This will remove all dangling images."
+            };
+            if !a.force && !crate::prompt::confirm(warning)? {
+                return Ok(0);
+            }
+            let (lines, bytes) = prune_images(cli, a.all, &f)?;
+            crate::prompt::deleted("Images", &lines);
+            println!(
+                "Total reclaimed space: {}",
+                runtime::volume::human_size(bytes)
+            );
+            Ok(0)
+        }
     }
 }
 
@@ -230,16 +269,61 @@ fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// `docker images`'s default tables.
+const TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+const TABLE_DIGESTS: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+
+/// The column names of `formatter.ImageContext` (Docker 28).
+const HEADER: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("VirtualSize", "SIZE"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+];
+
 fn list(store: &Store, a: &LsArgs) -> anyhow::Result<i32> {
-    let mut rows: Vec<Value> = Vec::new();
     let filter = a
         .reference
         .as_deref()
         .map(images::Reference::parse)
         .transpose()?;
+    let filters = runtime::filter::Filters::parse(
+        &a.filter,
+        &["dangling", "label", "reference", "before", "since"],
+    )?;
     let all = store.list()?;
+    let created = |img: &Image| {
+        img.created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+    };
+    // before=/since= name an image; its creation time bounds the others'.
+    let bound = |key: &str| -> anyhow::Result<Option<chrono::DateTime<chrono::FixedOffset>>> {
+        match filters.values(key).first() {
+            Some(r) => Ok(created(&store.resolve(r)?)),
+            None => Ok(None),
+        }
+    };
+    let (before, since) = (bound("before")?, bound("since")?);
+    let mut rows = Vec::new();
     for img in &all {
-        let tags: Vec<Option<&String>> = if img.repo_tags.is_empty() {
+        let dangling = img.repo_tags.is_empty();
+        if !filters.bool_matches("dangling", dangling)?
+            || !filters.labels_match("label", &img.config.labels)
+            || before.is_some_and(|b| created(img).is_none_or(|c| c >= b))
+            || since.is_some_and(|b| created(img).is_none_or(|c| c <= b))
+        {
+            continue;
+        }
+        let tags: Vec<Option<&String>> = if dangling {
             vec![None]
         } else {
             img.repo_tags.iter().map(Some).collect()
@@ -252,72 +336,38 @@ fn list(store: &Store, a: &LsArgs) -> anyhow::Result<i32> {
                     continue;
                 }
             }
-            rows.push(row_json(img, t, a.no_trunc));
+            let refs = filters.values("reference");
+            if !refs.is_empty()
+                && !t.is_some_and(|t| {
+                    refs.iter().any(|p| {
+                        runtime::filter::glob(p, t) || runtime::filter::glob(p, split_tag(t).0)
+                    })
+                })
+            {
+                continue;
+            }
+            rows.push(row(img, t, a.no_trunc));
         }
     }
-    let out = io::stdout();
-    let mut out = out.lock();
+    let format = if a.quiet {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    let table = if a.digests { TABLE_DIGESTS } else { TABLE };
+    let f = ListFormat::parse(format, table)?;
+    let mut text = f.render(&rows, HEADER)?;
     if a.quiet {
-        let mut seen = Vec::new();
-        for r in &rows {
-            let id = r["ID"].as_str().unwrap_or_default().to_string();
-            if !seen.contains(&id) {
-                writeln!(out, "{id}")?;
-                seen.push(id);
-            }
-        }
-        return Ok(0);
+        // One line per image, not per tag.
+        let mut seen = std::collections::HashSet::new();
+        text = text
+            .lines()
+            .filter(|l| seen.insert(l.to_string()))
+            .map(|l| format!("{l}\n"))
+            .collect();
     }
-    if let Some(f) = &a.format {
-        let fmt = Format::parse(f)?;
-        if let Some(h) = fmt.header() {
-            writeln!(out, "{h}")?;
-        }
-        for r in &rows {
-            writeln!(out, "{}", fmt.render(r)?)?;
-        }
-        return Ok(0);
-    }
-    let cols = ["Repository", "Tag", "ID", "CreatedSince", "Size"];
-    let mut table = vec![vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>()];
-    for r in &rows {
-        table.push(
-            cols.iter()
-                .map(|c| r[c].as_str().unwrap_or_default().to_string())
-                .collect(),
-        );
-    }
-    print_table(&mut out, &table)?;
+    io::stdout().write_all(text.as_bytes())?;
     Ok(0)
-}
-
-/// Columns padded as Docker's tabwriter does (3 spaces between columns).
-fn print_table(out: &mut impl Write, table: &[Vec<String>]) -> io::Result<()> {
-    let n = table.first().map(Vec::len).unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in table {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i + 1 == n {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}", w = widths[i] + 3));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
 }
 
 fn split_tag(t: &str) -> (&str, &str) {
@@ -328,8 +378,8 @@ fn split_tag(t: &str) -> (&str, &str) {
     }
 }
 
-/// One `images` row as the JSON `--format` templates see (Docker's field names).
-fn row_json(img: &Image, tag: Option<&String>, no_trunc: bool) -> Value {
+/// One `images` row (Docker's `formatter.ImageContext`).
+fn row(img: &Image, tag: Option<&String>, no_trunc: bool) -> Row {
     let (repo, tag) = tag.map(|t| split_tag(t)).unwrap_or(("<none>", "<none>"));
     let created = img
         .created
@@ -346,100 +396,34 @@ fn row_json(img: &Image, tag: Option<&String>, no_trunc: bool) -> Value {
         .find(|d| d.split('@').next() == Some(repo))
         .and_then(|d| d.split('@').nth(1))
         .unwrap_or("<none>");
-    json!({
+    let size = human_size(img.size as f64, 3);
+    let fields = json!({
         "Containers": "N/A",
         "CreatedAt": created.map(|c| c.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),
-        "CreatedSince": created.map(|c| format!("{} ago", human_duration(chrono::Utc::now().signed_duration_since(c)))).unwrap_or_else(|| "N/A".into()),
+        "CreatedSince": created.map(|c| format!("{} ago", human_duration(chrono::Utc::now().signed_duration_since(c).num_seconds()))).unwrap_or_else(|| "N/A".into()),
         "Digest": digest,
         "ID": id,
         "Repository": repo,
         "SharedSize": "N/A",
-        "Size": human_size(img.size),
+        "Size": size,
         "Tag": tag,
         "UniqueSize": "N/A",
-        "VirtualSize": human_size(img.size),
+        "VirtualSize": size,
+    });
+    let Value::Object(fields) = fields else {
+        unreachable!("a JSON object literal")
+    };
+    Row::new("*formatter.ImageContext", fields, &img.config.labels)
+}
+
+fn inspect(cli: &Cli, a: &InspectArgs) -> anyhow::Result<i32> {
+    crate::format::inspect_each(a.format.as_deref(), &a.images, |r| {
+        super::inspect::image(cli, r)
     })
 }
 
-/// Docker's `units.HumanDuration`.
-fn human_duration(d: chrono::TimeDelta) -> String {
-    let s = d.num_seconds().max(0);
-    let h = s / 3600;
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s / 60 == 1 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        _ if h == 1 => "About an hour".into(),
-        _ if h < 48 => format!("{h} hours"),
-        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
-        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
-        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
-        _ => format!("{} years", h / 24 / 365),
-    }
-}
-
-/// Docker's `units.HumanSizeWithPrecision(n, 3)`: decimal units, three significant digits.
-fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    let s = if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
-}
-
-fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<i32> {
-    let mut found = Vec::new();
-    let mut missing = Vec::new();
-    for r in &a.images {
-        match store.resolve(r) {
-            Ok(img) => found.push(inspect_json(store, &img)),
-            Err(images::Error::NotFound(_)) => missing.push(r.clone()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match &a.format {
-        Some(f) => {
-            let fmt = Format::parse(f)?;
-            for v in &found {
-                println!("{}", fmt.render(v)?);
-            }
-        }
-        None => println!("{}", pretty(&Value::Array(found))?),
-    }
-    if !missing.is_empty() {
-        bail!("No such image: {}", missing.join(", "));
-    }
-    Ok(0)
-}
-
-/// JSON indented with 4 spaces, as `docker inspect` prints.
-fn pretty(v: &Value) -> anyhow::Result<String> {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    serde::Serialize::serialize(v, &mut ser)?;
-    Ok(String::from_utf8(buf)?)
-}
-
 /// Docker-shaped `image inspect` object.
-fn inspect_json(store: &Store, img: &Image) -> Value {
+pub fn inspect_json(store: &Store, img: &Image) -> Value {
     let c = &img.config;
     let mut config = json!({
         "Hostname": "",
@@ -493,12 +477,50 @@ fn inspect_json(store: &Store, img: &Image) -> Value {
     })
 }
 
+/// Removes the images no container uses that `f` selects: dangling ones, or with `all` every
+/// unused one. Returns Docker's lines (`untagged: REF`, `deleted: ID`) and the bytes freed.
+pub fn prune_images(
+    cli: &Cli,
+    all: bool,
+    f: &runtime::filter::Filters,
+) -> anyhow::Result<(Vec<String>, u64)> {
+    let store = Store::open(&cli.root)?;
+    let in_use = |id: &str| runtime::image_in_use(&cli.root, id);
+    // Held while checking for users and deleting (as `rmi`).
+    let _names = runtime::store::names_lock(&cli.root)?;
+    let (mut lines, mut bytes) = (Vec::new(), 0);
+    for img in store.list()? {
+        let created = img
+            .created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map_or_else(chrono::Utc::now, |c| c.with_timezone(&chrono::Utc));
+        if (!all && !img.repo_tags.is_empty())
+            || in_use(&img.id)
+            || !f.prune_matches(created, &img.config.labels)?
+        {
+            continue;
+        }
+        for d in store.remove(&img.id, true, &in_use)? {
+            match d {
+                Removed::Untagged(t) => lines.push(format!("untagged: {t}")),
+                Removed::Deleted(id) => {
+                    bytes += img.size;
+                    lines.push(format!("deleted: {id}"));
+                }
+            }
+        }
+    }
+    Ok((lines, bytes))
+}
+
 fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
     let in_use = |id: &str| runtime::image_in_use(&cli.root, id);
     // Held while checking for users and deleting, so no `create` records a container on an
     // image being removed (create resolves the image again under the same lock).
     let _names = runtime::store::names_lock(&cli.root)?;
     let mut errors = Vec::new();
+    let mut fatal = false;
     for r in &a.images {
         match store.remove(r, a.force, &in_use) {
             Ok(done) => {
@@ -509,11 +531,21 @@ fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
                     }
                 }
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => {
+                fatal |= !matches!(e, images::Error::NotFound(_));
+                errors.push(e.to_string());
+            }
         }
     }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("; "));
+    if errors.is_empty() {
+        return Ok(0);
     }
-    Ok(0)
+    // Docker 20.10: `rmi -f` of images that are not there reports them and succeeds.
+    if a.force && !fatal {
+        for e in &errors {
+            eprintln!("Error: {e}");
+        }
+        return Ok(0);
+    }
+    bail!("{}", errors.join("; "))
 }

@@ -3,11 +3,33 @@
 pub mod containers;
 pub mod dns;
 pub mod images;
+pub mod inspect;
 pub mod networks;
 pub mod pull;
+pub mod system;
 pub mod volumes;
 
 use crate::{Cli, Command};
+
+/// The exit code of an error of `cmd` (Docker's CLI: 125 for `run` and `create`, whose
+/// errors it wraps as such, 1 for the others).
+pub fn error_exit_code(cmd: &Command) -> i32 {
+    match cmd {
+        Command::Containers(c) if c.is_run_or_create() => 125,
+        _ => 1,
+    }
+}
+
+/// True for the commands that own running processes (a container, a relay, the resolver):
+/// they must survive a closed stdout (see `main`).
+pub fn owns_processes(cmd: &Command) -> bool {
+    match cmd {
+        Command::Containers(c) => c.owns_processes(),
+        Command::Networks(c) => c.owns_processes(),
+        Command::Dns(_) => true,
+        _ => false,
+    }
+}
 
 /// Runs the parsed command; `Ok(code)` is the process exit code.
 pub fn run(cli: &Cli) -> anyhow::Result<i32> {
@@ -18,5 +40,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Pull(c) => pull::run(cli, c),
         Command::Dns(c) => dns::run(cli, c),
         Command::Volumes(c) => volumes::run(cli, c),
+        Command::Inspect(a) => inspect::run(cli, a),
+        Command::System(c) => system::run(cli, c),
     }
 }

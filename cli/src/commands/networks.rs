@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::format::Format;
+use crate::format::{ListFormat, Row};
 use crate::Cli;
 
 #[derive(Subcommand)]
@@ -16,6 +16,17 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: NetworkCmd,
     },
+}
+
+impl Cmd {
+    /// The hidden relay and the test hook that holds published ports own processes.
+    pub fn owns_processes(&self) -> bool {
+        let Cmd::Network { cmd } = self;
+        matches!(
+            cmd,
+            NetworkCmd::PortProxy { .. } | NetworkCmd::Sandbox(SandboxCmd::Publish { .. })
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -43,6 +54,9 @@ pub enum NetworkCmd {
         /// Do not prompt for confirmation
         #[arg(short, long)]
         force: bool,
+        /// Provide filter values (e.g. "until=<timestamp>", "label=k=v", "label!=k")
+        #[arg(long)]
+        filter: Vec<String>,
     },
     /// Connect a container to a network
     Connect {
@@ -74,14 +88,15 @@ pub enum NetworkCmd {
     /// Test hook: wire a bare network namespace without a container
     #[command(hide = true, subcommand)]
     Sandbox(SandboxCmd),
-    /// The userland proxy of a `-p [::1]:H:C` port, started by publishing (fd 3: its socket)
+    /// The userland proxy of a container's ports on `[::1]` (and on IPv6 for a container without
+    /// it), started by publishing: fd 3+n is the listening socket of the n-th `--to`
     #[command(hide = true)]
     PortProxy {
         /// The container it serves (for `ps`)
         #[arg(long)]
         container: String,
-        #[arg(long)]
-        to: std::net::SocketAddr,
+        #[arg(long, required = true)]
+        to: Vec<std::net::SocketAddr>,
     },
 }
 
@@ -210,25 +225,29 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             for n in networks {
                 match net::manage::remove(root, n) {
                     Ok(_) => println!("{n}"),
+                    // Docker 20.10's words for a network that is not there.
+                    Err(net::Error::NetworkNotFound(_)) => {
+                        eprintln!("Error: No such network: {n}");
+                        code = 1;
+                    }
                     Err(e) => {
                         eprintln!("Error: {e}");
-                        code = 125;
+                        code = 1;
                     }
                 }
             }
             Ok(code)
         }
-        NetworkCmd::Prune { force } => {
-            if !force && !confirm("WARNING! This will remove all custom networks not used by at least one container.")? {
+        NetworkCmd::Prune { force, filter } => {
+            let f = runtime::filter::Filters::parse(filter, runtime::filter::PRUNE_KEYS)?;
+            if !force
+                && !crate::prompt::confirm(
+                    "WARNING! This will remove all custom networks not used by at least one container.",
+                )?
+            {
                 return Ok(0);
             }
-            let removed = net::manage::prune(root)?;
-            if !removed.is_empty() {
-                println!("Deleted Networks:");
-                for n in removed {
-                    println!("{n}");
-                }
-            }
+            crate::prompt::deleted("Networks", &prune_networks(root, &f)?);
             Ok(0)
         }
         NetworkCmd::Connect {
@@ -259,7 +278,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             Ok(0)
         }
         NetworkCmd::Sandbox(s) => sandbox(root, s),
-        NetworkCmd::PortProxy { to, .. } => Ok(net::port_proxy(*to)),
+        NetworkCmd::PortProxy { to, .. } => Ok(net::port_proxy(to)),
     }
 }
 
@@ -275,12 +294,24 @@ fn by_family(values: &[String], flag: &str) -> Result<(Option<String>, Option<St
     ))
 }
 
-fn confirm(warning: &str) -> Result<bool> {
-    print!("{warning}\nAre you sure you want to continue? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+/// Removes the unused user networks `f` selects; their names.
+pub fn prune_networks(root: &std::path::Path, f: &runtime::filter::Filters) -> Result<Vec<String>> {
+    if f.is_empty() {
+        return Ok(net::manage::prune(root)?);
+    }
+    let mut removed = Vec::new();
+    for n in net::Store::new(root).list()? {
+        let created = chrono::DateTime::parse_from_rfc3339(&n.created)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        if !n.is_predefined()
+            && f.prune_matches(created, &n.labels)?
+            && net::manage::remove(root, &n.id).is_ok()
+        {
+            removed.push(n.name.clone());
+        }
+    }
+    Ok(removed)
 }
 
 fn sandbox(root: &std::path::Path, cmd: &SandboxCmd) -> Result<i32> {
@@ -339,9 +370,36 @@ fn sandbox(root: &std::path::Path, cmd: &SandboxCmd) -> Result<i32> {
     Ok(0)
 }
 
-fn row(n: &net::Network, no_trunc: bool) -> Value {
+/// The column names of `formatter.NetworkContext` (Docker 28).
+const HEADER: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+];
+
+/// Go's `time.Time.String()`: `2006-01-02 15:04:05.999999999 -0700 MST`, the fraction
+/// without trailing zeros (here in UTC, as the network's record keeps it).
+pub fn go_time(t: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(t) else {
+        return t.to_string();
+    };
+    let t = t.with_timezone(&chrono::Utc);
+    let nanos = t.timestamp_subsec_nanos();
+    let frac = match nanos {
+        0 => String::new(),
+        n => format!(".{n:09}").trim_end_matches('0').to_string(),
+    };
+    format!("{}{frac} +0000 UTC", t.format("%Y-%m-%d %H:%M:%S"))
+}
+
+fn row(n: &net::Network, no_trunc: bool) -> Row {
     let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    json!({
+    let fields = json!({
         "ID": if no_trunc { n.id.clone() } else { n.id[..12].to_string() },
         "Name": n.name,
         "Driver": n.driver,
@@ -349,128 +407,60 @@ fn row(n: &net::Network, no_trunc: bool) -> Value {
         "IPv6": n.enable_ipv6.to_string(),
         "Internal": n.internal.to_string(),
         "Labels": labels.join(","),
-        "CreatedAt": n.created,
-    })
+        "CreatedAt": go_time(&n.created),
+    });
+    let Value::Object(fields) = fields else {
+        unreachable!("a JSON object literal")
+    };
+    Row::new("*formatter.NetworkContext", fields, &n.labels)
 }
 
-fn matches(n: &net::Network, filters: &[(String, String)]) -> Result<bool> {
-    for (k, v) in filters {
-        let ok = match k.as_str() {
-            "name" => n.name.contains(v.as_str()),
-            "driver" => &n.driver == v,
-            "id" => n.id.starts_with(v.as_str()),
-            "label" => match v.split_once('=') {
-                Some((lk, lv)) => n.labels.get(lk).is_some_and(|x| x == lv),
-                None => n.labels.contains_key(v),
-            },
-            "type" => match v.as_str() {
-                "custom" => !n.is_predefined(),
-                "builtin" => n.is_predefined(),
-                _ => bail!("invalid filter: 'type'='{v}'"),
-            },
-            _ => bail!("invalid filter '{k}'"),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+fn matches(n: &net::Network, filters: &runtime::filter::Filters) -> Result<bool> {
+    let type_ok = filters.values("type").iter().try_fold(
+        filters.values("type").is_empty(),
+        |ok, v| match v.as_str() {
+            "custom" => Ok(ok || !n.is_predefined()),
+            "builtin" => Ok(ok || n.is_predefined()),
+            _ => bail!("invalid filter: 'type'='{v}'"),
+        },
+    )?;
+    // Dangling: a user network no container uses.
+    let dangling = !n.is_predefined() && n.endpoints.is_empty();
+    Ok(type_ok
+        && filters.bool_matches("dangling", dangling)?
+        && filters.any("name", |v| runtime::filter::regex_match(v, &n.name))
+        && filters.any("driver", |v| n.driver == v)
+        && filters.any("id", |v| n.id.starts_with(v))
+        && filters.any("scope", |v| v == "local")
+        && filters.labels_match("label", &n.labels))
 }
 
 fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
-    let filters: Vec<(String, String)> = a
-        .filter
-        .iter()
-        .map(|f| {
-            f.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))
-        })
-        .collect::<Result<_>>()?;
-    let mut nets = Vec::new();
+    let filters = runtime::filter::Filters::parse(
+        &a.filter,
+        &["name", "driver", "id", "label", "type", "scope", "dangling"],
+    )?;
+    let mut rows = Vec::new();
     for n in net::Store::new(root).list()? {
         if matches(&n, &filters)? {
-            nets.push(n);
+            rows.push(row(&n, a.no_trunc));
         }
     }
-    let rows: Vec<Value> = nets.iter().map(|n| row(n, a.no_trunc)).collect();
-    if a.quiet {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or_default());
-        }
-        return Ok(0);
-    }
-    let format = a.format.as_deref().unwrap_or("table");
-    let format = if format == "table" {
-        "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+    let format = if a.quiet {
+        Some("{{.ID}}")
     } else {
-        format
+        a.format.as_deref()
     };
-    let f = Format::parse(format)?;
-    let mut lines = Vec::new();
-    if let Some(h) = f.header() {
-        lines.push(
-            h.replace("ID", "NETWORK ID")
-                .replace("NETWORK NETWORK ID", "NETWORK ID"),
-        );
-    }
-    for r in &rows {
-        lines.push(f.render(r)?);
-    }
-    print!("{}", align(&lines));
+    let f = ListFormat::parse(format, "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}")?;
+    std::io::stdout().write_all(f.render(&rows, HEADER)?.as_bytes())?;
     Ok(0)
 }
 
-/// Docker's tabwriter: tab-separated cells padded to the widest cell plus three spaces.
-fn align(lines: &[String]) -> String {
-    let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-    let mut widths = Vec::new();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
-            if widths.len() <= i {
-                widths.push(0);
-            }
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate() {
-            if i + 1 < row.len() {
-                out += &format!("{c:<w$}", w = widths[i] + 3);
-            } else {
-                out += c;
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
 fn inspect(root: &std::path::Path, format: Option<&str>, names: &[String]) -> Result<i32> {
-    let store = net::Store::new(root);
-    let mut found = Vec::new();
-    let mut code = 0;
-    for n in names {
-        match store.find(n) {
-            Ok(net) => found.push(net::docker::network(&net)),
-            Err(net::Error::NetworkNotFound(_)) => {
-                eprintln!("Error: No such network: {n}");
-                code = 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match format {
-        Some(f) => {
-            let f = Format::parse(f)?;
-            for v in &found {
-                println!("{}", f.render(v)?);
-            }
-        }
-        None => println!("{}", serde_json::to_string_pretty(&Value::Array(found))?),
-    }
-    Ok(code)
+    let cli_root = root.to_path_buf();
+    crate::format::inspect_each(format, names, |n| {
+        crate::commands::inspect::network_in(&cli_root, n)
+    })
 }
 
 fn parse_ip(s: Option<&str>, flag: &str) -> Result<Option<std::net::IpAddr>> {

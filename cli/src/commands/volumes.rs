@@ -1,14 +1,14 @@
 //! `rbox volume create/ls/inspect/rm/prune`, with Docker's output.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use runtime::volume;
 use serde_json::Value;
 
-use crate::format::Format;
+use crate::format::{ListFormat, Row};
 use crate::Cli;
 
 #[derive(Subcommand)]
@@ -50,6 +50,9 @@ pub enum VolumeCmd {
         /// Do not prompt for confirmation
         #[arg(short = 'f', long)]
         force: bool,
+        /// Provide filter values (e.g. "label=<label>", "label!=<label>")
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 
@@ -69,7 +72,10 @@ pub struct LsArgs {
     /// Only display volume names
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Format output using a custom template
+    /// Provide filter values (dangling, driver, label, name)
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Format output using a custom template ("table", "table TEMPLATE", "json" or TEMPLATE)
     #[arg(long)]
     format: Option<String>,
 }
@@ -97,27 +103,9 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         }
         VolumeCmd::Ls(a) => ls(root, a),
         VolumeCmd::Inspect { format, volumes } => {
-            let mut found = Vec::new();
-            let mut missing = Vec::new();
-            for n in volumes {
-                match volume::get(root, n) {
-                    Ok(v) => found.push(v.to_json(root)),
-                    Err(_) => missing.push(n.clone()),
-                }
-            }
-            match format {
-                Some(f) => {
-                    let fmt = Format::parse(f)?;
-                    for v in &found {
-                        println!("{}", fmt.render(v)?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&Value::Array(found))?),
-            }
-            if !missing.is_empty() {
-                bail!("No such volume: {}", missing.join(", "));
-            }
-            Ok(0)
+            crate::format::inspect_each(format.as_deref(), volumes, |n| {
+                crate::commands::inspect::volume(cli, n)
+            })
         }
         VolumeCmd::Rm { force, volumes } => {
             let mut last = None;
@@ -138,81 +126,65 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                 None => Ok(0),
             }
         }
-        VolumeCmd::Prune { all, force } => {
-            if !force && !confirm(*all)? {
+        VolumeCmd::Prune { all, force, filter } => {
+            let f = runtime::filter::Filters::parse(filter, &["label", "label!", "all"])?;
+            // Docker 23+: the `all=true` filter is the API's form of -a.
+            let all = *all || f.bool_matches("all", true)? && !f.values("all").is_empty();
+            if !force
+                && !crate::prompt::confirm(&format!(
+                "WARNING! This will remove {} local volumes not used by at least one container.",
+                if all { "all" } else { "anonymous" }
+            ))? {
                 return Ok(0);
             }
-            let (names, bytes) = volume::prune(root, *all)?;
-            let mut out = std::io::stdout().lock();
-            if !names.is_empty() {
-                writeln!(out, "Deleted Volumes:")?;
-                for n in &names {
-                    writeln!(out, "{n}")?;
-                }
-                writeln!(out)?;
-            }
-            writeln!(out, "Total reclaimed space: {}", volume::human_size(bytes))?;
+            let (names, bytes) = volume::prune(root, all, &f)?;
+            crate::prompt::deleted("Volumes", &names);
+            println!("Total reclaimed space: {}", volume::human_size(bytes));
             Ok(0)
         }
     }
 }
 
-fn confirm(all: bool) -> Result<bool> {
-    let what = if all {
-        "all local volumes"
-    } else {
-        "anonymous local volumes"
-    };
-    eprint!(
-        "WARNING! This will remove {what} not used by at least one container.\nAre you sure you want to continue? [y/N] "
-    );
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal()
-        && stdin
-            .lock()
-            .fill_buf()
-            .map(|b| b.is_empty())
-            .unwrap_or(true)
-    {
-        return Ok(false);
-    }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
-}
+/// The column names of `formatter.VolumeContext` (Docker 28).
+const HEADER: &[(&str, &str)] = &[
+    ("Name", "VOLUME NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Labels", "LABELS"),
+    ("Links", "LINKS"),
+    ("Size", "SIZE"),
+];
 
 fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
-    let vols = volume::list(root);
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for v in &vols {
-            writeln!(out, "{}", v.name)?;
-        }
-        return Ok(0);
-    }
-    if let Some(f) = &a.format {
-        let fmt = Format::parse(f)?;
-        if let Some(h) = fmt.header() {
-            writeln!(out, "{h}")?;
-        }
-        for v in &vols {
-            let mut j = v.to_json(root);
-            // `volume ls --format` fields are Docker's column names.
-            j["Labels"] = Value::String(
-                v.labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            writeln!(out, "{}", fmt.render(&j)?)?;
-        }
-        return Ok(0);
-    }
-    // Docker's tabwriter: minimum width 10, padding 3.
-    writeln!(out, "DRIVER    VOLUME NAME")?;
-    for v in &vols {
-        writeln!(out, "{:<10}{}", "local", v.name)?;
-    }
+    let filters =
+        runtime::filter::Filters::parse(&a.filter, &["dangling", "driver", "label", "name"])?;
+    let vols = volume::list_filtered(root, &filters)?;
+    let rows: Vec<Row> = vols
+        .iter()
+        .map(|v| {
+            let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let fields = serde_json::json!({
+                "Name": v.name,
+                "Driver": "local",
+                "Scope": "local",
+                "Mountpoint": volume::data_dir(root, &v.name),
+                "Labels": labels.join(","),
+                "Links": "N/A",
+                "Size": "N/A",
+            });
+            let Value::Object(fields) = fields else {
+                unreachable!("a JSON object literal")
+            };
+            Row::new("*formatter.VolumeContext", fields, &v.labels)
+        })
+        .collect();
+    let format = if a.quiet {
+        Some("{{.Name}}")
+    } else {
+        a.format.as_deref()
+    };
+    let f = ListFormat::parse(format, "table {{.Driver}}\t{{.Name}}")?;
+    std::io::stdout().write_all(f.render(&rows, HEADER)?.as_bytes())?;
     Ok(0)
 }

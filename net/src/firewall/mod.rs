@@ -88,8 +88,12 @@ pub trait Firewall: Sync {
     fn name(&self) -> &'static str;
     /// Adds or regenerates the rules of `nets`.
     fn install_networks(&self, nets: &[FwNetwork]) -> Result<()>;
-    /// Removes the rules of `net`.
-    fn remove_network(&self, net: &FwNetwork) -> Result<()>;
+    /// Removes the rules of `net`. With `whole_bridge` (no other network can be using its
+    /// bridge: it is `net`'s own or gone) also every rule that goes through the bridge —
+    /// isolation and masquerade, port rules of containers reached through it — whatever network
+    /// made it; without, only what is `net`'s by its id, since another root's network of the
+    /// same bridge name may rely on the rest.
+    fn remove_network(&self, net: &FwNetwork, whole_bridge: bool) -> Result<()>;
     /// Adds a new container's port rules, written from `p` alone (the fast path of `run -p`);
     /// falls back to `repair_ports` when the kernel's state is not what rbox's state says.
     fn add_ports(&self, p: &FwPorts) -> Result<()>;

@@ -14,7 +14,7 @@ impl Firewall for NoFirewall {
     fn install_networks(&self, _: &[FwNetwork]) -> Result<()> {
         Ok(())
     }
-    fn remove_network(&self, _: &FwNetwork) -> Result<()> {
+    fn remove_network(&self, _: &FwNetwork, _: bool) -> Result<()> {
         Ok(())
     }
     fn add_ports(&self, _: &FwPorts) -> Result<()> {

@@ -6,9 +6,15 @@
 //! repair removes them without reading anything else; a record left by a crash means rules may
 //! exist, so the next publish of that container repairs instead of adding. UDP conntrack entries
 //! of the ports are deleted on publish and unpublish (`conntrack`), so a client that keeps
-//! sending follows the port. TCP on `[::1]`, which the kernel cannot forward to a container, is
-//! served by a userland proxy (`proxy`) recorded with its pid and start time so that unpublish
-//! (crash repair included) can stop it; it has no rule. UDP on `[::1]` is refused.
+//! sending follows the port. TCP on IPv6 the kernel cannot forward to a container (`[::1]`,
+//! and every IPv6 address of a container without IPv6) is served by one userland proxy per
+//! container (`proxy`), recorded with its pid and start time so that unpublish (crash repair
+//! included) can stop it. UDP there is refused (or, for the implicit `[::]` of `-p H:C`, left
+//! out).
+//!
+//! `run` reserves before the container joins its network (`reserve`, then `publish_reserved`):
+//! a port already allocated is refused before any link exists, so nothing is left behind even
+//! for the moment the kernel takes to free a released namespace.
 
 mod record;
 mod reserve;
@@ -26,54 +32,42 @@ use crate::error::{Error, Errors, Result};
 use crate::network::Network;
 use crate::proxy;
 use crate::sandbox;
-use reserve::Loopback;
+use reserve::{Listener, Taken};
 
 /// The network that carries a container's published ports: its first external network whose
 /// driver carries ports, with an address (Docker publishes nothing for host, none and internal
 /// networks).
-fn carrier(ctx: &Context, container_id: &str) -> Result<Option<(Network, IpAddr, Option<IpAddr>)>> {
-    let mut found: Vec<(String, Network, IpAddr, Option<IpAddr>)> = Vec::new();
+fn carrier(ctx: &Context, container_id: &str) -> Result<Option<Network>> {
+    let mut found: Vec<(String, Network)> = Vec::new();
     for n in ctx.store.list()? {
         if n.internal || !ctx.driver(&n).is_ok_and(|d| d.caps().ports) {
             continue;
         }
-        if let Some(ep) = n.endpoints.get(container_id) {
-            if let Some(ip) = ep.ip {
-                found.push((
-                    ep.interface.clone(),
-                    n.clone(),
-                    ip.into(),
-                    ep.ip6.map(Into::into),
-                ));
-            }
+        if let Some(ep) = n.endpoints.get(container_id).filter(|e| e.ip.is_some()) {
+            found.push((ep.interface.clone(), n.clone()));
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found.into_iter().next().map(|(_, n, a, b)| (n, a, b)))
+    Ok(found.into_iter().next().map(|(_, n)| n))
 }
 
-/// Starts a proxy for each `[::1]` reservation; on error those started are stopped.
-fn start_proxies(
+/// Starts the container's proxy for its listening reservations (none: no proxy), each relayed
+/// to the container's IPv6 address if it has one, else to its IPv4 address.
+fn start_proxy(
     container_id: &str,
+    ip: IpAddr,
     ip6: Option<IpAddr>,
-    loopback: Vec<Loopback>,
+    listeners: Vec<Listener>,
 ) -> Result<Vec<proxy::Process>> {
-    let mut started: Vec<proxy::Process> = Vec::new();
-    for l in loopback {
-        // reserve_all refused ::1 unless the container has an IPv6 address.
-        let to = ip6.map(|ip| SocketAddr::new(ip, l.container_port));
-        let r = to
-            .ok_or_else(|| Error::Invalid(format!("cannot publish [::1]:{}: no IPv6", l.host_port)))
-            .and_then(|to| proxy::spawn(l.socket, container_id, l.host_port, to));
-        match r {
-            Ok(p) => started.push(p),
-            Err(e) => {
-                started.iter().for_each(proxy::stop);
-                return Err(e);
-            }
-        }
-    }
-    Ok(started)
+    let Some(first) = listeners.first().map(|l| l.host_port) else {
+        return Ok(Vec::new());
+    };
+    let to = ip6.unwrap_or(ip);
+    let socks = listeners
+        .into_iter()
+        .map(|l| (l.socket, SocketAddr::new(to, l.container_port)))
+        .collect();
+    Ok(vec![proxy::spawn(socks, container_id, first)?])
 }
 
 /// How rules are put in place: `Add` for a container whose rules do not exist yet (one
@@ -92,26 +86,57 @@ fn install(ctx: &Context, container_id: &str, rec: &Record, mode: Mode) -> Resul
     }
 }
 
-/// Publishes `specs` for a container already connected to its networks: reserves the host
-/// ports, records them and installs the rules. The caller holds the `Reservation` for the
-/// container's lifetime. Nothing is left behind on error.
-pub(crate) fn publish(
+/// Host ports reserved for a container before it joins the network that will carry them.
+pub struct Reserved {
+    network_id: String,
+    taken: Taken,
+}
+
+/// Reserves the host ports of `specs` on `net` for a container about to join it; `None` when
+/// `net` carries no published ports (host, none, internal networks: Docker publishes nothing
+/// there). Nothing but sockets is made: a taken port fails here, before any link exists.
+pub(crate) fn reserve(
+    ctx: &Context,
+    net: &Network,
+    specs: &[PortSpec],
+) -> Result<Option<Reserved>> {
+    if specs.is_empty() || net.internal {
+        return Ok(None);
+    }
+    let drv = ctx.driver(net)?;
+    if !drv.caps().ports {
+        return Ok(None);
+    }
+    let path = drv.port_path(net)?;
+    let taken = reserve::reserve_all(specs, &net.name, &path, net.ipam6.is_some())?;
+    Ok(Some(Reserved {
+        network_id: net.id.clone(),
+        taken,
+    }))
+}
+
+/// Publishes what `reserve` took for a container now connected to that network: records the
+/// bindings and installs the rules. The caller holds the `Reservation` for the container's
+/// lifetime. Nothing is left behind on error.
+pub(crate) fn publish_reserved(
     ctx: &Context,
     container_id: &str,
-    specs: &[PortSpec],
+    reserved: Reserved,
 ) -> Result<(Vec<PortBinding>, Reservation)> {
-    if specs.is_empty() {
-        return Ok((Vec::new(), Reservation::default()));
-    }
-    let Some((net, ip, ip6)) = carrier(ctx, container_id)? else {
-        return Ok((Vec::new(), Reservation::default()));
+    let net = ctx.store.load(&reserved.network_id)?;
+    let ep = net.endpoints.get(container_id);
+    let Some((ip, ip6)) = ep.and_then(|e| Some((IpAddr::from(e.ip?), e.ip6.map(IpAddr::from))))
+    else {
+        return Err(Error::Invalid(format!(
+            "container {container_id} has no address on network {} to publish ports on",
+            net.name
+        )));
     };
     let ipam = net
         .ipam
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
     let path = ctx.driver(&net)?.port_path(&net)?;
-    let reserved = reserve::reserve_all(specs, &net.name, &path, ip6.is_some())?;
     let root = ctx.root();
     // A record left by a crash may have rules behind it: regenerate those instead of adding.
     let old = record::read(root, container_id)?;
@@ -122,8 +147,13 @@ pub(crate) fn publish(
         Some(_) => Mode::Repair,
         None => Mode::Add,
     };
-    // Before the record: a crash in between kills them with their holder (PDEATHSIG).
-    let proxies = start_proxies(container_id, ip6, reserved.loopback)?;
+    let Taken {
+        bindings,
+        held,
+        listeners,
+    } = reserved.taken;
+    // Before the record: a crash in between kills it with its holder (PDEATHSIG).
+    let proxies = start_proxy(container_id, ip, ip6, listeners)?;
     let rec = Record {
         network_id: net.id.clone(),
         interface: path.interface,
@@ -131,7 +161,7 @@ pub(crate) fn publish(
         container_ip: ip,
         subnet6: net.ipam6.as_ref().map(|c| c.subnet.into()),
         container_ip6: ip6,
-        bindings: reserved.bindings,
+        bindings,
         proxies,
     };
     // Recorded before the rules exist, so a crash in between leaves something to repair.
@@ -145,7 +175,23 @@ pub(crate) fn publish(
     }
     // Now that the port leads here, a client still sending to it must not stay on an old path.
     forget_udp_flows(&rec.bindings);
-    Ok((rec.bindings, reserved.held))
+    Ok((rec.bindings, held))
+}
+
+/// Publishes `specs` for a container already connected to its networks, on the first that
+/// carries ports (`reserve` + `publish_reserved`).
+pub(crate) fn publish(
+    ctx: &Context,
+    container_id: &str,
+    specs: &[PortSpec],
+) -> Result<(Vec<PortBinding>, Reservation)> {
+    let Some(net) = carrier(ctx, container_id)? else {
+        return Ok((Vec::new(), Reservation::default()));
+    };
+    match reserve(ctx, &net, specs)? {
+        Some(r) => publish_reserved(ctx, container_id, r),
+        None => Ok((Vec::new(), Reservation::default())),
+    }
 }
 
 /// Binds again the host ports recorded for a container whose holder died (its sockets and
@@ -164,35 +210,37 @@ pub(crate) fn reclaim(
     // A proxy that outlived its holder still listens on its port.
     rec.proxies.iter().for_each(proxy::stop);
     let old_rules = rec.firewall(container_id);
+    let has_v6 = rec.container_ip6.is_some();
     let mut held = Reservation::default();
-    let mut loopback = Vec::new();
+    let mut listeners = Vec::new();
     let before = rec.bindings.len();
-    rec.bindings.retain(
-        |b| match reserve::reserve(b.host_ip, b.host_port, b.proto) {
-            Ok((fd, _)) if b.proxied() => {
-                loopback.push(Loopback {
-                    socket: fd,
+    rec.bindings.retain(|b| {
+        let listens = reserve::proxied(b.host_ip, b.proto, has_v6);
+        match reserve::reserve(b.host_ip, b.host_port, b.proto, listens) {
+            Ok((socket, _)) if listens => {
+                listeners.push(Listener {
+                    socket,
                     host_port: b.host_port,
                     container_port: b.container_port,
                 });
                 true
             }
-            Ok((fd, _)) => {
-                held.hold(fd);
+            Ok((socket, _)) => {
+                held.hold(socket);
                 true
             }
             Err(e) => {
                 tracing::warn!("{container_id}: {} taken meanwhile: {e}", b.host_addr());
                 false
             }
-        },
-    );
+        }
+    });
     let lost = rec.bindings.len() != before;
     if lost {
         // The rules of the ports it keeps come back below; the lost ones must not stay.
         ctx.fw.remove_ports(&old_rules)?;
     }
-    rec.proxies = start_proxies(container_id, rec.container_ip6, loopback)?;
+    rec.proxies = start_proxy(container_id, rec.container_ip, rec.container_ip6, listeners)?;
     if rec.bindings.is_empty() {
         record::remove(root, container_id)?;
         return Ok((Vec::new(), held));

@@ -3,7 +3,7 @@
 //! repair) from it alone.
 
 use std::fs;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnetwork::IpNetwork;
@@ -23,18 +23,6 @@ pub struct PortBinding {
     pub proto: Proto,
 }
 
-impl PortBinding {
-    /// Served by a userland proxy, not by the kernel's DNAT.
-    pub(crate) fn proxied(&self) -> bool {
-        proxied(self.host_ip)
-    }
-}
-
-/// The kernel cannot forward `[::1]` to a container (see `proxy`): a proxy serves it.
-pub(crate) fn proxied(host_ip: IpAddr) -> bool {
-    host_ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub network_id: String,
@@ -48,12 +36,21 @@ pub(crate) struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_ip6: Option<IpAddr>,
     pub bindings: Vec<PortBinding>,
-    /// The proxies of the `[::1]` bindings.
+    /// The proxy of the bindings the kernel cannot forward (older records: one per binding).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxies: Vec<proxy::Process>,
 }
 
 impl Record {
+    /// Whether the kernel forwards (DNATs) `b`: IPv4 always; IPv6 when the container has an
+    /// IPv6 address, except ::1 (see `proxy`).
+    pub fn forwarded(&self, b: &PortBinding) -> bool {
+        match b.host_ip {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(ip) => self.container_ip6.is_some() && !ip.is_loopback(),
+        }
+    }
+
     /// What the firewall's rules of the container's kernel-forwarded ports depend on.
     pub fn firewall(&self, container_id: &str) -> FwPorts {
         FwPorts {
@@ -70,7 +67,7 @@ impl Record {
             ports: self
                 .bindings
                 .iter()
-                .filter(|b| !b.proxied())
+                .filter(|b| self.forwarded(b))
                 .map(|b| FwPort {
                     host_ip: b.host_ip,
                     host_port: b.host_port,

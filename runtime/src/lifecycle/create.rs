@@ -108,6 +108,10 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     if s.hostname.is_empty() {
         s.hostname = match net::attachment(root, &s.network_mode) {
             // Docker: a container on the host's network has the host's name.
+            // Docker: a container in the host's UTS namespace has the host's name too.
+            _ if s.uts_mode == "host" => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             Ok((_, caps)) if caps.namespace == net::Namespace::Host => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),

@@ -22,13 +22,24 @@ pub const MONITOR_REPORT_FD: i32 = 3;
 
 /// Runs the container in this process (foreground `run`, `start -a`); returns its exit code.
 pub fn run_attached(root: &Path, id: &str, stdin: bool) -> Result<i32> {
+    run_attached_streams(root, id, stdin, true, true)
+}
+
+/// `run_attached` for `run -a`: only the named streams reach ours.
+pub fn run_attached_streams(
+    root: &Path,
+    id: &str,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<i32> {
     let paths = Paths::new(root, id);
-    monitor::run(
-        &paths,
-        Begin::Start,
-        Attach::Foreground { stdin },
-        &mut |_| {},
-    )
+    let attach = Attach::Foreground {
+        stdin,
+        stdout,
+        stderr,
+    };
+    monitor::run(&paths, Begin::Start, attach, &mut |_| {})
 }
 
 /// Starts the container under a detached monitor; returns once it runs, or with the reason

@@ -34,7 +34,7 @@ impl Attached {
         tracing::debug!(id = %paths.id, "rootfs mounted");
         let root = paths.rootfs();
         let user = user::resolve(&root, &rec.settings.user)?;
-        let env = spec::process_env(rec, &user);
+        let env = spec::process_env(&paths.root, rec, &user);
         let argv = rec.argv();
         let Some(argv0) = argv.first() else {
             return Err(Error::Invalid("No command specified".into()));
@@ -65,7 +65,8 @@ impl Attached {
             log,
             workload: executor::for_container(
                 &paths.root,
-                &rec.settings.security_opt,
+                &spec::security_opt(&rec.settings),
+                &spec::caps(&rec.settings),
                 rec.settings.init,
             )?,
             _ports: ports,
@@ -112,7 +113,7 @@ fn write_spec(
     env: &[String],
     netns: Option<PathBuf>,
 ) -> Result<()> {
-    let config = spec::build(paths, rec, user, env, netns.as_deref());
+    let config = spec::build(paths, rec, user, env, netns.as_deref())?;
     // Rewritten at every start and read only by libcontainer: no fsync needed.
     let config_path = paths.bundle().join("config.json");
     std::fs::write(&config_path, config.to_string())

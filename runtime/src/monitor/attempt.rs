@@ -66,7 +66,7 @@ impl Attempt {
             .map_err(|e| lc_err("libcontainer root", e))?;
         let mut stdin_hold = None;
         let stdin: OwnedFd = match attach {
-            Attach::Foreground { stdin: true } if !rec.settings.tty => std::io::stdin()
+            Attach::Foreground { stdin: true, .. } if !rec.settings.tty => std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| Error::io("stdin", e))?,
@@ -120,6 +120,7 @@ impl Attempt {
                 None => None,
             };
             let _ = std::fs::remove_file(paths.console_socket());
+            crate::cgroup::after_create(&paths.id, &rec.settings)?;
             container
                 .start()
                 .map_err(|e| lc_err("starting container", e))?;

@@ -15,8 +15,8 @@ use crate::tty;
 /// Where output goes.
 pub(crate) struct Sink {
     pub log: Option<Writer>,
-    /// Also to our stdout/stderr (foreground run).
-    pub attached: bool,
+    /// Also to our stdout and stderr (foreground run; `run -a` names which).
+    pub shown: [bool; 2],
 }
 
 impl Sink {
@@ -24,11 +24,11 @@ impl Sink {
         if let Some(l) = &mut self.log {
             l.write(stream, data);
         }
-        if self.attached {
-            let target = match stream {
-                Stream::Stdout => 1,
-                Stream::Stderr => 2,
-            };
+        let (target, shown) = match stream {
+            Stream::Stdout => (1, self.shown[0]),
+            Stream::Stderr => (2, self.shown[1]),
+        };
+        if shown {
             write_all_fd(target, data);
         }
     }
@@ -207,7 +207,7 @@ pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool) -> i32 {
     let mut streams = Streams::new(None, None, Some(master));
     let mut sink = Sink {
         log: None,
-        attached: true,
+        shown: [true, true],
     };
     let mut buf = vec![0u8; 16 * 1024];
     let mut timers = Timers::default();

@@ -47,8 +47,13 @@ use crate::{cgroup, cleanup, process};
 pub enum Attach {
     /// Detached monitor: output only to the log.
     Detached,
-    /// Foreground: output also to our stdout/stderr; `stdin` forwards ours to the container.
-    Foreground { stdin: bool },
+    /// Foreground: output also to our stdout/stderr (those of them named: `run -a`); `stdin`
+    /// forwards ours to the container.
+    Foreground {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
 }
 
 /// How the monitor takes the container.
@@ -262,7 +267,7 @@ impl<'a> Monitor<'a> {
         };
         let terminal = match attach {
             Attach::Detached => None,
-            Attach::Foreground { stdin } => Some(Terminal::open(stdin && rec.settings.tty)),
+            Attach::Foreground { stdin, .. } => Some(Terminal::open(stdin && rec.settings.tty)),
         };
         let made = match begin {
             Begin::Adopt => Attempt::adopt(&rec)
@@ -287,7 +292,10 @@ impl<'a> Monitor<'a> {
             attached,
             sink: Sink {
                 log,
-                attached: attach != Attach::Detached,
+                shown: match attach {
+                    Attach::Detached => [false, false],
+                    Attach::Foreground { stdout, stderr, .. } => [stdout, stderr],
+                },
             },
             run: None,
             control,

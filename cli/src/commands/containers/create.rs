@@ -6,6 +6,8 @@ use runtime::lifecycle::CreateOptions;
 use runtime::record::Settings;
 use runtime::units::parse_bytes;
 
+use super::hostflags::HostFlags;
+
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Assign a name to the container
@@ -14,6 +16,12 @@ pub struct CreateArgs {
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
     /// Read in a file of environment variables
     #[arg(long = "env-file")]
     pub env_file: Vec<String>,
@@ -117,6 +125,8 @@ pub struct CreateArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub host: HostFlags,
     /// Print usage
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -135,7 +145,9 @@ fn env_entry(e: &str) -> Option<String> {
 }
 
 impl CreateArgs {
-    pub fn options(&self, auto_remove: bool) -> Result<CreateOptions> {
+    /// `detach`: `run -d` (nothing attached).
+    pub fn options(&self, auto_remove: bool, detach: bool) -> Result<CreateOptions> {
+        self.host.check_cidfile()?;
         let mut env = Vec::new();
         for f in &self.env_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
@@ -152,6 +164,26 @@ impl CreateArgs {
                 bail!("invalid environment variable: {e}");
             }
             env.extend(env_entry(e));
+        }
+        // Docker reads label files first, then --label, later ones winning.
+        let mut labels = std::collections::BTreeMap::new();
+        let mut label_lines = Vec::new();
+        for f in &self.label_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
+            label_lines.extend(
+                text.lines()
+                    .map(str::trim_start)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        label_lines.extend(self.label.iter().cloned());
+        for l in label_lines {
+            let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+            if k.is_empty() {
+                bail!("invalid label '{l}': empty name");
+            }
+            labels.insert(k.to_string(), v.to_string());
         }
         let memory = match &self.memory {
             Some(m) => parse_bytes(m).map_err(|_| {
@@ -202,6 +234,7 @@ impl CreateArgs {
             log_driver: self.log_driver.clone(),
             log_opts: self.log_opt.clone(),
             settings: Settings {
+                labels,
                 hostname: self.hostname.clone().unwrap_or_default(),
                 env,
                 working_dir: self.workdir.clone().unwrap_or_default(),
@@ -233,7 +266,9 @@ impl CreateArgs {
                 ..Default::default()
             },
         };
-        for w in runtime::cgroup::discard_unsupported(&mut opts.settings)? {
+        self.host
+            .apply(&mut opts.settings, detach, self.interactive)?;
+        for w in runtime::hostconfig::check(&mut opts.settings)? {
             eprintln!("WARNING: {w}");
         }
         Ok(opts)

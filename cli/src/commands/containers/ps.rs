@@ -1,26 +1,35 @@
-//! `ps`: Docker's table, its relative times and its `--format` fields.
+//! `ps`: Docker's container rows (`formatter.ContainerContext`, Docker 28): relative times,
+//! the ellipsized command, ports, mounts, sizes, and the table's column names.
 
 use chrono::{DateTime, Utc};
 use runtime::{Record, Status};
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// Docker's `units.HumanDuration`.
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".into(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 48 * 3600 => format!("{} hours", s / 3600),
-        s if s < 14 * 86400 => format!("{} days", s / 86400),
-        s if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
-        s if s < 365 * 86400 => format!("{} months", s / (30 * 86400)),
-        s => format!("{} years", s / (365 * 86400)),
-    }
-}
+use crate::format::{human_duration, human_size, Row};
+
+/// `docker ps`'s default table, and with `-s`.
+pub const TABLE: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+pub const TABLE_SIZE: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}";
+
+/// The column names of the context's fields.
+pub const HEADER: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Names", "NAMES"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Networks", "NETWORKS"),
+];
 
 fn since(t: DateTime<Utc>) -> i64 {
     (Utc::now() - t).num_seconds()
@@ -46,22 +55,53 @@ pub fn status(r: &Record) -> String {
     }
 }
 
-fn command(r: &Record, trunc: bool) -> String {
-    let c = r.argv().join(" ");
-    if trunc && c.chars().count() > 20 {
-        let s: String = c.chars().take(19).collect();
-        format!("\"{s}…\"")
-    } else {
-        format!("\"{c}\"")
+/// Docker's `formatter.Ellipsis`: at most `max` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
     }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
-/// The fields `docker ps --format` offers.
-pub fn fields(r: &Record, trunc: bool) -> Value {
-    json!({
+/// A mount's name in `ps`: the volume's name, else its source.
+fn mount_names(r: &Record, trunc: bool) -> String {
+    let names: Vec<String> = r
+        .settings
+        .mounts
+        .iter()
+        .filter(|m| m.flag != runtime::mounts::Flag::Tmpfs)
+        .map(|m| match trunc {
+            true => ellipsis(&m.source, 15),
+            false => m.source.clone(),
+        })
+        .collect();
+    names.join(",")
+}
+
+/// The `ps` row of a container. `sizes` is (writable layer, image) in bytes when asked for.
+pub fn row(r: &Record, trunc: bool, sizes: Option<(u64, u64)>) -> Row {
+    let cmd = r.argv().join(" ");
+    let cmd = if trunc { ellipsis(&cmd, 20) } else { cmd };
+    let local_volumes = r
+        .settings
+        .mounts
+        .iter()
+        .filter(|m| m.kind == runtime::mounts::Kind::Volume)
+        .count();
+    let size = match sizes {
+        None => "0B".to_string(),
+        Some((rw, image)) => format!(
+            "{} (virtual {})",
+            human_size(rw as f64, 3),
+            human_size((rw + image) as f64, 3)
+        ),
+    };
+    let fields = json!({
         "ID": if trunc { r.id[..12].to_string() } else { r.id.clone() },
         "Image": r.image,
-        "Command": command(r, trunc),
+        "Command": gotemplate::quote(&cmd),
         "CreatedAt": r.created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
         "RunningFor": format!("{} ago", human_duration(since(r.created))),
         "Ports": net::docker::ps_ports(&r.ports),
@@ -70,66 +110,14 @@ pub fn fields(r: &Record, trunc: bool) -> Value {
         "Names": r.name,
         "Networks": r.networks.keys().cloned().collect::<Vec<_>>().join(","),
         "Labels": r.settings.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-        "Mounts": "",
-        "Size": "0B",
-    })
-}
-
-/// Aligns rows as Go's tabwriter with Docker's padding of 3.
-pub fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut width = vec![0; cols];
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            line.push_str(c);
-            if i + 1 < r.len() {
-                line.push_str(&" ".repeat(width[i] - c.chars().count() + 3));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-pub fn rows(recs: &[Record], trunc: bool) -> Vec<Vec<String>> {
-    let mut rows = vec![[
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect::<Vec<_>>()];
-    for r in recs {
-        let f = fields(r, trunc);
-        rows.push(
-            [
-                "ID",
-                "Image",
-                "Command",
-                "RunningFor",
-                "Status",
-                "Ports",
-                "Names",
-            ]
-            .iter()
-            .map(|k| f[*k].as_str().unwrap_or("").to_string())
-            .collect(),
-        );
-    }
-    rows
+        "Mounts": mount_names(r, trunc),
+        "LocalVolumes": local_volumes.to_string(),
+        "Size": size,
+    });
+    let serde_json::Value::Object(fields) = fields else {
+        unreachable!("a JSON object literal")
+    };
+    Row::new("*formatter.ContainerContext", fields, &r.settings.labels)
 }
 
 #[cfg(test)]
@@ -137,21 +125,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_as_docker() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(3), "3 seconds");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(600), "10 minutes");
-        assert_eq!(human_duration(5000), "About an hour");
-        assert_eq!(human_duration(3 * 86400), "3 days");
-    }
-
-    #[test]
-    fn columns_are_padded_by_three() {
-        let t = table(&[
-            vec!["A".into(), "B".into()],
-            vec!["long".into(), "x".into()],
-        ]);
-        assert_eq!(t, "A      B\nlong   x\n");
+    fn ellipsis_as_docker() {
+        assert_eq!(ellipsis("sleep 1000", 20), "sleep 1000");
+        assert_eq!(
+            ellipsis("nginx -g 'daemon off;'", 20),
+            "nginx -g 'daemon of…"
+        );
     }
 }

@@ -6,12 +6,15 @@ use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
+use futures_util::TryStreamExt;
+use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::options::{self, Options};
 use crate::error::{io, nl, Error, Result};
+use crate::firewall::{Firewall, FwNetwork};
 use crate::ipam::parse_mac;
 use crate::netlink::{self, link_by_name, ns_handle};
 use crate::network::{EndpointRecord, Network};
@@ -56,19 +59,65 @@ fn has_ports(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The subnets of the addresses on link `idx` (link-local ones aside).
+async fn link_subnets(handle: &Handle, idx: u32) -> Result<Vec<IpNetwork>> {
+    let msgs: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(idx)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing a bridge's addresses"))?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => IpNetwork::new(*ip, m.header.prefix_len)
+                    .ok()
+                    .map(|n| IpNetwork::new(n.network(), n.prefix()).unwrap_or(n)),
+                _ => None,
+            })
+        })
+        .filter(|n| !matches!(n, IpNetwork::V6(v6) if v6.ip().segments()[0] & 0xffc0 == 0xfe80))
+        .collect())
+}
+
+/// Removes the rules another root's network `owner` (an id) made for bridge `link`: its own
+/// state is gone with its root, so they are rebuilt from the id and the bridge's addresses.
+async fn remove_rules_of(
+    handle: &Handle,
+    owner: &str,
+    link: &LinkMessage,
+    name: &str,
+    fw: &dyn Firewall,
+) -> Result<()> {
+    let leftover = FwNetwork {
+        short_id: owner.chars().take(12).collect(),
+        bridge: name.to_string(),
+        subnets: link_subnets(handle, netlink::index(link)).await?,
+        icc: true,
+        masquerade: true,
+        internal: false,
+    };
+    fw.remove_network(&leftover, true)
+}
+
 /// Checks that an existing bridge is this network's. Another rbox network's bridge with nothing
-/// attached is a leftover (its root was removed without `system prune`): it is deleted, and
-/// true is returned so that the caller makes it anew.
+/// attached is a leftover (its root was removed without `system prune`): it is deleted with
+/// the rules that network left, and true is returned so that the caller makes it anew.
 async fn claim_existing(
     handle: &Handle,
     net: &Network,
     o: &Options,
     link: &LinkMessage,
+    fw: &dyn Firewall,
 ) -> Result<bool> {
     let tag = owner_tag(net);
     match alias(link) {
         Some(a) if a == tag => Ok(false),
         Some(a) if a.starts_with("rbox network ") && !has_ports(&o.name) => {
+            remove_rules_of(handle, &a["rbox network ".len()..], link, &o.name, fw).await?;
             delete_link(handle, &o.name).await?;
             Ok(true)
         }
@@ -115,16 +164,26 @@ fn gateway_mac(net: &Network) -> Result<Vec<u8>> {
     parse_mac(&crate::ipam::mac_for(ipam.gateway))
 }
 
-/// Serialises bridge creation across processes and roots: a bridge gets its owner alias only
-/// after it exists, and no other process may judge it in between.
+/// Serialises bridge creation and removal across processes and roots: a bridge gets its owner
+/// alias only after it exists, and no other process may judge it in between.
 const BRIDGE_LOCK: &str = "/run/rbox-bridges.lock";
 
+pub(super) fn lock_bridges() -> Result<statefile::Lock> {
+    Ok(statefile::Lock::exclusive(std::path::Path::new(
+        BRIDGE_LOCK,
+    ))?)
+}
+
 /// Creates the bridge with the gateway address if missing; true when this call created it.
-pub(super) async fn ensure_bridge(handle: &Handle, net: &Network) -> Result<bool> {
+pub(super) async fn ensure_bridge(
+    handle: &Handle,
+    net: &Network,
+    fw: &dyn Firewall,
+) -> Result<bool> {
     let o = options::of(net)?;
-    let _held = statefile::Lock::exclusive(std::path::Path::new(BRIDGE_LOCK))?;
+    let _held = lock_bridges()?;
     if let Some(link) = link_by_name(handle, &o.name).await? {
-        if !claim_existing(handle, net, o, &link).await? {
+        if !claim_existing(handle, net, o, &link, fw).await? {
             return Ok(false);
         }
     }

@@ -52,7 +52,7 @@ async fn ensure_with_rules(
     net: &Network,
     fw: &dyn Firewall,
 ) -> Result<()> {
-    if !ensure_bridge(handle, net).await? {
+    if !ensure_bridge(handle, net, fw).await? {
         return Ok(());
     }
     let rules = link::enable_ip_forward()
@@ -120,26 +120,27 @@ impl Driver for Bridge {
         block_on(async { ensure_with_rules(&host_handle()?, net, fw).await })?
     }
 
+    /// The rules go, and the bridge when it is this network's own: another root's `rbox0` is
+    /// not ours to delete, nor are the rules it relies on (see `Firewall::remove_network`).
     fn delete_network(&self, net: &Network, fw: &dyn Firewall) -> Result<()> {
-        let mut errors = Errors::default();
-        errors.check(fw_network(net).and_then(|f| fw.remove_network(&f)));
-        // Only this network's own bridge: another root's `rbox0` is not ours to delete.
-        errors.check(
-            options::of(net)
-                .and_then(|o| {
-                    block_on(async {
-                        let handle = host_handle()?;
-                        match link_by_name(&handle, &o.name).await? {
-                            Some(link) if alias(&link) == Some(owner_tag(net).as_str()) => {
-                                delete_link(&handle, &o.name).await
-                            }
-                            _ => Ok(()),
-                        }
-                    })
-                })
-                .and_then(|r| r),
-        );
-        errors.into_result()
+        let o = options::of(net)?;
+        let f = fw_network(net)?;
+        // Under the bridges' lock, so that no root makes the bridge between the look and the
+        // removal (its fresh rules would go with a bridge judged gone).
+        let _held = link::lock_bridges()?;
+        block_on(async {
+            let handle = host_handle()?;
+            let link = link_by_name(&handle, &o.name).await?;
+            let ours = link
+                .as_ref()
+                .is_some_and(|l| alias(l) == Some(owner_tag(net).as_str()));
+            let mut errors = Errors::default();
+            errors.check(fw.remove_network(&f, ours || link.is_none()));
+            if ours {
+                errors.check(delete_link(&handle, &o.name).await);
+            }
+            errors.into_result()
+        })?
     }
 
     fn new_endpoint(&self, net: &Network, container_id: &str, ep: &mut EndpointRecord) {

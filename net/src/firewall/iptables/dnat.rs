@@ -114,13 +114,25 @@ pub fn dnat_rules(p: &FamilyPorts) -> Vec<String> {
         .collect()
 }
 
-/// nat `RBOX-PM-<id>`: MASQUERADE of DNATed traffic from the host and from the subnet.
+/// nat `RBOX-PM-<id>`: MASQUERADE of DNATed traffic from the host's loopback (127.0.0.0/8 must
+/// not reach the bridge; IPv6 loopback is never DNATed) and from the subnet (hairpin and
+/// siblings, whose replies would otherwise bypass the un-DNAT). The host's other addresses keep
+/// their source: the container replies through its gateway, and many local sources never share
+/// one masqueraded address (whose reused ports met the container's TIME_WAITs).
 pub fn masq_rules(p: &FamilyPorts) -> Vec<String> {
     let (c, ip, b) = (masq_chain(p), host(p.container_ip), &p.bridge);
-    vec![
-        format!("-A {c} -d {ip} -o {b} -m addrtype --src-type LOCAL -m conntrack --ctstate DNAT -j MASQUERADE"),
-        format!("-A {c} -s {} -d {ip} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE", p.subnet),
-    ]
+    let mut rules = Vec::new();
+    if !is_v6(p) {
+        rules.push(format!(
+            "-A {c} -s {} -d {ip} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE",
+            loopback(false)
+        ));
+    }
+    rules.push(format!(
+        "-A {c} -s {} -d {ip} -o {b} -m conntrack --ctstate DNAT -j MASQUERADE",
+        p.subnet
+    ));
+    rules
 }
 
 /// filter `RBOX-P-<id>`: accept DNATed traffic to each published container port.
@@ -273,6 +285,35 @@ fn remove_lines(id: &str, filter: &Table, nat: &Table) -> (String, String) {
         if nat.has_chain(ch) {
             n += &format!("-F {ch}\n-X {ch}\n");
         }
+    }
+    (f, n)
+}
+
+/// Lines that remove the port chains of every container reached through `bridge` (their
+/// filter or masquerade rules go out through it), per table.
+pub(super) fn remove_reached_through(
+    bridge: &str,
+    filter: &Table,
+    nat: &Table,
+) -> (String, String) {
+    let through = format!(" -o {bridge} ");
+    let mut ids: Vec<&str> = Vec::new();
+    for r in filter.rules.iter().chain(&nat.rules) {
+        let id = r.split(' ').nth(1).and_then(|c| {
+            c.strip_prefix("RBOX-PM-")
+                .or_else(|| c.strip_prefix("RBOX-P-"))
+        });
+        if let Some(id) = id.filter(|_| r.contains(&through)) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    let (mut f, mut n) = (String::new(), String::new());
+    for id in ids {
+        let (a, b) = remove_lines(id, filter, nat);
+        f += &a;
+        n += &b;
     }
     (f, n)
 }

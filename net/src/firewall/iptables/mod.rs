@@ -62,10 +62,14 @@ impl Firewall for Iptables {
         )
     }
 
-    fn remove_network(&self, net: &FwNetwork) -> Result<()> {
+    fn remove_network(&self, net: &FwNetwork, whole_bridge: bool) -> Result<()> {
         per_family(
             |v6| FamilyNet::of(net, v6),
-            |tool, fam| tool.with_state("remove", |f, n| network::remove_batch(&fam, f, n)),
+            |tool, fam| {
+                tool.with_state("remove", |f, n| {
+                    network::remove_batch(&fam, whole_bridge, f, n)
+                })
+            },
         )
     }
 

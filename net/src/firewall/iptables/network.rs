@@ -60,14 +60,32 @@ pub fn own_rules(net: &FamilyNet) -> Vec<String> {
     rules
 }
 
-/// The rules `net` adds to the shared filter chains.
+/// The rules `net` adds to the shared filter chains. Isolation between networks spares
+/// DNATed traffic, so a container reaches a port another network's container publishes through
+/// the host's address as it would from outside; an internal network sends nothing off its
+/// bridge, published ports included.
 pub fn shared_filter_rules(net: &FamilyNet) -> Vec<String> {
     let (c, b) = (chain(net), &net.bridge);
     vec![
         format!("-A {FORWARD} -i {b} -j {c}"),
         format!("-A {FORWARD} -o {b} -j {c}"),
-        format!("-A {ISOLATION} -i {b} ! -o {b} -j {ISOLATION2}"),
-        format!("-A {ISOLATION2} -o {b} -j DROP"),
+        stage1(b, net.internal),
+        format!("-A {ISOLATION2} -o {b} -m conntrack ! --ctstate DNAT -j DROP"),
+    ]
+}
+
+fn stage1(b: &str, internal: bool) -> String {
+    let to = if internal { "DROP" } else { ISOLATION2 };
+    format!("-A {ISOLATION} -i {b} ! -o {b} -j {to}")
+}
+
+/// Shared rules of `net`'s bridge that it does not have now but may have had: the other form
+/// of stage 1 (`--internal` of an earlier network of that bridge) and session 2's stage 2,
+/// which dropped DNATed traffic too. Installing replaces them, removing deletes them.
+fn other_forms(net: &FamilyNet) -> Vec<String> {
+    vec![
+        stage1(&net.bridge, !net.internal),
+        format!("-A {ISOLATION2} -o {} -j DROP", net.bridge),
     ]
 }
 
@@ -159,6 +177,11 @@ pub(super) fn install_batch(nets: &[FamilyNet], filter: &Table, nat: &Table) -> 
         }
     }
     for n in nets {
+        for r in other_forms(n) {
+            if filter.has_rule(&r) {
+                out += &format!("-D{}\n", &r[2..]);
+            }
+        }
         for r in shared_filter_rules(n) {
             if !filter.has_rule(&r) {
                 out += &r;
@@ -189,24 +212,46 @@ pub(super) fn install_batch(nets: &[FamilyNet], filter: &Table, nat: &Table) -> 
     out
 }
 
-/// The batch that removes `net`'s rules that are present.
-pub(super) fn remove_batch(net: &FamilyNet, filter: &Table, nat: &Table) -> String {
+/// The batch that removes `net`'s rules that are present. With `whole_bridge` also those of
+/// its bridge in any form they had, and the port rules of containers reached through it (none
+/// of them can be alive when their network goes; an idle bridge another root left goes this
+/// way too); without, only its own chain and the jumps to it.
+pub(super) fn remove_batch(
+    net: &FamilyNet,
+    whole_bridge: bool,
+    filter: &Table,
+    nat: &Table,
+) -> String {
     let mut out = String::from("*filter\n");
-    for r in shared_filter_rules(net) {
+    let shared = shared_filter_rules(net);
+    let (own_jumps, bridge_rules) = shared.split_at(2);
+    let mut gone: Vec<String> = own_jumps.to_vec();
+    if whole_bridge {
+        gone.extend(bridge_rules.iter().cloned().chain(other_forms(net)));
+    }
+    gone.dedup();
+    for r in gone {
         if filter.has_rule(&r) {
             out += &format!("-D{}\n", &r[2..]);
         }
+    }
+    let mut ports_nat = String::new();
+    if whole_bridge {
+        let (f, n) = super::dnat::remove_reached_through(&net.bridge, filter, nat);
+        out += &f;
+        ports_nat = n;
     }
     let c = chain(net);
     if filter.has_chain(&c) {
         out += &format!("-F {c}\n-X {c}\n");
     }
     out += "COMMIT\n*nat\n";
+    out += &ports_nat;
     let masq = format!(
         "-A {POSTROUTING} -s {} ! -o {} -j MASQUERADE",
         net.subnet, net.bridge
     );
-    if nat.has_rule(&masq) {
+    if whole_bridge && nat.has_rule(&masq) {
         out += &format!("-D{}\n", &masq[2..]);
     }
     out += "COMMIT\n";
@@ -298,11 +343,64 @@ mod tests {
             "duplicate shared rule: {again}"
         );
         assert!(again.contains(":RBOX-N-aaaaaaaaaaaa - [0:0]"));
-        let rm = remove_batch(&n, &f, &t);
+        let rm = remove_batch(&n, true, &f, &t);
         assert!(rm.contains("-D RBOX-FORWARD -i br-a -j RBOX-N-aaaaaaaaaaaa"));
         assert!(rm.contains("-X RBOX-N-aaaaaaaaaaaa"));
         assert!(rm.contains("-D RBOX-POSTROUTING -s 10.0.0.0/24 ! -o br-a -j MASQUERADE"));
-        let none = remove_batch(&n, &empty, &empty);
+        let none = remove_batch(&n, true, &empty, &empty);
         assert_eq!(none, "*filter\nCOMMIT\n*nat\nCOMMIT\n");
+    }
+
+    #[test]
+    fn removal_spares_what_another_network_of_the_bridge_relies_on() {
+        let n = net("aaaaaaaaaaaa", "br-a", "10.0.0.0/24");
+        // A container of a's reached through br-a, and one elsewhere.
+        let mut text = ruleset(std::slice::from_ref(&n));
+        text = text.replace(
+            "COMMIT\n*nat\n",
+            ":RBOX-P-c1c1c1c1c1c1 - [0:0]\n\
+             -A RBOX-P-c1c1c1c1c1c1 -d 10.0.0.2/32 -o br-a -p tcp -m tcp --dport 80 -j ACCEPT\n\
+             :RBOX-P-c2c2c2c2c2c2 - [0:0]\n\
+             -A RBOX-P-c2c2c2c2c2c2 -d 10.9.0.2/32 -o br-b -p tcp -m tcp --dport 80 -j ACCEPT\n\
+             COMMIT\n*nat\n",
+        );
+        let (f, t) = (Table::parse(&text, "filter"), Table::parse(&text, "nat"));
+        let own = remove_batch(&n, false, &f, &t);
+        assert!(own.contains("-X RBOX-N-aaaaaaaaaaaa"), "{own}");
+        assert!(
+            own.contains("-D RBOX-FORWARD -o br-a -j RBOX-N-aaaaaaaaaaaa"),
+            "{own}"
+        );
+        for kept in ["RBOX-ISOLATION", "MASQUERADE", "c1c1c1c1c1c1"] {
+            assert!(
+                !own.contains(kept),
+                "{kept} removed without the bridge: {own}"
+            );
+        }
+        let whole = remove_batch(&n, true, &f, &t);
+        assert!(whole.contains("-X RBOX-P-c1c1c1c1c1c1"), "{whole}");
+        assert!(!whole.contains("c2c2c2c2c2c2"), "{whole}");
+        assert!(whole.contains("-D RBOX-ISOLATION -i br-a ! -o br-a -j RBOX-ISOLATION-2"));
+    }
+
+    #[test]
+    fn install_replaces_other_forms_of_the_bridges_rules() {
+        let mut n = net("aaaaaaaaaaaa", "br-a", "10.0.0.0/24");
+        // Session 2's stage 2, and the bridge's network was not internal then.
+        let old = ruleset(std::slice::from_ref(&n)).replace(
+            "-A RBOX-ISOLATION-2 -o br-a -m conntrack ! --ctstate DNAT -j DROP",
+            "-A RBOX-ISOLATION-2 -o br-a -j DROP",
+        );
+        n.internal = true;
+        let (f, t) = (Table::parse(&old, "filter"), Table::parse(&old, "nat"));
+        let b = install_batch(std::slice::from_ref(&n), &f, &t);
+        for want in [
+            "-D RBOX-ISOLATION-2 -o br-a -j DROP",
+            "-D RBOX-ISOLATION -i br-a ! -o br-a -j RBOX-ISOLATION-2",
+            "-A RBOX-ISOLATION -i br-a ! -o br-a -j DROP",
+            "-A RBOX-ISOLATION-2 -o br-a -m conntrack ! --ctstate DNAT -j DROP",
+        ] {
+            assert!(b.contains(want), "{want} missing: {b}");
+        }
     }
 }

@@ -1,0 +1,414 @@
+//! `version`, `info` and `system info|prune`: Docker-shaped reports of this rbox and host
+//! (Docker 28's fields, so that `--format '{{.Server.Version}}'` or `{{.CgroupVersion}}`
+//! probes in scripts work), printed with Docker's own text templates.
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::format::{self, schema};
+use crate::Cli;
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Show the rbox version information
+    Version(FormatArg),
+    /// Display system-wide information
+    Info(FormatArg),
+    /// Manage rbox
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SystemCmd {
+    /// Display system-wide information
+    Info(FormatArg),
+    /// Remove unused data (and repair what crashed rbox processes left behind)
+    Prune(PruneArgs),
+    /// Start the containers their restart policies bring back after a reboot or crash
+    Boot,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all unused images not just dangling ones
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    volumes: bool,
+    /// Provide filter values (e.g. "label=<key>=<value>")
+    #[arg(long)]
+    filter: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct FormatArg {
+    /// Format output using a custom template ("json" for JSON)
+    #[arg(short = 'f', long)]
+    format: Option<String>,
+}
+
+pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
+    match cmd {
+        Cmd::Version(f) => version(f),
+        Cmd::Info(f)
+        | Cmd::System {
+            cmd: SystemCmd::Info(f),
+        } => info(cli, f),
+        Cmd::System {
+            cmd: SystemCmd::Boot,
+        } => super::containers::boot(cli),
+        Cmd::System {
+            cmd: SystemCmd::Prune(a),
+        } => {
+            let f = runtime::filter::Filters::parse(&a.filter, runtime::filter::PRUNE_KEYS)?;
+            if !a.force && !crate::prompt::confirm(&system_prune_warning(a))? {
+                return Ok(0);
+            }
+            super::containers::system_prune(cli, a.all, a.volumes, &f)
+        }
+    }
+}
+
+/// Docker's warning before `system prune`.
+fn system_prune_warning(a: &PruneArgs) -> String {
+    let mut w = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container",
+    );
+    if a.volumes {
+        w.push_str("\n  - all anonymous volumes not used by at least one container");
+    }
+    w.push_str(if a.all {
+        "\n  - all images without at least one container associated to them"
+    } else {
+        "\n  - all dangling images"
+    });
+    w.push_str("\n  - unused build cache\n");
+    w
+}
+
+/// Go's GOARCH for this machine, as Docker reports it.
+fn goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+fn kernel() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The API version of the Docker release whose CLI rbox answers as (Docker 28.0).
+const API_VERSION: &str = "1.48";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Docker's `version` text template (docker/cli `cli/command/system/version.go`).
+const VERSION_TEMPLATE: &str = r#"{{with .Client -}}
+Client:{{if ne .Platform.Name ""}} {{.Platform.Name}}{{end}}
+ Version:	{{.Version}}
+ API version:	{{.APIVersion}}
+ Go version:	{{.GoVersion}}
+ Git commit:	{{.GitCommit}}
+ Built:	{{.BuildTime}}
+ OS/Arch:	{{.Os}}/{{.Arch}}
+ Context:	{{.Context}}
+{{- end}}
+{{- with .Server}}
+
+Server:{{if ne .Platform.Name ""}} {{.Platform.Name}}{{end}}
+ {{- range $component := .Components}}
+ {{$component.Name}}:
+  {{- if eq $component.Name "Engine" }}
+  Version:	{{.Version}}
+  API version:	{{index .Details "ApiVersion"}} (minimum version {{index .Details "MinAPIVersion"}})
+  Go version:	{{index .Details "GoVersion"}}
+  Git commit:	{{index .Details "GitCommit"}}
+  Built:	{{index .Details "BuildTime"}}
+  OS/Arch:	{{index .Details "Os"}}/{{index .Details "Arch"}}
+  Experimental:	{{index .Details "Experimental"}}
+  {{- else }}
+  Version:	{{$component.Version}}
+  {{- end}}
+ {{- end}}
+{{- end}}
+"#;
+
+fn version_json() -> Value {
+    json!({
+        "Client": {
+            "Platform": {"Name": "rbox"},
+            "Version": VERSION,
+            "APIVersion": API_VERSION,
+            "DefaultAPIVersion": API_VERSION,
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": goarch(),
+            "BuildTime": "",
+            "Context": "default",
+        },
+        "Server": {
+            "Platform": {"Name": "rbox"},
+            "Components": [
+                {"Name": "Engine", "Version": VERSION, "Details": {
+                    "ApiVersion": API_VERSION,
+                    "Arch": goarch(),
+                    "BuildTime": "",
+                    "Experimental": "false",
+                    "GitCommit": "",
+                    "GoVersion": "",
+                    "KernelVersion": kernel(),
+                    "MinAPIVersion": "1.24",
+                    "Os": "linux",
+                }},
+                {"Name": "libcontainer", "Version": "0.7.0", "Details": {}},
+            ],
+            "Version": VERSION,
+            "APIVersion": API_VERSION,
+            "MinAPIVersion": "1.24",
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": "linux",
+            "Arch": goarch(),
+            "KernelVersion": kernel(),
+            "BuildTime": "",
+        },
+    })
+}
+
+fn version(f: &FormatArg) -> Result<i32> {
+    let v = version_json();
+    let text = match f.format.as_deref() {
+        Some("json") => serde_json::to_string(&v)? + "\n",
+        Some(t) => format::render_one(t, &v, &schema::VERSION)? + "\n",
+        // Docker aligns its text with a tabwriter (min width 20, padding 1).
+        None => gotemplate::align(
+            &format::render_one(VERSION_TEMPLATE, &v, &schema::VERSION)?,
+            20,
+            1,
+        ),
+    };
+    print!("{text}");
+    Ok(0)
+}
+
+fn os_release() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn mem_total() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 1 on v1 and hybrid hosts, 2 on unified ones (Docker's `CgroupVersion`).
+fn cgroup_version() -> &'static str {
+    match std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        true => "2",
+        false => "1",
+    }
+}
+
+fn info_json(cli: &Cli) -> Value {
+    let recs = runtime::lifecycle::list(&cli.root);
+    let running = recs.iter().filter(|r| r.running()).count();
+    let images = images::Store::open(&cli.root)
+        .and_then(|s| s.list())
+        .map_or(0, |l| l.len());
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id = engine_id(&cli.root);
+    let controllers = |c: &str| runtime::cgroup::controller_available(c);
+    let forwarding =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1");
+    let first = json!({
+        "ID": id,
+        "Containers": recs.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": 0,
+        "ContainersStopped": recs.len() - running,
+        "Images": images,
+        "Driver": "overlay",
+        "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["bridge", "host", "null"],
+            "Authorization": null,
+            "Log": ["json-file"],
+        },
+        "MemoryLimit": controllers("memory"),
+        "SwapLimit": controllers("memory"),
+        "CpuCfsPeriod": controllers("cpu"),
+        "CpuCfsQuota": controllers("cpu"),
+        "CPUShares": controllers("cpu"),
+        "CPUSet": controllers("cpuset"),
+        "PidsLimit": controllers("pids"),
+        "IPv4Forwarding": forwarding,
+        "Debug": cli.debug,
+        "NFd": 0,
+        "OomKillDisable": cgroup_version() == "1",
+        "NGoroutines": 0,
+        "SystemTime": chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+    });
+    // Two halves: one json! of all would be too deep a macro.
+    let rest = json!({
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version(),
+        "NEventsListener": 0,
+        "KernelVersion": kernel(),
+        "OperatingSystem": os_release(),
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "NCPU": ncpu,
+        "MemTotal": mem_total(),
+        "DockerRootDir": cli.root,
+        "HttpProxy": std::env::var("HTTP_PROXY").unwrap_or_default(),
+        "HttpsProxy": std::env::var("HTTPS_PROXY").unwrap_or_default(),
+        "NoProxy": std::env::var("NO_PROXY").unwrap_or_default(),
+        "Name": hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": VERSION,
+        "Runtimes": {"youki": {"path": "libcontainer"}},
+        "DefaultRuntime": "youki",
+        "Swarm": {"LocalNodeState": "inactive"},
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
+        "Warnings": null,
+        "ClientInfo": {"Debug": cli.debug, "Version": VERSION, "Context": "default", "Plugins": []},
+    });
+    let (Value::Object(mut a), Value::Object(b)) = (first, rest) else {
+        unreachable!("JSON object literals")
+    };
+    a.extend(b);
+    Value::Object(a)
+}
+
+/// A stable id of this root in Docker's engine ID style (groups of four hex digits).
+fn engine_id(root: &std::path::Path) -> String {
+    // FNV-1a, twice with different offsets, for 128 bits.
+    let fnv = |seed: u64| {
+        root.to_string_lossy().bytes().fold(seed, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let h = format!(
+        "{:016X}{:016X}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x8422_2325_cbf2_9ce4)
+    );
+    h.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Docker's `info` text, for the fields rbox has.
+const INFO_TEMPLATE: &str = r#"Client:
+ Version:    {{.ClientInfo.Version}}
+ Context:    {{.ClientInfo.Context}}
+ Debug Mode: {{.ClientInfo.Debug}}
+
+Server:
+ Containers: {{.Containers}}
+  Running: {{.ContainersRunning}}
+  Paused: {{.ContainersPaused}}
+  Stopped: {{.ContainersStopped}}
+ Images: {{.Images}}
+ Server Version: {{.ServerVersion}}
+ Storage Driver: {{.Driver}}
+{{- range .DriverStatus}}
+  {{index . 0}}: {{index . 1}}
+{{- end}}
+ Logging Driver: {{.LoggingDriver}}
+ Cgroup Driver: {{.CgroupDriver}}
+ Cgroup Version: {{.CgroupVersion}}
+ Plugins:
+  Volume: {{join .Plugins.Volume " "}}
+  Network: {{join .Plugins.Network " "}}
+  Log: {{join .Plugins.Log " "}}
+ Swarm: {{.Swarm.LocalNodeState}}
+ Runtimes:{{range $k, $v := .Runtimes}} {{$k}}{{end}}
+ Default Runtime: {{.DefaultRuntime}}
+ Security Options:
+{{- range .SecurityOptions}}
+  {{.}}
+{{- end}}
+ Kernel Version: {{.KernelVersion}}
+ Operating System: {{.OperatingSystem}}
+ OSType: {{.OSType}}
+ Architecture: {{.Architecture}}
+ CPUs: {{.NCPU}}
+ Total Memory: {{.MemTotalHuman}}
+ Name: {{.Name}}
+ ID: {{.ID}}
+ Docker Root Dir: {{.DockerRootDir}}
+ Debug Mode: {{.Debug}}
+ Experimental: {{.ExperimentalBuild}}
+ Live Restore Enabled: {{.LiveRestoreEnabled}}
+"#;
+
+/// Docker's `units.BytesSize`: binary units, four significant digits (`3.828GiB`).
+fn bytes_size(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", format::go_g(v, 4), units[i])
+}
+
+fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
+    let v = info_json(cli);
+    let text = match f.format.as_deref() {
+        Some("json") => serde_json::to_string(&v)? + "\n",
+        Some(t) => format::render_one(t, &v, &schema::INFO)? + "\n",
+        None => {
+            let mut with_human = v.clone();
+            with_human["MemTotalHuman"] = json!(bytes_size(v["MemTotal"].as_u64().unwrap_or(0)));
+            format::render_one(INFO_TEMPLATE, &with_human, &schema::INFO)?
+        }
+    };
+    print!("{text}");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn binary_sizes_as_docker() {
+        assert_eq!(super::bytes_size(4_110_000_000), "3.828GiB");
+        assert_eq!(super::bytes_size(1024), "1KiB");
+        assert_eq!(super::bytes_size(512), "512B");
+    }
+}
