@@ -22,6 +22,8 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub interactive: bool,
     pub tty: bool,
+    /// The process dies with the caller (a healthcheck probe).
+    pub die_with_parent: bool,
 }
 
 /// Runs `opts.cmd` in the container with this process's stdio; returns its exit code.
@@ -106,12 +108,15 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         };
         let _ = std::io::stdout().flush();
         let pid = builder
-            .with_executor(crate::executor::for_container(
-                &paths.root,
-                &spec::security_opt(&rec.settings),
-                &caps,
-                false,
-            )?)
+            .with_executor(
+                crate::executor::for_container(
+                    &paths.root,
+                    &spec::security_opt(&rec.settings),
+                    &caps,
+                    false,
+                )?
+                .dying_with_parent(opts.die_with_parent),
+            )
             .as_tenant()
             .with_process(Some(&process_file))
             .with_detach(opts.tty)

@@ -249,7 +249,9 @@ pub fn containers(
         {
             continue;
         }
-        if !f.any("status", |v| v == r.state.status.as_str()) || !f.any("health", |v| v == "none") {
+        if !f.any("status", |v| v == r.state.status.as_str())
+            || !f.any("health", |v| v == r.health_status())
+        {
             continue;
         }
         let mounts = &r.settings.mounts;

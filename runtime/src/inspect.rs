@@ -244,6 +244,14 @@ fn config(r: &Record) -> Value {
         "StdinOnce": s.open_stdin && s.attach_stdin,
         "Env": s.env,
         "Cmd": s.cmd,
+    });
+    if let (Value::Object(c), Value::Object(rest)) = (&mut c, rest) {
+        c.extend(rest);
+    }
+    if let Some(h) = &s.healthcheck {
+        c["Healthcheck"] = json!(h);
+    }
+    let rest = json!({
         "Image": r.image,
         "Volumes": if volumes.is_empty() { Value::Null } else { Value::Object(volumes) },
         "WorkingDir": s.working_dir,
@@ -362,6 +370,14 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
     }
     if let Some(t) = s.stop_timeout {
         v["Config"]["StopTimeout"] = json!(t);
+    }
+    // Docker's State.Health: once a container with a probe has started.
+    if let Some(h) = &r.health {
+        v["State"]["Health"] = json!(h);
+    }
+    if !matches!(s.health_on_failure.as_str(), "" | "none") {
+        // podman's key for its option.
+        v["Config"]["HealthcheckOnFailureAction"] = json!(s.health_on_failure);
     }
     v
 }

@@ -31,6 +31,7 @@ pub mod exec;
 mod executor;
 mod fault;
 pub mod filter;
+pub mod health;
 pub mod hostconfig;
 mod init;
 pub mod inspect;

@@ -55,6 +55,10 @@ impl Paths {
             std::process::id()
         ))
     }
+    /// The healthcheck's state, published by the monitor (`health`).
+    pub fn health(&self) -> PathBuf {
+        self.dir.join("health.json")
+    }
     /// The monitor's control socket (`monitor::control`).
     pub fn control_socket(&self) -> PathBuf {
         self.dir.join("control.sock")
@@ -104,7 +108,22 @@ pub fn names_lock(root: &Path) -> Result<statefile::Lock> {
 }
 
 pub fn load(paths: &Paths) -> Result<Record> {
-    statefile::read_json_opt(&paths.record())?.ok_or_else(|| Error::NotFound(paths.id.clone()))
+    let rec = statefile::read_json_opt(&paths.record())?
+        .ok_or_else(|| Error::NotFound(paths.id.clone()))?;
+    Ok(with_health(paths, rec))
+}
+
+/// The record with its healthcheck's published state (only containers with a probe have one).
+fn with_health(paths: &Paths, mut rec: Record) -> Record {
+    if rec
+        .settings
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.probes())
+    {
+        rec.health = crate::health::read(paths);
+    }
+    rec
 }
 
 pub fn save(paths: &Paths, rec: &Record) -> Result<()> {
@@ -133,7 +152,7 @@ pub fn all(root: &Path) -> Vec<Record> {
         }
         if let Ok(Some(rec)) = statefile::read_json_opt::<Record>(&e.path().join("container.json"))
         {
-            out.push(rec);
+            out.push(with_health(&Paths::new(root, &name), rec));
         }
     }
     out

@@ -106,6 +106,42 @@ impl Timestamp {
     }
 }
 
+/// Go's `Duration.String()`, as Docker's messages print durations: `1m30s`, `500ms`, `1.5s`.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let n = d.as_nanos() as u64;
+    if n == 0 {
+        return "0s".into();
+    }
+    if n < 1_000 {
+        return format!("{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{}µs", with_fraction(n, 1_000));
+    }
+    if n < 1_000_000_000 {
+        return format!("{}ms", with_fraction(n, 1_000_000));
+    }
+    let secs = n / 1_000_000_000;
+    let (h, m) = (secs / 3600, secs % 3600 / 60);
+    let s = with_fraction(n % 60_000_000_000, 1_000_000_000);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m{s}s"),
+        (h, m) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// `n / unit` with its fraction, trailing zeros dropped (`1.5`, `2`).
+fn with_fraction(n: u64, unit: u64) -> String {
+    let (whole, frac) = (n / unit, n % unit);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = unit.ilog10() as usize;
+    let f = format!("{frac:0digits$}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
 /// Year, month, day of a day count since the epoch (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -150,6 +186,12 @@ mod tests {
         );
         assert_eq!(Timestamp::parse_rfc3339("2024-01-01"), None);
         assert_eq!(Timestamp::parse_rfc3339("2024-13-01T00:00:00Z"), None);
+        use std::time::Duration;
+        assert_eq!(go_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(go_duration(Duration::from_millis(90_500)), "1m30.5s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_nanos(1_500)), "1.5µs");
         // Every day of a few centuries round-trips.
         for day in (-40_000..40_000).step_by(37) {
             let t = Timestamp::from_secs(day * 86_400 + 3_723);

@@ -2,6 +2,7 @@
 //! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
 mod create;
+mod healthflags;
 mod hostflags;
 mod ps;
 
@@ -26,6 +27,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ContainerCmd,
     },
+    /// Runs a container's healthcheck probe in it (run by its monitor)
+    #[command(name = "container-health", hide = true)]
+    Health { id: String },
     /// Owns a detached container (run by rbox itself)
     #[command(name = "container-monitor", hide = true)]
     Monitor {
@@ -276,7 +280,7 @@ impl Cmd {
     /// The commands whose process owns a running container (see `commands::owns_processes`).
     pub fn owns_processes(&self) -> bool {
         let c = match self {
-            Cmd::Monitor { .. } => return true,
+            Cmd::Monitor { .. } | Cmd::Health { .. } => return true,
             Cmd::Common(c) => c,
             Cmd::Container {
                 cmd: ContainerCmd::Common(c),
@@ -309,6 +313,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             ContainerCmd::Inspect(a) => inspect(cli, a),
             ContainerCmd::Prune(a) => container_prune(cli, a),
         },
+        Cmd::Health { id } => runtime::health::probe_main(root, id).map_err(rt),
         Cmd::Monitor { adopt, resume, id } => {
             let begin = match (adopt, resume) {
                 (true, _) => lifecycle::Begin::Adopt,
@@ -408,6 +413,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                 user: a.user.clone(),
                 interactive: a.interactive,
                 tty: a.tty,
+                ..Default::default()
             };
             exec::exec(root, &a.container, &opts).map_err(rt)
         }

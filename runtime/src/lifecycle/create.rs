@@ -22,6 +22,8 @@ pub struct CreateOptions {
     /// `settings.log_config`.
     pub log_driver: Option<String>,
     pub log_opts: Vec<String>,
+    /// `--health-*` / `--no-healthcheck` (Docker CLI's HealthConfig), merged over the image's.
+    pub healthcheck: Option<crate::health::Healthcheck>,
     pub settings: Settings,
 }
 
@@ -80,6 +82,8 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     }
     check_lifecycle_options(&s)?;
     s.log_config = crate::logs::resolve(root, opts.log_driver.as_deref(), &opts.log_opts)?;
+    s.healthcheck = crate::health::resolve(opts.healthcheck.clone(), cfg.healthcheck.as_ref())?;
+    crate::health::on_failure(&s.health_on_failure)?;
     crate::mounts::check(&s.mounts)?;
     crate::mounts::name_anonymous(&mut s.mounts);
     let _names = store::names_lock(root)?;
@@ -131,6 +135,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         ports: Vec::new(),
         restart_count: 0,
         connected: Vec::new(),
+        health: None,
     };
     let paths = Paths::new(root, &id);
     store::create_topdir(&store::containers_dir(root))?;

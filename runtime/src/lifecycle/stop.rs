@@ -26,7 +26,7 @@ pub struct StopOptions {
 }
 
 impl StopOptions {
-    fn resolve(&self, rec: &Record) -> (i32, Option<Duration>) {
+    pub(crate) fn resolve(&self, rec: &Record) -> (i32, Option<Duration>) {
         let signal = self
             .signal
             .unwrap_or_else(|| crate::signal::stop_signal(&rec.settings.stop_signal));

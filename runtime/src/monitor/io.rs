@@ -8,9 +8,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 
-use super::events::{self, Event, Source, Timers};
 use crate::logs::{Stream, Writer};
 use crate::tty;
+use shim::events::{self, Event, Source, Timers};
 
 /// Where output goes.
 pub(crate) struct Sink {

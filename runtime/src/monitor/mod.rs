@@ -18,7 +18,6 @@
 mod attached;
 mod attempt;
 pub(crate) mod control;
-mod events;
 mod io;
 
 use std::fs::File;
@@ -32,8 +31,8 @@ pub(crate) use io::proxy_tty;
 use attached::Attached;
 use attempt::Attempt;
 use control::{Conn, Reply, Request};
-use events::{Event, Source, Timer, Timers};
 use io::{Sink, Terminal};
+use shim::events::{self, Event, Source, Timer, Timers};
 
 use crate::error::{Error, Result};
 use crate::logs::Stream;
@@ -250,6 +249,8 @@ struct Monitor<'a> {
     last: (i32, bool),
     done: bool,
     buf: Vec<u8>,
+    /// The healthcheck, if the container has one.
+    health: Option<shim::health::Prober>,
 }
 
 impl<'a> Monitor<'a> {
@@ -284,7 +285,9 @@ impl<'a> Monitor<'a> {
             // A detached monitor is single-threaded: a forked child may gzip rotated files.
             l.compress_in_background(attach == Attach::Detached);
         }
+        let health = crate::health::prober(paths, &rec);
         let mut m = Monitor {
+            health,
             paths,
             restarts: Restarts::new(rec.settings.restart_policy, rec.restart_count),
             rec,
@@ -354,6 +357,16 @@ impl<'a> Monitor<'a> {
             r.restart_count = count;
         })?;
         self.rec.state = r.state;
+        if let Some(h) = &mut self.health {
+            let started = self
+                .rec
+                .state
+                .started_at
+                .and_then(|t| t.timestamp_nanos_opt())
+                .map(shim::time::Timestamp)
+                .unwrap_or_else(shim::time::Timestamp::now);
+            h.run_started(&mut self.timers, started, false);
+        }
         // A detached monitor lives as long as its container: hand back to the kernel the heap
         // pages that starting the run used and freed (parsed spec and profiles, libcontainer's
         // builder), ~1 MB per monitor otherwise.
@@ -380,6 +393,9 @@ impl<'a> Monitor<'a> {
         }
         if let Some(t) = &self.terminal {
             v.extend(t.sources(pty));
+        }
+        if let Some(h) = &self.health {
+            v.extend(h.sources());
         }
         v
     }
@@ -456,6 +472,66 @@ impl<'a> Monitor<'a> {
                 }
             }
             Event::Timer(Timer::Backoff) => self.restart_now(),
+            Event::Ready(Source::ProbeOutput) | Event::Hangup(Source::ProbeOutput) => {
+                if let Some(h) = &mut self.health {
+                    h.read_output();
+                }
+            }
+            Event::Ready(Source::ProbeExit) | Event::Hangup(Source::ProbeExit) => {
+                let act = self
+                    .health
+                    .as_mut()
+                    .and_then(|h| h.probe_ended(&mut self.timers, false));
+                self.unhealthy(act);
+            }
+            Event::Timer(Timer::ProbeTimeout) => {
+                let act = self
+                    .health
+                    .as_mut()
+                    .and_then(|h| h.probe_ended(&mut self.timers, true));
+                self.unhealthy(act);
+            }
+            Event::Timer(Timer::Probe) => {
+                let act = self
+                    .health
+                    .as_mut()
+                    .and_then(|h| h.start_probe(&mut self.timers));
+                self.unhealthy(act);
+            }
+        }
+    }
+
+    /// The container just became unhealthy: what `--health-on-failure` says. Restart
+    /// policies never act on health (Docker's rule); `kill` leaves the decision to them.
+    fn unhealthy(&mut self, act: Option<shim::health::OnFailure>) {
+        use shim::health::OnFailure;
+        let Some(act) = act else { return };
+        if self.run.is_none() || self.ending != Ending::Policy {
+            return;
+        }
+        tracing::debug!(id = %self.paths.id, action = act.name(), "unhealthy");
+        if let Some(l) = self.sink.log.as_mut() {
+            l.note(
+                Stream::Stderr,
+                &format!(
+                    "rbox: the container is unhealthy: --health-on-failure={}",
+                    act.name()
+                ),
+            );
+        }
+        let (signal, timeout) = crate::lifecycle::StopOptions::default().resolve(&self.rec);
+        match act {
+            OnFailure::None => {}
+            OnFailure::Kill => {
+                if let Some(run) = &self.run {
+                    let _ = run.signal(libc::SIGKILL);
+                }
+            }
+            OnFailure::Stop => {
+                self.mark_manually_stopped();
+                self.end_run(Ending::Stop, signal, timeout);
+            }
+            OnFailure::Restart => self.end_run(Ending::Restart, signal, timeout),
         }
     }
 
@@ -547,6 +623,9 @@ impl<'a> Monitor<'a> {
             return;
         };
         let ran = run.ran_for();
+        if let Some(h) = &mut self.health {
+            h.run_ended(&mut self.timers);
+        }
         let (code, oom) = run.finish(self.paths, &mut self.sink);
         self.timers.cancel(Timer::Kill);
         self.last = (code, oom);

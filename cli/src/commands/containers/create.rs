@@ -6,6 +6,7 @@ use runtime::lifecycle::CreateOptions;
 use runtime::record::Settings;
 use runtime::units::parse_bytes;
 
+use super::healthflags::HealthFlags;
 use super::hostflags::HostFlags;
 
 #[derive(Args, Debug)]
@@ -127,6 +128,8 @@ pub struct CreateArgs {
     pub platform: Option<String>,
     #[command(flatten)]
     pub host: HostFlags,
+    #[command(flatten)]
+    pub health: HealthFlags,
     /// Print usage
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -233,7 +236,9 @@ impl CreateArgs {
             entrypoint: self.entrypoint.clone(),
             log_driver: self.log_driver.clone(),
             log_opts: self.log_opt.clone(),
+            healthcheck: self.health.healthcheck()?,
             settings: Settings {
+                health_on_failure: self.health.health_on_failure.clone(),
                 labels,
                 hostname: self.hostname.clone().unwrap_or_default(),
                 env,

@@ -38,10 +38,18 @@ fn since(t: DateTime<Utc>) -> i64 {
 pub fn status(r: &Record) -> String {
     match r.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!(
-            "Up {}",
-            human_duration(r.state.started_at.map(since).unwrap_or(0))
-        ),
+        Status::Running => {
+            let up = format!(
+                "Up {}",
+                human_duration(r.state.started_at.map(since).unwrap_or(0))
+            );
+            // Docker's State.String(): the health in parentheses.
+            match r.health_status() {
+                "none" => up,
+                "starting" => format!("{up} (health: starting)"),
+                h => format!("{up} ({h})"),
+            }
+        }
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
             r.state.exit_code,
