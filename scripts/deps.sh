@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   libseccomp-dev pkg-config   # libcontainer's seccomp support links -lseccomp
   iptables iproute2 kmod      # firewall rules; `ip`/`bridge` only in tests, never in rbox
+  nftables                    # the nftables firewall backend (`nft -f -`)
   busybox-static nginx-light  # the offline image recipes
   curl wget procps util-linux psmisc  # clients and tools the tests use (curl, script, ps)
   socat                       # UDP client of the published-port tests

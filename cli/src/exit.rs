@@ -58,3 +58,14 @@ pub fn usage(e: clap::Error) -> ! {
     let _ = e.print();
     std::process::exit(code)
 }
+
+/// Ends the process as Docker's CLI ends when its reader went away: killed by SIGPIPE, after
+/// a command that had to clean up first (it ignored SIGPIPE to do so).
+pub fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default disposition and raising the signal on ourselves.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141)
+}

@@ -20,6 +20,7 @@
 
 mod archive;
 mod change;
+mod commit;
 mod digest;
 mod error;
 mod healthcheck;
@@ -35,6 +36,7 @@ mod unpack;
 use std::collections::BTreeMap;
 
 pub use change::Change;
+pub use commit::{CommitInfo, History};
 pub use error::{Error, Result};
 pub use healthcheck::{parse_go_duration, Healthcheck};
 pub use load::Loaded;

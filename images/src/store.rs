@@ -244,7 +244,7 @@ impl Store {
     }
 
     /// The `--root` this store lives in.
-    pub(crate) fn root(&self) -> &Path {
+    pub fn root(&self) -> &Path {
         &self.root
     }
 

@@ -39,8 +39,8 @@
 //! Every public function leaves no thread behind (netlink runs on a current_thread runtime that
 //! is dropped before returning; helper threads are joined): libcontainer forks with raw clone3.
 //! Files: `<root>/networks/<id>.json` (definition + leases), `<root>/netns/<id>` (sandboxes),
-//! `<root>/locks/network*.lock`; firewall rules (iptables chains RBOX-*) are shared by all roots
-//! on the host.
+//! `<root>/locks/network*.lock`; firewall rules (iptables chains RBOX-*, nft table `inet rbox`) are
+//! shared by all roots on the host.
 
 mod conntrack;
 mod context;

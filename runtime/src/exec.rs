@@ -24,6 +24,9 @@ pub struct ExecOptions {
     pub tty: bool,
     /// The process dies with the caller (a healthcheck probe).
     pub die_with_parent: bool,
+    /// `exec -d`: the process runs on with no stdio and nobody waits for it (its orphan is
+    /// reaped by whoever adopts it).
+    pub detach: bool,
 }
 
 /// Runs `opts.cmd` in the container with this process's stdio; returns its exit code.
@@ -38,6 +41,12 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
     if !rec.running() {
         return Err(Error::Invalid(format!(
             "Container {} is not running",
+            rec.id
+        )));
+    }
+    if crate::pause::is_paused(&rec.id) {
+        return Err(Error::Invalid(format!(
+            "Container {} is paused, unpause the container before exec",
             rec.id
         )));
     }
@@ -88,7 +97,18 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         let mut builder = ContainerBuilder::new(rec.id.clone(), SyscallType::default())
             .with_root_path(paths.lc_root())
             .map_err(|e| Error::Libcontainer("libcontainer root".into(), e.to_string()))?;
-        let stdin: OwnedFd = if opts.interactive && !opts.tty {
+        if opts.detach {
+            let null = || -> Result<OwnedFd> {
+                Ok(File::options()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| Error::io("/dev/null", e))?
+                    .into())
+            };
+            builder = builder.with_stdout(null()?).with_stderr(null()?);
+        }
+        let stdin: OwnedFd = if opts.interactive && !opts.tty && !opts.detach {
             std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
@@ -99,7 +119,7 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
                 .into()
         };
         builder = builder.with_stdin(stdin);
-        let listener = if opts.tty {
+        let listener = if opts.tty && !opts.detach {
             let l = tty::listen(&socket)?;
             builder = builder.with_console_socket(Some(&socket));
             Some(l)
@@ -119,13 +139,36 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             )
             .as_tenant()
             .with_process(Some(&process_file))
-            .with_detach(opts.tty)
+            .with_detach(opts.tty && !opts.detach)
             .build()
             .map_err(|e| Error::Libcontainer(format!("exec in {}", rec.name), e.to_string()))?;
+        let exec_id = format!("{:016x}", pid.as_raw() as u64 ^ 0x5eed_0000_0000);
+        let what = opts.cmd.join(" ");
+        crate::events::container(
+            root,
+            &rec,
+            &format!("exec_create: {what}"),
+            &[("execID", exec_id.clone())],
+        );
+        crate::events::container(
+            root,
+            &rec,
+            &format!("exec_start: {what}"),
+            &[("execID", exec_id.clone())],
+        );
+        if opts.detach {
+            return Ok(0);
+        }
         let code = match &listener {
             Some(l) => crate::monitor::proxy_tty(pid, tty::receive_master(l)?, opts.interactive),
             None => crate::process::exit_code(waitpid(pid, None).unwrap_or(WaitStatus::StillAlive)),
         };
+        crate::events::container(
+            root,
+            &rec,
+            "exec_die",
+            &[("execID", exec_id), ("exitCode", code.to_string())],
+        );
         Ok(code)
     })();
     let _ = std::fs::remove_file(&process_file);

@@ -249,8 +249,7 @@ pub fn containers(
         {
             continue;
         }
-        if !f.any("status", |v| v == r.state.status.as_str())
-            || !f.any("health", |v| v == r.health_status())
+        if !f.any("status", |v| v == r.state_name()) || !f.any("health", |v| v == r.health_status())
         {
             continue;
         }

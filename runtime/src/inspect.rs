@@ -318,10 +318,10 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         "Path": argv.first().cloned().unwrap_or_default(),
         "Args": argv.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": r.state.status.as_str(),
+            "Status": r.state_name(),
             // Docker counts a container waiting to restart as running.
             "Running": r.active(),
-            "Paused": false,
+            "Paused": r.state_name() == "paused",
             "Restarting": r.state.status == Status::Restarting,
             "OOMKilled": r.state.oom_killed,
             "Dead": false,

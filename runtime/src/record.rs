@@ -271,6 +271,14 @@ impl Record {
         self.state.status == Status::Running
     }
 
+    /// Docker's state name: `paused` while its cgroup is frozen, else its status.
+    pub fn state_name(&self) -> &'static str {
+        if self.running() && crate::pause::is_paused(&self.id) {
+            return "paused";
+        }
+        self.state.status.as_str()
+    }
+
     /// Owned by a monitor that runs it or will run it again (running or restarting): what
     /// Docker calls running for `rm`, `start` and `ps`.
     pub fn active(&self) -> bool {

@@ -87,6 +87,18 @@ pub fn parse(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     DateTime::from_timestamp(secs, nanos).ok_or_else(bad)
 }
 
+/// A `--since`/`--until` flag's value, if given, with Docker's error for a bad one.
+pub fn parse_flag(
+    value: Option<&str>,
+    flag: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, String> {
+    value
+        .map(|v| parse(v, now))
+        .transpose()
+        .map_err(|e| format!("invalid value for \"{flag}\": {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

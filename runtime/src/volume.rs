@@ -125,6 +125,13 @@ pub fn list_filtered(root: &Path, f: &crate::filter::Filters) -> Result<Vec<Volu
 }
 
 /// The volumes some container (running or not) mounts.
+pub fn used(root: &Path) -> Vec<String> {
+    let mut v = used_names(root);
+    v.sort();
+    v.dedup();
+    v
+}
+
 fn used_names(root: &Path) -> Vec<String> {
     store::all(root)
         .iter()

@@ -41,7 +41,11 @@ fn isolation() -> &'static Isolation {
         // Cargo names test binaries `<file>-<hash>`; the hash differs between checkouts.
         let file = stem.rsplit_once('-').map_or(stem.as_str(), |(f, _)| f);
         let binary = lock_file(&format!("binary-{file}.lock"));
-        flock(&binary, libc::LOCK_EX);
+        // A suite re-run inside its own namespaces (see `run_suite_in`) by a test of this very
+        // binary: its parent holds the lock.
+        if std::env::var_os(NESTED).is_none() {
+            flock(&binary, libc::LOCK_EX);
+        }
         for slot in 0..SLOTS {
             let f = lock_file(&format!("slot-{slot}.lock"));
             if flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
@@ -323,10 +327,165 @@ pub fn rbox_command(root: &Path, netns: Option<&str>, args: &[&str]) -> Command 
     c
 }
 
-/// A golden file under tests/golden/.
+/// Set in a test binary re-run by `run_suite_in`: its parent holds the binary's lock.
+const NESTED: &str = "RBOX_TESTS_NESTED";
+
+/// The firewall backend whose rules the tests inspect: RBOX_TEST_FIREWALL (`iptables`, the
+/// default, or `nftables`). rbox itself picks its backend as it always does (RBOX_FIREWALL,
+/// else auto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Iptables,
+    Nftables,
+}
+
+impl Backend {
+    pub fn current() -> Backend {
+        match std::env::var("RBOX_TEST_FIREWALL").as_deref() {
+            Ok("nftables") => Backend::Nftables,
+            _ => Backend::Iptables,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Iptables => "iptables",
+            Backend::Nftables => "nftables",
+        }
+    }
+
+    /// A shell command printing all of rbox's rules, both families.
+    pub fn dump_cmd(self) -> &'static str {
+        match self {
+            Backend::Iptables => "iptables-save; ip6tables-save",
+            Backend::Nftables => "nft list table inet rbox 2>/dev/null",
+        }
+    }
+
+    /// How this backend's rules name interface `name`.
+    pub fn names_interface(self, name: &str) -> String {
+        match self {
+            Backend::Iptables => format!("{name} "),
+            Backend::Nftables => format!("\"{name}\""),
+        }
+    }
+
+    /// The golden file of `scenario` (tests/golden/<backend>/).
+    pub fn golden(self, scenario: &str) -> String {
+        let ext = match self {
+            Backend::Iptables => "rules",
+            Backend::Nftables => "nft",
+        };
+        let p = workspace().join(format!("tests/golden/{}/{scenario}.{ext}", self.name()));
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// `dump` (what `dump_cmd` printed) in the golden files' canonical form, with real ids and
+    /// names replaced by their placeholders.
+    pub fn normalize(self, dump: &str, names: &[(String, &str)]) -> String {
+        match self {
+            Backend::Iptables => normalize_rules(dump, names),
+            Backend::Nftables => normalize_nft(dump, names),
+        }
+    }
+}
+
+/// A golden iptables file under tests/golden/iptables/.
 pub fn golden(name: &str) -> String {
-    let p = workspace().join(format!("tests/golden/{name}.rules"));
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    Backend::Iptables.golden(name)
+}
+
+/// rbox's table in `nft list` form, canonical: real ids and names replaced by placeholders,
+/// sets, maps and chains sorted by name, each set's elements sorted (nft lists them in hash
+/// order and wraps long lists); rules keep their order.
+pub fn normalize_nft(listing: &str, names: &[(String, &str)]) -> String {
+    let mut text = listing.to_string();
+    for (real, placeholder) in names {
+        text = text.replace(real.as_str(), placeholder);
+    }
+    // Join wrapped element lists back onto one line.
+    let mut lines: Vec<String> = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        match lines.last_mut() {
+            Some(last) if last.starts_with("elements = {") && !last.ends_with('}') => {
+                last.push(' ');
+                last.push_str(line);
+            }
+            _ => lines.push(line.to_string()),
+        }
+    }
+    let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
+    for line in lines {
+        if line.is_empty() || line.starts_with("table ") || line == "}" {
+            continue;
+        }
+        if let Some(head) = line
+            .strip_suffix(" {")
+            .filter(|h| h.starts_with("set ") || h.starts_with("map ") || h.starts_with("chain "))
+        {
+            blocks.push((head.to_string(), Vec::new()));
+        } else if let Some(b) = blocks.last_mut() {
+            let line = match line
+                .strip_prefix("elements = { ")
+                .and_then(|l| l.strip_suffix(" }"))
+            {
+                Some(list) => {
+                    let mut elems: Vec<&str> = list.split(", ").collect();
+                    elems.sort();
+                    format!("elements = {{ {} }}", elems.join(", "))
+                }
+                None => line,
+            };
+            b.1.push(line);
+        }
+    }
+    blocks.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::new();
+    for (head, body) in blocks {
+        out += &head;
+        out.push('\n');
+        for l in &body {
+            out += "  ";
+            out += l;
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Runs this test binary's other tests again (`cargo test` arguments `args`) inside a private
+/// mount and network namespace where the iptables tools are hidden (a host without iptables
+/// at all), with `env` set; returns its output. /sys is remounted for the new network
+/// namespace, with the cgroup hierarchies carried over.
+pub fn run_suite_in(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let exe = std::env::current_exe().unwrap();
+    let cg = format!("/tmp/rbt-fcg-{}", std::process::id());
+    let setup = format!(
+        "set -e; ip link set lo up; mkdir -p {cg}; mount --rbind /sys/fs/cgroup {cg}; \
+         mount -t sysfs sysfs /sys; mount --move {cg} /sys/fs/cgroup; rmdir {cg}; \
+         for d in /usr/sbin /usr/bin; do for f in $d/*tables*; do \
+           [ -e \"$f\" ] && mount --bind /dev/null \"$f\"; done; done; \
+         exec \"$0\" \"$@\""
+    );
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--net",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &setup,
+    ])
+    .arg(&exe)
+    .args(args)
+    .env(NESTED, "1")
+    .env_remove("RBOX_FIREWALL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("unshare").into()
 }
 
 /// rbox's part of `iptables-save`, with real ids and bridge names replaced by the golden files'
@@ -428,6 +587,8 @@ pub struct NetFixture {
     pub subnet: String,
     pub netns: Option<String>,
     pub sandboxes: std::cell::RefCell<Vec<String>>,
+    /// RBOX_FIREWALL for rbox (`None`: what rbox picks by itself).
+    pub firewall: Option<&'static str>,
 }
 
 impl NetFixture {
@@ -438,6 +599,7 @@ impl NetFixture {
             subnet,
             netns: None,
             sandboxes: Default::default(),
+            firewall: None,
         }
     }
 
@@ -480,6 +642,9 @@ impl RboxCli for NetFixture {
         let mut c = rbox_command(&self.rbox.root, self.netns.as_deref(), args);
         c.env("RBOX_DEFAULT_BRIDGE", &self.bridge)
             .env("RBOX_DEFAULT_SUBNET", &self.subnet);
+        if let Some(fw) = self.firewall {
+            c.env("RBOX_FIREWALL", fw);
+        }
         c
     }
 }

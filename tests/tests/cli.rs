@@ -70,3 +70,57 @@ fn bogus_firewall_setting_is_a_usage_error() {
     // `none` is a valid choice: rbox then writes no rules.
     r.ok(&["--firewall", "none", "network", "ls"]);
 }
+
+/// A forced backend whose tool is missing is refused before anything is made; with neither
+/// tool, `auto` picks nftables and the first command that needs rules fails with one line and
+/// rolls back (no bridge, no network). PATH=/usr/bin holds neither nft nor iptables (both are in
+/// /usr/sbin on Debian).
+#[test]
+fn missing_firewall_tools_fail_with_one_line_and_make_nothing() {
+    let r = Rbox::with_busybox("cli-nonft");
+    let no_tools = |args: &[&str], fw: &str| {
+        r.command(args)
+            .env("PATH", "/usr/bin")
+            .env("RBOX_FIREWALL", fw)
+            .env("RBOX_DEFAULT_BRIDGE", "rbt-f73")
+            .env("RBOX_DEFAULT_SUBNET", "10.180.73.0/24")
+            .output()
+            .unwrap()
+    };
+    for (fw, tool) in [("nftables", "nft"), ("iptables", "iptables-restore")] {
+        let out = no_tools(
+            &["run", "-d", "-p", "19081:80", "busybox", "sleep", "9"],
+            fw,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert_eq!(
+            err.trim(),
+            format!("Error: firewall backend {fw}: {tool} not found on PATH")
+        );
+    }
+    assert_eq!(r.ok(&["ps", "-aq"]), "", "a refused run made a container");
+    let out = no_tools(
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.180.74.0/24",
+            "-o",
+            "com.docker.network.bridge.name=rbt-f74",
+            "n74",
+        ],
+        "auto",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.starts_with("Error: nftables: ") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new("/sys/class/net/rbt-f74").exists(),
+        "the bridge of the refused network is left"
+    );
+    assert!(!r.ok(&["network", "ls"]).contains("n74"));
+}

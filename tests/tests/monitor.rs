@@ -159,7 +159,7 @@ fn a_monitor_dying_before_the_start_hangs_nothing() {
         .env("RBOX_FAULT", "monitor-after-build")
         .output()
         .unwrap();
-    // Docker's CLI: 1 for a failed start (125 is for run/create).
+    // Docker's CLI: a failed `start` exits 1 (125 is for run/create).
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(r.inspect("early", "{{.State.Status}}"), "created");
     let t = Instant::now();

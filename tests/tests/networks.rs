@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use rbox_tests::{golden, normalize_rules, sh, NetFixture, RboxCli};
+use rbox_tests::{sh, Backend, NetFixture, RboxCli};
 use serde_json::Value;
 
 /// One test's rbox: own root, own default bridge and subnet, optionally run inside a netns.
@@ -1018,15 +1018,28 @@ fn concurrent_runs_get_distinct_addresses_and_host_none_work() {
 /// private namespace (so rbox's are the only rules) and compared with its file.
 #[test]
 fn golden_files_match_the_kernels_iptables_save() {
-    let mut n = Net::in_netns("net-golden", 19);
+    golden_scenarios("net-golden", 19, Backend::Iptables);
+}
+
+/// The nftables golden files are what the kernel lists for rbox's table (`nft list table inet
+/// rbox`), scenario by scenario, in a namespace of the test's own.
+#[test]
+fn golden_files_match_the_kernels_nft_listing() {
+    golden_scenarios("net-golden-nft", 69, Backend::Nftables);
+}
+
+fn golden_scenarios(test: &str, k: u8, backend: Backend) {
+    let mut n = Net::new(test, k);
+    n.enter_netns(format!("rbt-fns{k}-{}", std::process::id()));
     n.bridge = "rbox0".into();
     n.subnet = "172.17.0.0/16".into();
+    n.0.firewall = Some(backend.name());
     let id12 = |net: &str| n.inspect(net)["Id"].as_str().unwrap()[..12].to_string();
     let check = |scenario: &str, names: &[(String, &str)]| {
-        let save = n.sh("iptables-save").stdout;
+        let save = n.sh(backend.dump_cmd()).stdout;
         assert_eq!(
-            normalize_rules(&save, names),
-            normalize_rules(&golden(scenario), &[]),
+            backend.normalize(&save, names),
+            backend.normalize(&backend.golden(scenario), &[]),
             "scenario {scenario}:\n{save}"
         );
     };

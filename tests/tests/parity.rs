@@ -1713,3 +1713,617 @@ fn bad_run_flags_are_refused() {
         .unwrap_or_default();
     assert!(left.iter().all(|n| n.len() != 64), "{left:?}");
 }
+
+/// A host directory under /tmp for `cp` tests, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("rbt-q-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    fn path(&self, rel: &str) -> String {
+        self.0.join(rel).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `cp` both ways (Docker 20.10's layout rules, owners root's in the container and ours on
+/// the host unless `-a`, symlinks kept, `-` archives), into a stopped container too, and a
+/// symlink the container made never redirects a write to the host.
+#[test]
+fn cp_both_ways() {
+    use std::os::unix::fs::MetadataExt;
+    let r = Rbox::with_busybox("parity-cp");
+    let h = Scratch::new("cp");
+    std::fs::create_dir_all(h.path("src/sub")).unwrap();
+    std::fs::write(h.path("src/a.txt"), "hello\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", h.path("src/link")).unwrap();
+    std::os::unix::fs::chown(h.path("src/a.txt"), Some(1234), Some(5678)).unwrap();
+    r.ok(&[
+        "run", "-d", "--name", "box", NONE, "busybox", "sleep", "1000",
+    ]);
+    let ls = |p: &str| r.ok(&["exec", "box", "ls", "-lnd", p]);
+    // A directory becomes the destination when that does not exist; owners root's.
+    r.ok(&["cp", &h.path("src"), "box:/data"]);
+    assert!(
+        ls("/data/a.txt").contains(" 0        0 "),
+        "{}",
+        ls("/data/a.txt")
+    );
+    assert!(ls("/data/link").contains("link -> a.txt"));
+    assert!(ls("/data/sub").starts_with("d"));
+    // Into an existing directory it lands inside; -a keeps the owners.
+    r.ok(&["cp", "-a", &h.path("src/a.txt"), "box:/tmp"]);
+    assert!(
+        ls("/tmp/a.txt").contains(" 1234     5678 "),
+        "{}",
+        ls("/tmp/a.txt")
+    );
+    r.ok(&["cp", &h.path("src/."), "box:/tmp"]);
+    assert!(ls("/tmp/link").contains("link -> a.txt"));
+    // Out of the container: into a directory, or as a new name; owners ours.
+    r.ok(&["cp", "box:/data/a.txt", &h.path("")]);
+    assert_eq!(std::fs::read_to_string(h.path("a.txt")).unwrap(), "hello\n");
+    assert_eq!(std::fs::metadata(h.path("a.txt")).unwrap().uid(), 0);
+    r.ok(&["cp", "box:/data", &h.path("back")]);
+    assert_eq!(
+        std::fs::read_link(h.path("back/link")).unwrap().to_str(),
+        Some("a.txt")
+    );
+    // `-`: a tar archive on stdout, and from stdin into a directory.
+    let tar = r.command(&["cp", "box:/data", "-"]).output().unwrap();
+    assert!(tar.status.success());
+    let mut names: Vec<String> = tar::Archive::new(&tar.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["data", "data/a.txt", "data/link", "data/sub"]);
+    let mut child = r
+        .command(&["cp", "-", "box:/opt"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It refuses before it reads the archive: the write may find the pipe closed.
+    let _ = std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar.stdout);
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "/opt does not exist in busybox");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must be a directory"));
+    let mut child = r
+        .command(&["cp", "-", "box:/tmp"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar.stdout).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(ls("/tmp/data/a.txt").contains("a.txt"));
+    // A symlink the container made points inside it, whatever it says.
+    r.ok(&["exec", "box", "ln", "-s", "/etc", "/escape"]);
+    let marker = format!("rbt-q-cp-marker-{}", std::process::id());
+    std::fs::write(h.path(&marker), "x").unwrap();
+    r.ok(&["cp", &h.path(&marker), "box:/escape/"]);
+    assert!(r.ok(&["exec", "box", "ls", "/etc"]).contains(&marker));
+    assert!(
+        !std::path::Path::new("/etc").join(&marker).exists(),
+        "wrote to the host's /etc"
+    );
+    // A stopped container: its files, and nothing left mounted.
+    r.ok(&["stop", "-t", "0", "box"]);
+    r.ok(&["cp", "box:/tmp/a.txt", &h.path("stopped.txt")]);
+    assert_eq!(
+        std::fs::read_to_string(h.path("stopped.txt")).unwrap(),
+        "hello\n"
+    );
+    r.ok(&["cp", &h.path("src/a.txt"), "box:/offline.txt"]);
+    r.ok(&["start", "box"]);
+    assert!(ls("/offline.txt").contains(" 0        0 "));
+    // One overlay for the running container: the cp's own mount of it is gone.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let rootfs = mounts
+        .lines()
+        .filter(|l| l.contains(r.root.to_str().unwrap()) && l.contains("/rootfs "))
+        .count();
+    assert_eq!(rootfs, 1, "{mounts}");
+    // Docker 20.10's errors.
+    let cases = [
+        case(
+            Box::leak(Box::new(["cp", "box:/nope", "/tmp/x"])),
+            1,
+            Some(""),
+            "No such container:path: box:/nope",
+        ),
+        case(
+            &["cp", "/etc/hostname", "/tmp/x"],
+            1,
+            Some(""),
+            "must specify at least one container source",
+        ),
+        case(
+            &["cp", "box:/a", "box:/b"],
+            1,
+            Some(""),
+            "copying between containers is not supported",
+        ),
+        case(
+            &["cp", "nosuch:/a", "/tmp"],
+            1,
+            Some(""),
+            "No such container: nosuch",
+        ),
+        case(
+            &["cp", "/nonexistent-rbt-q", "box:/tmp"],
+            1,
+            Some(""),
+            "stat /nonexistent-rbt-q: no such file or directory",
+        ),
+        case(
+            &["cp", "box:/etc", "/etc/hostname"],
+            1,
+            Some(""),
+            "cannot copy directory",
+        ),
+        case(
+            &["cp", "/etc/hostname", "box:/nodir/x"],
+            1,
+            Some(""),
+            "Could not find the file /nodir/x in container box",
+        ),
+    ];
+    check(&r, &cases, "");
+}
+
+/// `exec -d`, `pause`/`unpause` (the freezer), `diff`, `export` and `system df`.
+#[test]
+fn exec_detached_pause_diff_export_df() {
+    let r = Rbox::with_busybox("parity-cmds");
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pz",
+        NONE,
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do date +%s%N > /tmp/tick; usleep 100000; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(
+        r.ok(&["exec", "-d", "pz", "sh", "-c", "echo detached > /tmp/d"]),
+        ""
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(r.ok(&["exec", "pz", "cat", "/tmp/d"]), "detached\n");
+    assert_eq!(r.ok(&["pause", "pz"]), "pz\n");
+    let freezer = [
+        format!("/sys/fs/cgroup/freezer/rbox/{id}/freezer.state"),
+        format!("/sys/fs/cgroup/rbox/{id}/cgroup.freeze"),
+        format!("/sys/fs/cgroup/unified/rbox/{id}/cgroup.freeze"),
+    ];
+    let state = freezer
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .unwrap();
+    assert!(state.trim() == "FROZEN" || state.trim() == "1", "{state}");
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "pz"]),
+        "paused true\n"
+    );
+    assert!(r
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .trim()
+        .ends_with("(Paused)"));
+    assert_eq!(
+        r.ok(&["ps", "-q", "--filter", "status=paused"]).trim(),
+        &id[..12]
+    );
+    let cases = [
+        case(&["pause", "pz"], 1, Some(""), "is already paused"),
+        case(
+            &["exec", "pz", "true"],
+            1,
+            Some(""),
+            "is paused, unpause the container before exec",
+        ),
+        case(
+            &["unpause", "nosuch"],
+            1,
+            Some(""),
+            "No such container: nosuch",
+        ),
+    ];
+    check(&r, &cases, "");
+    // Frozen: the loop writes nothing.
+    let before = r.run(&["cp", "pz:/tmp/tick", "-"]).stdout;
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(r.run(&["cp", "pz:/tmp/tick", "-"]).stdout, before);
+    assert_eq!(r.ok(&["unpause", "pz"]), "pz\n");
+    r.fails(1, &["unpause", "pz"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "pz"]),
+        "running\n"
+    );
+    // A paused container still stops.
+    r.ok(&["pause", "pz"]);
+    r.ok(&["stop", "-t", "1", "pz"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.State.Status}}", "pz"]),
+        "exited\n"
+    );
+
+    r.ok(&[
+        "run",
+        "--name",
+        "ch",
+        NONE,
+        "busybox",
+        "sh",
+        "-c",
+        "echo a > /etc/new; rm /bin/ls; mkdir -p /x/y; touch /x/y/z",
+    ]);
+    // Docker 20.10: the changes against the image, sorted, rbox's own files not among them.
+    assert_eq!(
+        r.ok(&["diff", "ch"]),
+        "C /bin\nD /bin/ls\nC /etc\nA /etc/new\nA /x\nA /x/y\nA /x/y/z\n"
+    );
+    r.fails(1, &["diff", "nosuch"]);
+    let tar = r.command(&["export", "ch"]).output().unwrap();
+    assert!(tar.status.success());
+    let names: Vec<String> = tar::Archive::new(&tar.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "etc/new") && !names.iter().any(|n| n == "bin/ls"),
+        "{names:?}"
+    );
+    let h = Scratch::new("export");
+    r.ok(&["export", "-o", &h.path("ch.tar"), "ch"]);
+    assert_eq!(
+        std::fs::read(h.path("ch.tar")).unwrap().len(),
+        tar.stdout.len()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(r.root.to_str().unwrap()),
+        "export left a mount"
+    );
+
+    let df = r.ok(&["system", "df"]);
+    let lines: Vec<&str> = df.lines().collect();
+    assert_eq!(
+        lines[0], "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE",
+        "{df}"
+    );
+    assert!(
+        lines[1].starts_with("Images          1         1         "),
+        "{df}"
+    );
+    assert!(
+        lines[2].starts_with("Containers      2         0         "),
+        "{df}"
+    );
+    assert!(
+        lines[3].starts_with("Local Volumes   0         0         0B        0B"),
+        "{df}"
+    );
+    assert_eq!(lines[4], "Build Cache     0         0         0B        0B");
+    assert_eq!(
+        r.ok(&["system", "df", "--format", "{{.Type}}:{{.TotalCount}}"]),
+        "Images:1\nContainers:2\nLocal Volumes:0\nBuild Cache:0\n"
+    );
+}
+
+/// `update` changes a running container's cgroup at once and its record; `stats` reads the
+/// cgroup as Docker does (Docker 20.10's table and fields).
+#[test]
+fn update_and_stats() {
+    let r = Rbox::with_busybox("parity-update");
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        NONE,
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(
+        r.ok(&[
+            "update",
+            "--memory",
+            "128m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "busy"
+        ]),
+        "busy\n"
+    );
+    let cg = |c: &str, f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{c}/rbox/{id}/{f}"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
+    };
+    if std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        assert_eq!(cg("memory", "memory.limit_in_bytes"), "134217728");
+        assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cg("pids", "pids.max"), "50");
+    }
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}", "busy"]),
+        "134217728 268435456 500000000 50\n"
+    );
+    r.ok(&["update", "--restart", "on-failure:3", "busy"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.HostConfig.RestartPolicy}}", "busy"]),
+        "{on-failure 3}\n"
+    );
+    let e = r.fails(1, &["update", "--memory", "1k", "busy"]);
+    assert!(e.contains("Minimum memory limit allowed is 6MB"), "{e}");
+    r.fails(1, &["update", "--memory", "64m", "nosuch"]);
+    // stats: the table, and the fields as Docker's stats context has them.
+    let t = r.ok(&["stats", "--no-stream"]);
+    let mut lines = t.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT   MEM %     NET I/O   BLOCK I/O   PIDS"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&format!("{}   busy      ", &id[..12])),
+        "{t}"
+    );
+    let f = r.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}",
+        "busy",
+    ]);
+    let parts: Vec<&str> = f.trim().split('|').collect();
+    assert_eq!(parts[0], "busy");
+    let cpu: f64 = parts[1].trim_end_matches('%').parse().unwrap();
+    assert!(
+        cpu > 1.0 && cpu <= 60.0,
+        "a busy loop held to half a CPU: {cpu}"
+    );
+    assert!(parts[2].ends_with(" / 128MiB"), "{}", parts[2]);
+    assert_eq!(parts[3], "1");
+    let j = r.ok(&["stats", "--no-stream", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(j.trim()).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "BlockIO",
+            "CPUPerc",
+            "Container",
+            "ID",
+            "MemPerc",
+            "MemUsage",
+            "Name",
+            "NetIO",
+            "PIDs"
+        ]
+    );
+}
+
+/// `commit` (-m, -a, --change) then `run` of the new image; `history` of it (Docker 20.10's
+/// table); the parent's files, the container's changes and its deletions all in it.
+#[test]
+fn commit_then_run_and_history() {
+    let r = Rbox::with_busybox("parity-commit");
+    r.ok(&[
+        "run",
+        "--name",
+        "cm",
+        NONE,
+        "-e",
+        "FOO=bar",
+        "busybox",
+        "sh",
+        "-c",
+        "echo committed > /etc/new; rm /bin/ls; mkdir /d; echo x > /d/f",
+    ]);
+    let id = r.ok(&[
+        "commit",
+        "-m",
+        "my change",
+        "-a",
+        "me <me@example.com>",
+        "-c",
+        r#"CMD ["cat", "/etc/new"]"#,
+        "-c",
+        "LABEL made=here",
+        "cm",
+        "mine:v1",
+    ]);
+    assert!(id.starts_with("sha256:") && id.trim().len() == 71, "{id}");
+    assert_eq!(r.ok(&["run", "--rm", NONE, "mine:v1"]), "committed\n");
+    assert_eq!(
+        r.ok(&[
+            "run",
+            "--rm",
+            NONE,
+            "mine:v1",
+            "sh",
+            "-c",
+            "test -e /bin/ls || echo gone; echo $FOO; cat /d/f; ls /bin/sh"
+        ]),
+        "gone\nbar\nx\n/bin/sh\n"
+    );
+    assert_eq!(
+        r.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Author}}|{{.Comment}}|{{.Config.Cmd}}|{{.Config.Labels}}|{{len .RootFS.Layers}}",
+            "mine:v1"
+        ]),
+        "me <me@example.com>|my change|[cat /etc/new]|map[made:here]|2\n"
+    );
+    let h = r.ok(&["history", "mine:v1"]);
+    let lines: Vec<&str> = h.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE          CREATED   ")
+            && lines[0].contains("CREATED BY")
+            && lines[0].ends_with("COMMENT"),
+        "{h}"
+    );
+    assert!(lines[1].starts_with(&id.trim()[7..19]), "{h}");
+    assert!(
+        lines[1].contains("sh -c echo committed > /etc/new; rm /bin/ls;…")
+            && lines[1].ends_with("my change"),
+        "{h}"
+    );
+    let bb = r.ok(&["images", "-q", "busybox"]);
+    assert!(lines[2].starts_with(bb.trim()), "the parent's own id: {h}");
+    assert_eq!(r.ok(&["history", "-q", "mine:v1"]).lines().count(), 2);
+    r.ok(&["commit", "cm"]);
+    let cases = [
+        case(
+            &["commit", "nosuch"],
+            1,
+            Some(""),
+            "No such container: nosuch",
+        ),
+        case(
+            &["commit", "-c", "RUN x", "cm"],
+            1,
+            Some(""),
+            "RUN is not a valid change command",
+        ),
+        case(&["history", "nosuch"], 1, Some(""), "No such image: nosuch"),
+    ];
+    check(&r, &cases, "");
+}
+
+/// `events`: the root's own state changes, printed as Docker prints events (20.10), with
+/// `--since`/`--until`, `--filter` and `--format`, and followed as they happen.
+#[test]
+fn events_of_the_root() {
+    let r = Rbox::with_busybox("parity-events");
+    r.fails(
+        3,
+        &[
+            "run", "--name", "ev", "-l", "tier=web", NONE, "busybox", "sh", "-c", "exit 3",
+        ],
+    );
+    r.fails(3, &["start", "-a", "ev"]);
+    r.ok(&["rename", "ev", "ev2"]);
+    r.ok(&["rm", "ev2"]);
+    r.ok(&["volume", "create", "vv"]);
+    let all = r.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(all, "create\nstart\ndie\nstart\ndie\nrename\ndestroy\n");
+    let line = r.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+    ]);
+    let first = line.lines().next().unwrap();
+    // 2006-01-02T15:04:05.000000000Z container die ID (exitCode=3, image=busybox, name=ev, tier=web)
+    let (time, rest) = first.split_once(' ').unwrap();
+    assert_eq!(time.len(), 30, "{first}");
+    assert!(
+        rest.starts_with("container die ")
+            && rest.ends_with(" (exitCode=3, image=busybox, name=ev, tier=web)"),
+        "{first}"
+    );
+    let j = r.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "type=volume",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(j.trim()).unwrap();
+    assert_eq!(
+        (
+            v["Type"].as_str(),
+            v["Action"].as_str(),
+            v["Actor"]["ID"].as_str()
+        ),
+        (Some("volume"), Some("create"), Some("vv"))
+    );
+    assert_eq!(
+        r.ok(&[
+            "events",
+            "--since",
+            "1h",
+            "--until",
+            "0s",
+            "--filter",
+            "container=nosuch"
+        ]),
+        ""
+    );
+    assert_eq!(
+        r.ok(&["events", "--until", "0s"]),
+        "",
+        "without --since only new events"
+    );
+    r.fails(1, &["events", "--filter", "nope=1"]);
+    // Followed: a run while `events` waits is printed as it happens (until a Unix time 5 s
+    // ahead: a duration would be 5 s ago, as for Docker).
+    let until = (std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let child = r
+        .command(&[
+            "events",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+            "--until",
+            &until,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    r.ok(&["run", "--rm", "--name", "later", NONE, "busybox", "true"]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "create later\nstart later\ndie later\ndestroy later\n"
+    );
+}

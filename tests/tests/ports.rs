@@ -15,7 +15,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbox_tests::{golden, normalize_rules, sh, NetFixture, RboxCli};
+use rbox_tests::{run_suite_in, sh, Backend, NetFixture, RboxCli};
 use serde_json::Value;
 
 struct Net {
@@ -185,23 +185,19 @@ impl Net {
         (child, serde_json::from_str(&line).unwrap())
     }
 
-    /// What a chain of container `id` holds in `table` (empty when it is gone).
-    fn chain_rules(&self, table: &str, chain: &str) -> Vec<String> {
-        self.sh(&format!("iptables-save -t {table}"))
-            .stdout
+    /// The lines of rbox's rules (both families) that mention `word` (empty when none do).
+    fn rules_of(&self, word: &str) -> Vec<String> {
+        self.rules()
             .lines()
-            .filter(|l| l.contains(chain))
+            .filter(|l| l.contains(word))
             .map(str::to_string)
             .collect()
     }
 
     /// Asserts that nothing of sandbox `id`'s ports is left: rules, record, reservation.
     fn assert_unpublished(&self, id: &str, host_ports: &[u16]) {
-        let short = &id[..12];
-        for t in ["filter", "nat"] {
-            let left = self.chain_rules(t, short);
-            assert!(left.is_empty(), "{t} rules left for {id}: {left:?}");
-        }
+        let left = self.rules_of(&id[..12]);
+        assert!(left.is_empty(), "rules left for {id}: {left:?}");
         assert!(
             !self.rbox.root.join(format!("ports/{id}.json")).exists(),
             "ports record left for {id}"
@@ -239,10 +235,12 @@ impl Net {
             "bridge {} left",
             self.bridge
         );
-        let rules = self.sh("iptables-save").stdout;
+        let rules = self.rules();
+        let (fw, subnet) = (Backend::current(), self.subnet.as_str());
         assert!(
-            !rules.contains(&format!("{} ", self.bridge)) && !rules.contains(&self.subnet),
-            "rules of {} left",
+            !(rules.contains(&fw.names_interface(&self.bridge))
+                || fw == Backend::Iptables && rules.contains(subnet)),
+            "rules of {} left:\n{rules}",
             self.bridge
         );
         let left = std::fs::read_dir(self.rbox.root.join("ports"))
@@ -252,13 +250,85 @@ impl Net {
     }
 }
 
+/// The whole suite once more on the nftables backend, on a "host" without any iptables tool:
+/// this binary re-run in a private mount and network namespace where every `*tables*` binary is
+/// hidden, with rbox left to choose (auto must pick nftables) and the tests inspecting nft's
+/// rules. Skipped inside that run.
+#[test]
+fn whole_suite_on_nftables_without_iptables() {
+    const NAME: &str = "whole_suite_on_nftables_without_iptables";
+    let r = run_suite_in(&["--skip", NAME], &[("RBOX_TEST_FIREWALL", "nftables")]);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 0, "the nftables run failed:\n{out}");
+    let passed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(passed.is_some_and(|n| n >= 19), "{out}");
+}
+
+/// Inside the nftables run: the host offers no iptables, and rbox's rules are nft's.
+#[test]
+fn the_backend_is_what_the_host_offers() {
+    match Backend::current() {
+        Backend::Iptables => {
+            assert_eq!(
+                sh("iptables-save -t nat").code,
+                0,
+                "no iptables on this host"
+            );
+        }
+        Backend::Nftables => {
+            assert_ne!(sh("iptables-save").code, 0, "iptables not hidden");
+            let n = Net::ours("ports-which", 70);
+            let a = n.sid(1);
+            n.sandbox(&a, "bridge");
+            assert!(n.rules().contains("table inet rbox"), "{}", n.rules());
+            n.clean_and_check();
+        }
+    }
+}
+
 // ---- Section 5 of issue 11: the published-port path (bridges rbt-f6N, 10.180.6N.0/24 and
 // 10.180.16N.0/24, host ports 19001-19099).
 
 impl Net {
+    /// Waits (5 s at most) until the proxies container `id`'s record names have exited: they
+    /// die with their holder, but a moment after it (what holds `[::]` of its ports).
+    fn wait_proxies_gone(&self, id: &str) {
+        let rec = self.rbox.root.join(format!("ports/{id}.json"));
+        let Ok(bytes) = std::fs::read(rec) else {
+            return;
+        };
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for p in v["proxies"].as_array().into_iter().flatten() {
+            let pid = p["pid"].as_i64().unwrap();
+            while proc_state(pid).is_some_and(|s| s != 'Z') {
+                assert!(Instant::now() < deadline, "proxy {pid} outlived its holder");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
     /// Every rule rbox's backend shows in this test's namespace (both families).
     fn rules(&self) -> String {
-        self.sh("iptables-save; ip6tables-save").stdout
+        self.sh(Backend::current().dump_cmd()).stdout
+    }
+
+    /// Whether rbox has IPv6 port rules for container `short`.
+    fn v6_rules_of(&self, short: &str) -> bool {
+        match Backend::current() {
+            Backend::Iptables => self.sh("ip6tables-save").stdout.contains(short),
+            // Only dnat6 and published6 list IPv6 keys, and only elements name chains.
+            Backend::Nftables => self.rules().lines().any(|l| {
+                l.contains("elements = ")
+                    && l.contains("::")
+                    && (l.contains(&format!("jump dnat-{short}"))
+                        || l.contains(&format!("jump fwd-{short}")))
+            }),
+        }
     }
 
     /// A TCP server inside sandbox `id` that answers "ok" and closes first (so the container,
@@ -400,6 +470,96 @@ fn published_ports_are_reached_from_other_networks_through_the_host() {
     n.clean_and_check();
 }
 
+/// An upstream host for a test running in its own namespace `ns`: a netns behind a veth whose
+/// host end has 10.180.N.1/24 (N = 100 + `k`), answering TCP on 8000 with the client's address.
+struct Upstream {
+    ns: String,
+}
+
+impl Upstream {
+    fn new(host_ns: &str, k: u8) -> Upstream {
+        let ns = format!("rbt-fup{k}-{}", std::process::id());
+        let n = 100 + k;
+        let r = sh(&format!(
+            "ip netns add {ns} && ip -n {host_ns} link add rbt-fup{k} type veth peer name eth0 netns {ns} && \
+             ip -n {host_ns} addr add 10.180.{n}.1/24 dev rbt-fup{k} && ip -n {host_ns} link set rbt-fup{k} up && \
+             ip -n {ns} link set lo up && ip -n {ns} addr add 10.180.{n}.2/24 dev eth0 && \
+             ip -n {ns} link set eth0 up && ip -n {ns} route add default via 10.180.{n}.1"
+        ));
+        let up = Upstream { ns };
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let r = sh(&format!(
+            "ip netns exec {} socat TCP-LISTEN:8000,fork,reuseaddr SYSTEM:'echo $SOCAT_PEERADDR' \
+             >/dev/null 2>&1 & sleep 0.3",
+            up.ns
+        ));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        up
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Its socat goes with the namespace's last process: kill them by the namespace.
+        sh(&format!(
+            "for p in $(ip netns pids {0}); do kill $p; done; ip netns del {0}",
+            self.ns
+        ));
+    }
+}
+
+/// An admin's flush of every rule (`nft flush ruleset`; for iptables every chain of filter and
+/// nat) breaks published ports and the network's rules; `network reload` brings all of rbox's
+/// rules back from its state. Outbound traffic is masqueraded before and after. In a namespace
+/// of the test's own.
+#[test]
+fn reload_restores_everything_after_the_whole_ruleset_is_flushed() {
+    let mut n = Net::ours("ports-flush", 71);
+    let ns = format!("rbt-fns71-{}", std::process::id());
+    n.enter_netns(ns.clone());
+    let up = Upstream::new(&ns, 71);
+    let (a, b) = (n.sid(1), n.sid(2));
+    n.sandbox(&a, "bridge");
+    let ip_b = n.sandbox(&b, "bridge");
+    n.httpd(&a, 80, "flushed");
+    let (holder, _) = n.publish(&a, &["-p", "19061:80"]);
+    let get = || n.sh("curl -sS --max-time 2 http://127.0.0.1:19061/").stdout;
+    // The address the upstream sees b's connection come from.
+    let outbound = || {
+        let r = n.exec(
+            &b,
+            "curl -sS --http0.9 --max-time 8 http://10.180.171.2:8000/",
+        );
+        format!("{}{}", r.stdout.trim(), r.stderr.trim())
+    };
+    assert_eq!(get(), "flushed");
+    assert_eq!(
+        outbound(),
+        "10.180.171.1",
+        "masqueraded to the host's address"
+    );
+    let flush = match Backend::current() {
+        Backend::Iptables => "for t in filter nat; do iptables -t $t -F && iptables -t $t -X; done",
+        Backend::Nftables => "nft flush ruleset",
+    };
+    assert_eq!(n.sh(flush).code, 0);
+    assert_eq!(get(), "", "flushed rules must break the port");
+    assert_eq!(outbound(), ip_b, "the flush must undo masquerade");
+    n.ok(&["network", "reload"]);
+    assert_eq!(get(), "flushed", "after reload");
+    assert_eq!(outbound(), "10.180.171.1", "masqueraded after reload");
+    // The network's rules are back too: b reaches a's port through the gateway (hairpin
+    // masquerade on the bridge).
+    let sib = n.exec(&b, "curl -sS --max-time 2 http://10.180.71.1:19061/");
+    assert_eq!(sib.stdout, "flushed", "{}", sib.stderr);
+    let hair = n.exec(&a, "curl -sS --max-time 2 http://10.180.71.1:19061/");
+    assert_eq!(hair.stdout, "flushed", "{}", hair.stderr);
+    release_hold(holder);
+    n.ok(&["network", "sandbox", "unpublish", &a]);
+    n.clean_and_check();
+    drop(up);
+}
+
 /// `-p H:C` of a container with only IPv4 is also served on `[::]` (so on ::1) by the
 /// container's one proxy, as Docker's docker-proxy does; `[::1]:H:C` reaches it too; UDP keeps
 /// to IPv4. Everything goes with the container.
@@ -457,10 +617,7 @@ fn ipv4_only_container_is_served_on_ipv6_loopback_too() {
     .unwrap();
     assert_eq!(rec["proxies"].as_array().map(Vec::len), Some(1), "{rec}");
     let pid = proxy_pid(&n, &id);
-    assert!(
-        !sh("ip6tables-save").stdout.contains(short),
-        "IPv6 rules for an IPv4 container"
-    );
+    assert!(!n.v6_rules_of(short), "IPv6 rules for an IPv4 container");
     assert!(
         std::net::TcpListener::bind("[::]:19011").is_err(),
         "[::]:19011 not held"
@@ -581,7 +738,7 @@ fn taking_over_an_idle_bridge_removes_the_old_roots_rules() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let before = a.rules();
-    for word in [a_net.as_str(), &sa[..12], "10.180.66.0/24"] {
+    for word in [a_net.as_str(), &sa[..12], "10.180.66.0/"] {
         assert!(
             before.contains(word),
             "{word} not in the rules to begin with:\n{before}"
@@ -590,14 +747,14 @@ fn taking_over_an_idle_bridge_removes_the_old_roots_rules() {
     let sb = b.sid(1);
     assert_eq!(b.sandbox(&sb, "bridge"), "10.180.67.2");
     let after = b.rules();
-    for word in [a_net.as_str(), &sa[..12], "10.180.66.0/24"] {
+    for word in [a_net.as_str(), &sa[..12], "10.180.66.0/"] {
         assert!(
             !after.contains(word),
             "{word} left after the takeover:\n{after}"
         );
     }
     assert!(
-        after.contains("10.180.67.0/24"),
+        after.contains("10.180.67.0/"),
         "b's rules missing:\n{after}"
     );
     b.clean_and_check();
@@ -752,9 +909,14 @@ fn tcp_port_from_loopback_host_address_remote_sibling_and_hairpin() {
         err.contains("Bind for 0.0.0.0:18111 failed: port is already allocated"),
         "{err}"
     );
-    // Flushed rules come back with `network reload`, from the ports record.
-    let chain = format!("RBOX-P-{}", &a[..12]);
-    assert_eq!(n.sh(&format!("iptables -t nat -F {chain}")).code, 0);
+    // Flushed rules come back with `network reload`, from the networks' and ports' records.
+    // Its DNAT chain only: other tests' rules share the namespace (a whole flush is tested in
+    // reload_restores_everything_after_the_whole_ruleset_is_flushed).
+    let flush = match Backend::current() {
+        Backend::Iptables => format!("iptables -t nat -F RBOX-P-{}", &a[..12]),
+        Backend::Nftables => format!("nft flush chain inet rbox dnat-{}", &a[..12]),
+    };
+    assert_eq!(n.sh(&flush).code, 0);
     assert!(
         curl("http://127.0.0.1:18111/").is_none(),
         "flushed DNAT must break it"
@@ -765,7 +927,7 @@ fn tcp_port_from_loopback_host_address_remote_sibling_and_hairpin() {
         Some("hello-from-a"),
         "after reload"
     );
-    assert!(!n.chain_rules("nat", &chain).is_empty());
+    assert!(!n.rules_of(&a[..12]).is_empty());
     let _ = ip_a;
     release_hold(holder);
     n.ok(&["network", "sandbox", "unpublish", &a]);
@@ -970,17 +1132,25 @@ fn ipv6_host_address_of_a_dual_stack_network() {
         std::net::TcpListener::bind("[::1]:18202").is_err(),
         "[::]:18202 is not reserved"
     );
-    let v6 = sh("ip6tables-save -t nat").stdout;
-    assert!(v6.contains(&format!("-A RBOX-P-{} -d fd00:205:120::1/128 -p tcp -m tcp --dport 18201 -j DNAT --to-destination [fd00:205:120::2]:80", &a[..12])), "{v6}");
-    assert!(v6.contains(&format!("-A RBOX-P-{} ! -d ::1/128 -p tcp -m tcp --dport 18202 -j DNAT --to-destination [fd00:205:120::2]:80", &a[..12])), "{v6}");
+    let v6 = n.rules();
+    let want = match Backend::current() {
+        Backend::Iptables => [
+            format!("-A RBOX-P-{} -d fd00:205:120::1/128 -p tcp -m tcp --dport 18201 -j DNAT --to-destination [fd00:205:120::2]:80", &a[..12]),
+            format!("-A RBOX-P-{} ! -d ::1/128 -p tcp -m tcp --dport 18202 -j DNAT --to-destination [fd00:205:120::2]:80", &a[..12]),
+        ],
+        Backend::Nftables => [
+            "ip6 daddr fd00:205:120::1 tcp dport 18201 dnat ip6 to [fd00:205:120::2]:80".to_string(),
+            "ip6 daddr != ::1 tcp dport 18202 dnat ip6 to [fd00:205:120::2]:80".to_string(),
+        ],
+    };
+    for w in want {
+        assert!(v6.contains(&w), "{w} missing:\n{v6}");
+    }
     release_hold(holder);
     n.ok(&["network", "sandbox", "unpublish", &a]);
     n.assert_unpublished(&a, &[18202]);
     assert!(std::net::TcpListener::bind("[::1]:18202").is_ok());
-    assert!(
-        !sh("ip6tables-save").stdout.contains(&a[..12]),
-        "ip6tables rules left"
-    );
+    assert!(!n.v6_rules_of(&a[..12]), "IPv6 rules left");
     for id in n.sandboxes.borrow_mut().drain(..) {
         n.ok(&["network", "sandbox", "release", &id]);
     }
@@ -1053,30 +1223,41 @@ fn stale_rules_of_a_killed_holder_never_black_hole_the_port() {
     // kill -9 of the monitor: the rules and the record stay, the reservation goes.
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(!n
-        .chain_rules("nat", &format!("RBOX-P-{}", &a[..12]))
-        .is_empty());
+    assert!(!n.rules_of(&a[..12]).is_empty());
+    // Its proxy (of [::]:18151) dies with it, a moment later.
+    n.wait_proxies_gone(&a);
     let (h2, _) = n.publish(&b, &["-p", "18151:80"]);
     assert_eq!(
         curl("http://127.0.0.1:18151/").as_deref(),
         Some("new"),
         "the new publisher gets the port"
     );
-    // Publishing does not read the kernel's rules (that would cost an iptables-save): the
-    // stale chain stays until its owner is repaired, but the new jump comes first.
-    let dnat: Vec<String> = n
-        .chain_rules("nat", "-A RBOX-DNAT ")
-        .into_iter()
-        .filter(|r| r.contains(&a[..12]) || r.contains(&b[..12]))
-        .collect();
-    assert_eq!(
-        dnat,
-        [
-            format!("-A RBOX-DNAT -j RBOX-P-{}", &b[..12]),
-            format!("-A RBOX-DNAT -j RBOX-P-{}", &a[..12])
-        ],
-        "the new publisher's jump comes first"
-    );
+    match Backend::current() {
+        // Publishing does not read the kernel's rules (that would cost an iptables-save): the
+        // stale chain stays until its owner is repaired, but the new jump comes first.
+        Backend::Iptables => {
+            let dnat: Vec<String> = n
+                .rules_of("-A RBOX-DNAT ")
+                .into_iter()
+                .filter(|r| r.contains(&a[..12]) || r.contains(&b[..12]))
+                .collect();
+            assert_eq!(
+                dnat,
+                [
+                    format!("-A RBOX-DNAT -j RBOX-P-{}", &b[..12]),
+                    format!("-A RBOX-DNAT -j RBOX-P-{}", &a[..12])
+                ],
+                "the new publisher's jump comes first"
+            );
+        }
+        // The kernel refuses a dispatch key another container holds: the repair that follows
+        // removes all of the dead one (its elements and chains), and keeps its record for its
+        // own repair, which then finds nothing left and leaves the new one alone.
+        Backend::Nftables => {
+            assert!(n.rules_of(&a[..12]).is_empty(), "stale rules kept");
+            assert!(!n.rules_of(&b[..12]).is_empty(), "new rules missing");
+        }
+    }
     // Repair of the dead one (what the next command does) removes its record.
     n.ok(&["network", "sandbox", "release", &a]);
     n.sandboxes.borrow_mut().retain(|s| s != &a);
@@ -1211,7 +1392,7 @@ fn run_p_on_an_ipv6_network_publishes_both_families() {
     n.ok(&["rm", "-f", "dual"]);
     n.assert_ctr_unpublished(&id, &[18221]);
     assert!(std::net::TcpListener::bind("[::1]:18221").is_ok());
-    assert!(!sh("ip6tables-save").stdout.contains(&id[..12]));
+    assert!(!n.v6_rules_of(&id[..12]));
     drop(c);
     n.ok(&["network", "rm", "v22"]);
     n.clean_and_check();
@@ -1268,12 +1449,14 @@ fn udp_flow_follows_the_port_to_a_new_publisher() {
 }
 
 /// The golden port documents are what the kernel really shows: each scenario is published by
-/// rbox in a private namespace (so rbox's are the only rules) and compared with its file.
+/// rbox in a private namespace (so rbox's are the only rules) and compared with its file
+/// (tests/golden/<backend>/).
 #[test]
-fn golden_port_files_match_the_kernels_iptables_save() {
+fn golden_port_files_match_the_kernels_rules() {
     let mut n = Net::in_netns("ports-golden", 17);
     n.bridge = "rbox0".into();
     n.subnet = "172.17.0.0/16".into();
+    let fw = Backend::current();
     let id = "eeeeeeeeeeee";
     n.ok(&["network", "sandbox", "create", id]);
     n.sandboxes.borrow_mut().push(id.to_string());
@@ -1286,21 +1469,22 @@ fn golden_port_files_match_the_kernels_iptables_save() {
         ("ports-udp", &["-p", "5353:53/udp"][..]),
     ] {
         let (holder, _) = n.publish(id, args);
-        let save = n.sh("iptables-save").stdout;
+        let save = n.rules();
         assert_eq!(
-            normalize_rules(&save, &[(net_id.clone(), "aaaaaaaaaaaa")]),
-            normalize_rules(&golden(scenario), &[]),
+            fw.normalize(&save, &[(net_id.clone(), "aaaaaaaaaaaa")]),
+            fw.normalize(&fw.golden(scenario), &[]),
             "scenario {scenario}:\n{save}"
         );
         release_hold(holder);
         n.ok(&["network", "sandbox", "unpublish", id]);
-        assert!(
-            !n.sh("iptables-save").stdout.contains(id),
-            "rules left after {scenario}"
-        );
+        assert!(!n.rules().contains(id), "rules left after {scenario}");
     }
-    // With the shared chains in place, publishing and unpublishing are one iptables-restore
-    // each, written from rbox's own record: no iptables-save on the hot path.
+    // With the shared part in place, publishing and unpublishing are one batch each, written
+    // from rbox's own record: the kernel's rules are not read on the hot path.
+    let (batch, read) = match fw {
+        Backend::Iptables => ("iptables-restore what=", "iptables-save"),
+        Backend::Nftables => ("nft -f what=", "nft -j list"),
+    };
     for args in [
         &["-D", "network", "sandbox", "publish", "-p", "8080:80", id][..],
         &["-D", "network", "sandbox", "unpublish", id][..],
@@ -1308,14 +1492,10 @@ fn golden_port_files_match_the_kernels_iptables_save() {
         let out = n.command(args).stdin(Stdio::null()).output().unwrap();
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {log}");
-        assert_eq!(
-            log.matches("iptables-restore what=").count(),
-            1,
-            "{args:?}: {log}"
-        );
-        assert!(!log.contains("iptables-save"), "{args:?}: {log}");
+        assert_eq!(log.matches(batch).count(), 1, "{args:?}: {log}");
+        assert!(!log.contains(read), "{args:?}: {log}");
     }
-    assert!(!n.sh("iptables-save").stdout.contains(id), "rules left");
+    assert!(!n.rules().contains(id), "rules left");
     let route_localnet = n
         .sh("cat /proc/sys/net/ipv4/conf/rbox0/route_localnet")
         .stdout;
@@ -1647,6 +1827,7 @@ fn nginx_on_a_user_network_publish_all_rm_exit_and_monitor_kill() {
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    n.wait_proxies_gone(&id);
     let new = n
         .ok(&[
             "run",
@@ -1869,10 +2050,7 @@ fn run_p_on_ipv6_loopback_goes_through_a_proxy() {
         n.inspect_ctr("lo6")["NetworkSettings"]["Ports"]["80/tcp"],
         serde_json::json!([{"HostIp": "::1", "HostPort": "38411"}])
     );
-    assert!(
-        !sh("ip6tables-save").stdout.contains(&id[..12]),
-        "a [::1] binding has no rule"
-    );
+    assert!(!n.v6_rules_of(&id[..12]), "a [::1] binding has no rule");
     let pid = proxy_pid(&n, &id);
     // Its own session, away from the monitor's terminal signals.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

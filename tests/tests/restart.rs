@@ -377,6 +377,53 @@ fn boot_after_a_simulated_reboot_applies_dockers_rules() {
 }
 
 #[test]
+fn shutdown_stops_everything_without_counting_as_a_stop_by_hand() {
+    let r = Rbox::with_busybox("shutdown");
+    let run = |name: &str, policy: &str| {
+        // PID 1 ignores SIGTERM it has no handler for: only the SIGKILL after -t ends it.
+        r.ok(&[
+            "run",
+            "-d",
+            NONE,
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+    };
+    run("s-always", "always");
+    run("s-unless", "unless-stopped");
+    run("s-unless-by-hand", "unless-stopped");
+    run("s-no", "no");
+    r.ok(&["stop", "-t", "0", "s-unless-by-hand"]);
+    let t = Instant::now();
+    let out = r.ok(&["system", "shutdown", "-t", "1"]);
+    // In parallel: three containers that each need their whole timeout.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let mut stopped: Vec<&str> = out.lines().collect();
+    stopped.sort();
+    assert_eq!(stopped, ["s-always", "s-no", "s-unless"]);
+    for c in ["s-always", "s-unless", "s-no", "s-unless-by-hand"] {
+        assert_eq!(r.inspect(c, "{{.State.Status}}"), "exited", "{c}");
+    }
+    // Nothing comes back by itself (no restart after a shutdown's stop) ...
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(r.inspect("s-always", "{{.State.Status}}"), "exited");
+    // ... and the next boot applies the policies as after a power cut.
+    let mut booted: Vec<String> = r
+        .ok(&["system", "boot"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    booted.sort();
+    assert_eq!(booted, ["s-always", "s-unless"]);
+    assert_eq!(r.ok(&["system", "shutdown", "-t", "0"]).lines().count(), 2);
+}
+
+#[test]
 fn bad_lifecycle_options_leave_nothing() {
     let r = Rbox::with_busybox("bad-restart");
     for (args, msg) in [

@@ -1,10 +1,13 @@
 //! `rbox` container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait,
 //! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
+mod commit;
+mod cp;
 mod create;
 mod healthflags;
 mod hostflags;
 mod ps;
+mod resources;
 
 use std::io::Write;
 
@@ -22,6 +25,8 @@ pub enum Cmd {
     Common(Common),
     /// List containers
     Ps(PsArgs),
+    /// Show the history of an image
+    History(commit::HistoryArgs),
     /// Manage containers
     Container {
         #[command(subcommand)]
@@ -120,6 +125,44 @@ pub enum Common {
     Exec(ExecArgs),
     /// Rename a container
     Rename { container: String, new_name: String },
+    /// Copy files/folders between a container and the local filesystem
+    Cp {
+        /// Archive mode (copy all uid/gid information)
+        #[arg(short = 'a', long)]
+        archive: bool,
+        /// Always follow symbol link in SRC_PATH
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        /// CONTAINER:SRC_PATH or SRC_PATH (- for a tar archive on stdin)
+        src: String,
+        /// CONTAINER:DEST_PATH or DEST_PATH (- for a tar archive on stdout)
+        dst: String,
+    },
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
+    /// Export a container's filesystem as a tar archive
+    Export {
+        /// Write to a file, instead of STDOUT
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+        container: String,
+    },
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Update configuration of one or more containers
+    Update(resources::UpdateArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(resources::StatsArgs),
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Display the running processes of a container
     Top {
         container: String,
@@ -198,6 +241,9 @@ pub struct LogsArgs {
 
 #[derive(Args)]
 pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short = 'd', long)]
+    detach: bool,
     #[arg(short = 'i', long)]
     interactive: bool,
     #[arg(short = 't', long)]
@@ -289,7 +335,12 @@ impl Cmd {
         };
         matches!(
             c,
-            Common::Run(_) | Common::Exec(_) | Common::Start { attach: true, .. }
+            Common::Run(_)
+                | Common::Exec(_)
+                | Common::Start { attach: true, .. }
+                // They mount a stopped container's rootfs for the time of the call.
+                | Common::Export { .. }
+                | Common::Cp { .. }
         )
     }
 }
@@ -307,6 +358,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
     match cmd {
         Cmd::Common(c) => common(cli, c),
         Cmd::Ps(a) => ps_cmd(cli, a),
+        Cmd::History(a) => commit::history(cli, a),
         Cmd::Container { cmd } => match cmd {
             ContainerCmd::Common(c) => common(cli, c),
             ContainerCmd::Ls(a) => ps_cmd(cli, a),
@@ -360,6 +412,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
         Common::Stop { how, containers } => {
             let opts = how.options()?;
             each_parallel(containers, |c| {
+                runtime::pause::thaw(root, c);
                 lifecycle::stop(root, c, opts)?;
                 Ok(())
             })
@@ -367,6 +420,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
         Common::Kill { signal, containers } => {
             let sig = runtime::signal::parse(signal)?;
             each_parallel(containers, |c| {
+                runtime::pause::thaw(root, c);
                 lifecycle::kill(root, c, sig)?;
                 Ok(())
             })
@@ -374,6 +428,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
         Common::Restart { how, containers } => {
             let opts = how.options()?;
             each(containers, |c| {
+                runtime::pause::thaw(root, c);
                 lifecycle::restart(root, c, opts)?;
                 Ok(())
             })
@@ -383,6 +438,9 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             volumes,
             containers,
         } => each_parallel(containers, |c| {
+            if *force {
+                runtime::pause::thaw(root, c);
+            }
             let r = match volumes {
                 true => lifecycle::remove_with_volumes(root, c, *force),
                 false => lifecycle::remove(root, c, *force),
@@ -413,10 +471,36 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                 user: a.user.clone(),
                 interactive: a.interactive,
                 tty: a.tty,
+                detach: a.detach,
                 ..Default::default()
             };
             exec::exec(root, &a.container, &opts).map_err(rt)
         }
+        Common::Cp {
+            archive,
+            follow_link,
+            src,
+            dst,
+        } => cp::run(cli, src, dst, *archive, *follow_link),
+        Common::Diff { container } => {
+            let rec = lifecycle::find(root, container).map_err(rt)?;
+            for c in runtime::contents::changes(root, &rec)? {
+                writeln!(out, "{} {}", c.kind, c.path)?;
+            }
+            Ok(0)
+        }
+        Common::Export { output, container } => export(cli, container, output.as_deref()),
+        Common::Commit(a) => commit::commit(cli, a),
+        Common::Update(a) => resources::update(cli, a),
+        Common::Stats(a) => resources::stats(cli, a),
+        Common::Pause { containers } => each(containers, |c| {
+            runtime::pause::pause(root, c)?;
+            Ok(())
+        }),
+        Common::Unpause { containers } => each(containers, |c| {
+            runtime::pause::unpause(root, c)?;
+            Ok(())
+        }),
         Common::Rename {
             container,
             new_name,
@@ -569,6 +653,57 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
     }
 }
 
+/// `export`: the container's merged filesystem as a tar archive, to `-o FILE` (written beside
+/// it and renamed, so a failure leaves no partial file) or to a stdout that is no terminal.
+fn export(cli: &Cli, container: &str, output: Option<&std::path::Path>) -> Result<i32> {
+    use std::io::IsTerminal;
+    let rec = lifecycle::find(&cli.root, container).map_err(rt)?;
+    match output {
+        Some(path) => {
+            let tmp = path.with_file_name(format!(
+                ".{}.rbox-{}",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id()
+            ));
+            let r = (|| -> Result<()> {
+                let f = std::fs::File::create(&tmp)?;
+                runtime::contents::with_rootfs(&cli.root, &rec, |dir| {
+                    runtime::contents::tar_dir(
+                        dir,
+                        std::path::Path::new(""),
+                        std::io::BufWriter::new(&f),
+                    )
+                })?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                Ok(())
+            })();
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err(anyhow!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                ));
+            }
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let r = runtime::contents::with_rootfs(&cli.root, &rec, |dir| {
+                runtime::contents::tar_dir(dir, std::path::Path::new(""), out)
+            });
+            if let Err(runtime::Error::Io(_, e)) = &r {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    crate::exit::die_of_sigpipe();
+                }
+            }
+            r?;
+        }
+    }
+    Ok(0)
+}
+
 /// `--link NAME[:ALIAS]`: the target must exist (Docker's "could not get container for");
 /// recorded as Docker records links (`/NAME:/THIS/ALIAS`).
 fn record_links(root: &std::path::Path, rec: &runtime::Record, links: &[String]) -> Result<()> {
@@ -676,10 +811,7 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<i32> {
 fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
     let now = chrono::Utc::now();
     let time = |v: &Option<String>, flag: &str| {
-        v.as_deref()
-            .map(|s| runtime::timestamp::parse(s, now))
-            .transpose()
-            .map_err(|e| anyhow!("invalid value for \"{flag}\": {e}"))
+        runtime::timestamp::parse_flag(v.as_deref(), flag, now).map_err(|e| anyhow!(e))
     };
     let (since, until) = (time(&a.since, "since")?, time(&a.until, "until")?);
     let rec = lifecycle::find(&cli.root, &a.container).map_err(rt)?;
@@ -852,17 +984,29 @@ pub fn system_prune(
 
 /// `system boot`: prints each container it started, as `start` does.
 pub fn boot(cli: &Cli) -> Result<i32> {
+    Ok(report_each(lifecycle::boot(&cli.root), "starting"))
+}
+
+pub fn shutdown(cli: &Cli, time: Option<i64>) -> Result<i32> {
+    Ok(report_each(
+        lifecycle::shutdown(&cli.root, time),
+        "stopping",
+    ))
+}
+
+/// Prints the names `boot`/`shutdown` acted on, and an error line for each that failed.
+fn report_each(done: Vec<lifecycle::Booted>, doing: &str) -> i32 {
     let mut code = 0;
-    for b in lifecycle::boot(&cli.root) {
+    for b in done {
         match b.result {
             Ok(()) => println!("{}", b.name),
             Err(e) => {
-                eprintln!("Error: starting {}: {e}", b.name);
+                eprintln!("Error: {doing} {}: {e}", b.name);
                 code = 1;
             }
         }
     }
-    Ok(code)
+    code
 }
 
 /// Pulls the image of `run`/`create` first when `--pull` says so (Docker's default: missing).

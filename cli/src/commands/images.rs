@@ -158,6 +158,8 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> anyhow::Result<i32> {
         Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => remove(cli, &store, a),
         Cmd::Tag(a) | Cmd::Image(ImageCmd::Tag(a)) => {
             store.tag(&a.source, &a.target)?;
+            let id = store.resolve(&a.target).map(|i| i.id).unwrap_or_default();
+            runtime::events::object(&cli.root, "image", "tag", &id, &a.target);
             Ok(0)
         }
         Cmd::Image(ImageCmd::Inspect(a)) => inspect(cli, a),
@@ -204,6 +206,8 @@ fn import(store: &Store, a: &ImportArgs) -> anyhow::Result<i32> {
         store.import(f, &changes, a.reference.as_deref(), &comment)?
     };
     println!("{}", image.id);
+    let name = a.reference.clone().unwrap_or_default();
+    runtime::events::object(store.root(), "image", "import", &image.id, &name);
     Ok(0)
 }
 
@@ -424,6 +428,8 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> anyhow::Result<i32> {
 
 /// Docker-shaped `image inspect` object.
 pub fn inspect_json(store: &Store, img: &Image) -> Value {
+    // Docker's Comment and Author are the newest history entry's.
+    let top = store.history(img).ok().and_then(|h| h.last().cloned());
     let c = &img.config;
     let mut config = json!({
         "Hostname": "",
@@ -471,10 +477,10 @@ pub fn inspect_json(store: &Store, img: &Image) -> Value {
         "RepoTags": img.repo_tags,
         "RepoDigests": img.repo_digests,
         "Parent": "",
-        "Comment": "",
+        "Comment": top.as_ref().map(|h| h.comment.clone()).unwrap_or_default(),
         "Created": img.created.clone().unwrap_or_default(),
         "DockerVersion": "",
-        "Author": "",
+        "Author": top.as_ref().map(|h| h.author.clone()).unwrap_or_default(),
         "Config": config,
         "Architecture": img.architecture,
         "Os": img.os,
@@ -534,8 +540,14 @@ fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
             Ok(done) => {
                 for d in done {
                     match d {
-                        Removed::Untagged(t) => println!("Untagged: {t}"),
-                        Removed::Deleted(id) => println!("Deleted: {id}"),
+                        Removed::Untagged(t) => {
+                            println!("Untagged: {t}");
+                            runtime::events::object(&cli.root, "image", "untag", r, &t);
+                        }
+                        Removed::Deleted(id) => {
+                            println!("Deleted: {id}");
+                            runtime::events::object(&cli.root, "image", "delete", &id, r);
+                        }
                     }
                 }
             }

@@ -2,6 +2,7 @@
 
 pub mod containers;
 pub mod dns;
+pub mod events;
 pub mod images;
 pub mod inspect;
 pub mod networks;

@@ -217,6 +217,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             };
             let n = net::manage::create(root, &opts)?;
             println!("{}", n.id);
+            runtime::events::object(root, "network", "create", &n.id, &n.name);
             Ok(0)
         }
         NetworkCmd::Inspect { format, networks } => inspect(root, format.as_deref(), networks),
@@ -224,7 +225,10 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             let mut code = 0;
             for n in networks {
                 match net::manage::remove(root, n) {
-                    Ok(_) => println!("{n}"),
+                    Ok(_) => {
+                        println!("{n}");
+                        runtime::events::object(root, "network", "destroy", n, n);
+                    }
                     // Docker 20.10's words for a network that is not there.
                     Err(net::Error::NetworkNotFound(_)) => {
                         eprintln!("Error: No such network: {n}");

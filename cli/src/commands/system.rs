@@ -15,6 +15,8 @@ pub enum Cmd {
     Version(FormatArg),
     /// Display system-wide information
     Info(FormatArg),
+    /// Get real time events from the server
+    Events(super::events::EventsArgs),
     /// Manage rbox
     System {
         #[command(subcommand)]
@@ -30,6 +32,21 @@ pub enum SystemCmd {
     Prune(PruneArgs),
     /// Start the containers their restart policies bring back after a reboot or crash
     Boot,
+    /// Stop every running container before the host goes down (restart policies still apply
+    /// at the next boot)
+    Shutdown(ShutdownArgs),
+    /// Show rbox disk usage
+    Df(FormatArg),
+    /// Get real time events from the server
+    Events(super::events::EventsArgs),
+}
+
+#[derive(Args)]
+pub struct ShutdownArgs {
+    /// Seconds to wait for each container to stop before killing it (default: its own stop
+    /// timeout, else 10)
+    #[arg(short = 't', long = "time")]
+    time: Option<i64>,
 }
 
 #[derive(Args)]
@@ -66,6 +83,16 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             cmd: SystemCmd::Boot,
         } => super::containers::boot(cli),
         Cmd::System {
+            cmd: SystemCmd::Shutdown(a),
+        } => super::containers::shutdown(cli, a.time),
+        Cmd::System {
+            cmd: SystemCmd::Df(f),
+        } => df(cli, f),
+        Cmd::Events(a)
+        | Cmd::System {
+            cmd: SystemCmd::Events(a),
+        } => super::events::run(cli, a),
+        Cmd::System {
             cmd: SystemCmd::Prune(a),
         } => {
             let f = runtime::filter::Filters::parse(&a.filter, runtime::filter::PRUNE_KEYS)?;
@@ -92,6 +119,100 @@ fn system_prune_warning(a: &PruneArgs) -> String {
     });
     w.push_str("\n  - unused build cache\n");
     w
+}
+
+/// `system df`: Docker's disk usage summary (formatter.DiskUsageContext): images, containers'
+/// writable layers, local volumes; reclaimable is what no container uses (running ones, for
+/// containers).
+fn df(cli: &Cli, f: &FormatArg) -> Result<i32> {
+    let root = &cli.root;
+    let recs = runtime::lifecycle::list(root);
+    let store = images::Store::open(root)?;
+    let imgs = store.list()?;
+    let used_images: std::collections::HashSet<&str> =
+        recs.iter().map(|r| r.image_id.as_str()).collect();
+    let image_size: u64 = imgs.iter().map(|i| i.size).sum();
+    let image_free: u64 = imgs
+        .iter()
+        .filter(|i| !used_images.contains(i.id.as_str()))
+        .map(|i| i.size)
+        .sum();
+    let sizes: Vec<(bool, u64)> = recs
+        .iter()
+        .map(|r| (r.active(), super::containers::sizes(cli, r).0))
+        .collect();
+    let ctr_size: u64 = sizes.iter().map(|s| s.1).sum();
+    let ctr_free: u64 = sizes.iter().filter(|s| !s.0).map(|s| s.1).sum();
+    let vols = runtime::volume::list(root);
+    let used_vols = runtime::volume::used(root);
+    let vol_sizes: Vec<(bool, u64)> = vols
+        .iter()
+        .map(|v| {
+            let dir = runtime::volume::data_dir(root, &v.name);
+            (
+                used_vols.contains(&v.name),
+                runtime::usage::disk_usage(&dir),
+            )
+        })
+        .collect();
+    let vol_size: u64 = vol_sizes.iter().map(|s| s.1).sum();
+    let vol_free: u64 = vol_sizes.iter().filter(|s| !s.0).map(|s| s.1).sum();
+    let human = runtime::volume::human_size;
+    let reclaim = |free: u64, total: u64| match total {
+        0 => human(free),
+        t => format!("{} ({}%)", human(free), free * 100 / t),
+    };
+    let row = |t: &str, total: usize, active: usize, size: u64, free: String| {
+        let fields = json!({
+            "Type": t, "TotalCount": total.to_string(), "Active": active.to_string(),
+            "Size": human(size), "Reclaimable": free,
+        });
+        let Value::Object(fields) = fields else {
+            unreachable!("a JSON object literal")
+        };
+        format::Row::new(
+            "*formatter.diskUsageImagesContext",
+            fields,
+            &Default::default(),
+        )
+    };
+    let rows = [
+        row(
+            "Images",
+            imgs.len(),
+            used_images.len().min(imgs.len()),
+            image_size,
+            reclaim(image_free, image_size),
+        ),
+        row(
+            "Containers",
+            recs.len(),
+            recs.iter().filter(|r| r.active()).count(),
+            ctr_size,
+            reclaim(ctr_free, ctr_size),
+        ),
+        row(
+            "Local Volumes",
+            vols.len(),
+            used_vols.len().min(vols.len()),
+            vol_size,
+            reclaim(vol_free, vol_size),
+        ),
+        row("Build Cache", 0, 0, 0, "0B".into()),
+    ];
+    let header = [
+        ("Type", "TYPE"),
+        ("TotalCount", "TOTAL"),
+        ("Active", "ACTIVE"),
+        ("Size", "SIZE"),
+        ("Reclaimable", "RECLAIMABLE"),
+    ];
+    let lf = format::ListFormat::parse(
+        f.format.as_deref(),
+        "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+    )?;
+    print!("{}", lf.render(&rows, &header)?);
+    Ok(0)
 }
 
 /// Go's GOARCH for this machine, as Docker reports it.
@@ -376,18 +497,6 @@ Server:
  Live Restore Enabled: {{.LiveRestoreEnabled}}
 "#;
 
-/// Docker's `units.BytesSize`: binary units, four significant digits (`3.828GiB`).
-fn bytes_size(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{}{}", format::go_g(v, 4), units[i])
-}
-
 fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
     let v = info_json(cli);
     let text = match f.format.as_deref() {
@@ -395,7 +504,8 @@ fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
         Some(t) => format::render_one(t, &v, &schema::INFO)? + "\n",
         None => {
             let mut with_human = v.clone();
-            with_human["MemTotalHuman"] = json!(bytes_size(v["MemTotal"].as_u64().unwrap_or(0)));
+            with_human["MemTotalHuman"] =
+                json!(format::bytes_size(v["MemTotal"].as_u64().unwrap_or(0)));
             format::render_one(INFO_TEMPLATE, &with_human, &schema::INFO)?
         }
     };
@@ -407,8 +517,9 @@ fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
 mod tests {
     #[test]
     fn binary_sizes_as_docker() {
-        assert_eq!(super::bytes_size(4_110_000_000), "3.828GiB");
-        assert_eq!(super::bytes_size(1024), "1KiB");
-        assert_eq!(super::bytes_size(512), "512B");
+        use crate::format::bytes_size;
+        assert_eq!(bytes_size(4_110_000_000), "3.828GiB");
+        assert_eq!(bytes_size(1024), "1KiB");
+        assert_eq!(bytes_size(512), "512B");
     }
 }

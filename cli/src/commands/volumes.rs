@@ -99,6 +99,7 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             let name = a.name.clone().unwrap_or_else(runtime::store::new_id);
             let v = volume::create(root, &name, labels)?;
             println!("{}", v.name);
+            runtime::events::object(root, "volume", "create", &v.name, &v.name);
             Ok(0)
         }
         VolumeCmd::Ls(a) => ls(root, a),
@@ -111,7 +112,10 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             let mut last = None;
             for n in volumes {
                 match volume::remove(root, n, *force) {
-                    Ok(()) => println!("{n}"),
+                    Ok(()) => {
+                        println!("{n}");
+                        runtime::events::object(root, "volume", "destroy", n, n);
+                    }
                     Err(e) => {
                         if volumes.len() > 1 {
                             eprintln!("Error: {e}");

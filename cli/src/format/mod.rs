@@ -226,6 +226,18 @@ pub fn human_size(bytes: f64, precision: usize) -> String {
     format!("{}{}", go_g(v, precision), UNITS[i])
 }
 
+/// Docker's `units.BytesSize`: binary units, four significant digits (`3.828GiB`).
+pub fn bytes_size(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{}{}", go_g(v, 4), units[i])
+}
+
 /// Docker's `units.HumanDuration` of `secs` seconds (hours rounded, as Docker's).
 pub fn human_duration(secs: i64) -> String {
     let s = secs.max(0);

@@ -4,13 +4,16 @@
 //! One `Firewall` per process, chosen once (`select`, from `--firewall`/RBOX_FIREWALL) and handed
 //! to the drivers and the port code, which describe what they need (`FwNetwork`, `FwPorts`,
 //! both address families at once) and never name a backend. Backends: `iptables`
-//! (`iptables-restore` batches) and `none` (no rules: the admin owns the firewall).
+//! (`iptables-restore` batches), `nftables` (`nft -f -` transactions in table `inet rbox`) and
+//! `none` (no rules: the admin owns the firewall).
 //!
 //! Adding a backend: a module implementing `Firewall` (one batch per call, undo succeeding when
 //! already gone, repair from what the kernel has when a fast batch is refused), a `Setting`
 //! variant and its arm in `backend()`.
 
+mod command;
 pub mod iptables;
+pub mod nftables;
 mod none;
 
 use std::net::IpAddr;
@@ -107,9 +110,10 @@ pub trait Firewall: Sync {
 /// What `--firewall` / RBOX_FIREWALL asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setting {
-    /// iptables when `iptables-restore` is on PATH.
+    /// iptables when `iptables-restore` is on PATH, else nftables.
     Auto,
     Iptables,
+    Nftables,
     None,
 }
 
@@ -120,10 +124,11 @@ impl std::str::FromStr for Setting {
         match s {
             "auto" | "" => Ok(Setting::Auto),
             "iptables" => Ok(Setting::Iptables),
+            "nftables" => Ok(Setting::Nftables),
             "none" => Ok(Setting::None),
             _ => Err(Error::Invalid(format!(
                 "invalid firewall backend {s:?} (--firewall, RBOX_FIREWALL): \
-                 expected iptables, none or auto"
+                 expected iptables, nftables, none or auto"
             ))),
         }
     }
@@ -151,17 +156,26 @@ pub(crate) fn on_path(prog: &str) -> bool {
     })
 }
 
-/// The backend `setting` names on this host; a forced backend whose tool is missing is refused.
+/// The backend `setting` names on this host; a forced backend whose tool is missing is refused
+/// (`auto` on a host with neither tool picks nftables, whose first use then says so).
 pub fn backend(setting: Setting) -> Result<&'static dyn Firewall> {
     static IPTABLES: iptables::Iptables = iptables::Iptables;
+    static NFTABLES: nftables::Nftables = nftables::Nftables;
     static NONE: none::NoFirewall = none::NoFirewall;
+    let missing = |backend: &str, tool: &str| {
+        Error::Invalid(format!(
+            "firewall backend {backend}: {tool} not found on PATH"
+        ))
+    };
     match setting {
-        Setting::Auto => Ok(&IPTABLES),
-        Setting::Iptables if !on_path(iptables::RESTORE) => Err(Error::Invalid(format!(
-            "firewall backend iptables: {} not found on PATH",
-            iptables::RESTORE
-        ))),
+        Setting::Auto if on_path(iptables::RESTORE) => Ok(&IPTABLES),
+        Setting::Auto => Ok(&NFTABLES),
+        Setting::Iptables if !on_path(iptables::RESTORE) => {
+            Err(missing(iptables::NAME, iptables::RESTORE))
+        }
         Setting::Iptables => Ok(&IPTABLES),
+        Setting::Nftables if !on_path(nftables::NFT) => Err(missing(nftables::NAME, nftables::NFT)),
+        Setting::Nftables => Ok(&NFTABLES),
         Setting::None => Ok(&NONE),
     }
 }
@@ -183,13 +197,20 @@ pub fn current() -> Result<&'static dyn Firewall> {
     select(&std::env::var("RBOX_FIREWALL").unwrap_or_default())
 }
 
-/// Compares a generated rules document with `tests/golden/<name>.rules`
-/// (`RBOX_UPDATE_GOLDEN=1` rewrites the file instead).
+/// Compares a generated rules document with `tests/golden/<backend>/<name>` (`.rules` for
+/// iptables-save documents, `.nft` for nft listings; `RBOX_UPDATE_GOLDEN=1` rewrites the file
+/// instead).
 #[cfg(test)]
-pub(crate) fn check_golden(name: &str, got: &str) {
+pub(crate) fn check_golden(backend: &str, name: &str, got: &str) {
+    let ext = if backend == nftables::NAME {
+        "nft"
+    } else {
+        "rules"
+    };
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/golden")
-        .join(format!("{name}.rules"));
+        .join(backend)
+        .join(format!("{name}.{ext}"));
     if std::env::var_os("RBOX_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, got).unwrap();
     }
@@ -213,6 +234,7 @@ mod tests {
         assert_eq!("".parse::<Setting>().unwrap(), Setting::Auto);
         assert_eq!("iptables".parse::<Setting>().unwrap(), Setting::Iptables);
         assert_eq!("none".parse::<Setting>().unwrap(), Setting::None);
+        assert_eq!("nftables".parse::<Setting>().unwrap(), Setting::Nftables);
         let e = "bogus".parse::<Setting>().unwrap_err().to_string();
         assert!(e.starts_with("invalid firewall backend \"bogus\""), "{e}");
         assert_eq!(backend(Setting::None).unwrap().name(), "none");

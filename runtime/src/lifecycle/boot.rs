@@ -10,6 +10,7 @@ use std::path::Path;
 
 use super::repair::list;
 use super::start::start;
+use super::stop::{stop_for_shutdown, StopOptions};
 use crate::error::Result;
 
 /// What `boot` did to one container.
@@ -42,4 +43,31 @@ pub fn boot(root: &Path) -> Vec<Booted> {
             name: r.name,
         })
         .collect()
+}
+
+/// `rbox system shutdown`: what dockerd does when it stops — every running container gets its
+/// stop signal (SIGKILL after its stop timeout, or `timeout` seconds), all at once, without
+/// counting as stopped by hand, so the next `system boot` applies the restart policies as
+/// after a power cut. Init systems call it before the host goes down; otherwise the host's
+/// final SIGTERM/SIGKILL round hits containers that may ignore SIGTERM.
+pub fn shutdown(root: &Path, timeout: Option<i64>) -> Vec<Booted> {
+    let opts = StopOptions {
+        signal: None,
+        timeout,
+    };
+    let running: Vec<_> = list(root).into_iter().filter(|r| r.active()).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = running
+            .iter()
+            .map(|r| s.spawn(move || stop_for_shutdown(root, &r.id, opts).map(|_| ())))
+            .collect();
+        running
+            .iter()
+            .zip(handles)
+            .map(|(r, h)| Booted {
+                name: r.name.clone(),
+                result: h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            })
+            .collect()
+    })
 }

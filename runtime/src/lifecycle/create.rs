@@ -155,6 +155,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         let _ = std::fs::remove_dir_all(&paths.dir);
         return Err(e);
     }
+    crate::events::container(root, &rec, "create", &[]);
     Ok(rec)
 }
 

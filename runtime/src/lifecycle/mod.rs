@@ -7,7 +7,7 @@
 //! - `stop`: stop, kill, restart and wait are requests to that monitor (its control socket),
 //!   which acts on them also while it waits to restart the container;
 //! - `repair`: crash repair and adoption;
-//! - `boot`: `system boot`, Docker's daemon-start rules.
+//! - `boot`: `system boot`, Docker's daemon-start rules, and `system shutdown`, its stop.
 
 mod boot;
 mod create;
@@ -17,7 +17,7 @@ mod stop;
 
 use std::path::Path;
 
-pub use boot::boot;
+pub use boot::{boot, shutdown, Booted};
 pub use create::{create, CreateOptions};
 pub use repair::{find, list, repair};
 pub use start::{monitor_main, run_attached, run_attached_streams, start, MONITOR_REPORT_FD};
@@ -53,6 +53,7 @@ pub fn remove(root: &Path, key: &str, force: bool) -> Result<Record> {
     let _names = store::names_lock(root)?;
     if paths.dir.exists() {
         crate::cleanup::remove_files(&paths);
+        crate::events::container(root, &rec, "destroy", &[]);
     }
     Ok(rec)
 }
@@ -71,8 +72,10 @@ pub fn rename(root: &Path, key: &str, new: &str) -> Result<()> {
     let paths = Paths::new(root, &rec.id);
     let _l = statefile::Lock::exclusive(&paths.lock())?;
     let mut r = store::load(&paths)?;
-    r.name = new.to_string();
-    store::save(&paths, &r)
+    let old = std::mem::replace(&mut r.name, new.to_string());
+    store::save(&paths, &r)?;
+    crate::events::container(root, &r, "rename", &[("oldName", format!("/{old}"))]);
+    Ok(())
 }
 
 /// `container prune` / `system prune`: removes stopped containers; returns their ids.

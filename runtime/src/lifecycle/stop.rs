@@ -57,16 +57,38 @@ const RETRIES: usize = 3;
 /// The stop signal, SIGKILL after the timeout; returns when the monitor recorded the exit.
 /// A container waiting to restart just stays down.
 pub fn stop(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
+    stop_with(root, key, opts, |signal, timeout| Request::Stop {
+        signal,
+        timeout,
+    })
+}
+
+/// `stop` because the host goes down (`system shutdown`): the container's restart policy
+/// still counts at the next boot, as when dockerd stops its containers on shutdown.
+pub(crate) fn stop_for_shutdown(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
+    stop_with(root, key, opts, |signal, timeout| Request::Shutdown {
+        signal,
+        timeout,
+    })
+}
+
+fn stop_with(
+    root: &Path,
+    key: &str,
+    opts: StopOptions,
+    request: impl Fn(i32, Option<Duration>) -> Request,
+) -> Result<Record> {
     for _ in 0..RETRIES {
         let rec = find(root, key)?;
         if !rec.active() {
             return Ok(rec);
         }
         let (signal, timeout) = opts.resolve(&rec);
-        match ask(root, &rec, Request::Stop { signal, timeout })? {
+        match ask(root, &rec, request(signal, timeout))? {
             Some(Reply::Err(m)) => return Err(refused(m)),
             Some(Reply::Ok(_) | Reply::Status(_)) => {
                 store::wait_monitor(&Paths::new(root, &rec.id));
+                crate::events::container(root, &rec, "stop", &[]);
                 // Gone when --rm removed it.
                 return Ok(find(root, &rec.id).unwrap_or(rec));
             }
@@ -92,6 +114,7 @@ pub fn kill(root: &Path, key: &str, sig: i32) -> Result<Record> {
         match ask(root, &rec, Request::Kill { signal: sig })? {
             Some(Reply::Err(m)) => return Err(refused(m)),
             Some(Reply::Ok(_) | Reply::Status(_)) => {
+                crate::events::container(root, &rec, "kill", &[("signal", sig.to_string())]);
                 if sig == libc::SIGKILL {
                     store::wait_monitor(&Paths::new(root, &rec.id));
                 }
@@ -127,7 +150,10 @@ pub fn restart(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
     }
     let (signal, timeout) = opts.resolve(&rec);
     match ask(root, &rec, Request::Restart { signal, timeout })? {
-        Some(Reply::Ok(_) | Reply::Status(_)) => find(root, &rec.id),
+        Some(Reply::Ok(_) | Reply::Status(_)) => {
+            crate::events::container(root, &rec, "restart", &[]);
+            find(root, &rec.id)
+        }
         Some(Reply::Err(m)) => Err(refused(m)),
         // Its monitor died meanwhile: stop what got adopted, then start.
         None => {

@@ -32,6 +32,12 @@ pub(crate) enum Request {
     },
     /// Send `signal`; the container is not restarted when this run ends (Docker's kill).
     Kill { signal: i32 },
+    /// `Stop` for the host going down (`system shutdown`): not a stop by hand, so the restart
+    /// policy brings the container back at the next `system boot`.
+    Shutdown {
+        signal: i32,
+        timeout: Option<Duration>,
+    },
     /// Stop the run as `Stop` does, then start a new one in the same sandbox.
     Restart {
         signal: i32,
@@ -49,6 +55,9 @@ impl Request {
         match self {
             Request::Stop { signal, timeout } => format!("stop {signal} {}", secs(timeout)),
             Request::Kill { signal } => format!("kill {signal}"),
+            Request::Shutdown { signal, timeout } => {
+                format!("shutdown {signal} {}", secs(timeout))
+            }
             Request::Restart { signal, timeout } => format!("restart {signal} {}", secs(timeout)),
             Request::Wait => "wait".into(),
             Request::Status => "status".into(),
@@ -68,6 +77,10 @@ impl Request {
             }),
             ["kill", sig] => Some(Request::Kill {
                 signal: sig.parse().ok()?,
+            }),
+            ["shutdown", sig, t] => Some(Request::Shutdown {
+                signal: sig.parse().ok()?,
+                timeout: timeout(t)?,
             }),
             ["restart", sig, t] => Some(Request::Restart {
                 signal: sig.parse().ok()?,
@@ -296,6 +309,10 @@ mod tests {
                 timeout: None,
             },
             Request::Kill { signal: 9 },
+            Request::Shutdown {
+                signal: 15,
+                timeout: Some(Duration::from_secs(1)),
+            },
             Request::Restart {
                 signal: 15,
                 timeout: Some(Duration::ZERO),

@@ -330,6 +330,9 @@ impl<'a> Monitor<'a> {
         }
         let (pid, start_time) = (run.pid.as_raw(), run.start_time);
         self.run = Some(run);
+        if kind != RunKind::Adopted {
+            crate::events::container(&self.paths.root, &self.rec, "start", &[]);
+        }
         let rec = &self.rec;
         let count = self.restarts.count;
         let r = update_transient(self.paths, |r| {
@@ -557,6 +560,10 @@ impl<'a> Monitor<'a> {
                 self.end_run(Ending::Stop, signal, timeout);
                 conn.reply(&Reply::Ok(None));
             }
+            Request::Shutdown { signal, timeout } => {
+                self.end_run(Ending::Stop, signal, timeout);
+                conn.reply(&Reply::Ok(None));
+            }
             Request::Restart { signal, timeout } => {
                 self.restarters.push(conn);
                 self.end_run(Ending::Restart, signal, timeout);
@@ -627,6 +634,15 @@ impl<'a> Monitor<'a> {
             h.run_ended(&mut self.timers);
         }
         let (code, oom) = run.finish(self.paths, &mut self.sink);
+        if oom {
+            crate::events::container(&self.paths.root, &self.rec, "oom", &[]);
+        }
+        crate::events::container(
+            &self.paths.root,
+            &self.rec,
+            "die",
+            &[("exitCode", code.to_string())],
+        );
         self.timers.cancel(Timer::Kill);
         self.last = (code, oom);
         for w in self.waiters.drain(..) {
@@ -708,6 +724,7 @@ impl<'a> Monitor<'a> {
             .and_then(|_| claim.write_all(code.to_string().as_bytes()));
         if rec.settings.auto_remove {
             cleanup::remove_dir(paths);
+            crate::events::container(&paths.root, &rec, "destroy", &[]);
             tracing::debug!(id = %paths.id, "removed");
             return Ok(code);
         }

@@ -43,11 +43,12 @@ pub fn status(r: &Record) -> String {
                 "Up {}",
                 human_duration(r.state.started_at.map(since).unwrap_or(0))
             );
-            // Docker's State.String(): the health in parentheses.
-            match r.health_status() {
-                "none" => up,
-                "starting" => format!("{up} (health: starting)"),
-                h => format!("{up} ({h})"),
+            // Docker's State.String(): a paused container says so, else its health.
+            match (r.state_name(), r.health_status()) {
+                ("paused", _) => format!("{up} (Paused)"),
+                (_, "none") => up,
+                (_, "starting") => format!("{up} (health: starting)"),
+                (_, h) => format!("{up} ({h})"),
             }
         }
         Status::Restarting => format!(
@@ -114,7 +115,7 @@ pub fn row(r: &Record, trunc: bool, sizes: Option<(u64, u64)>) -> Row {
         "RunningFor": format!("{} ago", human_duration(since(r.created))),
         "Ports": net::docker::ps_ports(&r.ports),
         "Status": status(r),
-        "State": r.state.status.as_str(),
+        "State": r.state_name(),
         "Names": r.name,
         "Networks": r.networks.keys().cloned().collect::<Vec<_>>().join(","),
         "Labels": r.settings.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),

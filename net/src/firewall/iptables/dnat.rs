@@ -509,7 +509,7 @@ mod tests {
     }
 
     fn golden(name: &str, p: &[FamilyPorts]) {
-        crate::firewall::check_golden(name, &document(p));
+        crate::firewall::check_golden(super::super::NAME, name, &document(p));
     }
 
     #[test]

@@ -1,11 +1,7 @@
 //! Running `iptables-save` / `iptables-restore` (or the ip6tables pair) under rbox's lock.
 
-use std::fs::File;
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use super::save::Table;
-use crate::error::{io, Error, Result};
+use crate::error::Result;
 
 /// Serialises rbox's read-modify-write of the rules across processes and roots.
 const LOCK: &str = "/run/rbox-iptables.lock";
@@ -83,43 +79,10 @@ impl Tool {
 }
 
 /// Takes rbox's iptables lock (held until the returned guard drops).
-fn lock() -> Result<nix::fcntl::Flock<File>> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK)
-        .map_err(io(format!("opening {LOCK}")))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| io(format!("locking {LOCK}"))(e.into()))
+fn lock() -> Result<statefile::Lock> {
+    Ok(statefile::Lock::exclusive(std::path::Path::new(LOCK))?)
 }
 
 fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<String> {
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io(format!("running {prog}")))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(io(format!("writing to {prog}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(io(format!("running {prog}")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Error::Firewall {
-            backend: super::NAME,
-            message: format!("{prog} failed: {}", err.trim().replace('\n', " ")),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    super::super::command::run(super::NAME, prog, args, input)
 }

@@ -25,7 +25,7 @@ use exec::Tool;
 use network::FamilyNet;
 use save::Table;
 
-pub(super) const NAME: &str = "iptables";
+pub(crate) const NAME: &str = "iptables";
 /// The tool whose presence `auto` looks for.
 pub(super) const RESTORE: &str = "iptables-restore";
 

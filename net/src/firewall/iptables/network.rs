@@ -274,7 +274,7 @@ mod tests {
     }
 
     fn golden(name: &str, nets: &[FamilyNet]) {
-        crate::firewall::check_golden(name, &ruleset(nets));
+        crate::firewall::check_golden(super::super::NAME, name, &ruleset(nets));
     }
 
     #[test]
