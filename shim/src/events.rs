@@ -124,6 +124,21 @@ pub fn wait(fds: &[(BorrowedFd, Source)], timers: &mut Timers) -> Vec<Event> {
     events
 }
 
+/// `wait`, the init's exit put last (output first, so that none of it is lost or taken for the
+/// next run's), and the control clients that have something to read.
+pub fn wait_ordered(fds: &[(BorrowedFd, Source)], timers: &mut Timers) -> (Vec<Event>, Vec<usize>) {
+    let mut evs = wait(fds, timers);
+    evs.sort_by_key(|e| matches!(e, Event::Ready(Source::Exit) | Event::Hangup(Source::Exit)));
+    let clients = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ready(Source::Client(i)) | Event::Hangup(Source::Client(i)) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    (evs, clients)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

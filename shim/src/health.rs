@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -270,6 +270,53 @@ impl Prober {
         }
     }
 
+    /// Its state for the monitor's next program (between probes: see `busy`).
+    pub fn state(&self, timers: &Timers) -> crate::handoff::HealthState {
+        crate::handoff::HealthState {
+            interval: self.check.interval,
+            timeout: self.check.timeout,
+            start_period: self.check.start_period,
+            start_interval: self.check.start_interval,
+            retries: self.check.retries,
+            on_failure: self.on_failure,
+            health: self.state.clone(),
+            run_started: self.run_started,
+            next_probe: timers
+                .due_at(Timer::Probe)
+                .map(|at| at.saturating_duration_since(std::time::Instant::now())),
+            path: self.path.clone(),
+            args: self
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+        }
+    }
+
+    /// The prober a previous program of this monitor had, its next probe on `timers`;
+    /// `program` runs the probe helper now (the rbox binary).
+    pub fn resume(s: crate::handoff::HealthState, program: PathBuf, timers: &mut Timers) -> Prober {
+        if let Some(d) = s.next_probe {
+            timers.set(Timer::Probe, d);
+        }
+        Prober {
+            check: Check {
+                interval: s.interval,
+                timeout: s.timeout,
+                start_period: s.start_period,
+                start_interval: s.start_interval,
+                retries: s.retries,
+            },
+            on_failure: s.on_failure,
+            state: s.health,
+            probe: None,
+            run_started: s.run_started,
+            path: s.path,
+            program,
+            args: s.args.into_iter().map(OsString::from).collect(),
+        }
+    }
+
     /// A run started at `started`: `starting` unless `keep` (an adopted run goes on as it
     /// was), the first probe after the first interval.
     pub fn run_started(&mut self, timers: &mut Timers, started: Timestamp, keep: bool) {
@@ -385,7 +432,7 @@ impl Running {
     /// /dev/null, killed if this process dies.
     pub fn spawn(mut cmd: std::process::Command) -> io::Result<Running> {
         use std::os::unix::process::CommandExt;
-        let (r, w) = pipe()?;
+        let (r, w) = crate::sys::pipe()?;
         let w2 = w.try_clone()?;
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::from(w))
@@ -403,8 +450,8 @@ impl Running {
         let pid = child.id() as libc::pid_t;
         // The child is reaped through its pid; std's handle does not wait on drop.
         drop(child);
-        let pidfd = pidfd_open(pid)?;
-        set_nonblocking(r.as_fd());
+        let pidfd = crate::sys::pidfd_open(pid)?;
+        crate::sys::set_nonblocking(r.as_fd());
         Ok(Running {
             pid,
             pidfd,
@@ -452,16 +499,7 @@ impl Running {
 
     /// Kills the probe (its timeout passed, or the run ended).
     pub fn kill(&self) {
-        // SAFETY: pidfd_send_signal on our own pidfd.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.pidfd.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
+        let _ = crate::sys::send_signal(self.pidfd.as_fd(), libc::SIGKILL);
     }
 
     /// Reaps the probe and makes its result; `timed_out` when it was killed for its timeout.
@@ -501,36 +539,6 @@ impl Running {
             end,
             exit_code,
             output,
-        }
-    }
-}
-
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us these descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-pub(crate) fn set_nonblocking(fd: BorrowedFd) {
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we hold.
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if fl >= 0 {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum Cmd {
         /// Go on with the restart a dead monitor was waiting for
         #[arg(long)]
         resume: bool,
+        /// Take the container back from the monitor's small mode (state in descriptor FD)
+        #[arg(long = "continue", value_name = "FD")]
+        cont: Option<i32>,
         id: String,
     },
 }
@@ -366,7 +369,12 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             ContainerCmd::Prune(a) => container_prune(cli, a),
         },
         Cmd::Health { id } => runtime::health::probe_main(root, id).map_err(rt),
-        Cmd::Monitor { adopt, resume, id } => {
+        Cmd::Monitor {
+            cont: Some(fd), id, ..
+        } => Ok(lifecycle::continue_main(root, id, *fd)),
+        Cmd::Monitor {
+            adopt, resume, id, ..
+        } => {
             let begin = match (adopt, resume) {
                 (true, _) => lifecycle::Begin::Adopt,
                 (_, true) => lifecycle::Begin::Resume,

@@ -73,6 +73,17 @@ impl Attached {
         })
     }
 
+    /// What a previous program of this monitor held: the ports' sockets it handed over (the
+    /// rootfs, sandbox, leases, rules and spec stay as they were).
+    pub fn resume(paths: &Paths, rec: &Record, ports: net::Reservation) -> Result<Attached> {
+        Attached::new(paths, rec, None, ports)
+    }
+
+    /// The numbers of the port sockets, for a hand-over.
+    pub fn port_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self._ports.raw_fds()
+    }
+
     /// Takes over from a monitor that died while its container ran: the rootfs, sandbox,
     /// leases, rules and spec are all still there; the host ports are bound again and the log
     /// says that output was lost meanwhile (the dead monitor held the pipes' read ends).

@@ -18,6 +18,7 @@
 mod attached;
 mod attempt;
 pub(crate) mod control;
+mod handover;
 mod io;
 
 use std::fs::File;
@@ -26,6 +27,7 @@ use std::io::Write;
 use chrono::Utc;
 
 pub(crate) use attempt::MONITOR_OOM_SCORE_ADJ;
+pub use handover::resume;
 pub(crate) use io::proxy_tty;
 
 use attached::Attached;
@@ -113,6 +115,7 @@ pub fn run(
     drop(warm_up);
     tracing::debug!(id = %paths.id, "started");
     started(Ok(()));
+    m.claim = Some(std::os::fd::AsRawFd::as_raw_fd(&claim));
     let code = m.supervise();
     m.end(claim, code)
 }
@@ -251,6 +254,11 @@ struct Monitor<'a> {
     buf: Vec<u8>,
     /// The healthcheck, if the container has one.
     health: Option<shim::health::Prober>,
+    /// monitor.lock, once the caller was told that the container runs: what a hand-over to
+    /// the small mode keeps (`handover`).
+    claim: Option<std::os::fd::RawFd>,
+    /// The small mode cannot be used (not installed, or exec failed).
+    no_shim: bool,
 }
 
 impl<'a> Monitor<'a> {
@@ -262,7 +270,7 @@ impl<'a> Monitor<'a> {
         begin: Begin,
         attach: Attach,
     ) -> std::result::Result<Monitor<'a>, Box<(Error, Record)>> {
-        let control = match control::Server::listen(paths) {
+        let control = match control::listen(paths) {
             Ok(c) => c,
             Err(e) => return Err(Box::new((e, rec))),
         };
@@ -310,6 +318,8 @@ impl<'a> Monitor<'a> {
             last: (0, false),
             done: false,
             buf: vec![0u8; 16 * 1024],
+            claim: None,
+            no_shim: false,
         };
         let kind = match begin {
             Begin::Adopt => RunKind::Adopted,
@@ -406,20 +416,12 @@ impl<'a> Monitor<'a> {
     /// Reacts to events until the container ends for good; returns the last exit code.
     fn supervise(&mut self) -> i32 {
         while !self.done {
+            if self.can_hand_over() {
+                self.hand_over();
+            }
             let mut timers = std::mem::take(&mut self.timers);
-            let mut evs = events::wait(&self.sources(), &mut timers);
+            let (evs, clients) = events::wait_ordered(&self.sources(), &mut timers);
             self.timers = timers;
-            // Output before the exit, so that none of it is taken for the next run's.
-            evs.sort_by_key(|e| {
-                matches!(e, Event::Ready(Source::Exit) | Event::Hangup(Source::Exit))
-            });
-            let clients: Vec<usize> = evs
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Ready(Source::Client(i)) | Event::Hangup(Source::Client(i)) => Some(*i),
-                    _ => None,
-                })
-                .collect();
             for (req, conn) in self.control.read(&clients) {
                 self.request(req, conn);
             }
@@ -436,7 +438,7 @@ impl<'a> Monitor<'a> {
             Event::Ready(Source::Client(_)) | Event::Hangup(Source::Client(_)) => {}
             Event::Ready(Source::Output(s)) | Event::Hangup(Source::Output(s)) => {
                 if let Some(run) = &mut self.run {
-                    run.streams.copy(s, &mut self.sink);
+                    run.streams.copy(s, &mut self.sink.as_fn());
                 }
             }
             Event::Ready(Source::Exit) | Event::Hangup(Source::Exit) => self.run_ended(),
@@ -541,16 +543,9 @@ impl<'a> Monitor<'a> {
     fn request(&mut self, req: Request, conn: Conn) {
         match req {
             Request::Wait => self.waiters.push(conn),
-            Request::Status => conn.reply(&Reply::Status(control::Status {
-                lost: self.sink.log.as_ref().and_then(|l| l.lost()).map(|l| {
-                    format!(
-                        "{} bytes of output lost since {}: {}",
-                        l.bytes,
-                        l.since.rfc3339(),
-                        l.error
-                    )
-                }),
-            })),
+            Request::Status => conn.reply(&Reply::Status(control::Status::of_log(
+                self.sink.log.as_ref(),
+            ))),
             Request::Kill { signal } => conn.reply(&match self.kill(signal) {
                 Ok(()) => Reply::Ok(None),
                 Err(e) => Reply::Err(e),

@@ -34,6 +34,7 @@ pub struct Writer {
     cfg: Config,
     path: PathBuf,
     attrs: Attrs,
+    attr_pairs: Vec<(String, String)>,
     file: Option<File>,
     /// Bytes in the current file.
     size: u64,
@@ -59,6 +60,7 @@ impl Writer {
             cfg,
             path: path.to_path_buf(),
             attrs: Attrs::new(attrs),
+            attr_pairs: attrs.to_vec(),
             file: None,
             size: 0,
             buf: Vec::new(),
@@ -86,6 +88,42 @@ impl Writer {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Its state for the monitor's next program (which reopens the file); what is buffered
+    /// is written first.
+    pub fn state(&mut self) -> crate::handoff::LogState {
+        self.write_buf();
+        crate::handoff::LogState {
+            path: self.path.clone(),
+            driver: self.cfg.driver,
+            max_size: self.cfg.max_size,
+            max_file: self.cfg.max_file,
+            compress: self.cfg.compress,
+            attrs: self.attr_pairs.clone(),
+            partial: self.partial.clone(),
+            pieces: self.pieces.clone(),
+            lost: self.lost.clone(),
+            compressor: self.compressor,
+        }
+    }
+
+    /// The writer a previous program of this monitor had.
+    pub fn resume(s: crate::handoff::LogState) -> io::Result<Writer> {
+        let cfg = Config {
+            driver: s.driver,
+            max_size: s.max_size,
+            max_file: s.max_file,
+            compress: s.compress,
+            label_keys: Vec::new(),
+            env_keys: Vec::new(),
+        };
+        let mut w = Writer::open(&s.path, cfg, &s.attrs)?;
+        w.partial = s.partial;
+        w.pieces = s.pieces;
+        w.lost = s.lost;
+        w.compressor = s.compressor;
+        Ok(w)
     }
 
     /// Output being lost now (writing fails), if any.
