@@ -10,7 +10,11 @@
 #
 #   bench/footprint.sh [COUNT] [SETTLE_SECONDS]        COUNT=11 SETTLE=12
 #
-# Environment: RBOX_BIN (default target/release/rbox), NET (default `bridge`), RBOX_BASE_BIN
+# Measured twice in one run: as built (monitors in their small mode, rbox-shim, when it is
+# beside the binary) and with RBOX_SHIM=0 (the full rbox binary as every monitor, as before).
+#
+# Environment: RBOX_BIN (default target/release/rbox), NET (default `bridge`), NET_OPTS (when
+# set, `network create $NET_OPTS $NET` first on each root, removed after), RBOX_BASE_BIN
 # (another build, measured the same way on its own root, for before/after figures).
 set -eu
 COUNT=${1:-11}
@@ -48,9 +52,12 @@ pids_of_root() {
 measure() {
     bin=$1
     label=$2
+    shim=${3:-1}
     root=$WORK/root-$label
     ROOTS="$ROOTS $bin=$root"
     "$bin" --root "$root" import --change 'CMD ["sh"]' "$TAR" busybox:latest >/dev/null
+    # shellcheck disable=SC2086
+    [ -z "${NET_OPTS:-}" ] || "$bin" --root "$root" network create $NET_OPTS "$NET" >/dev/null
     health=""
     if "$bin" run --help 2>&1 | grep -q -- --health-cmd; then
         health="--health-cmd true --health-interval 2s"
@@ -58,24 +65,26 @@ measure() {
     i=1
     while [ "$i" -le "$COUNT" ]; do
         # shellcheck disable=SC2086
-        "$bin" --root "$root" run -d --network "$NET" --restart always $health busybox \
+        RBOX_SHIM=$shim "$bin" --root "$root" run -d --network "$NET" --restart always $health busybox \
             sh -c 'i=0; while true; do echo "line $i"; i=$((i+1)); sleep 1; done' >/dev/null
         i=$((i + 1))
     done
     sleep "$SETTLE"
-    echo "== $label: $bin, $COUNT containers, --network $NET, ${health:-no healthcheck}"
+    echo "== $label: $bin (RBOX_SHIM=$shim), $COUNT containers, --network $NET, ${health:-no healthcheck}"
     printf '%-8s %-40s %9s %9s %9s\n' PID COMMAND RSS_kB PSS_kB PRIV_DIRTY
     for p in $(pids_of_root "$root"); do
         cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-40)
         awk -v pid="$p" -v cmd="$cmd" '
             /^Rss:/ {rss=$2} /^Pss:/ {pss=$2} /^Private_Dirty:/ {pd=$2}
             END {printf "%-8s %-40s %9d %9d %9d\n", pid, cmd, rss, pss, pd}' "/proc/$p/smaps_rollup"
-    done | tee "$WORK/rows-$label" | sort -k3 -n | tail -n 4
+    done | tee "$WORK/rows-$label" | awk '{print $(NF-2), $0}' | sort -n | cut -d' ' -f2-
     awk '{n++; rss+=$(NF-2); pss+=$(NF-1); pd+=$NF}
         END {printf "  %d processes: RSS sum %.1f MB, PSS sum %.1f MiB, private dirty sum %.1f MB; per process RSS %.2f MB, private dirty %.2f MB\n",
             n, rss/1000, pss/1024, pd/1000, rss/n/1000, pd/n/1000}' "$WORK/rows-$label"
     "$bin" --root "$root" ps -aq --no-trunc | xargs -r "$bin" --root "$root" rm -f >/dev/null
+    [ -z "${NET_OPTS:-}" ] || "$bin" --root "$root" network rm "$NET" >/dev/null
 }
 
 measure "$RBOX" new
+measure "$RBOX" full-monitor 0
 [ -z "${RBOX_BASE_BIN:-}" ] || measure "$RBOX_BASE_BIN" base
