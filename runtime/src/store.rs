@@ -164,6 +164,13 @@ pub fn resolve(root: &Path, key: &str) -> Result<Record> {
     if key.is_empty() {
         return Err(Error::NotFound(key.to_string()));
     }
+    // A full id (what rbox's own processes pass) is one file, not a read of every record.
+    if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let paths = Paths::new(root, key);
+        if let Ok(Some(rec)) = statefile::read_json_opt::<Record>(&paths.record()) {
+            return Ok(with_health(&paths, rec));
+        }
+    }
     let all = all(root);
     if let Some(r) = all.iter().find(|r| r.id == key) {
         return Ok(r.clone());
