@@ -14,6 +14,9 @@
 //!
 //! How it begins (`Begin`): a new start; taking over (adopting) a running init whose monitor
 //! died; or resuming the restart a dead monitor was waiting for.
+//!
+//! A detached monitor whose run is steady becomes its small mode, `rbox-shim`, by execve, and
+//! comes back here (`resume`) for anything that needs more (`handover`).
 
 mod attached;
 mod attempt;
