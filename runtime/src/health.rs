@@ -120,6 +120,9 @@ pub(crate) fn prober(paths: &Paths, rec: &Record) -> Option<shim::health::Prober
             paths.id.clone().into(),
         ],
     );
+    if let Some((log, start)) = crate::events::container_line_start(&paths.root, rec) {
+        p = p.with_events(log, start);
+    }
     if let Some(h) = read(paths) {
         p.state = h.to_shim();
     }

@@ -19,7 +19,7 @@ use crate::logs::{Driver, Lost};
 use crate::time::Timestamp;
 
 /// Changes whenever the format does.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Why the receiving program runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub struct HealthState {
     pub next_probe: Option<Duration>,
     pub path: PathBuf,
     pub args: Vec<String>,
+    /// The event log and the start of its lines (`Prober::with_events`).
+    pub events: Option<(PathBuf, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +250,16 @@ impl Handoff {
             for a in &h.args {
                 put("health_arg", hex(a.as_bytes()));
             }
+            if let Some((log, prefix)) = &h.events {
+                put(
+                    "health_events",
+                    format!(
+                        "{} {}",
+                        hex(log.as_os_str().as_encoded_bytes()),
+                        hex(prefix.as_bytes())
+                    ),
+                );
+            }
         }
         out
     }
@@ -381,6 +393,17 @@ impl Handoff {
                 for a in many.get("health_arg").cloned().unwrap_or_default() {
                     args.push(string(a, "health_arg")?);
                 }
+                let events = match one.get("health_events") {
+                    None => None,
+                    Some(v) => {
+                        let (log, prefix) =
+                            v.split_once(' ').ok_or_else(|| bad("health_events"))?;
+                        Some((
+                            PathBuf::from(string(log, "health_events")?),
+                            string(prefix, "health_events")?,
+                        ))
+                    }
+                };
                 Some(HealthState {
                     interval: Duration::from_nanos(interval),
                     timeout: Duration::from_nanos(timeout),
@@ -400,6 +423,7 @@ impl Handoff {
                         .map(|ms| Duration::from_millis(ms as u64)),
                     path: path("health_path")?,
                     args,
+                    events,
                 })
             }
         };
@@ -573,6 +597,7 @@ mod tests {
                 next_probe: Some(Duration::from_millis(250)),
                 path: "/x/health.json".into(),
                 args: vec!["--root".into(), "/var/lib/rbox dir".into()],
+                events: Some(("/r/events.jsonl".into(), "{\"Type\":\"container\"".into())),
             }),
             restart_count: 2,
             restart_delay: Some(Duration::from_millis(400)),

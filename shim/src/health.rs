@@ -248,6 +248,9 @@ pub struct Prober {
     /// The probe helper: program and arguments (`rbox --root R container-health ID`).
     program: PathBuf,
     args: Vec<OsString>,
+    /// Where a change of status is logged as Docker's `health_status: S` event: the root's
+    /// event log and the line's start (type, actor, scope), which the runtime renders.
+    events: Option<(PathBuf, String)>,
 }
 
 impl Prober {
@@ -267,7 +270,14 @@ impl Prober {
             path,
             program,
             args,
+            events: None,
         }
+    }
+
+    /// Logs changes of status as events (see `events`).
+    pub fn with_events(mut self, log: PathBuf, prefix: String) -> Prober {
+        self.events = Some((log, prefix));
+        self
     }
 
     /// Its state for the monitor's next program (between probes: see `busy`).
@@ -290,6 +300,7 @@ impl Prober {
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect(),
+            events: self.events.clone(),
         }
     }
 
@@ -314,6 +325,7 @@ impl Prober {
             path: s.path,
             program,
             args: s.args.into_iter().map(OsString::from).collect(),
+            events: s.events,
         }
     }
 
@@ -403,6 +415,9 @@ impl Prober {
     fn result(&mut self, probe: Probe, timers: &mut Timers) -> Option<OnFailure> {
         let before = self.state.record(probe, &self.check, self.run_started);
         self.publish();
+        if before != self.state.status {
+            self.log_event();
+        }
         let since = Duration::from_nanos(
             Timestamp::now().0.saturating_sub(self.run_started.0).max(0) as u64,
         );
@@ -414,6 +429,28 @@ impl Prober {
     fn publish(&self) {
         // A full disk must not stop the checks: the next result tries again.
         let _ = self.state.write(&self.path);
+    }
+
+    /// Docker's `health_status: S` event, one write on the O_APPEND log (as the runtime's
+    /// events are); a log that cannot be written costs the event only.
+    fn log_event(&self) {
+        use std::io::Write;
+        let Some((log, prefix)) = &self.events else {
+            return;
+        };
+        let now = Timestamp::now().0;
+        let line = format!(
+            "{prefix},\"Action\":\"health_status: {}\",\"time\":{},\"timeNano\":{now}}}\n",
+            self.state.status.name(),
+            now / 1_000_000_000
+        );
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
     }
 }
 

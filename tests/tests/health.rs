@@ -115,6 +115,28 @@ fn starting_healthy_unhealthy_and_back_while_the_restart_policy_stays_out_of_it(
     r.ok(&["restart", "-t", "0", "web"]);
     assert_eq!(status_of(&r, "web"), "starting");
     assert_eq!(health(&r, "web")["Log"].as_array().unwrap().len(), 5);
+    // Each change of status is an event, as dockerd logs it (a restart's `starting` is not).
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let until = until.to_string();
+    let ev = r.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(
+        ev,
+        "health_status: healthy web\nhealth_status: unhealthy web\nhealth_status: healthy web\n"
+    );
 }
 
 #[test]
