@@ -121,9 +121,11 @@ fn a_killed_monitor_of_an_exited_container_is_repaired() {
         .trim()
         .to_string();
     let init = pid(&r, &id);
-    kill9(r.monitor_pid(&id));
+    let monitor = r.monitor_pid(&id);
+    kill9(monitor);
     kill9(init);
-    wait_for("both to die", 5, || !alive(init));
+    // kill(2) returns before the process is gone (and its lock released).
+    wait_for("both to die", 5, || !alive(init) && !alive(monitor));
     let ps = r.ok(&["ps", "-a"]);
     assert!(ps.contains("Exited (137)"), "{ps}");
     assert_eq!(r.inspect(&id, "{{.State.Error}}"), "rbox monitor died");
@@ -499,6 +501,26 @@ fn once_the_container_runs_its_monitor_is_the_small_rbox_shim() {
     let fm = r.monitor_pid(&full);
     std::thread::sleep(Duration::from_millis(300));
     assert!(exe_of(fm).ends_with("/rbox"), "{}", exe_of(fm));
-    r.ok(&["rm", "-f", &id, &full]);
-    assert_clean(&r, &[&id, &full]);
+    // An rbox-shim of another build hands the state straight back: the full monitor stays and
+    // works.
+    let out = r
+        .command(&["run", "-d", NONE, "busybox", "sleep", "100"])
+        .env("RBOX_FAULT", "shim-version")
+        .output()
+        .unwrap();
+    let other = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let om = r.monitor_pid(&other);
+    wait_for("the full monitor back", 5, || exe_of(om).ends_with("/rbox"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(exe_of(om).ends_with("/rbox"), "{}", exe_of(om));
+    assert_eq!(r.inspect(&other, "{{.State.Status}}"), "running");
+    let t = Instant::now();
+    r.ok(&["stop", "-t", "0", &other]);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        r.inspect(&other, "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
+    r.ok(&["rm", "-f", &id, &full, &other]);
+    assert_clean(&r, &[&id, &full, &other]);
 }

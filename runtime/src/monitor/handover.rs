@@ -122,6 +122,8 @@ impl Monitor<'_> {
             "container-shim".into(),
             memfd.as_raw_fd().to_string(),
             self.paths.id.clone(),
+            exe.as_raw_fd().to_string(),
+            handoff::VERSION.to_string(),
         ];
         let path =
             std::ffi::CString::new(program.as_os_str().as_encoded_bytes()).unwrap_or_default();
@@ -214,7 +216,8 @@ pub fn resume(paths: &Paths, fd: RawFd) -> crate::error::Result<i32> {
     };
     tracing::debug!(id = %paths.id, reason = ?h.reason, "back from rbox-shim");
     match h.reason {
-        Reason::Watch => {}
+        // Only an rbox-shim of another build hands back a run to watch: stay the full monitor.
+        Reason::Watch => m.no_shim = true,
         Reason::Exited => m.run_ended(),
         Reason::Request(req) => match request_conn {
             Some(c) => m.request(req, c),
