@@ -105,13 +105,33 @@ fn append(root: &Path, line: &[u8], max: u64) -> std::io::Result<()> {
 /// A container event with Docker's attributes: the image, the name, the labels and `extra`
 /// (`exitCode`, `signal`, `oldName`, `execID`).
 pub fn container(root: &Path, rec: &Record, action: &str, extra: &[(&str, String)]) {
-    let mut a: BTreeMap<String, String> = rec.settings.labels.clone();
-    a.insert("image".into(), rec.image.clone());
-    a.insert("name".into(), rec.name.clone());
+    let mut a = attributes(rec);
     for (k, v) in extra {
         a.insert(k.to_string(), v.clone());
     }
     emit(root, "container", action, &rec.id, a);
+}
+
+/// The start of a container event's line, up to its action and time, for the healthcheck
+/// prober (which logs `health_status: S` from the monitor's small mode too); with the log.
+pub fn container_line_start(root: &Path, rec: &Record) -> Option<(PathBuf, String)> {
+    let actor = serde_json::to_string(&Actor {
+        id: rec.id.clone(),
+        attributes: attributes(rec),
+    })
+    .ok()?;
+    Some((
+        log_path(root),
+        format!(r#"{{"Type":"container","Actor":{actor},"scope":"local""#),
+    ))
+}
+
+/// Docker's attributes of a container event: its labels, image and name.
+fn attributes(rec: &Record) -> BTreeMap<String, String> {
+    let mut a: BTreeMap<String, String> = rec.settings.labels.clone();
+    a.insert("image".into(), rec.image.clone());
+    a.insert("name".into(), rec.name.clone());
+    a
 }
 
 /// Another object's event (image, network, volume), with its name.

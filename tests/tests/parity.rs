@@ -456,7 +456,7 @@ fn inspect_templates_print_as_go() {
         case(
             f("{{.HostConfig.LogConfig}}"),
             0,
-            Some("{json-file map[]}\n"),
+            Some("{json-file map[max-file:3 max-size:10m]}\n"),
             "",
         ),
         case(f("{{.HostConfig.PidsLimit}}"), 0, Some("<nil>\n"), ""),

@@ -4,6 +4,7 @@
 mod commit;
 mod cp;
 mod create;
+mod healthflags;
 mod hostflags;
 mod ps;
 mod resources;
@@ -31,6 +32,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ContainerCmd,
     },
+    /// Runs a container's healthcheck probe in it (run by its monitor)
+    #[command(name = "container-health", hide = true)]
+    Health { id: String },
     /// Owns a detached container (run by rbox itself)
     #[command(name = "container-monitor", hide = true)]
     Monitor {
@@ -40,6 +44,9 @@ pub enum Cmd {
         /// Go on with the restart a dead monitor was waiting for
         #[arg(long)]
         resume: bool,
+        /// Take the container back from the monitor's small mode (state in descriptor FD)
+        #[arg(long = "continue", value_name = "FD")]
+        cont: Option<i32>,
         id: String,
     },
 }
@@ -322,7 +329,7 @@ impl Cmd {
     /// The commands whose process owns a running container (see `commands::owns_processes`).
     pub fn owns_processes(&self) -> bool {
         let c = match self {
-            Cmd::Monitor { .. } => return true,
+            Cmd::Monitor { .. } | Cmd::Health { .. } => return true,
             Cmd::Common(c) => c,
             Cmd::Container {
                 cmd: ContainerCmd::Common(c),
@@ -361,7 +368,13 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             ContainerCmd::Inspect(a) => inspect(cli, a),
             ContainerCmd::Prune(a) => container_prune(cli, a),
         },
-        Cmd::Monitor { adopt, resume, id } => {
+        Cmd::Health { id } => runtime::health::probe_main(root, id).map_err(rt),
+        Cmd::Monitor {
+            cont: Some(fd), id, ..
+        } => Ok(lifecycle::continue_main(root, id, *fd)),
+        Cmd::Monitor {
+            adopt, resume, id, ..
+        } => {
             let begin = match (adopt, resume) {
                 (true, _) => lifecycle::Begin::Adopt,
                 (_, true) => lifecycle::Begin::Resume,
@@ -467,6 +480,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                 interactive: a.interactive,
                 tty: a.tty,
                 detach: a.detach,
+                ..Default::default()
             };
             exec::exec(root, &a.container, &opts).map_err(rt)
         }
@@ -838,58 +852,20 @@ fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
         since,
         until,
     };
-    let offset = logs::print(&paths.log(), &opts)?;
-    if !a.follow {
-        return Ok(0);
+    let log = logs::reader(&paths, &rec).map_err(rt)?;
+    let (mut out, mut err) = (
+        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
+        std::io::stderr().lock(),
+    );
+    let pos = log.print(&opts, &mut out, &mut err)?;
+    // Said last, where a reader of the output sees it: what the log does not hold.
+    if let Some(lost) = logs::lost_now(&paths, &rec) {
+        eprintln!("rbox: the log is not being written: {lost}");
     }
-    follow_log(&paths, offset, &opts)
-}
-
-/// `logs -f`: prints what the monitor appends, woken by inotify on the container's directory,
-/// until the monitor exits (a thread blocks on its lock and closes a pipe then).
-fn follow_log(paths: &runtime::Paths, mut offset: u64, opts: &logs::ReadOptions) -> Result<i32> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let (done_rx, done_tx) = nix::unistd::pipe().map_err(|e| anyhow!("pipe: {e}"))?;
-    let watched = paths.clone();
-    std::thread::spawn(move || {
-        runtime::store::wait_monitor(&watched);
-        drop(done_tx);
-    });
-    // SAFETY: inotify_init1 returns a new descriptor or -1.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-    if fd < 0 {
-        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
+    if a.follow {
+        logs::follow(&paths, &log, pos, &opts, &mut out, &mut err)?;
     }
-    // SAFETY: the kernel just gave us this descriptor.
-    let ino = unsafe { OwnedFd::from_raw_fd(fd) };
-    let dir = std::ffi::CString::new(paths.dir.as_os_str().as_encoded_bytes())?;
-    // SAFETY: a valid descriptor and a NUL-terminated path.
-    if unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY | libc::IN_CREATE) } < 0 {
-        return Err(anyhow!("inotify: {}", std::io::Error::last_os_error()));
-    }
-    let mut fds = [
-        libc::pollfd {
-            fd: ino.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: done_rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let mut events = [0u8; 4096];
-    loop {
-        offset = logs::print_from(&paths.log(), offset, opts)?;
-        if fds[1].revents != 0 {
-            return Ok(0);
-        }
-        // SAFETY: poll on two descriptors we own; EINTR comes back as -1 and loops.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        // SAFETY: a non-blocking read of pending events into our buffer.
-        while unsafe { libc::read(fd, events.as_mut_ptr().cast(), events.len()) } > 0 {}
-    }
+    Ok(0)
 }
 
 /// Docker's `top`: the host's `ps` (default `-ef`), keeping the header and the rows whose PID

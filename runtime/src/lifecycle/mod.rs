@@ -20,7 +20,9 @@ use std::path::Path;
 pub use boot::{boot, shutdown, Booted};
 pub use create::{create, CreateOptions};
 pub use repair::{find, list, repair};
-pub use start::{monitor_main, run_attached, run_attached_streams, start, MONITOR_REPORT_FD};
+pub use start::{
+    continue_main, monitor_main, run_attached, run_attached_streams, start, MONITOR_REPORT_FD,
+};
 pub use stop::{kill, restart, stop, wait, StopOptions};
 
 pub use crate::monitor::Begin;

@@ -6,6 +6,7 @@ use runtime::lifecycle::CreateOptions;
 use runtime::record::Settings;
 use runtime::units::parse_bytes;
 
+use super::healthflags::HealthFlags;
 use super::hostflags::HostFlags;
 
 #[derive(Args, Debug)]
@@ -113,6 +114,12 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
     pub stop_timeout: Option<i64>,
+    /// Logging driver for the container (json-file, local, none)
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size, max-file, compress, labels, env)
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, env = "RBOX_PULL", default_value = "missing")]
     pub pull: images::PullPolicy,
@@ -121,6 +128,8 @@ pub struct CreateArgs {
     pub platform: Option<String>,
     #[command(flatten)]
     pub host: HostFlags,
+    #[command(flatten)]
+    pub health: HealthFlags,
     /// Print usage
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -238,7 +247,11 @@ impl CreateArgs {
             image: self.image.clone(),
             cmd: self.cmd.clone(),
             entrypoint: self.entrypoint.clone(),
+            log_driver: self.log_driver.clone(),
+            log_opts: self.log_opt.clone(),
+            healthcheck: self.health.healthcheck()?,
             settings: Settings {
+                health_on_failure: self.health.health_on_failure.clone(),
                 labels,
                 hostname: self.hostname.clone().unwrap_or_default(),
                 env,
