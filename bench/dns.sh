@@ -2,7 +2,8 @@
 # Embedded DNS: latency of 10,000 sequential queries from inside a container's network namespace
 # (p50/p99, one query in flight, measured by a small python3 client) for a container name
 # (answered by the resolver) and the resolver's RSS; then the same against aardvark-dns (podman's
-# resolver) serving the same name on its own bridge, when it is installed.
+# resolver) serving the same name on its own bridge, when it is installed. The resolver is asked
+# where containers ask it: 127.0.0.11 in the sandbox (rbox >= issue 11), else the gateway.
 # Usage: bench/dns.sh [queries]    (as root; own root, bridges rbt-bdns*, subnets 10.207.24x.0/24)
 set -eu
 N=${1:-10000}
@@ -67,8 +68,12 @@ $R network sandbox create bench-client >/dev/null
 $R network sandbox connect --alias web bench bench-server >/dev/null
 $R network sandbox connect bench bench-client >/dev/null
 PID=$(cat "$ROOT/dns/resolver.pid")
-echo "rbox resolver (pid $PID, $(readlink -f "$RBOX")): RSS $(rss "$PID") at start"
-nsenter --net="$ROOT/netns/bench-client" python3 "$LOAD" 10.207.241.1 web "$N" | sed 's/^/  rbox:         /'
+SERVER=10.207.241.1
+if nsenter --net="$ROOT/netns/bench-client" python3 "$LOAD" 127.0.0.11 web 1 >/dev/null 2>&1; then
+    SERVER=127.0.0.11
+fi
+echo "rbox resolver (pid $PID, $(readlink -f "$RBOX")) at $SERVER: RSS $(rss "$PID") at start"
+nsenter --net="$ROOT/netns/bench-client" python3 "$LOAD" "$SERVER" web "$N" | sed 's/^/  rbox:         /'
 echo "  RSS after:    $(rss "$PID"), threads $(awk '/Threads/ {print $2}' /proc/$PID/status)"
 
 AARD=$(command -v aardvark-dns || true)

@@ -11,6 +11,8 @@ packages=(
   socat                       # UDP client of the published-port tests
   docker-registry skopeo python3 openssl  # pull tests: registry, pusher, tiny test servers, TLS
   dnsmasq-base                # the upstream DNS server the resolver tests run themselves
+  etcd-server etcd-client iperf3  # overlay tests: the cluster store (etcdctl for its keys); bench/overlay.sh
+  containernetworking-plugins # CNI tests: Debian's reference plugins in /usr/lib/cni (bridge, host-local, portmap, firewall, macvlan)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -77,7 +77,8 @@ demo_overlay() {
     fi
     pass "node1: network create -d overlay --subnet 10.183.64.0/24 ov1"
     for i in $(seq "$nodes"); do
-        check "node$i: network ls lists ov1" "$i" "rbox network ls | grep -w ov1"
+        check "node$i: network ls lists ov1 (scope global)" "$i" "
+rbox network ls --filter scope=global --format '{{.Name}} {{.Driver}} {{.Scope}}' | grep -x 'ov1 overlay global'"
     done
     check "node1: nginx on ov1" 1 "
 rbox run -d --name ovweb --network ov1 -v /srv/www:/usr/share/nginx/html:ro nginx"
@@ -85,6 +86,8 @@ rbox run -d --name ovweb --network ov1 -v /srv/www:/usr/share/nginx/html:ro ngin
         check "node$i -> ovweb on node1 by name over ov1" "$i" "
 rbox run --rm --network ov1 busybox wget -qO- http://ovweb/ | grep -x 'hello from node1'"
     done
+    check "node2: inspect ov1 shows ovweb on node1" 2 "
+rbox network inspect -f '{{range \$k, \$v := .Containers}}{{\$v.Name}}@{{\$v.Host}} {{end}}' ov1 | grep -w 'ovweb@$(node_ip 1)'"
     check "node1: rm ovweb, network rm ov1" 1 "rbox rm -f ovweb && rbox network rm ov1"
     check "node2: ov1 gone" 2 "! rbox network ls | grep -w ov1"
 }

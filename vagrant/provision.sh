@@ -63,11 +63,16 @@ if [ -z "$bin" ]; then
     }
     say "building rbox (cargo build --release)"
     mkdir -p /var/cache/rbox-build
-    (cd "$src" && CARGO_TARGET_DIR=/var/cache/rbox-build cargo build --release -q -p rbox)
+    (cd "$src" && CARGO_TARGET_DIR=/var/cache/rbox-build cargo build --release -q -p rbox -p rbox-shim)
     bin=/var/cache/rbox-build/release/rbox
 fi
 install -m 0755 "$bin" /usr/local/bin/rbox.new
 mv /usr/local/bin/rbox.new /usr/local/bin/rbox
+# The monitor's small mode, beside it (without it monitors stay the full binary).
+if [ -x "$(dirname "$bin")/rbox-shim" ]; then
+    install -m 0755 "$(dirname "$bin")/rbox-shim" /usr/local/bin/rbox-shim.new
+    mv /usr/local/bin/rbox-shim.new /usr/local/bin/rbox-shim
+fi
 say "rbox $(/usr/local/bin/rbox --version 2>/dev/null | head -1) from $bin"
 
 printf 'overlay\nbr_netfilter\n' > /etc/modules-load.d/rbox.conf

@@ -172,15 +172,16 @@ chmod 755 "$run" "$lab"
 bin=${RBOX_BIN:-}
 if [ -z "$bin" ]; then
     if [ "${RBOX_LAB_RELEASE:-}" = 1 ]; then
-        (cd "$ws" && cargo build -q --release -p rbox)
+        (cd "$ws" && cargo build -q --release -p rbox -p rbox-shim)
         bin=$ws/target/release/rbox
     else
-        (cd "$ws" && cargo build -q -p rbox)
+        (cd "$ws" && cargo build -q -p rbox -p rbox-shim)
         bin=$ws/target/debug/rbox
     fi
 fi
 # Debug info is most of a debug binary; the 256 MiB node need not page it in from 9p.
 objcopy --strip-debug "$bin" "$lab/rbox"
+[ ! -x "$(dirname "$bin")/rbox-shim" ] || objcopy --strip-debug "$(dirname "$bin")/rbox-shim" "$lab/rbox-shim"
 echo "$bin ($(du -h "$lab/rbox" | cut -f1) stripped)"
 
 if [ ! -f "$key" ]; then

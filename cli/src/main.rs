@@ -36,6 +36,26 @@ pub struct Cli {
     #[arg(long, global = true, env = "RBOX_FIREWALL", default_value = "auto")]
     pub firewall: String,
 
+    /// Cluster store of overlay networks (etcd://HOST:PORT[,HOST:PORT...]); also
+    /// "cluster-store" in <root>/config.json
+    #[arg(long, global = true, env = "RBOX_CLUSTER_STORE", value_name = "URL")]
+    pub cluster_store: Option<String>,
+
+    /// This host's address (or interface) in the cluster: where the other hosts reach its
+    /// overlay networks; default: the address it reaches the store from
+    #[arg(
+        long,
+        global = true,
+        env = "RBOX_CLUSTER_ADVERTISE",
+        value_name = "IP|IFACE"
+    )]
+    pub cluster_advertise: Option<String>,
+
+    /// Directory of CNI network configuration lists, each a network of driver cni
+    /// (default /etc/cni/net.d)
+    #[arg(long, global = true, env = "RBOX_CNI_CONF_DIR", value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+
     /// Log debug details of what rbox and libcontainer do (to stderr)
     #[arg(short = 'D', long, global = true)]
     pub debug: bool,
@@ -56,6 +76,8 @@ pub enum Command {
     Pull(commands::pull::Cmd),
     #[command(flatten)]
     Dns(commands::dns::Cmd),
+    #[command(flatten)]
+    Cluster(commands::cluster::Cmd),
     #[command(flatten)]
     Volumes(commands::volumes::Cmd),
     /// Return low-level information on Docker objects
@@ -92,7 +114,44 @@ fn main() {
         std::process::exit(exit::report(&e.into(), 125));
     }
     std::env::set_var("RBOX_FIREWALL", &cli.firewall);
-    let code = match check_root(&cli.root).and_then(|_| commands::run(&cli)) {
+    // Before anything reads the root (the cluster settings in its config.json).
+    if let Err(e) = check_root(&cli.root) {
+        std::process::exit(exit::report(&e, default_code));
+    }
+    match net::cluster::select(
+        &cli.root,
+        cli.cluster_store.as_deref(),
+        cli.cluster_advertise.as_deref(),
+    ) {
+        Ok(Some(cfg)) => {
+            std::env::set_var("RBOX_CLUSTER_STORE", &cfg.url);
+            std::env::set_var(
+                "RBOX_CLUSTER_ADVERTISE",
+                cfg.advertise.as_deref().unwrap_or(""),
+            );
+            // A helper killed with -9 is started again by the next command.
+            if !commands::is_helper(&cli.cmd) {
+                if let Err(e) = net::cluster::agent::ensure(&cli.root) {
+                    tracing::warn!("cluster helper: {e}");
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => std::process::exit(exit::report(&e.into(), 125)),
+    }
+    // Read by `net` wherever it lists networks, here and in the processes rbox starts.
+    // Absolute: the processes rbox starts may run elsewhere.
+    if let Some(dir) = &cli.cni_conf_dir {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        std::env::set_var("RBOX_CNI_CONF_DIR", dir);
+    }
+    // Any command on a root brings back a resolver that was killed (a lock probe when it lives).
+    if !commands::internal(&cli.cmd) && cli.root.is_dir() {
+        if let Err(e) = net::dns::ensure(&cli.root) {
+            tracing::warn!("restarting the DNS resolver: {e}");
+        }
+    }
+    let code = match commands::run(&cli) {
         Ok(code) => code,
         Err(e) => exit::report(&e, default_code),
     };

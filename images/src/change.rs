@@ -12,6 +12,7 @@ pub enum Change {
     User(String),
     Label(Vec<(String, String)>),
     StopSignal(String),
+    Healthcheck(crate::Healthcheck),
 }
 
 impl Change {
@@ -43,6 +44,9 @@ impl Change {
             "USER" if !rest.is_empty() => Change::User(rest.to_string()),
             "STOPSIGNAL" if valid_signal(rest) => Change::StopSignal(rest.to_string()),
             "STOPSIGNAL" => return Err(bad(&format!("Invalid signal: {rest}"))),
+            "HEALTHCHECK" => Change::Healthcheck(
+                crate::healthcheck::parse_instruction(rest).map_err(|e| bad(&e))?,
+            ),
             "WORKDIR" | "USER" => return Err(bad("missing argument")),
             _ => {
                 return Err(Error::InvalidChange(format!(
@@ -85,6 +89,7 @@ impl Change {
                 }
             }
             Change::StopSignal(s) => config.stop_signal = s.clone(),
+            Change::Healthcheck(h) => config.healthcheck = Some(h.clone()),
         }
     }
 }

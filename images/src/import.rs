@@ -85,6 +85,9 @@ pub(crate) fn config_json(c: &ImageConfig) -> Value {
     if !c.stop_signal.is_empty() {
         m.insert("StopSignal".into(), json!(c.stop_signal));
     }
+    if let Some(h) = &c.healthcheck {
+        m.insert("Healthcheck".into(), json!(h));
+    }
     Value::Object(m)
 }
 

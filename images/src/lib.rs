@@ -23,6 +23,7 @@ mod change;
 mod commit;
 mod digest;
 mod error;
+mod healthcheck;
 mod import;
 mod load;
 mod pull;
@@ -37,6 +38,7 @@ use std::collections::BTreeMap;
 pub use change::Change;
 pub use commit::{CommitInfo, History};
 pub use error::{Error, Result};
+pub use healthcheck::{parse_go_duration, Healthcheck};
 pub use load::Loaded;
 pub use pull::{registry_key, LayerInfo, Platform, Progress, PullOptions, PullPolicy, Pulled};
 pub use reference::Reference;
@@ -55,6 +57,9 @@ pub struct ImageConfig {
     pub labels: BTreeMap<String, String>,
     /// STOPSIGNAL ("SIGQUIT"); "" when the image names none.
     pub stop_signal: String,
+    /// HEALTHCHECK (Docker's `config.Healthcheck`, not part of the OCI image spec).
+    #[serde(default)]
+    pub healthcheck: Option<Healthcheck>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -315,7 +315,10 @@ impl Store {
                 .filter(|(_, v)| *v == id)
                 .map(|(k, _)| k.clone())
                 .collect(),
-            config: config_of(&cfg),
+            config: ImageConfig {
+                healthcheck: healthcheck_of(&data),
+                ..config_of(&cfg)
+            },
             layers,
             repo_digests: repos
                 .images
@@ -528,6 +531,23 @@ pub fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
+/// `config.Healthcheck` of a config blob: a Docker extension the OCI types do not carry.
+fn healthcheck_of(blob: &[u8]) -> Option<crate::Healthcheck> {
+    #[derive(serde::Deserialize)]
+    struct Blob {
+        config: Option<Inner>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(rename = "Healthcheck")]
+        healthcheck: Option<crate::Healthcheck>,
+    }
+    serde_json::from_slice::<Blob>(blob)
+        .ok()?
+        .config?
+        .healthcheck
+}
+
 fn config_of(cfg: &ImageConfiguration) -> ImageConfig {
     let Some(c) = cfg.config() else {
         return ImageConfig::default();
@@ -543,5 +563,6 @@ fn config_of(cfg: &ImageConfiguration) -> ImageConfig {
         exposed_ports: ports,
         labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
         stop_signal: c.stop_signal().clone().unwrap_or_default(),
+        healthcheck: None,
     }
 }

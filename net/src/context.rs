@@ -10,8 +10,8 @@ use crate::error::Result;
 use crate::firewall::{self, Firewall};
 use crate::network::{Network, Store};
 
-/// Driver lookup by name.
-pub(crate) type Drivers<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Driver>>;
+/// Driver lookup by name, for a root.
+pub(crate) type Drivers<'a> = &'a dyn Fn(&str, &Path) -> Result<Box<dyn Driver>>;
 /// Brings the resolver of a root in line with its state (`dns::sync`).
 pub(crate) type Names<'a> = &'a dyn Fn(&Path) -> Result<()>;
 
@@ -22,13 +22,18 @@ pub(crate) struct Context<'a> {
     names: Names<'a>,
 }
 
+fn real_driver(name: &str, root: &Path) -> Result<Box<dyn Driver>> {
+    driver::for_root(name, Some(root))
+}
+
 impl Context<'static> {
     /// The process's own: real drivers, the chosen firewall, the root's resolver.
     pub fn new(root: &Path) -> Result<Context<'static>> {
+        crate::cluster::init(root);
         Ok(Context {
             store: Store::new(root),
             fw: firewall::current()?,
-            drivers: &driver::driver,
+            drivers: &real_driver,
             names: &crate::dns::sync,
         })
     }
@@ -50,11 +55,11 @@ impl<'a> Context<'a> {
     }
 
     pub fn driver(&self, net: &Network) -> Result<Box<dyn Driver>> {
-        (self.drivers)(&net.driver)
+        (self.drivers)(&net.driver, self.root())
     }
 
     pub fn driver_named(&self, name: &str) -> Result<Box<dyn Driver>> {
-        (self.drivers)(name)
+        (self.drivers)(name, self.root())
     }
 
     /// Whether the resolver serves `net`: user networks of drivers with names.

@@ -153,12 +153,13 @@ pub fn network(net: &Network) -> Value {
         .endpoints
         .iter()
         .map(|(id, e)| {
-            let ipv4 = match (e.ip, &net.ipam) {
-                (Some(ip), Some(c)) => format!("{ip}/{}", c.subnet.prefix()),
+            let (v4, v6) = crate::endpoint::addressing(net, e);
+            let ipv4 = match (e.ip, v4) {
+                (Some(ip), Some((prefix, _))) => format!("{ip}/{prefix}"),
                 _ => String::new(),
             };
-            let ipv6 = match (e.ip6, &net.ipam6) {
-                (Some(ip), Some(c)) => format!("{ip}/{}", c.subnet.prefix()),
+            let ipv6 = match (e.ip6, v6) {
+                (Some(ip), Some((prefix, _))) => format!("{ip}/{prefix}"),
                 _ => String::new(),
             };
             (
@@ -168,14 +169,14 @@ pub fn network(net: &Network) -> Value {
             )
         })
         .collect();
-    json!({
+    let mut v = json!({
         "Name": net.name,
         "Id": net.id,
         "Created": net.created,
-        "Scope": "local",
+        "Scope": net.scope(),
         "Driver": net.driver,
         "EnableIPv6": net.enable_ipv6,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
+        "IPAM": {"Driver": net.driver_opts.ipam_driver(), "Options": {}, "Config": config},
         "Internal": net.internal,
         "Attachable": net.attachable,
         "Ingress": false,
@@ -184,7 +185,11 @@ pub fn network(net: &Network) -> Value {
         "Containers": containers,
         "Options": net.options,
         "Labels": net.labels,
-    })
+    });
+    if let Some((key, extra)) = net.driver_opts.inspect() {
+        v[key] = extra;
+    }
+    v
 }
 
 #[cfg(test)]

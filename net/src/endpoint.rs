@@ -24,26 +24,82 @@ fn container_endpoints(nets: &[Network], container_id: &str) -> Vec<(Network, En
         .collect()
 }
 
+/// A prefix length and the gateway of an address.
+type Addressing<A> = Option<(u8, Option<A>)>;
+
+/// The prefix lengths and gateways of an endpoint's addresses: what its driver said it
+/// assigned, else its network's pools.
+pub(crate) fn addressing(
+    net: &Network,
+    ep: &EndpointRecord,
+) -> (
+    Addressing<std::net::Ipv4Addr>,
+    Addressing<std::net::Ipv6Addr>,
+) {
+    let a = ep.assigned.as_ref();
+    let v4 = match a.and_then(|a| a.subnet) {
+        Some(s) => Some((s.prefix(), a.and_then(|a| a.gateway))),
+        None => net
+            .ipam
+            .as_ref()
+            .map(|i| (i.subnet.prefix(), Some(i.gateway))),
+    };
+    let v6 = match a.and_then(|a| a.subnet6) {
+        Some(s) => Some((s.prefix(), a.and_then(|a| a.gateway6))),
+        None => net
+            .ipam6
+            .as_ref()
+            .map(|i| (i.subnet.prefix(), Some(i.gateway))),
+    };
+    (
+        v4.filter(|_| ep.ip.is_some()),
+        v6.filter(|_| ep.ip6.is_some()),
+    )
+}
+
+/// The subnets of an endpoint's addresses: what its driver assigned, else its network's pools.
+pub(crate) fn subnets(
+    net: &Network,
+    ep: &EndpointRecord,
+) -> (
+    Option<ipnetwork::Ipv4Network>,
+    Option<ipnetwork::Ipv6Network>,
+) {
+    let a = ep.assigned.as_ref();
+    let v4 = a
+        .and_then(|a| a.subnet)
+        .and_then(|s| ipnetwork::Ipv4Network::new(s.network(), s.prefix()).ok())
+        .or_else(|| net.ipam.as_ref().map(|i| i.subnet));
+    let v6 = a
+        .and_then(|a| a.subnet6)
+        .and_then(|s| ipnetwork::Ipv6Network::new(s.network(), s.prefix()).ok())
+        .or_else(|| net.ipam6.as_ref().map(|i| i.subnet));
+    (
+        v4.filter(|_| ep.ip.is_some()),
+        v6.filter(|_| ep.ip6.is_some()),
+    )
+}
+
 pub fn settings(net: &Network, ep: &EndpointRecord) -> EndpointSettings {
-    let ipam = net.ipam.as_ref();
+    let (v4, v6) = addressing(net, ep);
+    let gateway4 = match (&ep.assigned, &net.ipam) {
+        (Some(_), _) => v4.and_then(|(_, g)| g),
+        (None, Some(i)) => Some(i.gateway),
+        (None, None) => None,
+    };
     EndpointSettings {
         network_id: net.id.clone(),
         network_name: net.name.clone(),
         endpoint_id: ep.endpoint_id.clone(),
-        gateway: ipam.map(|i| i.gateway.to_string()).unwrap_or_default(),
+        gateway: gateway4.map(|g| g.to_string()).unwrap_or_default(),
         ip_address: ep.ip.map(|i| i.to_string()).unwrap_or_default(),
-        ip_prefix_len: ep.ip.and(ipam.map(|i| i.subnet.prefix())).unwrap_or(0),
-        ipv6_gateway: net
-            .ipam6
-            .as_ref()
-            .filter(|_| ep.ip6.is_some())
-            .map(|c| c.gateway.to_string())
+        ip_prefix_len: v4.map(|(p, _)| p).unwrap_or(0),
+        ipv6_gateway: v6
+            .and_then(|(_, g)| g)
+            .map(|g| g.to_string())
             .unwrap_or_default(),
         global_ipv6_address: ep.ip6.map(|i| i.to_string()).unwrap_or_default(),
-        global_ipv6_prefix_len: ep
-            .ip6
-            .and(net.ipam6.as_ref().map(|c| c.subnet.prefix()))
-            .unwrap_or(0),
+        global_ipv6_prefix_len: v6.map(|(p, _)| p).unwrap_or(0),
         mac_address: ep.mac.clone(),
         aliases: ep.aliases.clone(),
         interface: ep.interface.clone(),
@@ -52,7 +108,8 @@ pub fn settings(net: &Network, ep: &EndpointRecord) -> EndpointSettings {
 
 /// Checks what `req` asks of `net` before anything is leased.
 fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<()> {
-    let caps = ctx.driver(net)?.caps();
+    let drv = ctx.driver(net)?;
+    let caps = drv.caps();
     if caps.namespace == Namespace::Host && (req.ip.is_some() || !req.aliases.is_empty()) {
         return Err(Error::Invalid(
             "conflicting options: ip and aliases are not supported on the host network".into(),
@@ -77,7 +134,7 @@ fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<
     for a in &req.aliases {
         crate::dns::check_alias(a)?;
     }
-    Ok(())
+    drv.check_endpoint(net, req)
 }
 
 /// Leases addresses from `net`'s pools for a new endpoint `rec`.
@@ -154,41 +211,15 @@ pub(crate) fn connect(
                 req.container_name, net.name
             )));
         }
-        let mut rec = EndpointRecord {
-            container_name: req.container_name.clone(),
-            endpoint_id: new_id(),
-            ip: None,
-            ip6: None,
-            mac: String::new(),
-            interface: String::new(),
-            host_veth: String::new(),
-            aliases: req.aliases.clone(),
-            default_route: false,
-            dns_servers: req.dns.clone(),
-        };
-        match caps.ipam {
-            Ipam::Local => lease(&net, req, &mut rec)?,
-            Ipam::None if req.ip.is_some() => {
-                return Err(Error::Invalid(format!(
-                    "network {} has no address pool for --ip",
-                    net.name
-                )))
+        drv.attach_host(&mut net, ctx.fw)?;
+        let leased = new_lease(ctx, &mut net, container_id, req, &mine, drv.as_ref());
+        if leased.is_err() {
+            net.endpoints.remove(container_id);
+            if net.endpoints.is_empty() && drv.detach_host(&mut net, ctx.fw).is_ok() {
+                let _ = store.save(&net);
             }
-            Ipam::None | Ipam::Driver => {}
         }
-        if caps.namespace == Namespace::Joined {
-            let used: BTreeSet<_> = mine.iter().map(|(_, e)| e.interface.clone()).collect();
-            rec.interface = (0..)
-                .map(|i| format!("eth{i}"))
-                .find(|n| !used.contains(n))
-                .unwrap_or_default();
-            rec.default_route =
-                caps.default_route && !net.internal && !mine.iter().any(|(_, e)| e.default_route);
-            drv.new_endpoint(&net, container_id, &mut rec);
-        }
-        net.endpoints.insert(container_id.to_string(), rec.clone());
-        store.save(&net)?;
-        rec
+        leased?
     };
 
     let net = store.load(&net.id)?;
@@ -198,9 +229,9 @@ pub(crate) fn connect(
         let _ = drop_lease(ctx, &net.id, container_id);
         return Err(e);
     }
-    // Addresses the driver chose are recorded, and the name must resolve, once this returns;
-    // otherwise the join is undone.
-    let done = if caps.ipam == Ipam::Driver && record != leased {
+    // What the driver set (addresses it chose, the real MAC) is recorded, and the name must
+    // resolve, once this returns; otherwise the join is undone.
+    let done = if record != leased {
         update_endpoint(store, &net.id, container_id, &record)
     } else {
         Ok(())
@@ -215,6 +246,68 @@ pub(crate) fn connect(
         return Err(e);
     }
     Ok(settings(&net, &record))
+}
+
+/// Leases an endpoint of `net` for `container_id` (whose other endpoints are `mine`) and
+/// records it.
+fn new_lease(
+    ctx: &Context,
+    net: &mut Network,
+    container_id: &str,
+    req: &EndpointRequest,
+    mine: &[(Network, EndpointRecord)],
+    drv: &dyn crate::driver::Driver,
+) -> Result<EndpointRecord> {
+    let caps = drv.caps();
+    let mut rec = EndpointRecord {
+        container_id: container_id.to_string(),
+        container_name: req.container_name.clone(),
+        endpoint_id: new_id(),
+        aliases: req.aliases.clone(),
+        dns_servers: req.dns.clone(),
+        ..Default::default()
+    };
+    if drv.maps_ports() {
+        rec.ports = req.ports.clone();
+    }
+    match caps.ipam {
+        Ipam::Local => lease(net, req, &mut rec)?,
+        Ipam::None if req.ip.is_some() => {
+            return Err(Error::Invalid(format!(
+                "network {} has no address pool for --ip",
+                net.name
+            )))
+        }
+        Ipam::None => {}
+        // What the container asks for; the driver assigns it or refuses in `join`.
+        Ipam::Driver => {
+            rec.ip = match req.ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            };
+            rec.ip6 = match req.ip6 {
+                Some(IpAddr::V6(ip)) => Some(ip),
+                Some(other) => {
+                    return Err(Error::Invalid(format!("invalid IPv6 address: {other}")))
+                }
+                None => None,
+            };
+            rec.mac = req.mac.clone().unwrap_or_default();
+        }
+    }
+    if caps.namespace == Namespace::Joined {
+        let used: BTreeSet<_> = mine.iter().map(|(_, e)| e.interface.clone()).collect();
+        rec.interface = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(n))
+            .unwrap_or_default();
+        rec.default_route =
+            caps.default_route && !net.internal && !mine.iter().any(|(_, e)| e.default_route);
+        drv.new_endpoint(net, container_id, &mut rec);
+    }
+    net.endpoints.insert(container_id.to_string(), rec.clone());
+    ctx.store.save(net)?;
+    Ok(rec)
 }
 
 fn update_endpoint(
@@ -256,6 +349,15 @@ pub(crate) fn drop_stale(ctx: &Context, net: &mut Network) -> bool {
     !stale.is_empty()
 }
 
+/// Once `net` has no endpoint left here, its driver detaches it from this host (the caller
+/// holds the network's lock and saves `net`).
+pub(crate) fn vacate(ctx: &Context, net: &mut Network) -> Result<()> {
+    if !net.endpoints.is_empty() {
+        return Ok(());
+    }
+    ctx.driver(net)?.detach_host(net, ctx.fw)
+}
+
 fn drop_lease(
     ctx: &Context,
     network_id: &str,
@@ -266,7 +368,9 @@ fn drop_lease(
     let mut net = store.load(network_id)?;
     let rec = net.endpoints.remove(container_id);
     if rec.is_some() {
+        let vacated = vacate(ctx, &mut net);
         store.save(&net)?;
+        vacated?;
     }
     Ok(rec)
 }
@@ -324,15 +428,25 @@ fn hand_over_default_route(ctx: &Context, container_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Leaves every network and removes the sandbox; keeps going past errors, idempotent.
+/// Leaves every network and removes the sandbox; keeps going past errors, idempotent. The
+/// endpoints are unwired here rather than left to the kernel's freeing of the namespace, which
+/// comes a moment later (asynchronously, later still under load): when this returns no link of
+/// the container is left (a macvlan child would still answer for an address whose lease is
+/// given back, on a LAN where the next container may get it), and a container that joined the
+/// sandbox (and keeps it alive) is left with `lo`, as in Docker.
 pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
     let mut errors = Errors::default();
     errors.check(crate::ports::unpublish(ctx, container_id));
+    let sandbox = Sandbox::open(ctx.root(), container_id);
     let mut named = false;
     if let Some(nets) = errors.check(ctx.store.list()) {
         for (net, ep) in container_endpoints(&nets, container_id) {
             named |= ctx.serves(&net);
-            errors.check(ctx.driver(&net).and_then(|d| d.release(&net, &ep)));
+            let drv = ctx.driver(&net);
+            if let (Some(sb), Ok(d)) = (&sandbox, &drv) {
+                errors.check(d.leave(&net, &ep, Some(sb)));
+            }
+            errors.check(drv.and_then(|d| d.release(&net, &ep)));
             errors.check(drop_lease(ctx, &net.id, container_id));
         }
     }
@@ -341,6 +455,28 @@ pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
         errors.check(ctx.sync_names());
     }
     errors.into_result()
+}
+
+/// Renames the container's endpoints (the resolver's names for it).
+pub(crate) fn rename(ctx: &Context, container_id: &str, name: &str) -> Result<()> {
+    let store = &ctx.store;
+    let mut named = false;
+    for net in store.list()? {
+        if !net.endpoints.contains_key(container_id) {
+            continue;
+        }
+        let _lock = store.lock(&net.id)?;
+        let mut net = store.load(&net.id)?;
+        if let Some(ep) = net.endpoints.get_mut(container_id) {
+            ep.container_name = name.to_string();
+            store.save(&net)?;
+            named |= ctx.serves(&net);
+        }
+    }
+    if named {
+        ctx.sync_names()?;
+    }
+    Ok(())
 }
 
 pub fn endpoints(store: &Store, container_id: &str) -> Result<Vec<EndpointSettings>> {
@@ -405,6 +541,30 @@ mod tests {
     }
 
     #[test]
+    fn driver_assigned_addresses_are_recorded_and_shown_with_their_subnet() {
+        let r = Root::new();
+        r.driver.set_caps(|c| c.ipam = Ipam::Driver);
+        let net = r.network("n1", "10.180.4.0/24");
+        let sb = r.sandbox("c1");
+        let s = connect(&r.ctx(), "c1", &sb, &req("n1", "web")).unwrap();
+        // The driver's subnet and gateway, not the network's pool.
+        assert_eq!(
+            (s.ip_address.as_str(), s.ip_prefix_len, s.gateway.as_str()),
+            ("10.180.99.77", 26, "10.180.99.65")
+        );
+        assert_eq!(s.mac_address, "02:00:00:00:00:77");
+        let ep = &r.endpoints(&net)["c1"];
+        assert_eq!(ep.ip, Some("10.180.99.77".parse().unwrap()));
+        assert_eq!(ep.container_id, "c1");
+        // What the container asks for reaches the driver.
+        let sb2 = r.sandbox("c2");
+        let mut want = req("n1", "db");
+        want.ip = Some("10.180.99.80".parse().unwrap());
+        let s = connect(&r.ctx(), "c2", &sb2, &want).unwrap();
+        assert_eq!(s.ip_address, "10.180.99.80");
+    }
+
+    #[test]
     fn exclusive_networks_refuse_company_and_ip_requests_are_checked() {
         let r = Root::new();
         r.network("n1", "10.180.3.0/24");
@@ -466,5 +626,56 @@ mod tests {
         assert!(drop_stale(&r.ctx(), &mut n));
         assert!(r.log.has("release n1 b"));
         assert!(n.endpoints.is_empty());
+    }
+
+    #[test]
+    fn rename_renames_every_endpoint_and_syncs_names() {
+        let r = Root::new();
+        r.driver.set_caps(|c| c.dns = true);
+        let (n1, n2) = (
+            r.network("n1", "10.180.7.0/24"),
+            r.network("n2", "10.180.8.0/24"),
+        );
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "old")).unwrap();
+        connect(&r.ctx(), "c1", &sb, &req("n2", "old")).unwrap();
+        let syncs = r.log.calls().iter().filter(|c| *c == "sync_names").count();
+        rename(&r.ctx(), "c1", "new").unwrap();
+        for n in [&n1, &n2] {
+            assert_eq!(r.endpoints(n)["c1"].container_name, "new");
+        }
+        let after = r.log.calls().iter().filter(|c| *c == "sync_names").count();
+        assert_eq!(
+            after,
+            syncs + 1,
+            "one sync, after every endpoint was renamed"
+        );
+    }
+
+    #[test]
+    fn release_unwires_the_sandbox_before_it_goes() {
+        let r = Root::new();
+        r.network("n1", "10.180.9.0/24");
+        let sb = r.sandbox("c1");
+        connect(&r.ctx(), "c1", &sb, &req("n1", "a")).unwrap();
+        release(&r.ctx(), "c1").unwrap();
+        let calls = r.log.calls();
+        let at = |c: &str| calls.iter().position(|x| x == c);
+        assert!(
+            at("leave n1") < at("release n1 a") && at("leave n1").is_some(),
+            "{calls:?}"
+        );
+        // Each one: not left to the kernel's (later) freeing of the namespace.
+        let sb = r.sandbox("c2");
+        connect(&r.ctx(), "c2", &sb, &req("n1", "b")).unwrap();
+        release(&r.ctx(), "c2").unwrap();
+        assert_eq!(r.log.calls().iter().filter(|c| *c == "leave n1").count(), 2);
+        // A sandbox already gone (a reboot, a crash): nothing to unwire, the rest is given back.
+        let sb = r.sandbox("c3");
+        connect(&r.ctx(), "c3", &sb, &req("n1", "c")).unwrap();
+        std::fs::remove_file(r.path().join("netns/c3")).unwrap();
+        release(&r.ctx(), "c3").unwrap();
+        assert_eq!(r.log.calls().iter().filter(|c| *c == "leave n1").count(), 2);
+        assert!(r.log.has("release n1 c"));
     }
 }

@@ -26,12 +26,18 @@ pub enum Error {
     },
     #[error(transparent)]
     State(#[from] statefile::Error),
+    /// A CNI plugin failed, timed out or answered nonsense; the message names it.
+    #[error("{0}")]
+    Plugin(String),
     /// A firewall backend refused or failed an operation.
     #[error("{backend}: {message}")]
     Firewall {
         backend: &'static str,
         message: String,
     },
+    /// The cluster store could not be reached or refused a request (names the store).
+    #[error("{0}")]
+    Cluster(String),
     /// Several errors from a teardown that kept going.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),

@@ -102,14 +102,26 @@ impl Driver for RecordingDriver {
     fn new_endpoint(&self, net: &Network, _: &str, ep: &mut EndpointRecord) {
         ep.host_veth = format!("rec-{}", net.name);
     }
+    /// With `Ipam::Driver`, assigns what was asked for, else .77 of a /26 of its own.
     fn join(
         &self,
         net: &Network,
-        _: &mut EndpointRecord,
+        ep: &mut EndpointRecord,
         _: &Sandbox,
         _: &dyn Firewall,
     ) -> Result<()> {
-        self.call("join", &net.name)
+        self.call("join", &net.name)?;
+        if self.caps().ipam == Ipam::Driver {
+            let ip = ep.ip.unwrap_or(std::net::Ipv4Addr::new(10, 180, 99, 77));
+            ep.ip = Some(ip);
+            ep.mac = "02:00:00:00:00:77".into();
+            ep.assigned = Some(crate::network::Assigned {
+                subnet: Some(ipnetwork::Ipv4Network::new(ip, 26).unwrap()),
+                gateway: Some(std::net::Ipv4Addr::new(10, 180, 99, 65)),
+                ..Default::default()
+            });
+        }
+        Ok(())
     }
     fn leave(&self, net: &Network, _: &EndpointRecord, _: Option<&Sandbox>) -> Result<()> {
         self.call("leave", &net.name)
@@ -136,6 +148,7 @@ fn fw_network(net: &Network) -> FwNetwork {
         icc: true,
         masquerade: true,
         internal: net.internal,
+        tunnel: None,
     }
 }
 
@@ -181,7 +194,7 @@ impl Firewall for RecordingFirewall {
     }
 }
 
-type DriverFn = Box<dyn Fn(&str) -> Result<Box<dyn Driver>>>;
+type DriverFn = Box<dyn Fn(&str, &Path) -> Result<Box<dyn Driver>>>;
 type NamesFn = Box<dyn Fn(&Path) -> Result<()>>;
 
 /// A root in a temp dir with the fakes wired in: its networks use `RecordingDriver`, its
@@ -211,7 +224,7 @@ impl Root {
         };
         let names_fail: Arc<Mutex<bool>> = Default::default();
         let d = driver.clone();
-        let drivers: DriverFn = Box::new(move |name| {
+        let drivers: DriverFn = Box::new(move |name, _root| {
             if name == RecordingDriver::NAME {
                 Ok(Box::new(d.clone()))
             } else {

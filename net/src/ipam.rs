@@ -141,6 +141,15 @@ pub fn mac_for(ip: Ipv4Addr) -> String {
     format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
 
+/// `aa:bb:cc:dd:ee:ff`, as Docker shows MACs.
+pub fn format_mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 pub fn parse_mac(mac: &str) -> Result<Vec<u8>> {
     let bytes: Vec<u8> = mac
         .split(':')

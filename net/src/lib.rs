@@ -11,8 +11,11 @@
 //!   inside the sandbox, addresses, routes, rules)
 //! - `disconnect(root, container_id, network)`  leave one network
 //! - `release(root, container_id)`  leave every network and remove the sandbox; keeps going past
-//!   errors; idempotent; works when the netns is already gone (crash repair uses it too)
+//!   errors; idempotent; works when the netns is already gone (crash repair uses it too); the
+//!   endpoints are unwired when it returns (also when a `--network container:` container keeps
+//!   the namespace alive)
 //! - `endpoints(root, container_id)`  what the container is connected to now, for `inspect`
+//! - `rename(root, container_id, name)`  its endpoints take the new name (and DNS with them)
 //!
 //! - `publish(root, container_id, &[PortSpec])` -> `(Vec<PortBinding>, Reservation)`: reserve
 //!   host ports (the caller holds the `Reservation` while the container runs), record them in
@@ -27,9 +30,18 @@
 //!   publishing starts (on the caller's main thread: it dies with it) and `unpublish` stops:
 //!   `port_proxy` is its body.
 //!
-//! - Names: `connect`/`disconnect`/`release` on user networks keep the embedded DNS resolver
-//!   (`dns`, one `rbox dns serve` process per root on the networks' gateways) current before
-//!   they return; `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
+//! - Names: `connect`/`disconnect`/`release`/`rename` on user networks keep the embedded DNS
+//!   resolver (`dns`, one `rbox dns serve` process per root, answering on 127.0.0.11 inside each
+//!   sandbox) current before they return; `dns::ensure` restarts a killed one;
+//!   `dns::{resolv_conf, parse_add_host, ...}` build a container's resolver files.
+//!
+//! - Global networks (overlay): `cluster::select` (the process's `--cluster-store` settings),
+//!   `cluster::sync`/`cluster::inspect` (`network ls`/`inspect` across hosts),
+//!   `cluster::agent::{ensure, serve_main}` (the per-root helper, restarted by any command).
+//!
+//! - CNI networks (`driver::cni`): the CNI configuration directory's lists (RBOX_CNI_CONF_DIR)
+//!   are networks of every root, `Store::list`/`load` include them; `connect`/`release` run
+//!   their plugins (ADD/DEL), and `reserve` + `publish_reserved` hand `-p` to their portmap.
 //!
 //! Also for the CLI: `manage::{create, remove, prune, reload}` (`rbox network ...`),
 //! `manage::teardown(root)` (removes the root's bridges and rules, keeps state: for
@@ -42,6 +54,7 @@
 //! `<root>/locks/network*.lock`; firewall rules (iptables chains RBOX-*, nft table `inet rbox`) are
 //! shared by all roots on the host.
 
+pub mod cluster;
 mod conntrack;
 mod context;
 pub mod dns;
@@ -52,6 +65,7 @@ mod error;
 #[cfg(test)]
 mod fakes;
 pub mod firewall;
+mod helper;
 pub mod ipam;
 pub mod manage;
 mod netlink;
@@ -83,6 +97,9 @@ pub struct EndpointRequest {
     pub aliases: Vec<String>,
     /// The container's `--dns` servers: the embedded resolver relays its other queries there.
     pub dns: Vec<IpAddr>,
+    /// The host ports reserved for the container on this network (`Reserved::bindings`), for a
+    /// driver that maps them itself when the container joins (`Driver::maps_ports`).
+    pub ports: Vec<PortBinding>,
 }
 
 /// What joining configured: Docker's `NetworkSettings.Networks[NAME]`.
@@ -127,6 +144,11 @@ pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<()> 
 
 pub fn release(root: &Path, container_id: &str) -> Result<()> {
     endpoint::release(&Context::new(root)?, container_id)
+}
+
+/// Gives the container's endpoints its new name; the resolver answers to it when this returns.
+pub fn rename(root: &Path, container_id: &str, name: &str) -> Result<()> {
+    endpoint::rename(&Context::new(root)?, container_id, name)
 }
 
 pub fn endpoints(root: &Path, container_id: &str) -> Result<Vec<EndpointSettings>> {

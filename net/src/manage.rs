@@ -193,9 +193,13 @@ impl PoolRequest {
 }
 
 /// Validates everything, then makes the network's kernel side, its rules and its state file;
-/// rolls all of it back on failure. Returns the new network.
-pub fn create(root: &Path, opts: &CreateOptions) -> Result<Network> {
-    create_in(&Context::new(root)?, opts)
+/// rolls all of it back on failure. Returns the new network and what the user should be warned
+/// of (a Wi-Fi parent for macvlan).
+pub fn create(root: &Path, opts: &CreateOptions) -> Result<(Network, Vec<String>)> {
+    let ctx = Context::new(root)?;
+    let net = create_in(&ctx, opts)?;
+    let warnings = ctx.driver(&net)?.warnings(&net);
+    Ok((net, warnings))
 }
 
 pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> {
@@ -211,10 +215,28 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
             "only one instance of \"{driver_name}\" network is allowed"
         )));
     }
+    if caps.ipam == Ipam::Driver
+        && (opts.subnet.is_some()
+            || opts.gateway.is_some()
+            || opts.ip_range.is_some()
+            || !opts.aux_addresses.is_empty()
+            || opts.ipv6
+            || opts.subnet6.is_some())
+    {
+        return Err(Error::Invalid(format!(
+            "the {driver_name} driver assigns addresses itself: --subnet, --gateway, \
+             --ip-range, --aux-address and --ipv6 do not apply"
+        )));
+    }
     let pools = PoolRequest::parse(opts)?;
-    let mut options = BTreeMap::new();
+    let mut options: BTreeMap<String, String> = BTreeMap::new();
     for o in &opts.options {
         let (k, v) = kv(o, "option")?;
+        if let Some(old) = options.get(&k).filter(|old| **old != v) {
+            return Err(Error::Invalid(format!(
+                "option {k} given twice: {old} and {v}"
+            )));
+        }
         options.insert(k, v);
     }
     let mut net = Network::new(&opts.name, driver_name, options);
@@ -223,7 +245,7 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
         let (k, v) = kv(l, "label")?;
         net.labels.insert(k, v);
     }
-    net.internal = opts.internal;
+    net.internal = opts.internal || drv.internal(&net.driver_opts);
     net.attachable = opts.attachable;
     net.enable_ipv6 = opts.ipv6;
 
@@ -243,9 +265,14 @@ pub(crate) fn create_in(ctx: &Context, opts: &CreateOptions) -> Result<Network> 
         net.ipam6 = cfg6;
     }
     drv.check(&net, &existing)?;
-    drv.create_network(&net, ctx.fw)?;
-    if let Err(e) = store.save(&net) {
-        let _ = drv.delete_network(&net, ctx.fw);
+    drv.allocate(&mut net)?;
+    let made = drv.create_network(&net, ctx.fw).and_then(|()| {
+        store.save(&net).inspect_err(|_| {
+            let _ = drv.delete_network(&net, ctx.fw);
+        })
+    });
+    if let Err(e) = made {
+        let _ = drv.free(&net);
         return Err(e);
     }
     Ok(net)
@@ -265,11 +292,16 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
             net.name
         )));
     }
+    ctx.driver(&net)?.check_remove(&net)?;
     let _all = store.lock_all()?;
     let _lock = store.lock(&net.id)?;
     let mut net = store.load(&net.id)?;
-    if crate::endpoint::drop_stale(ctx, &mut net) {
+    // A host-side part left without endpoints (a crash before the last leave finished) goes
+    // too, before the network is given back.
+    if crate::endpoint::drop_stale(ctx, &mut net) || net.endpoints.is_empty() {
+        let vacated = crate::endpoint::vacate(ctx, &mut net);
         store.save(&net)?;
+        vacated?;
     }
     if !net.endpoints.is_empty() {
         return Err(Error::Conflict(format!(
@@ -277,7 +309,9 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
             net.name, net.id
         )));
     }
-    ctx.driver(&net)?.delete_network(&net, ctx.fw)?;
+    let drv = ctx.driver(&net)?;
+    drv.free(&net)?;
+    drv.delete_network(&net, ctx.fw)?;
     store.delete(&net.id)?;
     Ok(net)
 }
@@ -287,12 +321,28 @@ pub fn prune(root: &Path) -> Result<Vec<String>> {
     let ctx = Context::new(root)?;
     let nets = ctx.store.list()?;
     let mut removed = Vec::new();
-    for n in nets.iter().filter(|n| !n.is_predefined()) {
+    for n in &nets {
+        if let Err(e) = sweep(&ctx, &n.id) {
+            tracing::warn!(network = %n.name, "giving back what failed releases left: {e}");
+        }
+    }
+    // A global network is the cluster's: it goes with `network rm`, not with one host's prune.
+    for n in nets
+        .iter()
+        .filter(|n| !n.is_predefined() && n.scope() == "local")
+    {
         if remove_in(&ctx, &n.id).is_ok() {
             removed.push(n.name.clone());
         }
     }
     Ok(removed)
+}
+
+/// `Driver::sweep` of network `id`, under its lock.
+fn sweep(ctx: &Context, id: &str) -> Result<()> {
+    let _lock = ctx.store.lock(id)?;
+    let net = ctx.store.load(id)?;
+    ctx.driver(&net)?.sweep(&net)
 }
 
 /// Re-applies every network's rules from state, e.g. after `iptables -F`: one batch for all
@@ -323,6 +373,8 @@ pub fn teardown(root: &Path) -> Result<()> {
     let ctx = Context::new(root)?;
     let mut errors = Errors::default();
     errors.check(crate::dns::stop(root));
+    // Its peers go with the VXLAN devices; a helper started again programs them anew.
+    errors.check(crate::cluster::agent::stop(root));
     errors.check(crate::ports::teardown(&ctx));
     if let Some(nets) = errors.check(ctx.store.list()) {
         for n in &nets {
@@ -396,5 +448,62 @@ mod tests {
         remove_in(&r.ctx(), "n1").unwrap();
         assert!(r.log.has("delete_network n1") && r.log.has("remove_network rec-n1"));
         assert_eq!(files(&r), 0);
+    }
+
+    #[test]
+    fn macvlan_and_ipvlan_refusals_leave_nothing() {
+        let r = Root::new();
+        let mut iv = Network::new("iv", "ipvlan", BTreeMap::new());
+        iv.driver_opts = crate::driver::driver("ipvlan")
+            .unwrap()
+            .parse_options(&iv.id, &[("parent".into(), "lo.7".into())].into())
+            .unwrap();
+        r.store().save(&iv).unwrap();
+        for (driver, o, want) in [
+            (
+                "macvlan",
+                &["macvlan_mode=l2"][..],
+                "requested macvlan mode 'l2' is not valid",
+            ),
+            (
+                "macvlan",
+                &["parent=rbt-mnope0"],
+                "-o parent interface was not found on the host: rbt-mnope0",
+            ),
+            (
+                "macvlan",
+                &["parent=lo.0"],
+                "vlan id must be between 1-4094, received: 0",
+            ),
+            (
+                "macvlan",
+                &["parent=lo.4095"],
+                "vlan id must be between 1-4094, received: 4095",
+            ),
+            (
+                "macvlan",
+                &["parent=lo.7"],
+                "ipvlan network iv is already using parent interface lo.7",
+            ),
+            (
+                "ipvlan",
+                &["parent=lo.8", "parent=lo.9"],
+                "option parent given twice: lo.8 and lo.9",
+            ),
+            ("ipvlan", &["bogus=1"], "unknown ipvlan driver option bogus"),
+            (
+                "ipvlan",
+                &["ipvlan_flag=l3"],
+                "requested ipvlan flag 'l3' is not valid",
+            ),
+        ] {
+            let mut c = opts("m1", "10.184.200.0/24");
+            c.driver = Some(driver.into());
+            c.options = o.iter().map(|s| s.to_string()).collect();
+            let e = create_in(&r.ctx(), &c).unwrap_err().to_string();
+            assert!(e.contains(want), "{driver} {o:?}: {e}");
+        }
+        assert_eq!(files(&r), 1, "a refused network left a state file");
+        assert!(r.log.calls().is_empty(), "{:?}", r.log.calls());
     }
 }

@@ -7,6 +7,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use ipnetwork::{Ipv4Network, Ipv6Network};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,12 @@ use crate::ipam::{Ipam6Config, IpamConfig};
 pub const DEFAULT_BRIDGE_NAME: &str = "bridge";
 
 /// One container's endpoint on a network: its lease and the interfaces carrying it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointRecord {
+    /// The container it belongs to (also its key in `Network::endpoints`), for drivers whose
+    /// host-side state is keyed by the container (a CNI attachment).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
     pub container_name: String,
     pub endpoint_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +46,27 @@ pub struct EndpointRecord {
     /// The container's `--dns` servers: where the embedded resolver relays its other queries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_servers: Vec<std::net::IpAddr>,
+    /// Host ports the driver maps to this endpoint itself (`Driver::maps_ports`): what `run -p`
+    /// reserved for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::ports::PortBinding>,
+    /// The subnets and gateways of the addresses a driver assigned (`Ipam::Driver`), as it
+    /// gave them: they need not be the network's pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<Assigned>,
+}
+
+/// Where a driver-assigned address lives (`EndpointRecord::assigned`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assigned {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Ipv4Network>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Network>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +137,11 @@ impl Network {
         driver::driver(&self.driver).ok().map(|d| d.caps())
     }
 
+    /// Docker's scope: "global" for a network shared through the cluster store.
+    pub fn scope(&self) -> &'static str {
+        driver::driver(&self.driver).map_or("local", |d| d.scope())
+    }
+
     /// The default bridge and the exclusive singletons (host, none).
     pub fn is_predefined(&self) -> bool {
         self.default || self.caps().is_some_and(|c| c.exclusive)
@@ -166,6 +197,15 @@ impl Store {
     }
 
     pub fn save(&self, net: &Network) -> Result<()> {
+        // A network defined outside the root has a state file only while it has endpoints.
+        if net.endpoints.is_empty() && driver::is_external(net) {
+            return match fs::remove_file(self.file(&net.id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io(format!("removing network {}", net.id))(e))
+                }
+                _ => Ok(()),
+            };
+        }
         let dir = self.dir();
         fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         Ok(statefile::write_json(&self.file(&net.id), net)?)
@@ -176,8 +216,13 @@ impl Store {
         fs::remove_file(self.file(id)).map_err(io(format!("removing network {id}")))
     }
 
+    /// The network `id`: its state file, else a network defined outside the root that has
+    /// none yet (a CNI conflist of the config dir).
     pub fn load(&self, id: &str) -> Result<Network> {
-        read(&self.file(id))?.ok_or_else(|| Error::NetworkNotFound(id.to_string()))
+        match read(&self.file(id))? {
+            Some(n) => Ok(n),
+            None => driver::external(id).ok_or_else(|| Error::NetworkNotFound(id.to_string())),
+        }
     }
 
     /// Every network, the predefined ones first, then by name.
@@ -192,7 +237,10 @@ impl Store {
         let mut nets = Vec::new();
         let entries = match fs::read_dir(self.dir()) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(nets),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                driver::merge_external(&mut nets);
+                return Ok(nets);
+            }
             Err(e) => return Err(io("reading networks")(e)),
         };
         for entry in entries.flatten() {
@@ -204,11 +252,21 @@ impl Store {
                 nets.push(n);
             }
         }
+        driver::merge_external(&mut nets);
         Ok(nets)
     }
 
-    /// Finds a network by exact name, full id or unique id prefix, as Docker does.
+    /// Finds a network by exact name, full id or unique id prefix, as Docker does; one not
+    /// known here may be a global network of the cluster, which is then mirrored here.
     pub fn find(&self, key: &str) -> Result<Network> {
+        match self.find_local(key) {
+            Err(Error::NetworkNotFound(_)) => crate::cluster::fetch(self, key),
+            r => r,
+        }
+    }
+
+    /// `find` among this root's own records.
+    pub fn find_local(&self, key: &str) -> Result<Network> {
         let nets = self.list()?;
         if let Some(n) = nets.iter().find(|n| n.name == key || n.id == key) {
             return Ok(n.clone());
@@ -251,6 +309,7 @@ fn read(path: &Path) -> Result<Option<Network>> {
     Ok(statefile::read_json_opt::<Stored>(path)?.map(|s| {
         let mut net = s.net;
         s.legacy.migrate(&mut net);
+        driver::refresh(&mut net);
         net
     }))
 }

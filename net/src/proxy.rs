@@ -53,7 +53,23 @@ pub(crate) struct Process {
     pub start_time: u64,
 }
 
-fn start_time(pid: i32) -> Option<u64> {
+/// In a child between fork and exec (async-signal-safe): it gets SIGKILL when `parent` (the
+/// process that forked it) dies, and fails with ESRCH if that happened already.
+pub(crate) fn die_with_parent(parent: i32) -> io::Result<()> {
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory of ours.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Dead before the line above: the signal will never come.
+        if libc::getppid() != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count from its end.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -99,13 +115,8 @@ pub(crate) fn spawn(
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The holder died before the line above: nobody would ever kill this proxy.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
+            // If the holder is gone, nobody would ever kill this proxy.
+            die_with_parent(parent)?;
             // Its own session: a terminal's ^C or hangup reaches the monitor's group, not it.
             libc::setsid();
             let mut moved = [0i32; MAX_LISTENERS];

@@ -66,6 +66,13 @@ impl Container {
     pub fn connect(&self, network: &str, opts: &Connect) -> Result<()> {
         let net = net::Store::new(&self.root).find(network)?;
         let rec = store::load(&self.paths())?;
+        if crate::network::joined(&rec.settings.network_mode).is_some() {
+            return Err(Error::Invalid(
+                "container sharing network namespace with another container or host cannot be \
+                 connected to any other network"
+                    .into(),
+            ));
+        }
         let attachment = Attachment {
             network: net.name.clone(),
             ip: opts.ip.clone(),

@@ -126,10 +126,48 @@ pub fn from_container(
                 into.display().to_string()
             )));
         }
-        let mut buf = Vec::new();
-        pack(&src, &name, &mut buf)?;
-        unpack_on_host(&into, &buf[..], archive)
+        pack_to_host(&src, &name, &into, archive)
     })
+}
+
+/// Packs `src` in a forked child into a pipe that this process unpacks into `into`, so a copy
+/// costs a pipe's worth of memory whatever its size (the CLI's `cp` has one thread here).
+fn pack_to_host(src: &Path, name: &Path, into: &Path, keep_owner: bool) -> Result<()> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| Error::io("pipe", e.into()))?;
+    let (er, ew) = nix::unistd::pipe().map_err(|e| Error::io("pipe", e.into()))?;
+    // SAFETY: the child only packs into the pipe and _exits; this process has one thread.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(r);
+            drop(er);
+            // SAFETY: a signal disposition in this single-threaded child: a reader that
+            // failed makes the write fail (EPIPE) instead of killing the child unreported.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+            let status = match pack(src, name, File::from(w)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = File::from(ew).write_all(e.to_string().as_bytes());
+                    1
+                }
+            };
+            // SAFETY: ending the forked child without running the parent's destructors.
+            unsafe { libc::_exit(status) }
+        }
+        pid if pid > 0 => {
+            drop(w);
+            drop(ew);
+            let unpacked = unpack_on_host(into, File::from(r), keep_owner);
+            let mut msg = String::new();
+            let _ = File::from(er).read_to_string(&mut msg);
+            let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            unpacked?;
+            match status {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                _ => Err(Error::Invalid(msg.trim().to_string())),
+            }
+        }
+        _ => Err(Error::io("fork", std::io::Error::last_os_error())),
+    }
 }
 
 /// `cp LOCAL CONTAINER:PATH`: owners root's unless `archive`, `follow` for a symlink source;
@@ -158,11 +196,11 @@ pub fn into_container(
                         rec.name
                     )));
                 }
-                let mut buf = Vec::new();
-                input
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::io("stdin", e))?;
-                return unpack_in_container(croot, path, &buf[..], archive);
+                return unpack_in_container(croot, path, archive, |w| {
+                    std::io::copy(&mut input, w)
+                        .map(|_| ())
+                        .map_err(|e| Error::io("copying into the container", e))
+                });
             }
             Local::Path(p) => p,
         };
@@ -193,9 +231,7 @@ pub fn into_container(
             true => std::fs::canonicalize(src).map_err(|e| Error::io(src.display(), e))?,
             false => src.clone(),
         };
-        let mut buf = Vec::new();
-        pack(&src, &name, &mut buf)?;
-        unpack_in_container(croot, &into_s, &buf[..], archive)
+        unpack_in_container(croot, &into_s, archive, |w| pack(&src, &name, w))
     })
 }
 
@@ -276,13 +312,14 @@ pub fn unpack_on_host(dir: &Path, input: impl Read, keep_owner: bool) -> Result<
         .map_err(|e| Error::io(format!("extracting into {}", dir.display()), e))
 }
 
-/// Unpacks a tar archive into directory `dest` of the container whose root is `croot`, in a
-/// child chrooted there; owners are the archive's with `keep_owner` (`cp -a`), else root's.
+/// Unpacks the tar archive `feed` writes into directory `dest` of the container whose root is
+/// `croot`, in a child chrooted there that reads it from a pipe (so nothing is buffered whole);
+/// owners are the archive's with `keep_owner` (`cp -a`), else root's.
 pub fn unpack_in_container(
     croot: &Path,
     dest: &str,
-    mut input: impl Read,
     keep_owner: bool,
+    feed: impl FnOnce(&mut File) -> Result<()>,
 ) -> Result<()> {
     let (r, w) = nix::unistd::pipe().map_err(|e| Error::io("pipe", e.into()))?;
     let (er, ew) = nix::unistd::pipe().map_err(|e| Error::io("pipe", e.into()))?;
@@ -323,7 +360,13 @@ pub fn unpack_in_container(
             drop(r);
             drop(ew);
             let mut wf = File::from(w);
-            let copied = std::io::copy(&mut input, &mut wf);
+            // SAFETY: signal dispositions of this single-threaded process: a child that failed
+            // early makes `feed` fail with EPIPE (its message is the error) instead of
+            // killing the CLI (which may restore SIGPIPE's default for other commands).
+            let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+            let fed = feed(&mut wf);
+            // SAFETY: as above.
+            unsafe { libc::signal(libc::SIGPIPE, old) };
             drop(wf);
             let mut msg = String::new();
             let _ = File::from(er).read_to_string(&mut msg);
@@ -335,9 +378,7 @@ pub fn unpack_in_container(
                     msg.trim()
                 )));
             }
-            copied
-                .map(|_| ())
-                .map_err(|e| Error::io("copying into the container", e))
+            fed
         }
         _ => Err(Error::io("fork", std::io::Error::last_os_error())),
     }

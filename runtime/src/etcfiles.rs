@@ -56,16 +56,13 @@ fn host_gateway(root: &Path) -> Option<String> {
     Some(bridge.ipam?.gateway.to_string())
 }
 
-/// The embedded resolver's address for `rec`: the gateway of its network when that is a user
-/// network (the resolver listens there); `None` on the default bridge, host and none.
+/// The embedded resolver's address for `rec` (127.0.0.11, in its sandbox) when its network is
+/// a user network; `None` on the default bridge, host and none.
 fn resolver(root: &Path, rec: &Record) -> Option<IpAddr> {
     let net = net::Store::new(root)
         .find(&rec.settings.network_mode)
         .ok()?;
-    if !net::dns::serves(&net) {
-        return None;
-    }
-    rec.networks.get(&net.name)?.gateway.parse().ok()
+    net::dns::serves(&net).then_some(IpAddr::V4(net::dns::ADDRESS))
 }
 
 pub fn write_all(paths: &Paths, rec: &Record, host_network: bool) -> Result<()> {

@@ -22,6 +22,8 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub interactive: bool,
     pub tty: bool,
+    /// The process dies with the caller (a healthcheck probe).
+    pub die_with_parent: bool,
     /// `exec -d`: the process runs on with no stdio and nobody waits for it (its orphan is
     /// reaped by whoever adopts it).
     pub detach: bool,
@@ -126,12 +128,15 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
         };
         let _ = std::io::stdout().flush();
         let pid = builder
-            .with_executor(crate::executor::for_container(
-                &paths.root,
-                &spec::security_opt(&rec.settings),
-                &caps,
-                false,
-            )?)
+            .with_executor(
+                crate::executor::for_container(
+                    &paths.root,
+                    &spec::security_opt(&rec.settings),
+                    &caps,
+                    false,
+                )?
+                .dying_with_parent(opts.die_with_parent),
+            )
             .as_tenant()
             .with_process(Some(&process_file))
             .with_detach(opts.tty && !opts.detach)

@@ -18,6 +18,9 @@ pub struct Workload {
     filter: Option<Filter>,
     /// `--init`: this process stays PID 1 as the reaper and a child runs the workload.
     init: bool,
+    /// Killed when the process that started it dies (a healthcheck probe: the monitor kills
+    /// the probe's helper at the probe's timeout).
+    die_with_parent: bool,
 }
 
 /// The workload hook for a container of `root` with these `--security-opt`s and
@@ -32,7 +35,15 @@ pub fn for_container(
     Ok(Workload {
         filter: crate::seccomp::filter_for(root, security_opt, &caps)?,
         init,
+        die_with_parent: false,
     })
+}
+
+impl Workload {
+    pub fn dying_with_parent(mut self, yes: bool) -> Workload {
+        self.die_with_parent = yes;
+        self
+    }
 }
 
 impl Executor for Workload {
@@ -47,6 +58,11 @@ impl Executor for Workload {
                 .map_err(|e| ExecutorError::Other(format!("starting the init: {e}")))?;
         }
         crate::signal::reset_to_default();
+        if self.die_with_parent {
+            // After the credentials changed, which would have cleared it.
+            // SAFETY: prctl on this process.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        }
         libcontainer::workload::default::DefaultExecutor {}.exec(spec)
     }
 

@@ -249,7 +249,8 @@ pub fn containers(
         {
             continue;
         }
-        if !f.any("status", |v| v == r.state_name()) || !f.any("health", |v| v == "none") {
+        if !f.any("status", |v| v == r.state_name()) || !f.any("health", |v| v == r.health_status())
+        {
             continue;
         }
         let mounts = &r.settings.mounts;

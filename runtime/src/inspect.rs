@@ -104,7 +104,7 @@ fn host_config(r: &Record, specs: &[net::PortSpec]) -> Value {
     let hc = json!({
         "Binds": binds,
         "ContainerIDFile": s.container_id_file,
-        "LogConfig": {"Type": "json-file", "Config": {}},
+        "LogConfig": {"Type": s.log_config.driver(), "Config": s.log_config.opts},
         "NetworkMode": s.network_mode,
         "PortBindings": net::docker::port_bindings(specs),
         "RestartPolicy": {
@@ -244,6 +244,14 @@ fn config(r: &Record) -> Value {
         "StdinOnce": s.open_stdin && s.attach_stdin,
         "Env": s.env,
         "Cmd": s.cmd,
+    });
+    if let (Value::Object(c), Value::Object(rest)) = (&mut c, rest) {
+        c.extend(rest);
+    }
+    if let Some(h) = &s.healthcheck {
+        c["Healthcheck"] = json!(h);
+    }
+    let rest = json!({
         "Image": r.image,
         "Volumes": if volumes.is_empty() { Value::Null } else { Value::Object(volumes) },
         "WorkingDir": s.working_dir,
@@ -327,7 +335,11 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
         "ResolvConfPath": paths.dir.join("resolv.conf"),
         "HostnamePath": paths.dir.join("hostname"),
         "HostsPath": paths.dir.join("hosts"),
-        "LogPath": paths.log(),
+        // Docker shows the file of json-file only: local's format is not an interface.
+        "LogPath": match s.log_config.driver() {
+            "json-file" => crate::logs::path(&paths, r).map(|p| p.display().to_string()).unwrap_or_default(),
+            _ => String::new(),
+        },
         "Name": format!("/{}", r.name),
         "RestartCount": r.restart_count,
         "Driver": "overlay",
@@ -358,6 +370,14 @@ pub fn to_json(root: &std::path::Path, r: &Record) -> Value {
     }
     if let Some(t) = s.stop_timeout {
         v["Config"]["StopTimeout"] = json!(t);
+    }
+    // Docker's State.Health: once a container with a probe has started.
+    if let Some(h) = &r.health {
+        v["State"]["Health"] = json!(h);
+    }
+    if !matches!(s.health_on_failure.as_str(), "" | "none") {
+        // podman's key for its option.
+        v["Config"]["HealthcheckOnFailureAction"] = json!(s.health_on_failure);
     }
     v
 }

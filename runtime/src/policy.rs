@@ -128,6 +128,19 @@ impl Restarts {
         }
     }
 
+    /// The state a previous program of this monitor had: the count and the last delay.
+    pub fn resume(policy: RestartPolicy, count: u32, delay: Option<Duration>) -> Restarts {
+        Restarts {
+            policy,
+            count,
+            delay,
+        }
+    }
+
+    pub fn delay(&self) -> Option<Duration> {
+        self.delay
+    }
+
     /// After a run of `ran` that exited with `code`: the delay before the next run, or `None`
     /// when the container stays down. Counts the restart when there is one.
     pub fn after_exit(

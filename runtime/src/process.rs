@@ -2,39 +2,12 @@
 //! process from a later one with the same pid, the exit status of a process that is not our
 //! child, and the monitor's own name and OOM score.
 
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::sys::wait::WaitStatus;
 
-/// A pidfd for `pid` (close-on-exec, as the kernel makes them).
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Sends `sig` to the process behind `pidfd` (never to a later process with its pid).
-pub fn send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal on a descriptor we hold, no siginfo.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+// The small mode (rbox-shim) needs them too.
+pub use shim::sys::{pidfd_open, send_signal};
 
 /// The fields of /proc/PID/stat after the command name (which may hold spaces and parentheses),
 /// so that `fields[0]` is field 3 (state).

@@ -177,6 +177,36 @@ pub struct Settings {
     pub attach_stderr: bool,
     /// `--detach-keys`.
     pub detach_keys: String,
+    /// `--log-driver`/`--log-opt` merged with the root's defaults (HostConfig.LogConfig).
+    #[serde(default)]
+    pub log_config: LogConfig,
+    /// The image's HEALTHCHECK with the `--health-*` flags over it (Config.Healthcheck);
+    /// `Test: ["NONE"]` for `--no-healthcheck`.
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::Healthcheck>,
+    /// `--health-on-failure`: none (default), kill, restart, stop.
+    #[serde(default)]
+    pub health_on_failure: String,
+}
+
+/// How a container's output is kept, as recorded: the effective driver and options, checked
+/// at create (`logs::resolve`). Records of older rbox versions have none: json-file without
+/// limits, what they were written with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// "json-file", "local", "none"; "" = json-file.
+    pub driver: String,
+    pub opts: BTreeMap<String, String>,
+}
+
+impl LogConfig {
+    pub fn driver(&self) -> &str {
+        if self.driver.is_empty() {
+            "json-file"
+        } else {
+            &self.driver
+        }
+    }
 }
 
 /// A network joined with `network connect`: joined again at every start, as Docker keeps it
@@ -213,6 +243,10 @@ pub struct Record {
     /// Networks joined with `network connect`, besides `settings.network_mode`.
     #[serde(default)]
     pub connected: Vec<Attachment>,
+    /// The healthcheck's state as its monitor published it (`<dir>/health.json`), filled in
+    /// when the record is read.
+    #[serde(skip)]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Record {
@@ -221,6 +255,15 @@ impl Record {
         let mut v = self.settings.entrypoint.clone();
         v.extend(self.settings.cmd.iter().cloned());
         v
+    }
+
+    /// Docker's health filter value: starting, healthy, unhealthy, or none without a probe
+    /// that ever started.
+    pub fn health_status(&self) -> &str {
+        match &self.health {
+            Some(h) => &h.status,
+            None => "none",
+        }
     }
 
     /// Its process runs now.

@@ -202,10 +202,11 @@ pub fn build(
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", sys_ro]}),
     ];
     mounts.extend(shm);
+    let etc = crate::network::etc_dir(paths, rec);
     for f in ["hostname", "hosts", "resolv.conf"] {
         mounts.push(json!({
             "destination": format!("/etc/{f}"), "type": "bind",
-            "source": paths.dir.join(f), "options": ["rbind", "rprivate"]
+            "source": etc.join(f), "options": ["rbind", "rprivate"]
         }));
     }
     let rootfs = paths.rootfs();

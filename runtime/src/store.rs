@@ -47,9 +47,6 @@ impl Paths {
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
-    pub fn log(&self) -> PathBuf {
-        self.dir.join(format!("{}-json.log", self.id))
-    }
     /// Outside the container dir: a unix socket path must fit in 108 bytes.
     pub fn console_socket(&self) -> PathBuf {
         std::env::temp_dir().join(format!(
@@ -57,6 +54,10 @@ impl Paths {
             &self.id[..12],
             std::process::id()
         ))
+    }
+    /// The healthcheck's state, published by the monitor (`health`).
+    pub fn health(&self) -> PathBuf {
+        self.dir.join("health.json")
     }
     /// The monitor's control socket (`monitor::control`).
     pub fn control_socket(&self) -> PathBuf {
@@ -107,7 +108,22 @@ pub fn names_lock(root: &Path) -> Result<statefile::Lock> {
 }
 
 pub fn load(paths: &Paths) -> Result<Record> {
-    statefile::read_json_opt(&paths.record())?.ok_or_else(|| Error::NotFound(paths.id.clone()))
+    let rec = statefile::read_json_opt(&paths.record())?
+        .ok_or_else(|| Error::NotFound(paths.id.clone()))?;
+    Ok(with_health(paths, rec))
+}
+
+/// The record with its healthcheck's published state (only containers with a probe have one).
+fn with_health(paths: &Paths, mut rec: Record) -> Record {
+    if rec
+        .settings
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.probes())
+    {
+        rec.health = crate::health::read(paths);
+    }
+    rec
 }
 
 pub fn save(paths: &Paths, rec: &Record) -> Result<()> {
@@ -136,7 +152,7 @@ pub fn all(root: &Path) -> Vec<Record> {
         }
         if let Ok(Some(rec)) = statefile::read_json_opt::<Record>(&e.path().join("container.json"))
         {
-            out.push(rec);
+            out.push(with_health(&Paths::new(root, &name), rec));
         }
     }
     out
@@ -147,6 +163,13 @@ pub fn resolve(root: &Path, key: &str) -> Result<Record> {
     let key = key.trim_start_matches('/');
     if key.is_empty() {
         return Err(Error::NotFound(key.to_string()));
+    }
+    // A full id (what rbox's own processes pass) is one file, not a read of every record.
+    if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let paths = Paths::new(root, key);
+        if let Ok(Some(rec)) = statefile::read_json_opt::<Record>(&paths.record()) {
+            return Ok(with_health(&paths, rec));
+        }
     }
     let all = all(root);
     if let Some(r) = all.iter().find(|r| r.id == key) {

@@ -135,6 +135,15 @@ impl Lock {
         Self::take(path, libc::LOCK_SH)
     }
 
+    /// The exclusive lock on `path` if nobody holds it now; `None` when it is held.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
+        match Self::take(path, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(l) => Ok(Some(l)),
+            Err(Error::Io(_, e)) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn take(path: &Path, op: libc::c_int) -> Result<Lock> {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
@@ -166,11 +175,31 @@ impl Lock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The locked file: a child that inherits its descriptor shares the lock, which then lasts
+    /// until the last of them exits (what a holder's helpers must keep held after it dies).
+    pub fn file(&self) -> &File {
+        &self._file
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_exclusive_fails_only_while_another_descriptor_holds_it() {
+        let dir = std::env::temp_dir().join(format!("statefile-lock-{}", std::process::id()));
+        let p = dir.join("locks/x.lock");
+        let held = Lock::exclusive(&p).unwrap();
+        // flock is per open file description: a second open of the file conflicts.
+        assert!(Lock::try_exclusive(&p).unwrap().is_none());
+        drop(held);
+        let again = Lock::try_exclusive(&p).unwrap();
+        assert!(again.is_some());
+        assert_eq!(again.unwrap().file().metadata().unwrap().len(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn json_round_trip_and_no_temp_left() {

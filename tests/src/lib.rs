@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
@@ -457,13 +457,16 @@ pub fn normalize_nft(listing: &str, names: &[(String, &str)]) -> String {
 /// Runs this test binary's other tests again (`cargo test` arguments `args`) inside a private
 /// mount and network namespace where the iptables tools are hidden (a host without iptables
 /// at all), with `env` set; returns its output. /sys is remounted for the new network
-/// namespace, with the cgroup hierarchies carried over.
+/// namespace, with the cgroup hierarchies carried over, and /run/netns is a tmpfs of its own:
+/// the namespaces `ip netns` names there are per run (the tests of the outer run, going on
+/// meanwhile, use the same names).
 pub fn run_suite_in(args: &[&str], env: &[(&str, &str)]) -> Run {
     let exe = std::env::current_exe().unwrap();
     let cg = format!("/tmp/rbt-fcg-{}", std::process::id());
     let setup = format!(
         "set -e; ip link set lo up; mkdir -p {cg}; mount --rbind /sys/fs/cgroup {cg}; \
          mount -t sysfs sysfs /sys; mount --move {cg} /sys/fs/cgroup; rmdir {cg}; \
+         mkdir -p /run/netns; mount -t tmpfs -o mode=0755 rbt-netns /run/netns; \
          for d in /usr/sbin /usr/bin; do for f in $d/*tables*; do \
            [ -e \"$f\" ] && mount --bind /dev/null \"$f\"; done; done; \
          exec \"$0\" \"$@\""
@@ -486,6 +489,34 @@ pub fn run_suite_in(args: &[&str], env: &[(&str, &str)]) -> Run {
         c.env(k, v);
     }
     c.output().expect("unshare").into()
+}
+
+/// The body of a test named `name` that re-runs the rest of its binary on the nftables backend
+/// on a "host" without any iptables tool (`run_suite_in`, rbox left to choose: auto must pick
+/// nftables; tests inspecting rules read nft's); asserts it passed at least `at_least` tests.
+#[track_caller]
+pub fn assert_passes_on_nftables_without_iptables(name: &str, at_least: u32) {
+    rerun_on_nftables(&["--skip", name], at_least);
+}
+
+/// The body of a test that runs the test `test` of its binary once more on the nftables
+/// backend, as `assert_passes_on_nftables_without_iptables` does the rest.
+#[track_caller]
+pub fn assert_test_passes_on_nftables_without_iptables(test: &str) {
+    rerun_on_nftables(&["--exact", test], 1);
+}
+
+#[track_caller]
+fn rerun_on_nftables(args: &[&str], at_least: u32) {
+    let r = run_suite_in(args, &[("RBOX_TEST_FIREWALL", "nftables")]);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 0, "the nftables run failed:\n{out}");
+    let passed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(passed.is_some_and(|n| n >= at_least), "{out}");
 }
 
 /// rbox's part of `iptables-save`, with real ids and bridge names replaced by the golden files'
@@ -528,23 +559,33 @@ pub fn normalize_rules(save: &str, names: &[(String, &str)]) -> String {
 
 impl Drop for Rbox {
     fn drop(&mut self) {
-        // `system prune` is rbox's own repair path: kill containers, release networks, unmount.
-        let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
-        for id in ids.split_whitespace() {
-            let _ = self
-                .command(&["rm", "-f", id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self
-            .command(&["system", "prune", "-f"])
+        remove_root(self, &self.root);
+    }
+}
+
+/// Removes everything of a test's root through `rbox` itself (`remove_all`), then the directory.
+pub fn remove_root(rbox: &dyn RboxCli, root: &Path) {
+    remove_all(rbox);
+    unmount_under(root);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// `rm -f` of every container, then `system prune`: rbox's own repair path (networks released,
+/// mounts gone).
+pub fn remove_all(rbox: &dyn RboxCli) {
+    let ids = rbox.run(&["ps", "-aq", "--no-trunc"]).stdout;
+    for id in ids.split_whitespace() {
+        let _ = rbox
+            .command(&["rm", "-f", id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        unmount_under(&self.root);
-        let _ = std::fs::remove_dir_all(&self.root);
     }
+    let _ = rbox
+        .command(&["system", "prune", "-f"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Lazily unmounts every mount below `dir` (deepest first), so a failed test cannot leave
@@ -658,5 +699,124 @@ impl Drop for NetFixture {
         if let Some(ns) = &self.netns {
             sh(&format!("ip netns del {ns}"));
         }
+    }
+}
+
+/// A container test's rbox: a `NetFixture` with busybox imported and the host's resolvers
+/// replaced by a loopback address (RBOX_HOST_RESOLV_CONF), so that no name query leaves the
+/// machine. Drop removes its containers and user networks, then the fixture the rest.
+pub struct CtrFixture {
+    pub fx: NetFixture,
+    resolv_conf: PathBuf,
+}
+
+impl CtrFixture {
+    pub fn new(test: &str, bridge: String, subnet: String) -> CtrFixture {
+        let fx = NetFixture::new(test, bridge, subnet);
+        let resolv_conf = fx.rbox.root.join("host-resolv.conf");
+        std::fs::write(&resolv_conf, "nameserver 127.0.0.1\n").unwrap();
+        let c = CtrFixture { fx, resolv_conf };
+        let tar = image_tar("busybox");
+        c.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            tar.to_str().unwrap(),
+            "busybox",
+        ]);
+        c
+    }
+
+    /// The container's address on network `net`.
+    #[track_caller]
+    pub fn ip_of(&self, ctr: &str, net: &str) -> String {
+        let f = format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}");
+        self.ok(&["inspect", "--format", &f, ctr])
+            .trim()
+            .to_string()
+    }
+
+    /// The host end of the container's veth (bridge networks), from the networks' state.
+    pub fn host_veth(&self, container_id: &str) -> Option<String> {
+        std::fs::read_dir(self.fx.rbox.root.join("networks"))
+            .ok()?
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find_map(|s| {
+                let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+                Some(
+                    v["endpoints"][container_id]["host_veth"]
+                        .as_str()?
+                        .to_string(),
+                )
+            })
+    }
+
+    /// The pid the root's DNS resolver recorded, while it runs.
+    pub fn resolver_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.fx.rbox.root.join("dns/resolver.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl RboxCli for CtrFixture {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.fx.command(args);
+        c.env("RBOX_HOST_RESOLV_CONF", &self.resolv_conf);
+        c
+    }
+}
+
+impl Drop for CtrFixture {
+    fn drop(&mut self) {
+        for id in self.run(&["ps", "-aq"]).stdout.split_whitespace() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+        for n in self.run(&["network", "ls", "-q"]).stdout.split_whitespace() {
+            let _ = self.run(&["network", "rm", n]);
+        }
+    }
+}
+
+/// A DNS server on the host's loopback standing in for the host's resolvers: dnsmasq on `addr`
+/// port 53, answering `*.upstream.test` with 192.0.2.77 and NXDOMAIN for everything else
+/// (nothing is forwarded further). Started and answering when `start` returns; killed on drop.
+pub struct DnsUpstream(Child);
+
+impl DnsUpstream {
+    pub fn start(addr: &str) -> DnsUpstream {
+        let child = Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--port=53",
+                "--pid-file=",
+                "--address=/upstream.test/192.0.2.77",
+                "--address=/#/",
+            ])
+            .arg(format!("--listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (scripts/deps.sh installs dnsmasq-base)");
+        let up = DnsUpstream(child);
+        wait_for("the upstream DNS server", 5, || {
+            sh(&format!("busybox nslookup x.upstream.test. {addr}"))
+                .stdout
+                .contains("192.0.2.77")
+        });
+        up
+    }
+}
+
+impl Drop for DnsUpstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -121,9 +121,11 @@ fn a_killed_monitor_of_an_exited_container_is_repaired() {
         .trim()
         .to_string();
     let init = pid(&r, &id);
-    kill9(r.monitor_pid(&id));
+    let monitor = r.monitor_pid(&id);
+    kill9(monitor);
     kill9(init);
-    wait_for("both to die", 5, || !alive(init));
+    // kill(2) returns before the process is gone (and its lock released).
+    wait_for("both to die", 5, || !alive(init) && !alive(monitor));
     let ps = r.ok(&["ps", "-a"]);
     assert!(ps.contains("Exited (137)"), "{ps}");
     assert_eq!(r.inspect(&id, "{{.State.Error}}"), "rbox monitor died");
@@ -238,8 +240,11 @@ fn the_monitor_is_named_rbox_and_spared_by_the_oom_killer() {
         .to_string();
     let m = r.monitor_pid(&id);
     let proc = |pid: i32, f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap();
-    assert_eq!(proc(m, "comm"), "rbox\n");
-    assert!(proc(m, "cmdline").starts_with("rbox\0--root\0"));
+    // Right after `run -d` the monitor may be execing its small mode, which names itself
+    // first thing (rbox-shim until then).
+    wait_for("the monitor's name", 5, || {
+        proc(m, "comm") == "rbox\n" && proc(m, "cmdline").starts_with("rbox\0--root\0")
+    });
     let want = if may_lower_oom_score() {
         "-999\n"
     } else {
@@ -386,4 +391,136 @@ fn stop_uses_the_containers_signal_and_timeout() {
     assert!(t.elapsed() < Duration::from_secs(3));
     r.ok(&["rm", "-f", &id, &img, &slow]);
     assert!(!Path::new(&r.root.join("containers").join(&id)).exists());
+}
+
+fn exe_of(pid: i32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn private_dirty_kb(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("Private_Dirty:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The numbers of `line N` in `out`, split into runs where N starts over.
+fn runs_of(out: &str) -> Vec<Vec<u64>> {
+    let mut runs: Vec<Vec<u64>> = Vec::new();
+    for n in out
+        .lines()
+        .filter_map(|l| l.strip_prefix("line ")?.parse::<u64>().ok())
+    {
+        match runs.last_mut() {
+            Some(r) if n != 0 => r.push(n),
+            _ => runs.push(vec![n]),
+        }
+    }
+    runs
+}
+
+#[test]
+fn once_the_container_runs_its_monitor_is_the_small_rbox_shim() {
+    let r = Rbox::with_busybox("shim");
+    let id = r
+        .ok(&[
+            "run",
+            "-d",
+            NONE,
+            "--restart",
+            "always",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "1s",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.05; done",
+        ])
+        .trim()
+        .to_string();
+    let m = r.monitor_pid(&id);
+    wait_for("the small mode, named rbox", 5, || {
+        exe_of(m).ends_with("/rbox-shim")
+            && std::fs::read_to_string(format!("/proc/{m}/comm")).unwrap() == "rbox\n"
+    });
+    // Issue 12's goal is 0.6 MB for a release build; this is a debug one.
+    assert!(private_dirty_kb(m) < 1024, "{} kB", private_dirty_kb(m));
+    wait_for("healthy", 5, || {
+        r.inspect(&id, "{{.State.Health.Status}}") == "healthy"
+    });
+    // The init's exit goes back to the full monitor (the same process), which restarts it
+    // and hands over again.
+    let init = pid(&r, &id);
+    std::thread::sleep(Duration::from_millis(500));
+    kill9(init);
+    wait_for("the restart", 10, || {
+        r.inspect(&id, "{{.State.Status}} {{.RestartCount}}") == "running 1"
+    });
+    assert_eq!(r.monitor_pid(&id), m);
+    wait_for("the small mode again", 5, || {
+        exe_of(m).ends_with("/rbox-shim")
+    });
+    // `restart` and `wait` reach it too; no line is lost across the hand-overs.
+    r.ok(&["restart", "-t", "1", &id]);
+    assert_eq!(r.monitor_pid(&id), m);
+    assert_eq!(r.inspect(&id, "{{.RestartCount}}"), "0");
+    wait_for("the small mode after restart", 5, || {
+        exe_of(m).ends_with("/rbox-shim")
+    });
+    let waiter = r
+        .command(&["wait", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    r.ok(&["kill", &id]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "137\n");
+    wait_for("the monitor to end", 5, || !alive(m));
+    assert_eq!(r.inspect(&id, "{{.State.Status}}"), "exited");
+    let runs = runs_of(&r.ok(&["logs", &id]));
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    for run in &runs {
+        assert!(
+            run.len() > 5 && run.windows(2).all(|w| w[1] == w[0] + 1),
+            "{run:?}"
+        );
+    }
+    // Without it (RBOX_SHIM=0) the full monitor stays.
+    let out = r
+        .command(&["run", "-d", NONE, "busybox", "sleep", "100"])
+        .env("RBOX_SHIM", "0")
+        .output()
+        .unwrap();
+    let full = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fm = r.monitor_pid(&full);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(exe_of(fm).ends_with("/rbox"), "{}", exe_of(fm));
+    // An rbox-shim of another build hands the state straight back: the full monitor stays and
+    // works.
+    let out = r
+        .command(&["run", "-d", NONE, "busybox", "sleep", "100"])
+        .env("RBOX_FAULT", "shim-version")
+        .output()
+        .unwrap();
+    let other = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let om = r.monitor_pid(&other);
+    wait_for("the full monitor back", 5, || exe_of(om).ends_with("/rbox"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(exe_of(om).ends_with("/rbox"), "{}", exe_of(om));
+    assert_eq!(r.inspect(&other, "{{.State.Status}}"), "running");
+    let t = Instant::now();
+    r.ok(&["stop", "-t", "0", &other]);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        r.inspect(&other, "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
+    r.ok(&["rm", "-f", &id, &full, &other]);
+    assert_clean(&r, &[&id, &full, &other]);
 }

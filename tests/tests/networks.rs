@@ -8,7 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use rbox_tests::{sh, Backend, NetFixture, RboxCli};
+use rbox_tests::{
+    assert_test_passes_on_nftables_without_iptables, sh, Backend, NetFixture, RboxCli,
+};
 use serde_json::Value;
 
 /// One test's rbox: own root, own default bridge and subnet, optionally run inside a netns.
@@ -590,6 +592,12 @@ fn isolation_icc_connect_disconnect() {
         n.ok(&["network", "rm", net]);
     }
     n.clean_and_check(&["rbt-a14", "rbt-b14", "rbt-i14"], &veths);
+}
+
+/// The same isolation and icc checks on the nftables backend, on a host without iptables.
+#[test]
+fn isolation_icc_connect_disconnect_on_nftables() {
+    assert_test_passes_on_nftables_without_iptables("isolation_icc_connect_disconnect");
 }
 
 /// Inside a namespace of its own: Docker's FORWARD DROP policy with br_netfilter, outbound NAT

@@ -5,7 +5,7 @@
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use rbox_tests::{Rbox, RboxCli};
 
@@ -456,7 +456,7 @@ fn inspect_templates_print_as_go() {
         case(
             f("{{.HostConfig.LogConfig}}"),
             0,
-            Some("{json-file map[]}\n"),
+            Some("{json-file map[max-file:3 max-size:10m]}\n"),
             "",
         ),
         case(f("{{.HostConfig.PidsLimit}}"), 0, Some("<nil>\n"), ""),
@@ -1807,6 +1807,32 @@ fn cp_both_ways() {
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar.stdout).unwrap();
     assert!(child.wait().unwrap().success());
     assert!(ls("/tmp/data/a.txt").contains("a.txt"));
+    // A big file streams both ways: the copy's memory does not grow with it.
+    let big = vec![7u8; 64 << 20];
+    std::fs::write(h.path("big"), &big).unwrap();
+    let peak_kib = |args: &[&str]| {
+        let cmd = r.command(args);
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        err.lines().last().unwrap().trim().parse::<u64>().unwrap()
+    };
+    let into = peak_kib(&["cp", &h.path("big"), "box:/tmp/big"]);
+    let back = peak_kib(&["cp", "box:/tmp/big", &h.path("big.back")]);
+    assert!(std::fs::read(h.path("big.back")).unwrap() == big);
+    assert!(
+        into < 32 << 10 && back < 32 << 10,
+        "peak RSS {into} / {back} KiB for 64 MiB"
+    );
     // A symlink the container made points inside it, whatever it says.
     r.ok(&["exec", "box", "ln", "-s", "/etc", "/escape"]);
     let marker = format!("rbt-q-cp-marker-{}", std::process::id());

@@ -15,7 +15,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rbox_tests::{run_suite_in, sh, Backend, NetFixture, RboxCli};
+use rbox_tests::{assert_passes_on_nftables_without_iptables, sh, Backend, NetFixture, RboxCli};
 use serde_json::Value;
 
 struct Net {
@@ -256,16 +256,7 @@ impl Net {
 /// rules. Skipped inside that run.
 #[test]
 fn whole_suite_on_nftables_without_iptables() {
-    const NAME: &str = "whole_suite_on_nftables_without_iptables";
-    let r = run_suite_in(&["--skip", NAME], &[("RBOX_TEST_FIREWALL", "nftables")]);
-    let out = format!("{}{}", r.stdout, r.stderr);
-    assert_eq!(r.code, 0, "the nftables run failed:\n{out}");
-    let passed = out
-        .lines()
-        .find_map(|l| l.strip_prefix("test result: ok. "))
-        .and_then(|l| l.split(' ').next())
-        .and_then(|n| n.parse::<u32>().ok());
-    assert!(passed.is_some_and(|n| n >= 19), "{out}");
+    assert_passes_on_nftables_without_iptables("whole_suite_on_nftables_without_iptables", 19);
 }
 
 /// Inside the nftables run: the host offers no iptables, and rbox's rules are nft's.

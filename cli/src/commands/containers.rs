@@ -4,6 +4,7 @@
 mod commit;
 mod cp;
 pub mod create;
+mod healthflags;
 mod hostflags;
 pub mod ps;
 mod resources;
@@ -31,6 +32,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ContainerCmd,
     },
+    /// Runs a container's healthcheck probe in it (run by its monitor)
+    #[command(name = "container-health", hide = true)]
+    Health { id: String },
     /// Owns a detached container (run by rbox itself)
     #[command(name = "container-monitor", hide = true)]
     Monitor {
@@ -40,6 +44,9 @@ pub enum Cmd {
         /// Go on with the restart a dead monitor was waiting for
         #[arg(long)]
         resume: bool,
+        /// Take the container back from the monitor's small mode (state in descriptor FD)
+        #[arg(long = "continue", value_name = "FD")]
+        cont: Option<i32>,
         id: String,
     },
 }
@@ -322,7 +329,7 @@ impl Cmd {
     /// The commands whose process owns a running container (see `commands::owns_processes`).
     pub fn owns_processes(&self) -> bool {
         let c = match self {
-            Cmd::Monitor { .. } => return true,
+            Cmd::Monitor { .. } | Cmd::Health { .. } => return true,
             Cmd::Common(c) => c,
             Cmd::Container {
                 cmd: ContainerCmd::Common(c),
@@ -361,7 +368,13 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             ContainerCmd::Inspect(a) => inspect(cli, a),
             ContainerCmd::Prune(a) => container_prune(cli, a),
         },
-        Cmd::Monitor { adopt, resume, id } => {
+        Cmd::Health { id } => runtime::health::probe_main(root, id).map_err(rt),
+        Cmd::Monitor {
+            cont: Some(fd), id, ..
+        } => Ok(lifecycle::continue_main(root, id, *fd)),
+        Cmd::Monitor {
+            adopt, resume, id, ..
+        } => {
             let begin = match (adopt, resume) {
                 (true, _) => lifecycle::Begin::Adopt,
                 (_, true) => lifecycle::Begin::Resume,
@@ -467,6 +480,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                 interactive: a.interactive,
                 tty: a.tty,
                 detach: a.detach,
+                ..Default::default()
             };
             exec::exec(root, &a.container, &opts).map_err(rt)
         }
@@ -595,6 +609,21 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
     let root = &cli.root;
     tracing::debug!("run: creating the container");
     let opts = a.create.options(a.rm, a.detach)?;
+    // `create` accepts a stopped container to join (it may be started first); `run` would only
+    // fail at start, so it refuses before anything is made.
+    if let Some(target) = a
+        .create
+        .network
+        .strip_prefix("container:")
+        .filter(|t| !t.is_empty())
+    {
+        let t = runtime::Container::find(root, target).map_err(rt)?;
+        if !t.running {
+            return Err(anyhow!(
+                "cannot join network of a non running container: {target}"
+            ));
+        }
+    }
     ensure_image(cli, &a.create)?;
     let rec = lifecycle::create(root, &opts).map_err(rt)?;
     tracing::debug!(id = %rec.id, "run: created");
@@ -827,30 +856,19 @@ fn logs_cmd(cli: &Cli, a: &LogsArgs) -> Result<i32> {
         since,
         until,
     };
-    let offset = logs::print(&paths.log(), &opts)?;
-    if !a.follow {
-        return Ok(0);
+    let log = logs::reader(&paths, &rec).map_err(rt)?;
+    let (mut out, mut err) = (
+        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
+        std::io::stderr().lock(),
+    );
+    let pos = log.print(&opts, &mut out, &mut err)?;
+    // Said last, where a reader of the output sees it: what the log does not hold.
+    if let Some(lost) = logs::lost_now(&paths, &rec) {
+        eprintln!("rbox: the log is not being written: {lost}");
     }
-    follow_log(&paths, offset, &opts)
-}
-
-/// `logs -f`: prints what the monitor appends until the monitor exits.
-fn follow_log(paths: &runtime::Paths, offset: u64, opts: &logs::ReadOptions) -> Result<i32> {
-    // Created if the container never ran yet (the monitor appends to it).
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(paths.log())?;
-    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let mut sink = |stderr: bool, b: &[u8]| {
-        let _ = if stderr {
-            err.write_all(b)
-        } else {
-            out.write_all(b).and_then(|_| out.flush())
-        };
-    };
-    logs::follow(paths, &f, offset, opts, &mut sink, &|| true)?;
+    if a.follow {
+        logs::follow(&paths, &log, pos, &opts, &mut out, &mut err)?;
+    }
     Ok(0)
 }
 

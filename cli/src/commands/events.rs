@@ -130,7 +130,7 @@ pub fn follow(
     emit: &mut dyn FnMut(&Event) -> Result<bool>,
 ) -> Result<()> {
     let now_nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let (past, mut offset) = runtime::events::read_from(root, 0);
+    let (past, mut cursor) = runtime::events::read_from(root, Default::default());
     for e in &past {
         let from = since_nanos.unwrap_or(i64::MAX);
         if e.time_nano >= from && until_nanos.is_none_or(|u| e.time_nano <= u) && !emit(e)? {
@@ -150,8 +150,8 @@ pub fn follow(
             return Ok(());
         }
         watch.wait(timeout.unwrap_or(-1));
-        let (new, o) = runtime::events::read_from(root, offset);
-        offset = o;
+        let (new, c) = runtime::events::read_from(root, cursor);
+        cursor = c;
         for e in &new {
             if until_nanos.is_some_and(|u| e.time_nano > u) || !emit(e)? {
                 return Ok(());

@@ -443,6 +443,11 @@ pub fn inspect_json(store: &Store, img: &Image) -> Value {
         "StdinOnce": false,
         "Env": if c.env.is_empty() { Value::Null } else { json!(c.env) },
         "Cmd": c.cmd,
+    });
+    if let Some(h) = &c.healthcheck {
+        config["Healthcheck"] = json!(h);
+    }
+    let rest = json!({
         "Image": "",
         "Volumes": null,
         "WorkingDir": c.working_dir,
@@ -450,6 +455,9 @@ pub fn inspect_json(store: &Store, img: &Image) -> Value {
         "OnBuild": null,
         "Labels": if c.labels.is_empty() { Value::Null } else { json!(c.labels) },
     });
+    if let (Value::Object(config), Value::Object(rest)) = (&mut config, rest) {
+        config.extend(rest);
+    }
     if !c.exposed_ports.is_empty() {
         let ports: serde_json::Map<String, Value> = c
             .exposed_ports

@@ -50,8 +50,8 @@ pub fn network(cli: &Cli, key: &str) -> Result<Found> {
 }
 
 pub fn network_in(root: &std::path::Path, key: &str) -> Result<Found> {
-    match net::Store::new(root).find(key) {
-        Ok(n) => Ok((net::docker::network(&n), &schema::NETWORK)),
+    match net::cluster::inspect(root, key) {
+        Ok(v) => Ok((v, &schema::NETWORK)),
         // Docker 20.10's words (the client's 404).
         Err(net::Error::NetworkNotFound(_)) => bail!("No such network: {key}"),
         Err(e) => Err(e.into()),

@@ -1,5 +1,6 @@
 //! One module per command group; each defines a clap `Cmd` enum flattened into the top level.
 
+pub mod cluster;
 pub mod containers;
 pub mod dns;
 pub mod events;
@@ -27,7 +28,7 @@ pub fn owns_processes(cmd: &Command) -> bool {
     match cmd {
         Command::Containers(c) => c.owns_processes(),
         Command::Networks(c) => c.owns_processes(),
-        Command::Dns(_) => true,
+        Command::Dns(_) | Command::Cluster(_) => true,
         // The API service writes to sockets its clients may close.
         Command::System(system::Cmd::System {
             cmd: system::SystemCmd::Service(_),
@@ -44,8 +45,29 @@ pub fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Networks(c) => networks::run(cli, c),
         Command::Pull(c) => pull::run(cli, c),
         Command::Dns(c) => dns::run(cli, c),
+        Command::Cluster(c) => cluster::run(cli, c),
         Command::Volumes(c) => volumes::run(cli, c),
         Command::Inspect(a) => inspect::run(cli, a),
         Command::System(c) => system::run(cli, c),
     }
+}
+
+/// Whether `cmd` is one of rbox's per-root helper processes (the resolver, the cluster
+/// helper): they must not start the cluster helper (monitors do: a restarted container needs it).
+pub fn is_helper(cmd: &Command) -> bool {
+    matches!(cmd, Command::Dns(_) | Command::Cluster(_))
+}
+
+/// The hidden commands rbox runs itself (the helpers, monitors, port proxies): they must not
+/// start a resolver of their own.
+pub fn internal(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Dns(_)
+            | Command::Cluster(_)
+            | Command::Containers(containers::Cmd::Monitor { .. })
+            | Command::Networks(networks::Cmd::Network {
+                cmd: networks::NetworkCmd::PortProxy { .. }
+            })
+    )
 }

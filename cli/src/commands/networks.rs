@@ -215,7 +215,11 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                 labels: a.label.clone(),
                 options: a.opt.clone(),
             };
-            println!("{}", create(root, &opts)?.id);
+            let (n, warnings) = create(root, &opts)?;
+            for w in warnings {
+                eprintln!("WARNING: {w}");
+            }
+            println!("{}", n.id);
             Ok(0)
         }
         NetworkCmd::Inspect { format, networks } => inspect(root, format.as_deref(), networks),
@@ -284,11 +288,15 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
     }
 }
 
-/// `network create` (also the Engine API's), with its event.
-pub fn create(root: &std::path::Path, opts: &net::CreateOptions) -> Result<net::Network> {
-    let n = net::manage::create(root, opts)?;
+/// `network create` (also the Engine API's), with its event; the warnings the driver has for
+/// the user (a Wi-Fi parent).
+pub fn create(
+    root: &std::path::Path,
+    opts: &net::CreateOptions,
+) -> Result<(net::Network, Vec<String>)> {
+    let (n, warnings) = net::manage::create(root, opts)?;
     runtime::events::object(root, "network", "create", &n.id, &n.name);
-    Ok(n)
+    Ok((n, warnings))
 }
 
 /// Splits repeated `--subnet`/`--gateway` values into the IPv4 one and the IPv6 one.
@@ -412,7 +420,7 @@ fn row(n: &net::Network, no_trunc: bool) -> Row {
         "ID": if no_trunc { n.id.clone() } else { n.id[..12].to_string() },
         "Name": n.name,
         "Driver": n.driver,
-        "Scope": "local",
+        "Scope": n.scope(),
         "IPv6": n.enable_ipv6.to_string(),
         "Internal": n.internal.to_string(),
         "Labels": labels.join(","),
@@ -440,7 +448,7 @@ pub fn matches(n: &net::Network, filters: &runtime::filter::Filters) -> Result<b
         && filters.any("name", |v| runtime::filter::regex_match(v, &n.name))
         && filters.any("driver", |v| n.driver == v)
         && filters.any("id", |v| n.id.starts_with(v))
-        && filters.any("scope", |v| v == "local")
+        && filters.any("scope", |v| v == n.scope())
         && filters.labels_match("label", &n.labels))
 }
 
@@ -449,8 +457,16 @@ fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
         &a.filter,
         &["name", "driver", "id", "label", "type", "scope", "dangling"],
     )?;
+    // Global networks created on other hosts appear, removed ones go.
+    if let Err(e) = net::cluster::sync(root) {
+        eprintln!("Warning: global networks may be out of date: {e}");
+    }
     let mut rows = Vec::new();
-    for n in net::Store::new(root).list()? {
+    let nets = net::Store::new(root).list()?;
+    for p in net::driver::cni::problems(&nets) {
+        eprintln!("WARNING: CNI configuration {p}");
+    }
+    for n in nets {
         if matches(&n, &filters)? {
             rows.push(row(&n, a.no_trunc));
         }

@@ -139,10 +139,10 @@ pub fn create_options(body: &Value) -> Result<net::CreateOptions, ApiError> {
 fn create(ctx: &Ctx, r: &Req) -> R {
     let body = r.json()?;
     let opts = create_options(&body)?;
-    let n = crate::commands::networks::create(&ctx.root, &opts)?;
+    let (n, warnings) = crate::commands::networks::create(&ctx.root, &opts)?;
     Ok(Reply::Json(
         StatusCode::CREATED,
-        json!({"Id": n.id, "Warning": ""}),
+        json!({"Id": n.id, "Warning": warnings.join("\n")}),
     ))
 }
 

@@ -3,8 +3,8 @@
 //! whoever is attached. Without a tty each record is one stdcopy frame (stream 1 or 2);
 //! with a tty the bytes go raw, as dockerd sends them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::io::{self, Write};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,14 +23,19 @@ struct Streams {
 }
 
 impl Streams {
-    fn bytes(&self, stderr: bool, data: &[u8]) -> Option<Bytes> {
-        if (stderr && !self.stderr) || (!stderr && !self.stdout) {
-            return None;
+    fn wants(&self, stderr: bool) -> bool {
+        if stderr {
+            self.stderr
+        } else {
+            self.stdout
         }
-        Some(match self.tty {
+    }
+
+    fn bytes(&self, stderr: bool, data: &[u8]) -> Bytes {
+        match self.tty {
             true => Bytes::copy_from_slice(data),
             false => frame(if stderr { 2 } else { 1 }, data),
-        })
+        }
     }
 
     fn content_type(&self) -> &'static str {
@@ -42,6 +47,113 @@ impl Streams {
     }
 }
 
+/// The log reader's two outputs turned into the client's stream. The reader writes a record's
+/// timestamp and its text separately; they are kept until the record's newline (or a flush, or
+/// the other stream) so that a record is one frame, as dockerd sends it. A client that went
+/// away is a write error, which ends the reader.
+struct Client {
+    streams: Streams,
+    tx: mpsc::Sender<Bytes>,
+    pending: Option<(bool, Vec<u8>)>,
+}
+
+/// Records above this are sent in pieces rather than held whole.
+const FRAME_MAX: usize = 64 * 1024;
+
+impl Client {
+    fn new(streams: Streams, tx: mpsc::Sender<Bytes>) -> RefCell<Client> {
+        RefCell::new(Client {
+            streams,
+            tx,
+            pending: None,
+        })
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let Some((stderr, data)) = self.pending.take() else {
+            return Ok(());
+        };
+        self.tx
+            .blocking_send(self.streams.bytes(stderr, &data))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+
+    fn write(&mut self, stderr: bool, buf: &[u8]) -> io::Result<()> {
+        if !self.streams.wants(stderr) {
+            return Ok(());
+        }
+        if self.pending.as_ref().is_some_and(|(s, _)| *s != stderr) {
+            self.send()?;
+        }
+        let (_, data) = self.pending.get_or_insert_with(|| (stderr, Vec::new()));
+        data.extend_from_slice(buf);
+        if data.ends_with(b"\n") || data.len() >= FRAME_MAX {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+/// One of the two outputs `logs::Log::print` and `logs::follow` write to.
+struct Half<'a> {
+    client: &'a RefCell<Client>,
+    stderr: bool,
+}
+
+impl Write for Half<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.client.borrow_mut().write(self.stderr, buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.client.borrow_mut().send()
+    }
+}
+
+/// The log from `pos` as the monitor appends it, into `client`, until the monitor ends or
+/// the client goes away.
+fn follow(
+    paths: &runtime::Paths,
+    log: &logs::Log,
+    pos: logs::Position,
+    opts: &logs::ReadOptions,
+    client: &RefCell<Client>,
+) {
+    let (mut out, mut err) = (
+        Half {
+            client,
+            stderr: false,
+        },
+        Half {
+            client,
+            stderr: true,
+        },
+    );
+    let _ = logs::follow(paths, log, pos, opts, &mut out, &mut err);
+}
+
+/// Reads with `opts` into `client`; where the current file ends, for following.
+fn print(
+    log: &logs::Log,
+    opts: &logs::ReadOptions,
+    client: &RefCell<Client>,
+) -> io::Result<logs::Position> {
+    let (mut out, mut err) = (
+        Half {
+            client,
+            stderr: false,
+        },
+        Half {
+            client,
+            stderr: true,
+        },
+    );
+    let pos = log.print(opts, &mut out, &mut err)?;
+    out.flush()?;
+    Ok(pos)
+}
+
 fn time(r: &Req, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
     match r.q(key).filter(|v| !v.is_empty() && *v != "0") {
         None => Ok(None),
@@ -49,15 +161,6 @@ fn time(r: &Req, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, Api
             .map(Some)
             .map_err(ApiError::bad),
     }
-}
-
-/// The log, opened (created if the container never ran: the monitor appends to it).
-fn open_log(paths: &runtime::Paths) -> Result<std::fs::File, ApiError> {
-    Ok(std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .read(true)
-        .open(paths.log())?)
 }
 
 pub fn logs(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
@@ -86,26 +189,16 @@ pub fn logs(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
         until: time(r, "until")?,
     };
     let paths = runtime::Paths::new(&ctx.root, &rec.id);
-    let follow = r.flag("follow") && rec.active();
+    let log = logs::reader(&paths, &rec)?;
+    let follows = r.flag("follow") && rec.active();
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     std::thread::spawn(move || {
-        let gone = AtomicBool::new(false);
-        let mut sink = |stderr: bool, data: &[u8]| {
-            if let Some(b) = streams.bytes(stderr, data) {
-                if tx.blocking_send(b).is_err() {
-                    gone.store(true, Ordering::Relaxed);
-                }
-            }
-        };
-        let Ok(offset) = logs::read(&paths.log(), &opts, &mut sink) else {
+        let client = Client::new(streams, tx);
+        let Ok(pos) = print(&log, &opts, &client) else {
             return;
         };
-        if follow {
-            if let Ok(f) = std::fs::File::open(paths.log()) {
-                let _ = logs::follow(&paths, &f, offset, &opts, &mut sink, &|| {
-                    !gone.load(Ordering::Relaxed)
-                });
-            }
+        if follows {
+            follow(&paths, &log, pos, &opts, &client);
         }
     });
     Ok(Reply::Stream(streams.content_type(), rx))
@@ -129,30 +222,27 @@ pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
         tty: rec.settings.tty,
     };
     let paths = runtime::Paths::new(&ctx.root, &rec.id);
-    let f = open_log(&paths)?;
-    let offset = match r.flag("logs") {
-        true => 0,
-        false => f.metadata()?.len(),
-    };
+    // Read through the log, which the monitor writes whoever is attached: a container without
+    // one cannot be attached to.
+    let log = logs::reader(&paths, &rec)?;
+    // Opened here, before the 101 (after which the docker CLI sends the start).
+    let held = log.hold()?;
+    let from_start = r.flag("logs");
     let wait_start = (!rec.active()).then(|| (ctx.runs.clone(), ctx.runs.started_count(&rec.id)));
     let stream = r.flag("stream");
     let id = rec.id.clone();
     let session: super::http::Session = Box::new(move |io: Upgraded| {
         Box::pin(async move {
             let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-            let gone = Arc::new(AtomicBool::new(false));
-            let g = gone.clone();
             std::thread::spawn(move || {
-                let mut sink = |stderr: bool, data: &[u8]| {
-                    if let Some(b) = streams.bytes(stderr, data) {
-                        if tx.blocking_send(b).is_err() {
-                            g.store(true, Ordering::Relaxed);
-                        }
-                    }
-                };
-                let opts = logs::ReadOptions::default();
-                let Ok(offset) = logs::read_from(&f, offset, &opts, &mut sink) else {
-                    return;
+                let client = Client::new(streams, tx);
+                let pos = match from_start {
+                    true => match print(&log, &logs::ReadOptions::default(), &client) {
+                        Ok(p) if p.has_file() => p,
+                        Ok(_) => held,
+                        Err(_) => return,
+                    },
+                    false => held,
                 };
                 if !stream {
                     return;
@@ -160,9 +250,7 @@ pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
                 if let Some((runs, seen)) = wait_start {
                     runs.wait_started(&id, seen);
                 }
-                let _ = logs::follow(&paths, &f, offset, &opts, &mut sink, &|| {
-                    !g.load(Ordering::Relaxed)
-                });
+                follow(&paths, &log, pos, &logs::ReadOptions::default(), &client);
             });
             let (mut rd, mut wr) = tokio::io::split(io);
             // The client's input is read (and dropped) so that its close is seen.
@@ -176,7 +264,8 @@ pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
                 }
                 let _ = wr.flush().await;
             }
-            gone.store(true, Ordering::Relaxed);
+            // Dropping `rx` makes the reader's next write fail, which ends it.
+            drop(rx);
             let _ = wr.shutdown().await;
             reader.abort();
         })

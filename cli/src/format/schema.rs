@@ -102,6 +102,7 @@ pub static NETWORK: Schema = Schema {
         "Containers",
         "Options",
         "Labels",
+        "CNI.Config",
     ],
     lists: &["IPAM.Config", "Peers"],
 };

@@ -15,6 +15,22 @@ pub const TTL: u32 = 5;
 /// The largest UDP answer without EDNS (RFC 1035).
 const PLAIN_UDP: usize = 512;
 
+/// The rotation of shared names, one count per record type: a client that asks A and AAAA for
+/// every lookup (glibc, busybox) still sees each list turn one step per lookup.
+#[derive(Debug, Default)]
+pub struct Turns([std::sync::atomic::AtomicUsize; 3]);
+
+impl Turns {
+    fn next(&self, kind: Kind) -> usize {
+        let i = match kind {
+            Kind::A => 0,
+            Kind::Aaaa => 1,
+            _ => 2,
+        };
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What to do with one datagram or TCP message.
 pub enum Reply {
     /// Send these bytes back.
@@ -61,8 +77,9 @@ fn encode(r: &Message, limit: usize) -> Option<Vec<u8>> {
     r.truncate().to_vec().ok()
 }
 
-/// Handles one message from `src` received at `gateway`. `tcp` lifts the UDP size limit.
-pub fn handle(table: &Table, gateway: IpAddr, src: IpAddr, bytes: &[u8], tcp: bool) -> Reply {
+/// Handles one message that arrived in the sandbox of `asker`. `tcp` lifts the UDP size limit;
+/// `turns` rotate shared names (`Table::lookup`).
+pub fn handle(table: &Table, asker: &str, bytes: &[u8], tcp: bool, turns: &Turns) -> Reply {
     let Ok(q) = Message::from_vec(bytes) else {
         return Reply::Drop;
     };
@@ -87,11 +104,14 @@ pub fn handle(table: &Table, gateway: IpAddr, src: IpAddr, bytes: &[u8], tcp: bo
     let query = &q.queries[0];
     let qname = query.name().to_lowercase().to_ascii();
     let qname = qname.trim_end_matches('.');
-    let answer = table.lookup(gateway, src, qname, kind(query.query_type()));
+    let k = kind(query.query_type());
+    let answer = table.lookup(asker, qname, k, turns.next(k));
     let mut r = respond(&q, ResponseCode::NoError);
     match answer {
         Answer::Refused => {
+            // As Docker's: nothing will be relayed for this asker, so no recursion either.
             r.metadata.response_code = ResponseCode::Refused;
+            r.metadata.recursion_available = false;
         }
         Answer::NxDomain => {
             r.metadata.authoritative = true;
@@ -141,18 +161,18 @@ mod tests {
             segments: vec![Segment {
                 name: "net".into(),
                 subnet4: "10.3.0.0/24".parse().unwrap(),
-                gateway4: "10.3.0.1".parse().unwrap(),
                 subnet6: None,
-                gateway6: None,
                 entries: vec![Entry {
                     container_id: "0123456789abcdef".into(),
                     names: vec!["web".into(), "0123456789ab".into()],
                     ip4: Some("10.3.0.2".parse().unwrap()),
                     ip6: None,
                     upstreams: vec![],
+                    interface: "eth0".into(),
                 }],
             }],
             host_upstreams: vec!["127.0.0.1".parse().unwrap()],
+            connected: ["0123456789abcdef".to_string()].into(),
         }
     }
 
@@ -166,10 +186,10 @@ mod tests {
     fn run(bytes: &[u8]) -> Reply {
         handle(
             &table(),
-            "10.3.0.1".parse().unwrap(),
-            "10.3.0.9".parse().unwrap(),
+            "0123456789abcdef",
             bytes,
             false,
+            &Turns::default(),
         )
     }
 

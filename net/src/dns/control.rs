@@ -6,19 +6,21 @@
 //! its "ok", so the records are current when the command returns; with no live resolver and
 //! something to serve it starts one and waits until it listens. A resolver killed with -9 leaves
 //! a socket nobody accepts on, which reads as "not running": the next change starts a new one.
+//!
+//! Commands that change nothing call [`ensure`] instead: the resolver holds a lock on its pid
+//! file for its whole life, so "is it alive" is one open and a lock probe (no fork, no request,
+//! immune to pid reuse), and only a dead one leads to a `sync`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::unistd::{fork, ForkResult};
-
+use super::listen::Home;
 use super::{config, server, table::Table};
-use crate::error::{io, Error, Result};
+use crate::error::{io, Result};
+use crate::helper::{self, Outcome};
 
 pub fn dir(root: &Path) -> PathBuf {
     root.join("dns")
@@ -35,48 +37,14 @@ fn sock_path(root: &Path) -> PathBuf {
 
 /// The pid recorded by the resolver, if its file exists.
 pub fn pid(root: &Path) -> Option<i32> {
-    std::fs::read_to_string(pid_file(root))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    helper::pid(&pid_file(root))
 }
 
-enum Outcome {
-    Done,
-    NotRunning,
-}
+const WHAT: &str = "DNS resolver";
 
 /// Sends `cmd` to the resolver and waits for its answer.
 fn request(root: &Path, cmd: &str) -> Result<Outcome> {
-    let mut s = match UnixStream::connect(sock_path(root)) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(Outcome::NotRunning)
-        }
-        Err(e) => return Err(io("contacting the DNS resolver")(e)),
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(io("contacting the DNS resolver"))?;
-    if s.write_all(format!("{cmd}\n").as_bytes()).is_err() {
-        return Ok(Outcome::NotRunning);
-    }
-    let mut line = String::new();
-    let _ = BufReader::new(&s).read_line(&mut line);
-    match line.trim() {
-        "ok" => Ok(Outcome::Done),
-        // It died between accepting and answering.
-        "" => Ok(Outcome::NotRunning),
-        other => Err(Error::Invalid(format!(
-            "DNS resolver: {}",
-            other.strip_prefix("error ").unwrap_or(other)
-        ))),
-    }
+    helper::request(&sock_path(root), cmd, Duration::from_secs(5), WHAT)
 }
 
 /// Brings the resolver in line with the state: reloaded when there are names to serve, started
@@ -88,8 +56,27 @@ pub fn sync(root: &Path) -> Result<()> {
     match request(root, if wanted { "reload" } else { "stop" })? {
         Outcome::Done => Ok(()),
         Outcome::NotRunning if wanted => spawn(root),
-        Outcome::NotRunning => Ok(()),
+        Outcome::NotRunning => {
+            // A resolver killed with nothing left to serve: forget it, so `ensure` stops asking.
+            let _ = std::fs::remove_file(pid_file(root));
+            Ok(())
+        }
     }
+}
+
+/// Restarts the resolver of `root` if it died (kill -9) while names are served; cheap when it
+/// is alive or was never needed: no fork, no request (see the module docs).
+pub fn ensure(root: &Path) -> Result<()> {
+    let Ok(f) = std::fs::File::open(pid_file(root)) else {
+        return Ok(());
+    };
+    // SAFETY: flock on a descriptor we own; it is released when `f` is closed.
+    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    drop(f);
+    if !free {
+        return Ok(());
+    }
+    sync(root)
 }
 
 /// Stops the resolver of `root` if one runs (for teardown).
@@ -99,115 +86,70 @@ pub fn stop(root: &Path) -> Result<()> {
 }
 
 /// Starts `rbox --root R dns serve`, which forks the resolver and exits once it listens (or
-/// prints why it could not). The resolver is thus never our child: nothing to reap later.
+/// prints why it could not).
 fn spawn(root: &Path) -> Result<()> {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("rbox")
-        .arg("--root")
-        .arg(root)
-        .args(["dns", "serve"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe calls between fork and exec. Descriptors our caller left
-    // inheritable (the monitor's report pipe) must not reach a long-lived daemon: it would keep
-    // `run -d` waiting for their end.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
-            Ok(())
-        });
-    }
-    let out = cmd.output().map_err(io("starting the DNS resolver"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let msg = String::from_utf8_lossy(&out.stderr);
-    let msg = msg.trim().lines().last().unwrap_or("exited early");
-    Err(Error::Invalid(format!(
-        "starting the DNS resolver: {}",
-        msg.strip_prefix("Error: ").unwrap_or(msg)
-    )))
+    helper::spawn(root, &["dns", "serve"], &[], WHAT)
 }
 
-/// Body of the hidden `dns serve` command. Forks: the child binds, writes its pid, reports
-/// "ok" on a pipe and serves; this parent exits 0 on "ok", else prints the error and exits 125.
+/// Body of the hidden `dns serve` command: the child binds, writes its pid, reports ready and
+/// serves; this parent exits 0 once it is ready, else prints the error and exits 125.
 pub fn serve_main(root: &Path) -> i32 {
-    // A monitor may have blocked signals; the resolver needs SIGHUP/SIGTERM.
-    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-    let (r, w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("Error: pipe: {e}");
-            return 125;
-        }
-    };
-    // SAFETY: this process is single-threaded here (no runtime yet).
-    match unsafe { fork() } {
-        Err(e) => {
-            eprintln!("Error: fork: {e}");
-            125
-        }
-        Ok(ForkResult::Parent { .. }) => {
-            drop(w);
-            let mut msg = String::new();
-            let _ = std::fs::File::from(r).read_to_string(&mut msg);
-            if msg.trim() == "ok" {
-                0
-            } else {
-                eprintln!("Error: {}", msg.trim());
-                125
+    helper::daemonize(
+        || prepare(root),
+        |(server, _alive)| match server::run(server, &pid_file(root), &sock_path(root)) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::warn!("resolver: {e}");
+                1
             }
-        }
-        Ok(ForkResult::Child) => {
-            drop(r);
-            let mut w = std::fs::File::from(w);
-            match prepare(root) {
-                Ok(server) => {
-                    let _ = w.write_all(b"ok\n");
-                    drop(w);
-                    let code = match server::run(server, &pid_file(root), &sock_path(root)) {
-                        Ok(()) => 0,
-                        Err(e) => {
-                            tracing::warn!("resolver: {e}");
-                            1
-                        }
-                    };
-                    std::process::exit(code)
-                }
-                Err(e) => {
-                    let _ = w.write_all(e.to_string().as_bytes());
-                    std::process::exit(1)
-                }
-            }
-        }
-    }
+        },
+    )
 }
 
-/// Everything that can fail before the resolver reports ready: the table, the sockets, the
-/// control socket, the pid file, and stderr moved to `<root>/dns/resolver.log`.
-fn prepare(root: &Path) -> Result<server::Server> {
+/// Writes the pid file holding a lock on it, which the returned file keeps for the process's
+/// life: `ensure` tells a live resolver by the lock.
+fn write_pid(root: &Path) -> Result<std::fs::File> {
+    let path = pid_file(root);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(io("writing the resolver pid"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io("locking the resolver pid file")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    std::fs::rename(&tmp, &path).map_err(io(format!("creating {}", path.display())))?;
+    Ok(f)
+}
+
+/// Everything that can fail before the resolver reports ready: the table, the sockets in every
+/// sandbox, the control socket, the pid file (and its lock, held by the returned file), and
+/// stderr moved to `<root>/dns/resolver.log`.
+fn prepare(root: &Path) -> Result<(server::Server, std::fs::File)> {
     let _ = std::env::set_current_dir("/");
     let d = dir(root);
     std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
+    let home = Home::here().map_err(io("opening the resolver's network namespace"))?;
     let table = Table::load(root, config::host_upstreams())?;
-    let bound = server::bind_all(&table).map_err(io("starting the DNS resolver"))?;
+    let bound = server::bind_all(root, &table, &home).map_err(io("starting the DNS resolver"))?;
     let sock = sock_path(root);
     let _ = std::fs::remove_file(&sock);
     let control = UnixListener::bind(&sock).map_err(io(format!("binding {}", sock.display())))?;
-    statefile::write_atomic(
-        &pid_file(root),
-        format!("{}\n", std::process::id()).as_bytes(),
-    )?;
+    let alive = write_pid(root)?;
     let log =
         std::fs::File::create(d.join("resolver.log")).map_err(io("creating the resolver log"))?;
     // SAFETY: dup2 onto stderr; the pipe to whoever started us closes with it.
     unsafe { libc::dup2(log.as_raw_fd(), 2) };
-    Ok(server::Server {
-        root: root.to_path_buf(),
-        table,
-        bound,
-        control,
-    })
+    Ok((
+        server::Server {
+            root: root.to_path_buf(),
+            table,
+            bound,
+            control,
+            home,
+        },
+        alive,
+    ))
 }

@@ -8,28 +8,43 @@
 //!   every network, which it needs anyway to answer a container on several networks, and there
 //!   is one pid and one control socket to manage. Separate roots are separate worlds (their own
 //!   networks and gateways), so each gets its own resolver.
-//! - **Listening on each served network's gateway, port 53 (as aardvark-dns)**, not 127.0.0.11
-//!   with DNAT in each sandbox (Docker): a socket inside a sandbox would keep that network
-//!   namespace alive after rbox releases it (teardown relies on the kernel freeing it), and a
-//!   DNAT rule per sandbox would cost an iptables-restore per container. The gateway is the
-//!   host's own address on the bridge, so queries arrive in the host namespace without rules.
-//!   The socket a query arrives on names the network; the source address names the asking
-//!   container, whose other networks are searched too. A source outside the network is refused
-//!   (a container of another network can route to this gateway, isolation must still hold).
-//! - **What it serves** (`table`): on user bridge networks only (not the default bridge, as
-//!   Docker), each endpoint's container name, 12-hex short id and aliases, as `name` or
-//!   `name.<network>`, A/AAAA on the network where the name was found, PTR for container
-//!   addresses (`name.<network>.`), NXDOMAIN for other single-label names and other names in a
-//!   shared network's domain, TTL 5 s. Everything else is relayed unchanged to the asking
-//!   container's `--dns` servers, else to the host's resolvers (`config::host_upstreams`).
+//! - **Answering on 127.0.0.11 inside each sandbox (as Docker)**, so names resolve on every
+//!   network type, including those whose containers cannot reach the host (macvlan, ipvlan,
+//!   overlay), and configurations that name 127.0.0.11 (nginx's `resolver`) work unchanged.
+//!   The resolver keeps one UDP socket and one TCP listener *in each served sandbox*, made by
+//!   entering its namespace on the resolver's only thread for a few syscalls (`listen`): the
+//!   socket a query arrives on names the asking container, so no source address is trusted and
+//!   one container cannot ask as another. The sockets sit on ephemeral ports and an nf_tables
+//!   DNAT rule in the sandbox (one netlink transaction, `redirect`) maps 127.0.0.11:53 to them,
+//!   so a container can still run its own DNS server on port 53, as in Docker. Why not the
+//!   sandbox's gateway, as before: a macvlan/ipvlan sandbox cannot reach the host at all. Why
+//!   not sockets made by `rbox run` and passed over: the resolver has to make them anyway after
+//!   a restart, so it is the only one that does.
+//! - **A socket keeps its namespace alive**, so a sandbox's sockets (and every TCP client and
+//!   forwarded query of it) are closed before the reload that follows its release is answered:
+//!   when `rm`/`disconnect` return, the namespace and its links are being freed.
+//! - **What it serves** (`table`): on user networks of drivers with names (`Caps::dns`: not
+//!   the default bridge, as Docker), each endpoint's container name, 12-hex short id and
+//!   aliases, as `name` or `name.<network>`, A/AAAA on the first of the asker's networks where
+//!   the name is found, PTR for container addresses (`name.<network>.`), NXDOMAIN for other
+//!   single-label names and other names in a shared network's domain, TTL 5 s. A name several
+//!   containers share (`--network-alias`) lists all of them, rotated one step per query, so
+//!   clients that take the first address spread their load. Everything else is relayed
+//!   unchanged, from the host's namespace, to the asking container's `--dns` servers, else to
+//!   the host's resolvers (`config::host_upstreams`); but not for a container only on
+//!   `--internal` networks (REFUSED, as Docker since CVE-2024-29018: relayed from the host, its
+//!   queries would leave where its packets cannot), unless its `--dns` server is on them.
 //! - **Current records without polling**: commands that change endpoints call [`sync`], which
 //!   talks to the resolver over `<root>/dns/resolver.sock` and returns only after it reloaded
 //!   the networks' state files, so a name is there when `run -d`/`connect` return and gone when
 //!   `rm`/`disconnect` return. SIGHUP also reloads (without the acknowledgement).
-//! - **Crashes**: `<root>/dns/resolver.pid` holds its pid; after a kill -9 the control socket is
-//!   dead, the next `sync` sees that and starts a new resolver (port 53 is taken over at once).
-//! - **Threads**: the resolver is its own process; what `rbox run` runs of this module is plain
-//!   blocking socket I/O and a fork/exec whose child daemonises, so no thread is left there.
+//! - **Crashes**: `<root>/dns/resolver.pid` holds its pid and, for the resolver's whole life, a
+//!   lock. Every rbox command calls [`ensure`] (a lock probe, no fork while it lives); after a
+//!   kill -9 the probe succeeds and `sync` starts a new resolver, which makes new sockets in
+//!   every sandbox and replaces their redirects.
+//! - **Threads**: the resolver is its own process with one thread (which is why it may enter a
+//!   sandbox's namespace and come back); what `rbox run` runs of this module is plain blocking
+//!   socket I/O and a fork/exec whose child daemonises, so no thread is left there.
 //! - **Robustness**: garbage, responses and oversized datagrams are dropped without a reply;
 //!   forwarded queries in flight and TCP clients are capped; all answers come from
 //!   hickory-proto's encoder, never hand-made bytes.
@@ -37,6 +52,8 @@
 mod answer;
 pub mod config;
 mod control;
+mod listen;
+mod redirect;
 mod server;
 mod table;
 
@@ -44,5 +61,9 @@ pub use config::{
     check_alias, check_dns_option, check_dns_search, parse_add_host, parse_dns_server, resolv_conf,
     valid_name, DnsSettings, HOST_GATEWAY,
 };
-pub use control::{pid, pid_file, serve_main, stop, sync};
+pub use control::{ensure, pid, pid_file, serve_main, stop, sync};
 pub use table::{serves, serves_with};
+
+/// Where containers on user networks find the resolver (their resolv.conf), as in Docker.
+pub const ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
+pub(crate) use table::{Entry, Table};

@@ -1,26 +1,33 @@
-//! The resolver's event loop: one current-thread tokio runtime (no worker threads) serving UDP
-//! and TCP on every served gateway, the control socket, and SIGHUP/SIGTERM. Local answers are
-//! made inline; only forwarded queries get a task, and their number is capped so a flood cannot
-//! grow memory without bound.
+//! The resolver's event loop: one current-thread tokio runtime (no worker threads) with one task
+//! per served sandbox, the control socket, and SIGHUP/SIGTERM. A sandbox's task owns its UDP
+//! socket, its TCP listener and everything in flight for it (forwarded queries, TCP clients),
+//! so closing the sandbox (abort, then await the task) closes every socket that keeps its
+//! namespace alive before the reload that asked for it is answered. Local answers are made
+//! inline; forwarded queries and TCP clients are capped so a flood cannot grow memory without
+//! bound.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use super::answer::{self, Reply};
+use super::answer::{self, Reply, Turns};
 use super::config;
+use super::listen::{self, Bound, Home};
 use super::table::Table;
+use crate::sandbox::netns_path;
 
 type Shared = Arc<RwLock<Arc<Table>>>;
 
@@ -31,129 +38,139 @@ const MAX_TCP: usize = 64;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// Sockets bound on one gateway address, not yet attached to the runtime.
-pub struct Bound {
-    udp: std::net::UdpSocket,
-    tcp: std::net::TcpListener,
-}
-
-/// Binds port 53 on `ip`. IP_FREEBIND lets the socket outlive its bridge (a network reload may
-/// recreate it); a port still held by a resolver that is just exiting is retried briefly.
-pub fn bind(ip: IpAddr) -> io::Result<Bound> {
-    let addr = SocketAddr::new(ip, 53);
-    let domain = Domain::for_address(addr);
-    let mut tries = 0;
-    loop {
-        let r = (|| -> io::Result<Bound> {
-            let u = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-            freebind(&u, ip)?;
-            u.set_nonblocking(true)?;
-            u.bind(&addr.into())?;
-            let t = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-            freebind(&t, ip)?;
-            t.set_reuse_address(true)?;
-            t.set_nonblocking(true)?;
-            t.bind(&addr.into())?;
-            t.listen(128)?;
-            Ok(Bound {
-                udp: u.into(),
-                tcp: t.into(),
-            })
-        })();
-        match r {
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && tries < 50 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            r => return r.map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}"))),
+/// Binds in every sandbox of `table` (before the resolver reports ready).
+pub fn bind_all(root: &Path, table: &Table, home: &Home) -> io::Result<HashMap<String, Bound>> {
+    let mut out = HashMap::new();
+    for cid in table.sandboxes() {
+        let path = netns_path(root, cid);
+        if let Some(b) = listen::bind_in(&path, home)
+            .map_err(|e| io::Error::new(e.kind(), format!("answering in sandbox {cid}: {e}")))?
+        {
+            out.insert(cid.to_string(), b);
         }
     }
-}
-
-fn freebind(s: &Socket, ip: IpAddr) -> io::Result<()> {
-    if ip.is_ipv4() {
-        s.set_freebind_v4(true)
-    } else {
-        s.set_freebind_v6(true)
-    }
-}
-
-/// Binds every gateway of `table`.
-pub fn bind_all(table: &Table) -> io::Result<HashMap<IpAddr, Bound>> {
-    table
-        .listen_addrs()
-        .into_iter()
-        .map(|ip| Ok((ip, bind(ip)?)))
-        .collect()
+    Ok(out)
 }
 
 pub struct Server {
     pub root: PathBuf,
     pub table: Table,
-    pub bound: HashMap<IpAddr, Bound>,
+    pub bound: HashMap<String, Bound>,
     pub control: std::os::unix::net::UnixListener,
+    pub home: Home,
 }
 
-struct Listener {
-    tasks: [AbortHandle; 2],
+/// What all sandboxes share: the caps and the rotation of shared names.
+#[derive(Default)]
+struct Limits {
+    forwards: Arc<AtomicUsize>,
+    tcp: Arc<AtomicUsize>,
+    turns: Turns,
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+/// One unit of a capped count, given back when dropped (also when its work is aborted).
+struct Permit(Arc<AtomicUsize>);
+
+impl Permit {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
+        if count.fetch_add(1, Ordering::Relaxed) >= max {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
         }
+        Some(Permit(count.clone()))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 struct State {
     root: PathBuf,
+    pid_file: PathBuf,
+    sock_path: PathBuf,
     table: Shared,
-    listeners: HashMap<IpAddr, Listener>,
-    forwards: Arc<AtomicUsize>,
-    tcp_clients: Arc<AtomicUsize>,
+    sandboxes: HashMap<String, JoinHandle<()>>,
+    limits: Arc<Limits>,
+    home: Home,
 }
 
 impl State {
-    fn attach(&mut self, ip: IpAddr, b: Bound) -> io::Result<()> {
-        let udp = Arc::new(UdpSocket::from_std(b.udp)?);
+    /// Removes the pid file and control socket if they are still this process's (a resolver
+    /// started right after a stop has its own by now).
+    fn forget(&self) {
+        let mine = std::fs::read_to_string(&self.pid_file)
+            .is_ok_and(|p| p.trim() == std::process::id().to_string());
+        if mine {
+            let _ = std::fs::remove_file(&self.sock_path);
+            let _ = std::fs::remove_file(&self.pid_file);
+        }
+    }
+
+    fn attach(&mut self, cid: String, b: Bound) -> io::Result<()> {
+        let udp = UdpSocket::from_std(b.udp)?;
         let tcp = TcpListener::from_std(b.tcp)?;
-        let u = tokio::spawn(serve_udp(
+        let task = tokio::spawn(serve_sandbox(
+            Arc::from(cid.as_str()),
             udp,
-            ip,
-            self.table.clone(),
-            self.forwards.clone(),
-        ));
-        let t = tokio::spawn(serve_tcp(
             tcp,
-            ip,
             self.table.clone(),
-            self.tcp_clients.clone(),
+            self.limits.clone(),
         ));
-        self.listeners.insert(
-            ip,
-            Listener {
-                tasks: [u.abort_handle(), t.abort_handle()],
-            },
-        );
+        self.sandboxes.insert(cid, task);
         Ok(())
     }
 
-    /// Re-reads the state and listens on exactly the gateways of served networks.
-    fn reload(&mut self) -> Result<bool, String> {
+    /// Stops answering in `cid`'s sandbox; returns once its sockets are closed.
+    async fn close(&mut self, cid: &str) {
+        if let Some(task) = self.sandboxes.remove(cid) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    async fn close_all(&mut self) {
+        let all: Vec<String> = self.sandboxes.keys().cloned().collect();
+        for cid in all {
+            self.close(&cid).await;
+        }
+    }
+
+    /// Re-reads the state and answers in exactly the sandboxes of served containers. Returns
+    /// whether nothing is left to serve.
+    async fn reload(&mut self) -> Result<bool, String> {
         let table = Table::load(&self.root, config::host_upstreams()).map_err(|e| e.to_string())?;
-        let want = table.listen_addrs();
-        self.listeners.retain(|ip, _| want.contains(ip));
-        let mut errors = Vec::new();
-        for ip in want {
-            if !self.listeners.contains_key(&ip) {
-                if let Err(e) = bind(ip).and_then(|b| self.attach(ip, b)) {
-                    errors.push(e.to_string());
-                }
-            }
+        let want: std::collections::BTreeSet<String> =
+            table.sandboxes().into_iter().map(str::to_string).collect();
+        let gone: Vec<String> = self
+            .sandboxes
+            .keys()
+            .filter(|c| !want.contains(*c))
+            .cloned()
+            .collect();
+        for cid in gone {
+            self.close(&cid).await;
         }
         let empty = table.is_empty();
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        let mut errors = Vec::new();
+        for cid in want {
+            if self.sandboxes.contains_key(&cid) {
+                continue;
+            }
+            let path = netns_path(&self.root, &cid);
+            match listen::bind_in(&path, &self.home) {
+                Ok(Some(b)) => {
+                    if let Err(e) = self.attach(cid.clone(), b) {
+                        errors.push(format!("answering in sandbox {cid}: {e}"));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(format!("answering in sandbox {cid}: {e}")),
+            }
+        }
         if errors.is_empty() {
             Ok(empty)
         } else {
@@ -166,35 +183,77 @@ fn snapshot(t: &Shared) -> Arc<Table> {
     t.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-async fn serve_udp(sock: Arc<UdpSocket>, gw: IpAddr, table: Shared, forwards: Arc<AtomicUsize>) {
+/// What a piece of a sandbox's work in flight ends with.
+enum Done {
+    /// A forwarded answer to send back over UDP.
+    Reply(Vec<u8>, SocketAddr),
+    /// A TCP client is gone.
+    Closed,
+}
+
+type Work = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// Answers in one sandbox until aborted: its UDP socket, its TCP listener, and the forwarded
+/// queries and TCP clients in flight, all owned here.
+async fn serve_sandbox(
+    cid: Arc<str>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    table: Shared,
+    limits: Arc<Limits>,
+) {
     // Queries above 4 KiB are not DNS over UDP; a longer datagram is cut and then fails to parse.
     let mut buf = vec![0u8; 4096];
+    let mut work: FuturesUnordered<Work> = FuturesUnordered::new();
     loop {
-        let Ok((n, src)) = sock.recv_from(&mut buf).await else {
-            // An ICMP error for an earlier reply surfaces here; nothing to do but go on.
-            tokio::task::yield_now().await;
-            continue;
-        };
-        let t = snapshot(&table);
-        match answer::handle(&t, gw, src.ip(), &buf[..n], false) {
-            Reply::Now(b) => {
-                let _ = sock.send_to(&b, src).await;
-            }
-            Reply::Forward { upstreams, fail } => {
-                if forwards.fetch_add(1, Ordering::Relaxed) >= MAX_FORWARDS || upstreams.is_empty()
-                {
-                    forwards.fetch_sub(1, Ordering::Relaxed);
-                    let _ = sock.send_to(&fail, src).await;
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => {
+                let Ok((n, src)) = r else {
+                    // An ICMP error for an earlier reply surfaces here; nothing to do but go on.
+                    tokio::task::yield_now().await;
                     continue;
+                };
+                match answer::handle(&snapshot(&table), &cid, &buf[..n], false, &limits.turns) {
+                    Reply::Now(b) => {
+                        let _ = udp.send_to(&b, src).await;
+                    }
+                    Reply::Forward { upstreams, fail } => {
+                        let permit = Permit::take(&limits.forwards, MAX_FORWARDS)
+                            .filter(|_| !upstreams.is_empty());
+                        let Some(permit) = permit else {
+                            let _ = udp.send_to(&fail, src).await;
+                            continue;
+                        };
+                        let query = buf[..n].to_vec();
+                        work.push(Box::pin(async move {
+                            let _permit = permit;
+                            let reply = forward_udp(&query, &upstreams).await.unwrap_or(fail);
+                            Done::Reply(reply, src)
+                        }));
+                    }
+                    Reply::Drop => {}
                 }
-                let (sock, query, forwards) = (sock.clone(), buf[..n].to_vec(), forwards.clone());
-                tokio::spawn(async move {
-                    let reply = forward_udp(&query, &upstreams).await.unwrap_or(fail);
-                    let _ = sock.send_to(&reply, src).await;
-                    forwards.fetch_sub(1, Ordering::Relaxed);
-                });
             }
-            Reply::Drop => {}
+            c = tcp.accept() => {
+                let Ok((conn, _)) = c else {
+                    // Out of descriptors: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if let Some(permit) = Permit::take(&limits.tcp, MAX_TCP) {
+                    let (cid, table, limits) = (cid.clone(), table.clone(), limits.clone());
+                    work.push(Box::pin(async move {
+                        let _permit = permit;
+                        serve_tcp_client(conn, &cid, &table, &limits).await;
+                        Done::Closed
+                    }));
+                }
+            }
+            Some(done) = work.next(), if !work.is_empty() => {
+                if let Done::Reply(b, src) = done {
+                    let _ = udp.send_to(&b, src).await;
+                }
+            }
         }
     }
 }
@@ -259,50 +318,34 @@ async fn forward_tcp(query: &[u8], upstreams: &[IpAddr]) -> Option<Vec<u8>> {
     None
 }
 
-async fn serve_tcp(l: TcpListener, gw: IpAddr, table: Shared, clients: Arc<AtomicUsize>) {
-    loop {
-        let Ok((mut conn, src)) = l.accept().await else {
-            // Out of descriptors: back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if clients.fetch_add(1, Ordering::Relaxed) >= MAX_TCP {
-            clients.fetch_sub(1, Ordering::Relaxed);
-            continue;
-        }
-        let (table, clients) = (table.clone(), clients.clone());
-        tokio::spawn(async move {
-            let _ = timeout(Duration::from_secs(60), async {
-                loop {
-                    let Ok(Ok(len)) = timeout(TCP_IDLE, conn.read_u16()).await else {
-                        break;
-                    };
-                    let mut msg = vec![0u8; len as usize];
-                    if timeout(TCP_IDLE, conn.read_exact(&mut msg)).await.is_err() {
-                        break;
-                    }
-                    let t = snapshot(&table);
-                    let reply = match answer::handle(&t, gw, src.ip(), &msg, true) {
-                        Reply::Now(b) => b,
-                        Reply::Forward { upstreams, fail } => {
-                            forward_tcp(&msg, &upstreams).await.unwrap_or(fail)
-                        }
-                        Reply::Drop => break,
-                    };
-                    let framed = [&(reply.len() as u16).to_be_bytes()[..], &reply].concat();
-                    if conn.write_all(&framed).await.is_err() {
-                        break;
-                    }
+async fn serve_tcp_client(mut conn: TcpStream, cid: &str, table: &Shared, limits: &Limits) {
+    let _ = timeout(Duration::from_secs(60), async {
+        loop {
+            let Ok(Ok(len)) = timeout(TCP_IDLE, conn.read_u16()).await else {
+                break;
+            };
+            let mut msg = vec![0u8; len as usize];
+            if timeout(TCP_IDLE, conn.read_exact(&mut msg)).await.is_err() {
+                break;
+            }
+            let reply = match answer::handle(&snapshot(table), cid, &msg, true, &limits.turns) {
+                Reply::Now(b) => b,
+                Reply::Forward { upstreams, fail } => {
+                    forward_tcp(&msg, &upstreams).await.unwrap_or(fail)
                 }
-            })
-            .await;
-            clients.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+                Reply::Drop => break,
+            };
+            let framed = [&(reply.len() as u16).to_be_bytes()[..], &reply].concat();
+            if conn.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Serves until told to stop (control "stop", SIGTERM/SIGINT) or a reload finds nothing left
-/// to serve. Removes its pid file and control socket on the way out.
+/// to serve. Removes its pid file and control socket on the way out (before answering a stop).
 pub fn run(server: Server, pid_file: &Path, sock_path: &Path) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -310,13 +353,15 @@ pub fn run(server: Server, pid_file: &Path, sock_path: &Path) -> io::Result<()> 
     let result = rt.block_on(async {
         let mut state = State {
             root: server.root.clone(),
+            pid_file: pid_file.to_path_buf(),
+            sock_path: sock_path.to_path_buf(),
             table: Arc::new(RwLock::new(Arc::new(server.table))),
-            listeners: HashMap::new(),
-            forwards: Arc::new(AtomicUsize::new(0)),
-            tcp_clients: Arc::new(AtomicUsize::new(0)),
+            sandboxes: HashMap::new(),
+            limits: Arc::default(),
+            home: server.home,
         };
-        for (ip, b) in server.bound {
-            state.attach(ip, b)?;
+        for (cid, b) in server.bound {
+            state.attach(cid, b)?;
         }
         server.control.set_nonblocking(true)?;
         let control = UnixListener::from_std(server.control)?;
@@ -332,7 +377,7 @@ pub fn run(server: Server, pid_file: &Path, sock_path: &Path) -> io::Result<()> 
                     }
                 }
                 _ = hup.recv() => {
-                    match state.reload() {
+                    match state.reload().await {
                         Ok(true) => break,
                         Ok(false) => {}
                         Err(e) => tracing::warn!("reload: {e}"),
@@ -342,10 +387,10 @@ pub fn run(server: Server, pid_file: &Path, sock_path: &Path) -> io::Result<()> 
                 _ = int.recv() => break,
             }
         }
+        state.close_all().await;
+        state.forget();
         Ok::<_, io::Error>(())
     });
-    let _ = std::fs::remove_file(pid_file);
-    let _ = std::fs::remove_file(sock_path);
     result
 }
 
@@ -363,16 +408,17 @@ async fn control_request(state: &mut State, conn: tokio::net::UnixStream) -> boo
     }
     let (reply, exit) = match line.trim() {
         "stop" => ("ok\n".to_string(), true),
-        "reload" => match state.reload() {
+        "reload" => match state.reload().await {
             Ok(empty) => ("ok\n".to_string(), empty),
             Err(e) => (format!("error {e}\n"), false),
         },
         other => (format!("error unknown request {other:?}\n"), false),
     };
     if exit {
-        // Stop listening before answering, so a resolver started right after can bind.
-        state.listeners.clear();
-        tokio::task::yield_now().await;
+        // Close every sandbox's sockets before answering (the sandboxes are being released),
+        // and forget this resolver, so that one started right after is not mistaken for it.
+        state.close_all().await;
+        state.forget();
     }
     let _ = w.write_all(reply.as_bytes()).await;
     exit

@@ -1,7 +1,9 @@
-//! The resolver's view of the root: user bridge networks, the names of their endpoints, and
+//! The resolver's view of the root: the served networks, the names of their endpoints, and
 //! which upstreams each container forwards to. Built from the networks' state files on every
-//! reload; lookups are pure so they are unit-tested without sockets.
+//! reload; lookups are pure (the asker is named by the sandbox its query arrived in) so they are
+//! unit-tested without sockets.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -21,6 +23,9 @@ pub struct Entry {
     pub ip6: Option<Ipv6Addr>,
     /// `--dns` servers of the container: where its other queries go.
     pub upstreams: Vec<IpAddr>,
+    /// Its interface in the sandbox: a container on several networks searches them in this
+    /// order (eth0 first).
+    pub interface: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,9 +33,7 @@ pub struct Segment {
     /// Network name, lower case: also the DNS domain of its containers (`web.mynet`).
     pub name: String,
     pub subnet4: Ipv4Network,
-    pub gateway4: Ipv4Addr,
     pub subnet6: Option<Ipv6Network>,
-    pub gateway6: Option<Ipv6Addr>,
     pub entries: Vec<Entry>,
 }
 
@@ -54,6 +57,10 @@ impl Segment {
             .iter()
             .filter(move |e| e.names.iter().any(|n| n == name))
     }
+
+    fn entry_of(&self, container_id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.container_id == container_id)
+    }
 }
 
 /// Whether containers on `net` get the embedded resolver: user-defined networks of drivers with
@@ -64,7 +71,7 @@ pub fn serves(net: &Network) -> bool {
 
 /// `serves` for a network whose driver's capabilities are `caps`.
 pub fn serves_with(net: &Network, caps: &Caps) -> bool {
-    caps.dns && !net.default && net.ipam.is_some()
+    caps.dns && !net.default && net.ipam.is_some() && net.driver_opts.gateway_on_host()
 }
 
 /// Every network served, with the endpoints whose sandbox still exists (a lease left by a
@@ -74,6 +81,9 @@ pub struct Table {
     pub segments: Vec<Segment>,
     /// The host's resolvers: upstreams of containers without `--dns`.
     pub host_upstreams: Vec<IpAddr>,
+    /// Containers with a way out: an endpoint on a network that is not `--internal`. Only
+    /// their queries are relayed anywhere outside their networks (see `lookup`).
+    pub connected: BTreeSet<String>,
 }
 
 /// What to do with one query.
@@ -86,7 +96,8 @@ pub enum Answer {
     NxDomain,
     /// Not ours: ask these servers (empty = none known: SERVFAIL).
     Forward(Vec<IpAddr>),
-    /// The asker is not on the network whose gateway it asked.
+    /// The asker is on no served network (a socket about to be closed), or the name is not
+    /// ours and the asker may not be relayed anywhere (internal networks only).
     Refused,
 }
 
@@ -103,9 +114,12 @@ pub enum Kind {
 impl Table {
     pub fn load(root: &Path, host_upstreams: Vec<IpAddr>) -> crate::Result<Table> {
         let nets = Store::new(root).list()?;
-        Ok(Table::from_networks(&nets, host_upstreams, |cid| {
+        let mut t = Table::from_networks(&nets, host_upstreams, |cid| {
             sandbox::netns_path(root, cid).exists()
-        }))
+        });
+        // Global networks: the other hosts' containers too.
+        crate::cluster::names::add_remote(root, &nets, &mut t);
+        Ok(t)
     }
 
     pub fn from_networks(
@@ -133,22 +147,27 @@ impl Table {
                             ip4: ep.ip,
                             ip6: ep.ip6,
                             upstreams: ep.dns_servers.clone(),
+                            interface: ep.interface.clone(),
                         }
                     })
                     .collect();
                 (!entries.is_empty()).then(|| Segment {
                     name: n.name.to_ascii_lowercase(),
                     subnet4: ipam.subnet,
-                    gateway4: ipam.gateway,
                     subnet6: n.ipam6.as_ref().map(|c| c.subnet),
-                    gateway6: n.ipam6.as_ref().map(|c| c.gateway),
                     entries,
                 })
             })
             .collect();
+        let connected = nets
+            .iter()
+            .filter(|n| !n.internal)
+            .flat_map(|n| n.endpoints.keys().cloned())
+            .collect();
         Table {
             segments,
             host_upstreams,
+            connected,
         }
     }
 
@@ -156,43 +175,50 @@ impl Table {
         self.segments.is_empty()
     }
 
-    /// The addresses to listen on: every served network's gateways.
-    pub fn listen_addrs(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = Vec::new();
-        for s in &self.segments {
-            v.push(s.gateway4.into());
-            v.extend(s.gateway6.map(IpAddr::from));
-        }
-        v
+    /// The sandboxes to answer in: every container with an endpoint on a served network.
+    pub fn sandboxes(&self) -> BTreeSet<&str> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.entries.iter().map(|e| e.container_id.as_str()))
+            .collect()
     }
 
-    fn segment_at(&self, gateway: IpAddr) -> Option<&Segment> {
-        self.segments.iter().find(|s| {
-            IpAddr::from(s.gateway4) == gateway || s.gateway6.map(IpAddr::from) == Some(gateway)
-        })
-    }
-
-    /// Answers `name` (lower case, no trailing dot) of `kind` asked by `src` at `gateway`.
-    pub fn lookup(&self, gateway: IpAddr, src: IpAddr, name: &str, kind: Kind) -> Answer {
-        let Some(here) = self.segment_at(gateway) else {
-            return Answer::Refused;
-        };
-        if !here.holds(src) {
+    /// Answers `name` (lower case, no trailing dot) of `kind` asked from the sandbox of
+    /// `asker`. `turn` rotates the order of a name several containers share (an alias), so
+    /// clients that take the first address spread over all of them.
+    ///
+    /// Queries for other names are relayed from the host's namespace, so for a container only
+    /// on internal networks they would leave the machine where its packets cannot (Docker's
+    /// CVE-2024-29018): as Docker, such a container's queries go only to its `--dns` servers
+    /// inside its own networks (a DNS server it runs there), else they are refused.
+    pub fn lookup(&self, asker: &str, name: &str, kind: Kind, turn: usize) -> Answer {
+        // The asker's networks, in the order of its interfaces.
+        let mut mine: Vec<(&Segment, &Entry)> = self
+            .segments
+            .iter()
+            .filter_map(|s| s.entry_of(asker).map(|e| (s, e)))
+            .collect();
+        if mine.is_empty() {
             return Answer::Refused;
         }
-        let asker = here.entry_by_ip(src);
-        // Networks the asker shares: the one it asked on first, then its others.
-        let mut scope: Vec<&Segment> = vec![here];
-        if let Some(a) = asker {
-            scope.extend(self.segments.iter().filter(|s| {
-                !std::ptr::eq(*s, here)
-                    && s.entries.iter().any(|e| e.container_id == a.container_id)
-            }));
-        }
-        let upstreams = asker
-            .filter(|a| !a.upstreams.is_empty())
-            .map(|a| a.upstreams.clone())
+        mine.sort_by(|a, b| a.1.interface.cmp(&b.1.interface));
+        let mut upstreams = mine
+            .iter()
+            .map(|(_, e)| &e.upstreams)
+            .find(|u| !u.is_empty())
+            .cloned()
             .unwrap_or_else(|| self.host_upstreams.clone());
+        let scope: Vec<&Segment> = mine.iter().map(|(s, _)| *s).collect();
+        if !self.connected.contains(asker) {
+            upstreams.retain(|u| scope.iter().any(|s| s.holds(*u)));
+        }
+        let forward = || {
+            if upstreams.is_empty() && !self.connected.contains(asker) {
+                Answer::Refused
+            } else {
+                Answer::Forward(upstreams.clone())
+            }
+        };
 
         if kind == Kind::Ptr {
             if let Some(ip) = arpa_ip(name) {
@@ -205,13 +231,17 @@ impl Table {
                     return Answer::NxDomain;
                 }
             }
-            return Answer::Forward(upstreams);
+            return forward();
         }
         let addrs = |s: &Segment, n: &str| -> Option<Vec<IpAddr>> {
-            let mut found = false;
+            let mut found: Vec<&Entry> = s.entries_named(n).collect();
+            if found.is_empty() {
+                return None;
+            }
+            let len = found.len();
+            found.rotate_left(turn % len);
             let mut v = Vec::new();
-            for e in s.entries_named(n) {
-                found = true;
+            for e in found {
                 if matches!(kind, Kind::A | Kind::Any) {
                     v.extend(e.ip4.map(IpAddr::from));
                 }
@@ -219,7 +249,7 @@ impl Table {
                     v.extend(e.ip6.map(IpAddr::from));
                 }
             }
-            found.then_some(v)
+            Some(v)
         };
         // A bare name, or an alias that itself has dots.
         for s in &scope {
@@ -235,7 +265,7 @@ impl Table {
                     None => Answer::NxDomain,
                 };
             }
-            return Answer::Forward(upstreams);
+            return forward();
         }
         Answer::NxDomain
     }
@@ -275,7 +305,7 @@ fn arpa_ip(name: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn entry(id: &str, name: &str, ip: &str, aliases: &[&str]) -> Entry {
+    fn entry(id: &str, name: &str, ip: &str, aliases: &[&str], ifname: &str) -> Entry {
         let mut names = vec![name.to_string(), id[..12].to_string()];
         names.extend(aliases.iter().map(|s| s.to_string()));
         Entry {
@@ -284,40 +314,37 @@ mod tests {
             ip4: Some(ip.parse().unwrap()),
             ip6: None,
             upstreams: vec![],
+            interface: ifname.into(),
         }
     }
+
+    const WEB: &str = "aaaaaaaaaaaaaaaa";
+    const CLI: &str = "bbbbbbbbbbbbbbbb";
+    const DB: &str = "cccccccccccccccc";
 
     fn table() -> Table {
         let a = Segment {
             name: "front".into(),
             subnet4: "10.1.0.0/24".parse().unwrap(),
-            gateway4: "10.1.0.1".parse().unwrap(),
             subnet6: None,
-            gateway6: None,
             entries: vec![
-                entry(
-                    "aaaaaaaaaaaaaaaa",
-                    "web",
-                    "10.1.0.2",
-                    &["www", "site.local"],
-                ),
-                entry("bbbbbbbbbbbbbbbb", "cli", "10.1.0.3", &[]),
+                entry(WEB, "web", "10.1.0.2", &["www", "site.local"], "eth0"),
+                entry(CLI, "cli", "10.1.0.3", &[], "eth0"),
             ],
         };
         let b = Segment {
             name: "back".into(),
             subnet4: "10.2.0.0/24".parse().unwrap(),
-            gateway4: "10.2.0.1".parse().unwrap(),
             subnet6: None,
-            gateway6: None,
             entries: vec![
-                entry("aaaaaaaaaaaaaaaa", "web", "10.2.0.2", &[]),
-                entry("cccccccccccccccc", "db", "10.2.0.3", &[]),
+                entry(WEB, "web", "10.2.0.2", &[], "eth1"),
+                entry(DB, "db", "10.2.0.3", &[], "eth0"),
             ],
         };
         Table {
             segments: vec![a, b],
             host_upstreams: vec!["192.0.2.53".parse().unwrap()],
+            connected: [WEB, CLI, DB].map(String::from).into(),
         }
     }
 
@@ -328,77 +355,140 @@ mod tests {
     #[test]
     fn names_short_ids_and_aliases_resolve_on_the_shared_network() {
         let t = table();
-        let gw = ip("10.1.0.1");
-        let cli = ip("10.1.0.3");
         for n in ["web", "aaaaaaaaaaaa", "www", "site.local", "web.front"] {
             assert_eq!(
-                t.lookup(gw, cli, n, Kind::A),
+                t.lookup(CLI, n, Kind::A, 0),
                 Answer::Addrs(vec![ip("10.1.0.2")]),
                 "{n}"
             );
         }
-        assert_eq!(t.lookup(gw, cli, "web", Kind::Aaaa), Answer::Addrs(vec![]));
-        assert_eq!(t.lookup(gw, cli, "nope", Kind::A), Answer::NxDomain);
-        assert_eq!(t.lookup(gw, cli, "nope.front", Kind::A), Answer::NxDomain);
+        assert_eq!(t.lookup(CLI, "web", Kind::Aaaa, 0), Answer::Addrs(vec![]));
+        assert_eq!(t.lookup(CLI, "nope", Kind::A, 0), Answer::NxDomain);
+        assert_eq!(t.lookup(CLI, "nope.front", Kind::A, 0), Answer::NxDomain);
+        assert_eq!(
+            t.sandboxes().into_iter().collect::<Vec<_>>(),
+            [WEB, CLI, DB]
+        );
     }
 
     #[test]
     fn isolation_and_multi_network_askers() {
         let t = table();
         // cli is only on front: db (back) is not visible, nor is web.back.
+        assert_eq!(t.lookup(CLI, "db", Kind::A, 0), Answer::NxDomain);
         assert_eq!(
-            t.lookup(ip("10.1.0.1"), ip("10.1.0.3"), "db", Kind::A),
-            Answer::NxDomain
-        );
-        assert_eq!(
-            t.lookup(ip("10.1.0.1"), ip("10.1.0.3"), "db.back", Kind::A),
+            t.lookup(CLI, "db.back", Kind::A, 0),
             Answer::Forward(vec![ip("192.0.2.53")])
         );
-        // web is on both: asking on front, it finds db on back at back's address.
+        // web is on both: it finds db on back, and itself on its first network (eth0).
         assert_eq!(
-            t.lookup(ip("10.1.0.1"), ip("10.1.0.2"), "db", Kind::A),
+            t.lookup(WEB, "db", Kind::A, 0),
             Answer::Addrs(vec![ip("10.2.0.3")])
         );
-        // db asks on back: web's address there.
         assert_eq!(
-            t.lookup(ip("10.2.0.1"), ip("10.2.0.3"), "web", Kind::A),
+            t.lookup(WEB, "web", Kind::A, 0),
+            Answer::Addrs(vec![ip("10.1.0.2")])
+        );
+        // db sees web at its address on back.
+        assert_eq!(
+            t.lookup(DB, "web", Kind::A, 0),
             Answer::Addrs(vec![ip("10.2.0.2")])
         );
-        // A container of front asking back's gateway is refused.
-        assert_eq!(
-            t.lookup(ip("10.2.0.1"), ip("10.1.0.3"), "db", Kind::A),
-            Answer::Refused
-        );
-        assert_eq!(
-            t.lookup(ip("10.9.0.1"), ip("10.1.0.3"), "db", Kind::A),
-            Answer::Refused
-        );
+        // A sandbox on no served network is refused.
+        assert_eq!(t.lookup("dddddddddddd", "db", Kind::A, 0), Answer::Refused);
+    }
+
+    #[test]
+    fn a_shared_alias_rotates() {
+        let mut t = table();
+        t.segments[0].entries.push(entry(
+            "eeeeeeeeeeeeeeee",
+            "web2",
+            "10.1.0.4",
+            &["www"],
+            "eth0",
+        ));
+        t.segments[0].entries.push(entry(
+            "ffffffffffffffff",
+            "web3",
+            "10.1.0.5",
+            &["www"],
+            "eth0",
+        ));
+        let firsts: Vec<IpAddr> = (0..6)
+            .map(|turn| match t.lookup(CLI, "www", Kind::A, turn) {
+                Answer::Addrs(v) => {
+                    assert_eq!(v.len(), 3, "all of them, every time");
+                    v[0]
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<IpAddr> = ["10.1.0.2", "10.1.0.4", "10.1.0.5"]
+            .iter()
+            .cycle()
+            .take(6)
+            .map(|a| ip(a))
+            .collect();
+        assert_eq!(firsts, want);
     }
 
     #[test]
     fn ptr_and_forwarding() {
         let mut t = table();
-        let (gw, cli) = (ip("10.1.0.1"), ip("10.1.0.3"));
         assert_eq!(
-            t.lookup(gw, cli, "2.0.1.10.in-addr.arpa", Kind::Ptr),
+            t.lookup(CLI, "2.0.1.10.in-addr.arpa", Kind::Ptr, 0),
             Answer::Ptr("web.front".into())
         );
         assert_eq!(
-            t.lookup(gw, cli, "9.0.1.10.in-addr.arpa", Kind::Ptr),
+            t.lookup(CLI, "9.0.1.10.in-addr.arpa", Kind::Ptr, 0),
             Answer::NxDomain
         );
         assert_eq!(
-            t.lookup(gw, cli, "1.2.0.192.in-addr.arpa", Kind::Ptr),
+            t.lookup(CLI, "1.2.0.192.in-addr.arpa", Kind::Ptr, 0),
             Answer::Forward(vec![ip("192.0.2.53")])
         );
         assert_eq!(
-            t.lookup(gw, cli, "example.org", Kind::A),
+            t.lookup(CLI, "example.org", Kind::A, 0),
             Answer::Forward(vec![ip("192.0.2.53")])
         );
         t.segments[0].entries[1].upstreams = vec![ip("127.0.0.9")];
         assert_eq!(
-            t.lookup(gw, cli, "example.org", Kind::A),
+            t.lookup(CLI, "example.org", Kind::A, 0),
             Answer::Forward(vec![ip("127.0.0.9")])
+        );
+    }
+
+    #[test]
+    fn only_containers_with_a_way_out_are_relayed_outside_their_networks() {
+        let mut t = table();
+        t.connected.remove(DB);
+        assert_eq!(
+            t.lookup(DB, "web", Kind::A, 0),
+            Answer::Addrs(vec![ip("10.2.0.2")]),
+            "names still resolve"
+        );
+        assert_eq!(t.lookup(DB, "example.org", Kind::A, 0), Answer::Refused);
+        assert_eq!(
+            t.lookup(DB, "1.2.0.192.in-addr.arpa", Kind::Ptr, 0),
+            Answer::Refused
+        );
+        // Its own DNS server on its internal network is asked; one outside it is not.
+        t.segments[1].entries[1].upstreams = vec![ip("192.0.2.1"), ip("10.2.0.53")];
+        assert_eq!(
+            t.lookup(DB, "example.org", Kind::A, 0),
+            Answer::Forward(vec![ip("10.2.0.53")])
+        );
+        // web is on the same internal network and on another with a way out.
+        assert_eq!(
+            t.lookup(WEB, "example.org", Kind::A, 0),
+            Answer::Forward(vec![ip("192.0.2.53")])
+        );
+        // A connected container without upstreams still gets SERVFAIL, not REFUSED.
+        t.host_upstreams.clear();
+        assert_eq!(
+            t.lookup(CLI, "example.org", Kind::A, 0),
+            Answer::Forward(vec![])
         );
     }
 

@@ -2,18 +2,29 @@
 //! network is created or deleted and when a sandbox joins or leaves it, and what the generic
 //! code may ask of it (`Caps`) instead of comparing driver names.
 //!
-//! Adding a driver (say macvlan) is one file here and one match arm: `driver/macvlan.rs` holds
-//! its typed options (a variant of `DriverOpts`, parsed and validated by `parse_options`) and
-//! its `impl Driver`; `driver()` gets the arm `"macvlan" => ...`. Nothing outside `driver/`
-//! names a driver: endpoints, ports, DNS, `network create/rm/reload` and the runtime only read
-//! `caps()` and call the trait.
+//! Adding a driver is one file here and one match arm: `driver/macvlan.rs` holds its typed
+//! options (a variant of `DriverOpts`, parsed and validated by `parse_options`) and its
+//! `impl Driver`; `driver()` gets the arm `"macvlan" => ...`. Nothing outside `driver/` names a
+//! driver: endpoints, ports, DNS, `network create/rm/reload` and the runtime only read `caps()`
+//! and call the trait. Drivers whose endpoints are children of a host link (macvlan, ipvlan)
+//! share `parent` (the parent link, VLAN and dummy links, the host shim, wiring a child into a
+//! sandbox); a new one of that kind also gets an arm in `DriverOpts::parent`.
+//! `cni` is the one driver with state outside the root's network files (the directory's lists,
+//! its attachment records under `<root>/cni/`): `merge_external`, `external` and `refresh` are
+//! its hooks into the `Store`.
 
 pub mod bridge;
+pub mod cni;
 pub mod host;
+pub mod ipvlan;
+pub mod macvlan;
 pub mod null;
+pub mod overlay;
+pub mod parent;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::firewall::{Firewall, FwNetwork};
 use crate::network::{EndpointRecord, Network};
 use crate::sandbox::Sandbox;
+use crate::EndpointRequest;
 
 /// Where the addresses of a driver's endpoints come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +88,50 @@ pub enum DriverOpts {
     #[default]
     None,
     Bridge(bridge::Options),
+    Cni(cni::Options),
+    Macvlan(macvlan::Options),
+    Ipvlan(ipvlan::Options),
+    Overlay(overlay::Options),
+}
+
+impl DriverOpts {
+    /// The parent link of a network whose endpoints are its children (macvlan, ipvlan): the
+    /// drivers of such networks check each other's parents.
+    pub fn parent(&self) -> Option<&parent::Parent> {
+        match self {
+            DriverOpts::Macvlan(o) => Some(&o.parent),
+            DriverOpts::Ipvlan(o) => Some(&o.parent),
+            DriverOpts::None
+            | DriverOpts::Bridge(_)
+            | DriverOpts::Cni(_)
+            | DriverOpts::Overlay(_) => None,
+        }
+    }
+
+    /// `network inspect`'s `IPAM.Driver`.
+    pub fn ipam_driver(&self) -> String {
+        match self {
+            DriverOpts::Cni(o) => cni::ipam_driver(o).unwrap_or_else(|| "cni".into()),
+            _ => "default".into(),
+        }
+    }
+
+    /// Whether the embedded resolver can serve the network's containers: it listens on the
+    /// gateway, which must then be an address of the host (not so on a CNI macvlan LAN).
+    pub fn gateway_on_host(&self) -> bool {
+        match self {
+            DriverOpts::Cni(o) => cni::gateway_on_host(o),
+            _ => true,
+        }
+    }
+
+    /// What `network inspect` shows of the driver's settings beside Docker's fields.
+    pub fn inspect(&self) -> Option<(&'static str, serde_json::Value)> {
+        match self {
+            DriverOpts::Cni(o) => Some(("CNI", cni::inspect(o))),
+            _ => None,
+        }
+    }
 }
 
 /// One network type. Only `name` and `caps` are required: the defaults suit a driver with nothing in the
@@ -86,6 +142,12 @@ pub trait Driver {
     fn name(&self) -> &'static str;
 
     fn caps(&self) -> Caps;
+
+    /// Docker's scope: "local" (the network exists on this host) or "global" (one network
+    /// across the hosts sharing a cluster store; see `allocate`, `attach_host`).
+    fn scope(&self) -> &'static str {
+        "local"
+    }
 
     /// Parses and validates `network create -o` (Docker's `com.docker.network.*` keys) for a
     /// new network with id `network_id`; an unknown key is refused.
@@ -101,9 +163,75 @@ pub trait Driver {
         }
     }
 
+    /// Whether a network with these options is internal whatever `--internal` says (a macvlan
+    /// without a parent has nowhere to go).
+    fn internal(&self, opts: &DriverOpts) -> bool {
+        let _ = opts;
+        false
+    }
+
     /// Checks a new network against the root's `others` and the host before anything is made.
     fn check(&self, net: &Network, others: &[Network]) -> Result<()> {
         let _ = (net, others);
+        Ok(())
+    }
+
+    /// Refuses `network rm` of a network that is not the root's to remove (a CNI list of the
+    /// configuration directory goes with its file).
+    fn check_remove(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Whether the driver maps published ports itself when an endpoint joins (a CNI list's
+    /// portmap): `connect` hands it the reserved host ports in `EndpointRecord::ports`, and
+    /// rbox only holds and records them, writing no firewall rules for them.
+    fn maps_ports(&self) -> bool {
+        false
+    }
+
+    /// What the user should be told about a new network that is nonetheless made (`network
+    /// create` prints them as warnings).
+    fn warnings(&self, net: &Network) -> Vec<String> {
+        let _ = net;
+        Vec::new()
+    }
+
+    /// Checks what a container asks of its endpoint on `net` before anything is leased (ipvlan
+    /// refuses `--mac-address`: its children have the parent's).
+    fn check_endpoint(&self, net: &Network, req: &EndpointRequest) -> Result<()> {
+        let _ = (net, req);
+        Ok(())
+    }
+
+    /// Reserves what a global network must hold cluster-wide before anything is made (its name,
+    /// subnet, an overlay's VNI, recorded in `net.driver_opts`; libnetwork's NetworkAllocate).
+    /// Undone by `free`.
+    fn allocate(&self, net: &mut Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Gives back what `allocate` reserved (`network rm`); refused while any host has
+    /// endpoints on the network.
+    fn free(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
+    /// Makes the network usable on this host before an endpoint leases an address from it
+    /// (an overlay takes this host's share of the subnet and makes its bridge and VXLAN
+    /// device), under the network's lock; may change `net` (saved with the lease). Cheap when
+    /// already done.
+    fn attach_host(&self, net: &mut Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
+        Ok(())
+    }
+
+    /// Undoes `attach_host` once the network's last endpoint on this host is gone (also after
+    /// a lease that failed right after it), under the network's lock.
+    fn detach_host(&self, net: &mut Network, fw: &dyn Firewall) -> Result<()> {
+        let _ = (net, fw);
         Ok(())
     }
 
@@ -119,14 +247,22 @@ pub trait Driver {
         Ok(())
     }
 
+    /// Gives back what the driver still holds for endpoints `net` no longer records (a
+    /// `release` that failed after the lease was dropped). `net` is freshly loaded under its
+    /// lock, so an endpoint being joined is in it.
+    fn sweep(&self, net: &Network) -> Result<()> {
+        let _ = net;
+        Ok(())
+    }
+
     /// Fills the driver's fields of a new endpoint before its lease is recorded (the bridge
     /// names the host end of its veth), so that a crash right after leaves enough to repair.
     fn new_endpoint(&self, net: &Network, container_id: &str, ep: &mut EndpointRecord) {
         let _ = (net, container_id, ep);
     }
 
-    /// Wires `ep` into `sandbox`; on error nothing of it is left. With `Ipam::Driver` it also
-    /// sets the endpoint's addresses.
+    /// Wires `ep` into `sandbox`; on error nothing of it is left. What it changes in `ep` is
+    /// recorded (with `Ipam::Driver` the addresses; an ipvlan child's MAC, the parent's).
     fn join(
         &self,
         net: &Network,
@@ -178,12 +314,22 @@ pub trait Driver {
     }
 }
 
-/// The driver called `name` (Docker's `-d` value).
+/// The driver called `name` (Docker's `-d` value), for its capabilities and options.
 pub fn driver(name: &str) -> Result<Box<dyn Driver>> {
+    for_root(name, None)
+}
+
+/// The driver called `name` acting on `root` (drivers that record state under the root,
+/// such as `cni`, need it to join and release).
+pub fn for_root(name: &str, root: Option<&Path>) -> Result<Box<dyn Driver>> {
     match name {
         "bridge" => Ok(Box::new(bridge::Bridge)),
+        "cni" => Ok(Box::new(cni::Cni::new(root))),
         "host" => Ok(Box::new(host::Host)),
+        "macvlan" => Ok(Box::new(macvlan::Macvlan)),
+        "ipvlan" => Ok(Box::new(ipvlan::Ipvlan)),
         "null" => Ok(Box::new(null::Null)),
+        "overlay" => Ok(Box::new(overlay::Overlay)),
         other => Err(Error::Invalid(format!(
             "could not find plugin {other} in v1 plugin registry: plugin not found"
         ))),
@@ -198,6 +344,27 @@ pub(crate) fn predefined(used: &[ipnetwork::Ipv4Network]) -> Result<Vec<Network>
         host::network(),
         null::network(),
     ])
+}
+
+/// Adds to a root's stored networks those defined outside it (the CNI configuration
+/// directory's), as `Store::list` shows them.
+pub(crate) fn merge_external(stored: &mut Vec<Network>) {
+    cni::merge(stored);
+}
+
+/// Whether `net` is defined outside the root (a CNI list of the configuration directory).
+pub(crate) fn is_external(net: &Network) -> bool {
+    cni::options(net).is_ok_and(|o| o.discovered)
+}
+
+/// A network defined outside the root that it has not stored yet, by id.
+pub(crate) fn external(id: &str) -> Option<Network> {
+    cni::external(id)
+}
+
+/// Brings a stored network defined outside the root in line with its definition.
+pub(crate) fn refresh(net: &mut Network) {
+    cni::refresh(net);
 }
 
 /// Docker's refusal of a `-o` key the driver does not know.

@@ -25,17 +25,25 @@ use ipnetwork::IpNetwork;
 use crate::error::{io, Error, Result};
 use crate::ports::Proto;
 
-/// What the rules of one bridge network depend on.
+/// What the rules of one network with a bridge on this host depend on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FwNetwork {
     /// First 12 hex digits of the network id: names the network's own chains.
     pub short_id: String,
     pub bridge: String,
-    /// The network's subnets, at most one per family.
+    /// The network's subnets, at most one per family (a network spanning hosts: all of it,
+    /// the other hosts' parts included).
     pub subnets: Vec<IpNetwork>,
     pub icc: bool,
     pub masquerade: bool,
     pub internal: bool,
+    /// A network spanning hosts (overlay): the link its other hosts' containers are reached
+    /// through (the VXLAN device). Then traffic between `bridge` and `tunnel` is the network's
+    /// own (ACCEPT, or DROP with `icc` false; never masqueraded, also not when internal);
+    /// `tunnel` exchanges traffic with nothing else (isolated like another network's bridge
+    /// in both directions); and the masquerade of outbound traffic is for destinations
+    /// outside `subnets` (not "not out of `bridge`").
+    pub tunnel: Option<String>,
 }
 
 /// One published port as the firewall needs it.

@@ -79,6 +79,9 @@ enum Mode {
 }
 
 fn install(ctx: &Context, container_id: &str, rec: &Record, mode: Mode) -> Result<()> {
+    if rec.by_driver {
+        return Ok(());
+    }
     let fw = rec.firewall(container_id);
     match mode {
         Mode::Add => ctx.fw.add_ports(&fw),
@@ -86,10 +89,25 @@ fn install(ctx: &Context, container_id: &str, rec: &Record, mode: Mode) -> Resul
     }
 }
 
+/// Removes the rules rbox's firewall has for `rec`'s ports (none when the driver maps them).
+fn remove_rules(ctx: &Context, container_id: &str, rec: &Record) -> Result<()> {
+    if rec.by_driver {
+        return Ok(());
+    }
+    ctx.fw.remove_ports(&rec.firewall(container_id))
+}
+
 /// Host ports reserved for a container before it joins the network that will carry them.
 pub struct Reserved {
     network_id: String,
     taken: Taken,
+}
+
+impl Reserved {
+    /// The host ports taken: what a driver that maps ports itself is handed at the join.
+    pub fn bindings(&self) -> &[PortBinding] {
+        &self.taken.bindings
+    }
 }
 
 /// Reserves the host ports of `specs` on `net` for a container about to join it; `None` when
@@ -132,11 +150,13 @@ pub(crate) fn publish_reserved(
             net.name
         )));
     };
-    let ipam = net
-        .ipam
-        .as_ref()
-        .ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
-    let path = ctx.driver(&net)?.port_path(&net)?;
+    let (v4, v6) = match ep {
+        Some(e) => crate::endpoint::subnets(&net, e),
+        None => (None, None),
+    };
+    let subnet = v4.ok_or_else(|| Error::Invalid(format!("network {} has no subnet", net.name)))?;
+    let drv = ctx.driver(&net)?;
+    let path = drv.port_path(&net)?;
     let root = ctx.root();
     // A record left by a crash may have rules behind it: regenerate those instead of adding.
     let old = record::read(root, container_id)?;
@@ -157,12 +177,13 @@ pub(crate) fn publish_reserved(
     let rec = Record {
         network_id: net.id.clone(),
         interface: path.interface,
-        subnet: ipam.subnet.into(),
+        subnet: subnet.into(),
         container_ip: ip,
-        subnet6: net.ipam6.as_ref().map(|c| c.subnet.into()),
+        subnet6: v6.map(Into::into),
         container_ip6: ip6,
         bindings,
         proxies,
+        by_driver: drv.maps_ports(),
     };
     // Recorded before the rules exist, so a crash in between leaves something to repair.
     if let Err(e) = record::write(root, container_id, &rec) {
@@ -188,6 +209,12 @@ pub(crate) fn publish(
     let Some(net) = carrier(ctx, container_id)? else {
         return Ok((Vec::new(), Reservation::default()));
     };
+    if !specs.is_empty() && ctx.driver(&net)?.maps_ports() {
+        return Err(Error::Invalid(format!(
+            "network {} maps published ports when a container joins it: publish them with run -p",
+            net.name
+        )));
+    }
     match reserve(ctx, &net, specs)? {
         Some(r) => publish_reserved(ctx, container_id, r),
         None => Ok((Vec::new(), Reservation::default())),
@@ -209,7 +236,7 @@ pub(crate) fn reclaim(
     };
     // A proxy that outlived its holder still listens on its port.
     rec.proxies.iter().for_each(proxy::stop);
-    let old_rules = rec.firewall(container_id);
+    let old_rules = rec.clone();
     let has_v6 = rec.container_ip6.is_some();
     let mut held = Reservation::default();
     let mut listeners = Vec::new();
@@ -238,7 +265,7 @@ pub(crate) fn reclaim(
     let lost = rec.bindings.len() != before;
     if lost {
         // The rules of the ports it keeps come back below; the lost ones must not stay.
-        ctx.fw.remove_ports(&old_rules)?;
+        remove_rules(ctx, container_id, &old_rules)?;
     }
     rec.proxies = start_proxy(container_id, rec.container_ip, rec.container_ip6, listeners)?;
     if rec.bindings.is_empty() {
@@ -261,7 +288,7 @@ pub(crate) fn unpublish(ctx: &Context, container_id: &str) -> Result<()> {
     // First, so the port is free when this returns: the proxy was its only holder.
     rec.proxies.iter().for_each(proxy::stop);
     let mut errors = Errors::default();
-    errors.check(ctx.fw.remove_ports(&rec.firewall(container_id)));
+    errors.check(remove_rules(ctx, container_id, &rec));
     if errors.is_empty() {
         forget_udp_flows(&rec.bindings);
         errors.check(record::remove(root, container_id));

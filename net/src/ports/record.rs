@@ -39,6 +39,10 @@ pub(crate) struct Record {
     /// The proxy of the bindings the kernel cannot forward (older records: one per binding).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxies: Vec<proxy::Process>,
+    /// The network's driver maps the ports itself (`Driver::maps_ports`): rbox's firewall has
+    /// no rules for them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_driver: bool,
 }
 
 impl Record {

@@ -41,6 +41,18 @@ impl Reservation {
     pub(crate) fn hold(&mut self, socket: OwnedFd) {
         self.sockets.push(socket);
     }
+
+    /// The sockets' numbers: a monitor that execs its next program keeps them open across
+    /// execve and hands them over (`from_fds`).
+    pub fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.sockets.iter().map(|s| s.as_raw_fd()).collect()
+    }
+
+    /// The reservation a previous program of this process held.
+    pub fn from_fds(sockets: Vec<OwnedFd>) -> Reservation {
+        Reservation { sockets }
+    }
 }
 
 /// Whether the proxy serves (part of) a binding of `ip`: TCP on IPv6 that the kernel cannot

@@ -18,6 +18,12 @@ pub struct CreateOptions {
     pub cmd: Vec<String>,
     /// Replaces the image's Entrypoint (and then its Cmd) when set; "" clears it.
     pub entrypoint: Option<String>,
+    /// `--log-driver` and `--log-opt KEY=VALUE`s, merged with the root's defaults into
+    /// `settings.log_config`.
+    pub log_driver: Option<String>,
+    pub log_opts: Vec<String>,
+    /// `--health-*` / `--no-healthcheck` (Docker CLI's HealthConfig), merged over the image's.
+    pub healthcheck: Option<crate::health::Healthcheck>,
     pub settings: Settings,
 }
 
@@ -27,6 +33,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     let image = store.resolve(&opts.image)?;
     tracing::debug!(image = %image.id, "image resolved");
     let mut s = opts.settings.clone();
+    let joined_hostname = crate::network::check_container_mode(root, &mut s)?;
     let cfg = &image.config;
     match &opts.entrypoint {
         Some(e) if e.is_empty() => s.entrypoint = Vec::new(),
@@ -75,6 +82,9 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         s.stop_signal = cfg.stop_signal.clone();
     }
     check_lifecycle_options(&s)?;
+    s.log_config = crate::logs::resolve(root, opts.log_driver.as_deref(), &opts.log_opts)?;
+    s.healthcheck = crate::health::resolve(opts.healthcheck.clone(), cfg.healthcheck.as_ref())?;
+    crate::health::on_failure(&s.health_on_failure)?;
     crate::mounts::check(&s.mounts)?;
     crate::mounts::name_anonymous(&mut s.mounts);
     let _names = store::names_lock(root)?;
@@ -100,7 +110,9 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
             break id;
         }
     };
-    if s.hostname.is_empty() {
+    if let Some(h) = joined_hostname {
+        s.hostname = h;
+    } else if s.hostname.is_empty() {
         s.hostname = match net::attachment(root, &s.network_mode) {
             // Docker: a container on the host's network has the host's name.
             // Docker: a container in the host's UTS namespace has the host's name too.
@@ -126,6 +138,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
         ports: Vec::new(),
         restart_count: 0,
         connected: Vec::new(),
+        health: None,
     };
     let paths = Paths::new(root, &id);
     store::create_topdir(&store::containers_dir(root))?;

@@ -20,7 +20,9 @@ use std::path::Path;
 pub use boot::{boot, shutdown, Booted};
 pub use create::{create, CreateOptions};
 pub use repair::{find, list, repair};
-pub use start::{monitor_main, run_attached, run_attached_streams, start, MONITOR_REPORT_FD};
+pub use start::{
+    continue_main, monitor_main, run_attached, run_attached_streams, start, MONITOR_REPORT_FD,
+};
 pub use stop::{kill, restart, stop, wait, StopOptions};
 
 pub use crate::monitor::Begin;
@@ -74,6 +76,8 @@ pub fn rename(root: &Path, key: &str, new: &str) -> Result<()> {
     let mut r = store::load(&paths)?;
     let old = std::mem::replace(&mut r.name, new.to_string());
     store::save(&paths, &r)?;
+    // Its endpoints answer to the new name (and no longer to the old) when this returns.
+    net::rename(root, &r.id, new)?;
     crate::events::container(root, &r, "rename", &[("oldName", format!("/{old}"))]);
     Ok(())
 }

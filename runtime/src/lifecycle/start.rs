@@ -156,3 +156,16 @@ pub fn monitor_main(root: &Path, id: &str, begin: Begin) -> i32 {
         Err(e) => e.exit_code(),
     }
 }
+
+/// Body of `container-monitor --continue FD ID`: the monitor's small mode (`rbox-shim`)
+/// handed the container back with its state in descriptor `fd`.
+pub fn continue_main(root: &Path, id: &str, fd: i32) -> i32 {
+    crate::process::set_name("rbox");
+    match monitor::resume(&Paths::new(root, id), fd) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(id, "taking the container back from rbox-shim: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub struct StopOptions {
 }
 
 impl StopOptions {
-    fn resolve(&self, rec: &Record) -> (i32, Option<Duration>) {
+    pub(crate) fn resolve(&self, rec: &Record) -> (i32, Option<Duration>) {
         let signal = self
             .signal
             .unwrap_or_else(|| crate::signal::stop_signal(&rec.settings.stop_signal));
@@ -86,7 +86,7 @@ fn stop_with(
         let (signal, timeout) = opts.resolve(&rec);
         match ask(root, &rec, request(signal, timeout))? {
             Some(Reply::Err(m)) => return Err(refused(m)),
-            Some(Reply::Ok(_)) => {
+            Some(Reply::Ok(_) | Reply::Status(_)) => {
                 store::wait_monitor(&Paths::new(root, &rec.id));
                 crate::events::container(root, &rec, "stop", &[]);
                 // Gone when --rm removed it.
@@ -113,7 +113,7 @@ pub fn kill(root: &Path, key: &str, sig: i32) -> Result<Record> {
         }
         match ask(root, &rec, Request::Kill { signal: sig })? {
             Some(Reply::Err(m)) => return Err(refused(m)),
-            Some(Reply::Ok(_)) => {
+            Some(Reply::Ok(_) | Reply::Status(_)) => {
                 crate::events::container(root, &rec, "kill", &[("signal", sig.to_string())]);
                 if sig == libc::SIGKILL {
                     store::wait_monitor(&Paths::new(root, &rec.id));
@@ -150,7 +150,7 @@ pub fn restart(root: &Path, key: &str, opts: StopOptions) -> Result<Record> {
     }
     let (signal, timeout) = opts.resolve(&rec);
     match ask(root, &rec, Request::Restart { signal, timeout })? {
-        Some(Reply::Ok(_)) => {
+        Some(Reply::Ok(_) | Reply::Status(_)) => {
             crate::events::container(root, &rec, "restart", &[]);
             find(root, &rec.id)
         }

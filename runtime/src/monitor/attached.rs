@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::executor::{self, Workload};
-use crate::logs::{Stream, Writer};
+use crate::logs::{self, Stream, Writer};
 use crate::record::Record;
 use crate::store::{self, Paths};
 use crate::{etcfiles, rootfs, spec, user};
@@ -52,12 +52,17 @@ impl Attached {
         tracing::debug!(id = %paths.id, "network attached");
         etcfiles::write_all(paths, rec, netns.is_none())?;
         write_spec(paths, rec, &user, &env, netns)?;
-        Attached::new(paths, rec, open_log(paths)?, ports)
+        Attached::new(paths, rec, logs::open_writer(paths, rec)?, ports)
     }
 
-    fn new(paths: &Paths, rec: &Record, log: Writer, ports: net::Reservation) -> Result<Attached> {
+    fn new(
+        paths: &Paths,
+        rec: &Record,
+        log: Option<Writer>,
+        ports: net::Reservation,
+    ) -> Result<Attached> {
         Ok(Attached {
-            log: Some(log),
+            log,
             workload: executor::for_container(
                 &paths.root,
                 &spec::security_opt(&rec.settings),
@@ -66,6 +71,17 @@ impl Attached {
             )?,
             _ports: ports,
         })
+    }
+
+    /// What a previous program of this monitor held: the ports' sockets it handed over (the
+    /// rootfs, sandbox, leases, rules and spec stay as they were).
+    pub fn resume(paths: &Paths, rec: &Record, ports: net::Reservation) -> Result<Attached> {
+        Attached::new(paths, rec, None, ports)
+    }
+
+    /// The numbers of the port sockets, for a hand-over.
+    pub fn port_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self._ports.raw_fds()
     }
 
     /// Takes over from a monitor that died while its container ran: the rootfs, sandbox,
@@ -80,25 +96,24 @@ impl Attached {
             rec.ports = kept;
             held
         };
-        let since = std::fs::metadata(paths.log())
-            .and_then(|m| m.modified())
-            .map(chrono::DateTime::<chrono::Utc>::from)
-            .ok();
-        let mut log = open_log(paths)?;
+        let since = logs::path(paths, rec)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .and_then(|m| m.modified().ok())
+            .map(chrono::DateTime::<chrono::Utc>::from);
+        let mut log = logs::open_writer(paths, rec)?;
         let from = since
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_else(|| "its start".into());
-        log.write(
-            Stream::Stderr,
-            format!("rbox: the container's monitor died; output from {from} until now was lost\n")
-                .as_bytes(),
-        );
+        if let Some(l) = &mut log {
+            l.note(
+                Stream::Stderr,
+                &format!(
+                    "rbox: the container's monitor died; output from {from} until now was lost"
+                ),
+            );
+        }
         Attached::new(paths, rec, log, ports)
     }
-}
-
-fn open_log(paths: &Paths) -> Result<Writer> {
-    Writer::open(&paths.log()).map_err(|e| Error::io(paths.log().display(), e))
 }
 
 /// The OCI spec every run of this start uses, and libcontainer's state root.

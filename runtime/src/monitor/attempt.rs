@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,12 @@ use crate::{cgroup, process, tty};
 pub(crate) const MONITOR_OOM_SCORE_ADJ: i32 = -999;
 
 pub(crate) struct Attempt {
-    /// `None` for a run adopted from a dead monitor (its libcontainer state stays on disk).
+    /// `None` for a run adopted from a dead monitor (its libcontainer state stays on disk),
+    /// or handed over by a previous program of this monitor (`resume`).
     container: Option<libcontainer::container::Container>,
+    /// The init is this process's child (reaped with waitpid), also when `container` is None
+    /// after a hand-over; not for an adopted run.
+    ours: bool,
     pub pid: Pid,
     pub start_time: u64,
     pidfd: OwnedFd,
@@ -142,6 +146,7 @@ impl Attempt {
         };
         Ok(Attempt {
             container: Some(container),
+            ours: true,
             pid,
             start_time,
             pidfd,
@@ -190,6 +195,7 @@ impl Attempt {
             .unwrap_or_default();
         Ok(Attempt {
             container: None,
+            ours: false,
             pid: Pid::from_raw(pid),
             start_time: rec.state.start_time,
             pidfd,
@@ -197,6 +203,40 @@ impl Attempt {
             started: Instant::now().checked_sub(ran).unwrap_or_else(Instant::now),
             _stdin: None,
         })
+    }
+
+    /// The run a previous program of this monitor started and handed over: still our child.
+    pub fn resume(
+        pid: i32,
+        start_time: u64,
+        pidfd: OwnedFd,
+        streams: Streams,
+        up: Duration,
+        stdin: Option<OwnedFd>,
+    ) -> Attempt {
+        Attempt {
+            container: None,
+            ours: true,
+            pid: Pid::from_raw(pid),
+            start_time,
+            pidfd,
+            streams,
+            started: Instant::now().checked_sub(up).unwrap_or_else(Instant::now),
+            _stdin: stdin,
+        }
+    }
+
+    /// The descriptors a hand-over keeps open: the pidfd and the write end of stdin.
+    pub fn raw_fds(&self) -> (RawFd, Option<RawFd>) {
+        (
+            self.pidfd.as_raw_fd(),
+            self._stdin.as_ref().map(|f| f.as_raw_fd()),
+        )
+    }
+
+    /// The init is this process's child (not an adopted run's).
+    pub fn is_ours(&self) -> bool {
+        self.ours
     }
 
     pub fn pidfd(&self) -> BorrowedFd<'_> {
@@ -216,14 +256,14 @@ impl Attempt {
     /// libcontainer state and cgroup. Returns the exit code as Docker reports it and whether
     /// the kernel OOM-killed a process of the run.
     pub fn finish(mut self, paths: &Paths, sink: &mut Sink) -> (i32, bool) {
-        self.streams.drain(sink);
-        let code = match &self.container {
-            Some(_) => process::exit_code(
+        sink.drain(&mut self.streams);
+        let code = match self.ours {
+            true => process::exit_code(
                 nix::sys::wait::waitpid(self.pid, None)
                     .unwrap_or(nix::sys::wait::WaitStatus::StillAlive),
             ),
             // Not our child: the kernel keeps the code for its pidfd (or the zombie shows it).
-            None => process::exit_code_of(self.pidfd.as_fd(), self.pid.as_raw(), self.start_time)
+            false => process::exit_code_of(self.pidfd.as_fd(), self.pid.as_raw(), self.start_time)
                 .unwrap_or_else(|| {
                     tracing::warn!(id = %paths.id, "exit status of the adopted init unknown");
                     255

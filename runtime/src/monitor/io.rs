@@ -8,9 +8,9 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 
-use super::events::{self, Event, Source, Timers};
 use crate::logs::{Stream, Writer};
 use crate::tty;
+use shim::events::{self, Event, Source, Timers};
 
 /// Where output goes.
 pub(crate) struct Sink {
@@ -34,77 +34,18 @@ impl Sink {
     }
 }
 
-/// The read ends of one run's output: two pipes, or the pty master (as stdout).
-pub(crate) struct Streams {
-    out: Option<OwnedFd>,
-    err: Option<OwnedFd>,
-    pub master: Option<OwnedFd>,
-    buf: Vec<u8>,
-}
+pub(crate) use shim::output::Streams;
 
-impl Streams {
-    pub fn new(out: Option<OwnedFd>, err: Option<OwnedFd>, master: Option<OwnedFd>) -> Streams {
-        for fd in [&out, &err, &master].into_iter().flatten() {
-            set_nonblocking(fd.as_fd());
-        }
-        Streams {
-            out,
-            err,
-            master,
-            buf: vec![0u8; 64 * 1024],
-        }
+impl Sink {
+    /// What a run's output goes to, as `Streams` takes it.
+    pub fn as_fn(&mut self) -> impl FnMut(Stream, &[u8]) + '_ {
+        move |s, d| self.write(s, d)
     }
 
-    fn fd(&self, stream: Stream) -> Option<BorrowedFd<'_>> {
-        match stream {
-            Stream::Stdout => self.out.as_ref().or(self.master.as_ref()),
-            Stream::Stderr => self.err.as_ref(),
-        }
-        .map(|f| f.as_fd())
-    }
-
-    /// The open streams, for the event loop.
-    pub fn sources(&self) -> Vec<(BorrowedFd<'_>, Source)> {
-        [Stream::Stdout, Stream::Stderr]
-            .into_iter()
-            .filter_map(|s| self.fd(s).map(|fd| (fd, Source::Output(s))))
-            .collect()
-    }
-
-    /// One read of `stream` into `sink`; closes the stream at end of file (a pty master
-    /// reports EIO at hangup) and returns whether data came.
-    pub fn copy(&mut self, stream: Stream, sink: &mut Sink) -> bool {
-        let Some(fd) = self.fd(stream).map(|f| f.as_raw_fd()) else {
-            return false;
-        };
-        match read_some(fd, &mut self.buf) {
-            Some(0) => false,
-            Some(n) => {
-                sink.write(stream, &self.buf[..n]);
-                true
-            }
-            None => {
-                self.close(stream);
-                false
-            }
-        }
-    }
-
-    fn close(&mut self, stream: Stream) {
-        match stream {
-            Stream::Stdout if self.out.is_some() => self.out = None,
-            Stream::Stdout => self.master = None,
-            Stream::Stderr => self.err = None,
-        }
-    }
-
-    /// Takes what is left once the init exited: the kernel is killing the namespace's other
-    /// processes, and what they wrote before is still in the pipes.
-    pub fn drain(&mut self, sink: &mut Sink) {
-        for s in [Stream::Stdout, Stream::Stderr] {
-            while self.copy(s, sink) {}
-        }
-        if let Some(l) = &mut sink.log {
+    /// `Streams::drain` into this sink, then the log's unterminated lines.
+    pub fn drain(&mut self, streams: &mut Streams) {
+        streams.drain(&mut self.as_fn());
+        if let Some(l) = &mut self.log {
             l.flush();
         }
     }
@@ -219,7 +160,7 @@ pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool) -> i32 {
             match ev {
                 Event::Ready(Source::Exit) | Event::Hangup(Source::Exit) => break 'run,
                 Event::Ready(Source::Output(s)) | Event::Hangup(Source::Output(s)) => {
-                    streams.copy(s, &mut sink);
+                    streams.copy(s, &mut sink.as_fn());
                 }
                 Event::Ready(Source::Signal) => match term.signal() {
                     Some(libc::SIGWINCH) => {
@@ -240,32 +181,14 @@ pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool) -> i32 {
             }
         }
     }
-    streams.drain(&mut sink);
+    sink.drain(&mut streams);
     drop(term);
     crate::process::exit_code(
         nix::sys::wait::waitpid(pid, None).unwrap_or(nix::sys::wait::WaitStatus::StillAlive),
     )
 }
 
-fn set_nonblocking(fd: BorrowedFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(fl) = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
-        let _ = fcntl(
-            fd.as_raw_fd(),
-            FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
-        );
-    }
-}
-
-/// Reads what is available: `Some(0)` when nothing is, `None` at end of file or error.
-fn read_some(fd: i32, buf: &mut [u8]) -> Option<usize> {
-    match nix::unistd::read(fd, buf) {
-        Ok(0) => None,
-        Ok(n) => Some(n),
-        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => Some(0),
-        Err(_) => None,
-    }
-}
+use shim::sys::read_some;
 
 fn write_all_fd(fd: i32, mut data: &[u8]) {
     // SAFETY: fds 1 and 2, or a pty master we hold, for the duration of this call.

@@ -14,11 +14,14 @@
 //!
 //! How it begins (`Begin`): a new start; taking over (adopting) a running init whose monitor
 //! died; or resuming the restart a dead monitor was waiting for.
+//!
+//! A detached monitor whose run is steady becomes its small mode, `rbox-shim`, by execve, and
+//! comes back here (`resume`) for anything that needs more (`handover`).
 
 mod attached;
 mod attempt;
 pub(crate) mod control;
-mod events;
+mod handover;
 mod io;
 
 use std::fs::File;
@@ -27,13 +30,14 @@ use std::io::Write;
 use chrono::Utc;
 
 pub(crate) use attempt::MONITOR_OOM_SCORE_ADJ;
+pub use handover::resume;
 pub(crate) use io::proxy_tty;
 
 use attached::Attached;
 use attempt::Attempt;
 use control::{Conn, Reply, Request};
-use events::{Event, Source, Timer, Timers};
 use io::{Sink, Terminal};
+use shim::events::{self, Event, Source, Timer, Timers};
 
 use crate::error::{Error, Result};
 use crate::logs::Stream;
@@ -114,6 +118,7 @@ pub fn run(
     drop(warm_up);
     tracing::debug!(id = %paths.id, "started");
     started(Ok(()));
+    m.claim = Some(std::os::fd::AsRawFd::as_raw_fd(&claim));
     let code = m.supervise();
     m.end(claim, code)
 }
@@ -250,6 +255,13 @@ struct Monitor<'a> {
     last: (i32, bool),
     done: bool,
     buf: Vec<u8>,
+    /// The healthcheck, if the container has one.
+    health: Option<shim::health::Prober>,
+    /// monitor.lock, once the caller was told that the container runs: what a hand-over to
+    /// the small mode keeps (`handover`).
+    claim: Option<std::os::fd::RawFd>,
+    /// The small mode cannot be used (not installed, or exec failed).
+    no_shim: bool,
 }
 
 impl<'a> Monitor<'a> {
@@ -261,7 +273,7 @@ impl<'a> Monitor<'a> {
         begin: Begin,
         attach: Attach,
     ) -> std::result::Result<Monitor<'a>, Box<(Error, Record)>> {
-        let control = match control::Server::listen(paths) {
+        let control = match control::listen(paths) {
             Ok(c) => c,
             Err(e) => return Err(Box::new((e, rec))),
         };
@@ -279,8 +291,14 @@ impl<'a> Monitor<'a> {
             Ok(x) => x,
             Err(e) => return Err(Box::new((e, rec))),
         };
-        let log = attached.log.take();
+        let mut log = attached.log.take();
+        if let Some(l) = &mut log {
+            // A detached monitor is single-threaded: a forked child may gzip rotated files.
+            l.compress_in_background(attach == Attach::Detached);
+        }
+        let health = crate::health::prober(paths, &rec);
         let mut m = Monitor {
+            health,
             paths,
             restarts: Restarts::new(rec.settings.restart_policy, rec.restart_count),
             rec,
@@ -303,6 +321,8 @@ impl<'a> Monitor<'a> {
             last: (0, false),
             done: false,
             buf: vec![0u8; 16 * 1024],
+            claim: None,
+            no_shim: false,
         };
         let kind = match begin {
             Begin::Adopt => RunKind::Adopted,
@@ -353,6 +373,16 @@ impl<'a> Monitor<'a> {
             r.restart_count = count;
         })?;
         self.rec.state = r.state;
+        if let Some(h) = &mut self.health {
+            let started = self
+                .rec
+                .state
+                .started_at
+                .and_then(|t| t.timestamp_nanos_opt())
+                .map(shim::time::Timestamp)
+                .unwrap_or_else(shim::time::Timestamp::now);
+            h.run_started(&mut self.timers, started, false);
+        }
         // A detached monitor lives as long as its container: hand back to the kernel the heap
         // pages that starting the run used and freed (parsed spec and profiles, libcontainer's
         // builder), ~1 MB per monitor otherwise.
@@ -380,26 +410,21 @@ impl<'a> Monitor<'a> {
         if let Some(t) = &self.terminal {
             v.extend(t.sources(pty));
         }
+        if let Some(h) = &self.health {
+            v.extend(h.sources());
+        }
         v
     }
 
     /// Reacts to events until the container ends for good; returns the last exit code.
     fn supervise(&mut self) -> i32 {
         while !self.done {
+            if self.can_hand_over() {
+                self.hand_over();
+            }
             let mut timers = std::mem::take(&mut self.timers);
-            let mut evs = events::wait(&self.sources(), &mut timers);
+            let (evs, clients) = events::wait_ordered(&self.sources(), &mut timers);
             self.timers = timers;
-            // Output before the exit, so that none of it is taken for the next run's.
-            evs.sort_by_key(|e| {
-                matches!(e, Event::Ready(Source::Exit) | Event::Hangup(Source::Exit))
-            });
-            let clients: Vec<usize> = evs
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Ready(Source::Client(i)) | Event::Hangup(Source::Client(i)) => Some(*i),
-                    _ => None,
-                })
-                .collect();
             for (req, conn) in self.control.read(&clients) {
                 self.request(req, conn);
             }
@@ -416,7 +441,7 @@ impl<'a> Monitor<'a> {
             Event::Ready(Source::Client(_)) | Event::Hangup(Source::Client(_)) => {}
             Event::Ready(Source::Output(s)) | Event::Hangup(Source::Output(s)) => {
                 if let Some(run) = &mut self.run {
-                    run.streams.copy(s, &mut self.sink);
+                    run.streams.copy(s, &mut self.sink.as_fn());
                 }
             }
             Event::Ready(Source::Exit) | Event::Hangup(Source::Exit) => self.run_ended(),
@@ -455,12 +480,75 @@ impl<'a> Monitor<'a> {
                 }
             }
             Event::Timer(Timer::Backoff) => self.restart_now(),
+            Event::Ready(Source::ProbeOutput) | Event::Hangup(Source::ProbeOutput) => {
+                if let Some(h) = &mut self.health {
+                    h.read_output();
+                }
+            }
+            Event::Ready(Source::ProbeExit) | Event::Hangup(Source::ProbeExit) => {
+                let act = self
+                    .health
+                    .as_mut()
+                    .and_then(|h| h.probe_ended(&mut self.timers, false));
+                self.unhealthy(act);
+            }
+            Event::Timer(Timer::ProbeTimeout) => {
+                let act = self
+                    .health
+                    .as_mut()
+                    .and_then(|h| h.probe_ended(&mut self.timers, true));
+                self.unhealthy(act);
+            }
+            Event::Timer(Timer::Probe) => {
+                let act = self
+                    .health
+                    .as_mut()
+                    .and_then(|h| h.start_probe(&mut self.timers));
+                self.unhealthy(act);
+            }
+        }
+    }
+
+    /// The container just became unhealthy: what `--health-on-failure` says. Restart
+    /// policies never act on health (Docker's rule); `kill` leaves the decision to them.
+    fn unhealthy(&mut self, act: Option<shim::health::OnFailure>) {
+        use shim::health::OnFailure;
+        let Some(act) = act else { return };
+        if self.run.is_none() || self.ending != Ending::Policy {
+            return;
+        }
+        tracing::debug!(id = %self.paths.id, action = act.name(), "unhealthy");
+        if let Some(l) = self.sink.log.as_mut() {
+            l.note(
+                Stream::Stderr,
+                &format!(
+                    "rbox: the container is unhealthy: --health-on-failure={}",
+                    act.name()
+                ),
+            );
+        }
+        let (signal, timeout) = crate::lifecycle::StopOptions::default().resolve(&self.rec);
+        match act {
+            OnFailure::None => {}
+            OnFailure::Kill => {
+                if let Some(run) = &self.run {
+                    let _ = run.signal(libc::SIGKILL);
+                }
+            }
+            OnFailure::Stop => {
+                self.mark_manually_stopped();
+                self.end_run(Ending::Stop, signal, timeout);
+            }
+            OnFailure::Restart => self.end_run(Ending::Restart, signal, timeout),
         }
     }
 
     fn request(&mut self, req: Request, conn: Conn) {
         match req {
             Request::Wait => self.waiters.push(conn),
+            Request::Status => conn.reply(&Reply::Status(control::Status::of_log(
+                self.sink.log.as_ref(),
+            ))),
             Request::Kill { signal } => conn.reply(&match self.kill(signal) {
                 Ok(()) => Reply::Ok(None),
                 Err(e) => Reply::Err(e),
@@ -540,6 +628,9 @@ impl<'a> Monitor<'a> {
             return;
         };
         let ran = run.ran_for();
+        if let Some(h) = &mut self.health {
+            h.run_ended(&mut self.timers);
+        }
         let (code, oom) = run.finish(self.paths, &mut self.sink);
         if oom {
             crate::events::container(&self.paths.root, &self.rec, "oom", &[]);
@@ -594,14 +685,7 @@ impl<'a> Monitor<'a> {
             Err(e) => {
                 tracing::warn!(id = %self.paths.id, "restarting: {e}");
                 if let Some(l) = self.sink.log.as_mut() {
-                    l.write(
-                        Stream::Stderr,
-                        format!(
-                            "rbox: restarting failed: {e}
-"
-                        )
-                        .as_bytes(),
-                    );
+                    l.note(Stream::Stderr, &format!("rbox: restarting failed: {e}"));
                 }
                 self.rec.state.error = e.to_string();
                 self.done = true;
@@ -616,7 +700,7 @@ impl<'a> Monitor<'a> {
     /// Releases the container and records how it ended (or removes it, with --rm).
     fn end(mut self, mut claim: File, code: i32) -> Result<i32> {
         if let Some(l) = &mut self.sink.log {
-            l.flush();
+            l.finish();
         }
         for c in self.restarters.drain(..).chain(self.waiters.drain(..)) {
             c.reply(&Reply::Ok(Some(code)));

@@ -46,6 +46,8 @@ pub fn commit(cli: &Cli, a: &CommitArgs) -> Result<i32> {
         exposed_ports: s.exposed_ports.clone(),
         labels: s.labels.clone(),
         stop_signal: s.stop_signal.clone(),
+        // Docker commits the container's config, its healthcheck included.
+        healthcheck: s.healthcheck.clone(),
     };
     for c in &changes {
         c.apply(&mut config);

@@ -6,6 +6,7 @@ use runtime::lifecycle::CreateOptions;
 use runtime::record::Settings;
 use runtime::units::parse_bytes;
 
+use super::healthflags::HealthFlags;
 use super::hostflags::HostFlags;
 
 #[derive(Args, Debug)]
@@ -113,6 +114,12 @@ pub struct CreateArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", allow_hyphen_values = true)]
     pub stop_timeout: Option<i64>,
+    /// Logging driver for the container (json-file, local, none)
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size, max-file, compress, labels, env)
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Pull image before running ("always", "missing", "never")
     #[arg(long, env = "RBOX_PULL", default_value = "missing")]
     pub pull: images::PullPolicy,
@@ -121,6 +128,8 @@ pub struct CreateArgs {
     pub platform: Option<String>,
     #[command(flatten)]
     pub host: HostFlags,
+    #[command(flatten)]
+    pub health: HealthFlags,
     /// Print usage
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -142,6 +151,19 @@ impl CreateArgs {
     /// `detach`: `run -d` (nothing attached).
     pub fn options(&self, auto_remove: bool, detach: bool) -> Result<CreateOptions> {
         self.host.check_cidfile()?;
+        // The rest of `container:`'s conflicts are the runtime's (runtime::network); these two
+        // are flags it does not see.
+        if self.network.starts_with("container:") {
+            if !self.host.link.is_empty() {
+                bail!(
+                    "conflicting options: container type network can't be used with links. \
+                     This would result in undefined behavior"
+                );
+            }
+            if !self.host.expose.is_empty() {
+                bail!("conflicting options: port exposing and the container type network mode");
+            }
+        }
         let mut env = Vec::new();
         for f in &self.env_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("open {f}"))?;
@@ -225,7 +247,11 @@ impl CreateArgs {
             image: self.image.clone(),
             cmd: self.cmd.clone(),
             entrypoint: self.entrypoint.clone(),
+            log_driver: self.log_driver.clone(),
+            log_opts: self.log_opt.clone(),
+            healthcheck: self.health.healthcheck()?,
             settings: Settings {
+                health_on_failure: self.health.health_on_failure.clone(),
                 labels,
                 hostname: self.hostname.clone().unwrap_or_default(),
                 env,

@@ -38,15 +38,19 @@ fn since(t: DateTime<Utc>) -> i64 {
 pub fn status(r: &Record) -> String {
     match r.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!(
-            "Up {}{}",
-            human_duration(r.state.started_at.map(since).unwrap_or(0)),
-            if r.state_name() == "paused" {
-                " (Paused)"
-            } else {
-                ""
+        Status::Running => {
+            let up = format!(
+                "Up {}",
+                human_duration(r.state.started_at.map(since).unwrap_or(0))
+            );
+            // Docker's State.String(): a paused container says so, else its health.
+            match (r.state_name(), r.health_status()) {
+                ("paused", _) => format!("{up} (Paused)"),
+                (_, "none") => up,
+                (_, "starting") => format!("{up} (health: starting)"),
+                (_, h) => format!("{up} ({h})"),
             }
-        ),
+        }
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
             r.state.exit_code,

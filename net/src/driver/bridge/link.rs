@@ -3,53 +3,44 @@
 //! addresses and default routes.
 
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures_util::TryStreamExt;
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth};
 
 use super::options::{self, Options};
 use crate::error::{io, nl, Error, Result};
 use crate::firewall::{Firewall, FwNetwork};
 use crate::ipam::parse_mac;
-use crate::netlink::{self, link_by_name, ns_handle};
+pub(super) use crate::netlink::alias;
+use crate::netlink::{
+    self, add_addr, add_default_routes, delete_link, is_exists, link_by_name, ns_handle, set_alias,
+    set_up, DefaultVia,
+};
 use crate::network::{EndpointRecord, Network};
-
-fn is_exists(e: &rtnetlink::Error) -> bool {
-    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::EEXIST)
-}
-
-/// Adds `ip/prefix` to link `idx`. IPv6 addresses skip duplicate address detection, which would
-/// keep them unusable ("tentative") for a second or more.
-async fn add_addr(handle: &Handle, idx: u32, ip: IpAddr, prefix: u8, what: &str) -> Result<()> {
-    let mut req = handle.address().add(idx, ip, prefix);
-    if ip.is_ipv6() {
-        req.message_mut()
-            .attributes
-            .push(AddressAttribute::Flags(AddressFlags::Nodad));
-    }
-    match req.execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if is_exists(&e) => Ok(()),
-        Err(e) => Err(nl(format!("adding {ip} to {what}"))(e)),
-    }
-}
 
 /// The owner tag rbox puts in a bridge's alias (IFLA_IFALIAS): bridges of other `--root`s can
 /// share a name (`rbox0`), and neither may take the other's bridge or delete it.
 pub(super) fn owner_tag(net: &Network) -> String {
-    format!("rbox network {}", net.id)
+    tag(&net.id)
 }
 
-pub(super) fn alias(link: &LinkMessage) -> Option<&str> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfAlias(s) => Some(s.as_str()),
-        _ => None,
-    })
+fn tag(network_id: &str) -> String {
+    format!("rbox network {network_id}")
+}
+
+/// Deletes bridge `name` if it is network `network_id`'s: another root's bridge of the same
+/// name (`rbox0`) is not ours to delete.
+pub(crate) async fn delete_owned(handle: &Handle, name: &str, network_id: &str) -> Result<()> {
+    match link_by_name(handle, name).await? {
+        Some(link) if alias(&link) == Some(tag(network_id).as_str()) => {
+            delete_link(handle, name).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether interfaces are attached to bridge `name` (sysfs lists them in `brif`).
@@ -99,6 +90,7 @@ async fn remove_rules_of(
         icc: true,
         masquerade: true,
         internal: false,
+        tunnel: None,
     };
     fw.remove_network(&leftover, true)
 }
@@ -168,14 +160,14 @@ fn gateway_mac(net: &Network) -> Result<Vec<u8>> {
 /// alias only after it exists, and no other process may judge it in between.
 const BRIDGE_LOCK: &str = "/run/rbox-bridges.lock";
 
-pub(super) fn lock_bridges() -> Result<statefile::Lock> {
+pub(crate) fn lock_bridges() -> Result<statefile::Lock> {
     Ok(statefile::Lock::exclusive(std::path::Path::new(
         BRIDGE_LOCK,
     ))?)
 }
 
 /// Creates the bridge with the gateway address if missing; true when this call created it.
-pub(super) async fn ensure_bridge(
+pub(crate) async fn ensure_bridge(
     handle: &Handle,
     net: &Network,
     fw: &dyn Firewall,
@@ -208,16 +200,7 @@ pub(super) async fn ensure_bridge(
         let idx = netlink::index(&link);
         // The kernel ignores IFLA_IFALIAS when creating a link, so the owner is named now,
         // before anything else (see claim_existing for a crash before this).
-        let mut owner = LinkUnspec::new_with_index(idx).build();
-        owner
-            .attributes
-            .push(LinkAttribute::IfAlias(owner_tag(net)));
-        handle
-            .link()
-            .set(owner)
-            .execute()
-            .await
-            .map_err(nl(format!("naming the owner of bridge {}", o.name)))?;
+        set_alias(handle, idx, &owner_tag(net), &format!("bridge {}", o.name)).await?;
         let what = format!("bridge {}", o.name);
         add_addr(
             handle,
@@ -230,12 +213,7 @@ pub(super) async fn ensure_bridge(
         if let Some(v6) = &net.ipam6 {
             add_addr(handle, idx, v6.gateway.into(), v6.subnet.prefix(), &what).await?;
         }
-        handle
-            .link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("setting bridge {} up", o.name)))
+        set_up(handle, idx, &what).await
     }
     .await;
     if let Err(e) = result {
@@ -245,18 +223,7 @@ pub(super) async fn ensure_bridge(
     Ok(true)
 }
 
-pub(super) async fn delete_link(handle: &Handle, name: &str) -> Result<()> {
-    if let Some(link) = link_by_name(handle, name).await? {
-        match handle.link().del(netlink::index(&link)).execute().await {
-            Ok(()) => {}
-            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ENODEV => {}
-            Err(e) => return Err(nl(format!("deleting link {name}"))(e)),
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn enable_ip_forward() -> Result<()> {
+pub(crate) fn enable_ip_forward() -> Result<()> {
     let path = "/proc/sys/net/ipv4/ip_forward";
     if fs::read_to_string(path)
         .map(|s| s.trim() == "1")
@@ -265,31 +232,6 @@ pub(super) fn enable_ip_forward() -> Result<()> {
         return Ok(());
     }
     fs::write(path, "1").map_err(io("enabling ip_forward"))
-}
-
-/// Default routes of the sandbox via `net`'s gateways, out of interface `idx`.
-pub(super) async fn add_default_routes(nsh: &Handle, net: &Network, idx: u32) -> Result<()> {
-    if let Some(v4) = &net.ipam {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(v4.gateway)
-            .output_interface(idx);
-        nsh.route()
-            .add(route.build())
-            .execute()
-            .await
-            .map_err(nl(format!("adding default route via {}", v4.gateway)))?;
-    }
-    if let Some(v6) = &net.ipam6 {
-        let route = RouteMessageBuilder::<Ipv6Addr>::new()
-            .gateway(v6.gateway)
-            .output_interface(idx);
-        nsh.route()
-            .add(route.build())
-            .execute()
-            .await
-            .map_err(nl(format!("adding default route via {}", v6.gateway)))?;
-    }
-    Ok(())
 }
 
 /// Creates `ep`'s veth: the host end (`ep.host_veth`) on bridge `bridge`, with hairpin so a
@@ -360,13 +302,9 @@ pub(super) async fn add_veth(
         if let (Some(ip6), Some(v6)) = (ep.ip6, &net.ipam6) {
             add_addr(&nsh, idx, ip6.into(), v6.subnet.prefix(), &ep.interface).await?;
         }
-        nsh.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("setting {} up", ep.interface)))?;
+        set_up(&nsh, idx, &ep.interface).await?;
         if ep.default_route {
-            add_default_routes(&nsh, net, idx).await?;
+            add_default_routes(&nsh, net, idx, DefaultVia::Gateway).await?;
         }
         Ok::<_, Error>(())
     }

@@ -1,7 +1,7 @@
 //! `bridge`: a Linux bridge per network, a veth per endpoint (host end on the bridge, peer
 //! created directly inside the sandbox), NAT and isolation rules from the firewall.
 
-mod link;
+pub(crate) mod link;
 mod options;
 
 use std::collections::BTreeMap;
@@ -17,10 +17,10 @@ pub use options::{
 use super::{Caps, Driver, DriverOpts, Ipam, Namespace, PortPath};
 use crate::error::{Error, Errors, Result};
 use crate::firewall::{Firewall, FwNetwork};
-use crate::netlink::{self, block_on, host_handle, link_by_name, ns_handle};
+use crate::netlink::{self, block_on, delete_link, host_handle, link_by_name, DefaultVia};
 use crate::network::{EndpointRecord, Network};
 use crate::sandbox::Sandbox;
-use link::{add_default_routes, alias, delete_link, ensure_bridge, owner_tag};
+use link::{alias, ensure_bridge, owner_tag};
 
 pub struct Bridge;
 
@@ -43,6 +43,7 @@ fn fw_network(net: &Network) -> Result<FwNetwork> {
         icc: o.icc,
         masquerade: o.masquerade,
         internal: net.internal,
+        tunnel: None,
     })
 }
 
@@ -178,14 +179,7 @@ impl Driver for Bridge {
         ep: &EndpointRecord,
         sandbox: &Sandbox,
     ) -> Result<()> {
-        let ns = sandbox.file()?;
-        block_on(async {
-            let nsh = ns_handle(&ns)?;
-            let link = link_by_name(&nsh, &ep.interface)
-                .await?
-                .ok_or_else(|| Error::Invalid(format!("{} missing in sandbox", ep.interface)))?;
-            add_default_routes(&nsh, net, netlink::index(&link)).await
-        })?
+        netlink::route_default_through(&sandbox.file()?, net, &ep.interface, DefaultVia::Gateway)
     }
 
     fn firewall(&self, net: &Network) -> Result<Option<FwNetwork>> {

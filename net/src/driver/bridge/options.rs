@@ -46,21 +46,6 @@ fn parse_bool(v: &str, key: &str) -> Result<bool> {
     })
 }
 
-/// Linux interface names: 1-15 bytes, no '/', ':' or whitespace.
-fn check_ifname(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 15
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(Error::Invalid(format!(
-            "invalid bridge name {name:?}: 1 to 15 characters, no '/', ':' or spaces"
-        )));
-    }
-    Ok(())
-}
-
 impl Options {
     /// Reads `-o` of a new network with id `network_id`. Without a bridge name it gets
     /// "rbox-" and 10 hex digits of the id (Linux caps names at 15 bytes; Docker's "br-"
@@ -76,7 +61,7 @@ impl Options {
         for (k, v) in options {
             match k.as_str() {
                 OPT_BRIDGE_NAME => {
-                    check_ifname(v)?;
+                    crate::netlink::check_ifname(v, "bridge name")?;
                     o.name = v.clone();
                 }
                 OPT_ICC => o.icc = parse_bool(v, k)?,

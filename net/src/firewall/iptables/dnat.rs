@@ -460,6 +460,7 @@ mod tests {
             icc: true,
             masquerade: true,
             internal: false,
+            tunnel: None,
         };
         let (a, b) = (
             super::super::network::ruleset(std::slice::from_ref(&net)),

@@ -20,6 +20,8 @@ pub struct FamilyNet {
     pub icc: bool,
     pub masquerade: bool,
     pub internal: bool,
+    /// The VXLAN link of a network spanning hosts (see `FwNetwork::tunnel`).
+    pub tunnel: Option<String>,
 }
 
 impl FamilyNet {
@@ -33,6 +35,7 @@ impl FamilyNet {
             icc: net.icc,
             masquerade: net.masquerade,
             internal: net.internal,
+            tunnel: net.tunnel.clone(),
         })
     }
 }
@@ -44,10 +47,15 @@ pub fn chain(net: &FamilyNet) -> String {
 /// The rules of `net`'s own chain, in order.
 pub fn own_rules(net: &FamilyNet) -> Vec<String> {
     let (c, b) = (chain(net), &net.bridge);
-    let mut rules = vec![format!(
-        "-A {c} -i {b} -o {b} -j {}",
-        if net.icc { "ACCEPT" } else { "DROP" }
-    )];
+    let icc = if net.icc { "ACCEPT" } else { "DROP" };
+    let mut rules = vec![format!("-A {c} -i {b} -o {b} -j {icc}")];
+    if let Some(t) = &net.tunnel {
+        // The network's other hosts, and nothing else, through the tunnel.
+        rules.push(format!("-A {c} -i {b} -o {t} -j {icc}"));
+        rules.push(format!("-A {c} -i {t} -o {b} -j {icc}"));
+        rules.push(format!("-A {c} -i {t} -j DROP"));
+        rules.push(format!("-A {c} -o {t} -j DROP"));
+    }
     if net.internal {
         rules.push(format!("-A {c} -i {b} ! -o {b} -j DROP"));
         rules.push(format!("-A {c} ! -i {b} -o {b} -j DROP"));
@@ -60,23 +68,62 @@ pub fn own_rules(net: &FamilyNet) -> Vec<String> {
     rules
 }
 
-/// The rules `net` adds to the shared filter chains. Isolation between networks spares
-/// DNATed traffic, so a container reaches a port another network's container publishes through
-/// the host's address as it would from outside; an internal network sends nothing off its
-/// bridge, published ports included.
+/// The rules `net` adds to the shared filter chains: the jumps to its own chain, then the
+/// isolation of its bridge (and tunnel). Isolation between networks spares DNATed traffic, so
+/// a container reaches a port another network's container publishes through the host's address
+/// as it would from outside; an internal network sends nothing off its bridge, published ports
+/// included. A tunnel is isolated like a bridge, except from its own network's bridge, whose
+/// RETURN goes first in RBOX-ISOLATION (`install_batch` inserts it at the top).
 pub fn shared_filter_rules(net: &FamilyNet) -> Vec<String> {
+    let mut rules = jumps(net);
+    rules.extend(bridge_rules(net));
+    rules
+}
+
+/// The jumps to `net`'s own chain.
+fn jumps(net: &FamilyNet) -> Vec<String> {
     let (c, b) = (chain(net), &net.bridge);
-    vec![
+    let mut rules = vec![
         format!("-A {FORWARD} -i {b} -j {c}"),
         format!("-A {FORWARD} -o {b} -j {c}"),
-        stage1(b, net.internal),
-        format!("-A {ISOLATION2} -o {b} -m conntrack ! --ctstate DNAT -j DROP"),
-    ]
+    ];
+    if let Some(t) = &net.tunnel {
+        rules.push(format!("-A {FORWARD} -i {t} -j {c}"));
+        rules.push(format!("-A {FORWARD} -o {t} -j {c}"));
+    }
+    rules
+}
+
+/// The isolation rules of `net`'s bridge (and tunnel).
+fn bridge_rules(net: &FamilyNet) -> Vec<String> {
+    let b = &net.bridge;
+    let mut rules = Vec::new();
+    if let Some(t) = &net.tunnel {
+        rules.push(tunnel_return(b, t));
+    }
+    rules.push(stage1(b, net.internal));
+    if let Some(t) = &net.tunnel {
+        rules.push(format!("-A {ISOLATION} -i {t} ! -o {b} -j DROP"));
+    }
+    rules.push(stage2(b));
+    if let Some(t) = &net.tunnel {
+        rules.push(stage2(t));
+    }
+    rules
 }
 
 fn stage1(b: &str, internal: bool) -> String {
     let to = if internal { "DROP" } else { ISOLATION2 };
     format!("-A {ISOLATION} -i {b} ! -o {b} -j {to}")
+}
+
+fn stage2(link: &str) -> String {
+    format!("-A {ISOLATION2} -o {link} -m conntrack ! --ctstate DNAT -j DROP")
+}
+
+/// Lets a bridge's traffic into its own network's tunnel past the isolation chain.
+fn tunnel_return(bridge: &str, tunnel: &str) -> String {
+    format!("-A {ISOLATION} -i {bridge} -o {tunnel} -j RETURN")
 }
 
 /// Shared rules of `net`'s bridge that it does not have now but may have had: the other form
@@ -89,13 +136,25 @@ fn other_forms(net: &FamilyNet) -> Vec<String> {
     ]
 }
 
+/// The masquerade of `net`'s outbound traffic (present or not): not out of its bridge, or for
+/// a network spanning hosts, not to the network itself.
+fn masquerade_rule(net: &FamilyNet) -> String {
+    match &net.tunnel {
+        Some(_) => format!(
+            "-A {POSTROUTING} -s {} ! -d {} -j MASQUERADE",
+            net.subnet, net.subnet
+        ),
+        None => format!(
+            "-A {POSTROUTING} -s {} ! -o {} -j MASQUERADE",
+            net.subnet, net.bridge
+        ),
+    }
+}
+
 /// The rules `net` adds to the shared nat chain.
 pub fn nat_rules(net: &FamilyNet) -> Vec<String> {
     if net.masquerade && !net.internal {
-        vec![format!(
-            "-A {POSTROUTING} -s {} ! -o {} -j MASQUERADE",
-            net.subnet, net.bridge
-        )]
+        vec![masquerade_rule(net)]
     } else {
         Vec::new()
     }
@@ -133,7 +192,8 @@ pub fn ruleset(nets: &[FamilyNet]) -> String {
             .iter()
             .position(|c| r.split(' ').nth(1) == Some(c.as_str()))
     };
-    rules.sort_by_key(rank);
+    // A tunnel's RETURN is inserted at the top of its chain.
+    rules.sort_by_key(|r| (rank(r), !r.ends_with("-j RETURN")));
     for r in rules {
         out += &r;
         out.push('\n');
@@ -183,7 +243,13 @@ pub(super) fn install_batch(nets: &[FamilyNet], filter: &Table, nat: &Table) -> 
             }
         }
         for r in shared_filter_rules(n) {
-            if !filter.has_rule(&r) {
+            if filter.has_rule(&r) {
+                continue;
+            }
+            let ret = n.tunnel.as_ref().map(|t| tunnel_return(&n.bridge, t));
+            if ret.as_ref() == Some(&r) {
+                out += &format!("-I {ISOLATION} 1{}\n", &r[2 + ISOLATION.len() + 1..]);
+            } else {
                 out += &r;
                 out.push('\n');
             }
@@ -223,11 +289,9 @@ pub(super) fn remove_batch(
     nat: &Table,
 ) -> String {
     let mut out = String::from("*filter\n");
-    let shared = shared_filter_rules(net);
-    let (own_jumps, bridge_rules) = shared.split_at(2);
-    let mut gone: Vec<String> = own_jumps.to_vec();
+    let mut gone: Vec<String> = jumps(net);
     if whole_bridge {
-        gone.extend(bridge_rules.iter().cloned().chain(other_forms(net)));
+        gone.extend(bridge_rules(net).into_iter().chain(other_forms(net)));
     }
     gone.dedup();
     for r in gone {
@@ -247,10 +311,7 @@ pub(super) fn remove_batch(
     }
     out += "COMMIT\n*nat\n";
     out += &ports_nat;
-    let masq = format!(
-        "-A {POSTROUTING} -s {} ! -o {} -j MASQUERADE",
-        net.subnet, net.bridge
-    );
+    let masq = masquerade_rule(net);
     if whole_bridge && nat.has_rule(&masq) {
         out += &format!("-D{}\n", &masq[2..]);
     }
@@ -270,6 +331,7 @@ mod tests {
             icc: true,
             masquerade: true,
             internal: false,
+            tunnel: None,
         }
     }
 
@@ -320,6 +382,54 @@ mod tests {
                 net("aaaaaaaaaaaa", "rbox0", "172.17.0.0/16"),
                 net("bbbbbbbbbbbb", "rbox-bbbbbbbbbb", "172.18.0.0/16"),
             ],
+        );
+    }
+
+    fn overlay(id: &str, vni: u32, subnet: &str, internal: bool) -> FamilyNet {
+        let mut n = net(id, &format!("rbox-ov{vni}"), subnet);
+        n.tunnel = Some(format!("rbox-vx{vni}"));
+        n.internal = internal;
+        n
+    }
+
+    #[test]
+    fn golden_overlay_beside_a_bridge() {
+        golden(
+            "overlay",
+            &[
+                net("aaaaaaaaaaaa", "rbox0", "172.17.0.0/16"),
+                overlay("eeeeeeeeeeee", 4096, "10.232.0.0/16", false),
+                overlay("ffffffffffff", 4097, "10.233.0.0/16", true),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_tunnel_return_goes_first_and_removal_finds_the_overlay_masquerade() {
+        let n = overlay("eeeeeeeeeeee", 4096, "10.232.0.0/16", false);
+        let empty = Table::default();
+        let first = install_batch(std::slice::from_ref(&n), &empty, &empty);
+        assert!(
+            first.contains("-I RBOX-ISOLATION 1 -i rbox-ov4096 -o rbox-vx4096 -j RETURN\n"),
+            "{first}"
+        );
+        assert!(
+            first.contains("-A RBOX-POSTROUTING -s 10.232.0.0/16 ! -d 10.232.0.0/16 -j MASQUERADE")
+        );
+        let full = ruleset(std::slice::from_ref(&n));
+        let (f, t) = (Table::parse(&full, "filter"), Table::parse(&full, "nat"));
+        let rm = remove_batch(&n, true, &f, &t);
+        assert!(
+            rm.contains("-D RBOX-ISOLATION -i rbox-ov4096 -o rbox-vx4096 -j RETURN"),
+            "{rm}"
+        );
+        assert!(
+            rm.contains("-D RBOX-ISOLATION-2 -o rbox-vx4096 -m conntrack ! --ctstate DNAT -j DROP"),
+            "{rm}"
+        );
+        assert!(
+            rm.contains("-D RBOX-POSTROUTING -s 10.232.0.0/16 ! -d 10.232.0.0/16 -j MASQUERADE"),
+            "{rm}"
         );
     }
 

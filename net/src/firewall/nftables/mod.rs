@@ -14,7 +14,9 @@
 //!   traffic (`@hairpin`: same bridge in and out) and `iifname vmap @outbound`.
 //! - Per network (`<id12>`): chains `iso-<id>` (isolation: drop towards other bridges unless
 //!   DNATed; internal: drop everything leaving), `net-<id>` (icc, internal, outbound and
-//!   replies), `masq-<id>`, and their elements keyed by the bridge name.
+//!   replies), `masq-<id>`, and their elements keyed by the bridge name. A network spanning
+//!   hosts has its tunnel (VXLAN device) keyed beside its bridge, to the same chains: one of
+//!   `@bridges` to every other network, talking to its own bridge only, not masqueraded.
 //! - Per container (`<id12>`): chains `dnat-<id>` (its DNAT rules) and `fwd-<id>` (accept of its
 //!   ports), and elements pointing at them.
 //!
@@ -32,9 +34,9 @@ mod state;
 use super::{enable_route_localnet, Firewall, FwNetwork, FwPorts};
 use crate::error::{Error, Result};
 use render::{
-    delete_chains, net_chains, net_elements, net_rules, port_chains, port_elements, port_rules,
-    skeleton, subnet_elements, write_chains, write_elements, BRIDGES, DNAT4, DNAT6, ISOLATION,
-    MASQ4, MASQ6, NETWORKS, PUBLISHED4, PUBLISHED6, SUBNETS4, SUBNETS6,
+    delete_chains, net_chains, net_elements, net_links, net_rules, port_chains, port_elements,
+    port_rules, skeleton, subnet_elements, write_chains, write_elements, BRIDGES, DNAT4, DNAT6,
+    ISOLATION, MASQ4, MASQ6, NETWORKS, PUBLISHED4, PUBLISHED6, SUBNETS4, SUBNETS6,
 };
 use state::{key_subnet, keys_overlap, subnets_overlap, State};
 
@@ -178,11 +180,15 @@ fn install_networks_batch(nets: &[FwNetwork], st: &State) -> String {
     let mut out = skeleton();
     for n in nets {
         let chains = net_chains(&n.short_id);
-        let bridge = format!("\"{}\"", n.bridge);
+        let links = net_links(n);
         let mine = subnet_elements(n);
         let mut foreign: Vec<(&'static str, String, Option<String>)> = [ISOLATION, NETWORKS]
             .into_iter()
-            .flat_map(|c| st.keyed(c, &bridge).map(move |e| (c, e)))
+            .flat_map(|c| {
+                links
+                    .iter()
+                    .flat_map(move |l| st.keyed(c, l).map(move |e| (c, e)))
+            })
             .filter(|(_, e)| !e.target.as_ref().is_some_and(|t| chains.contains(t)))
             .map(|(c, e)| (c, e.key.clone(), None))
             .collect();
@@ -204,17 +210,18 @@ fn install_networks_batch(nets: &[FwNetwork], st: &State) -> String {
 }
 
 /// The transaction that removes `net`'s chains and elements; with `whole_bridge` also whatever
-/// its bridge and subnets key, and the containers on its subnets.
+/// its bridge (and tunnel) and subnets key, and the containers on its subnets.
 fn remove_network_batch(net: &FwNetwork, whole_bridge: bool, st: &State) -> String {
     let mut out = String::new();
     if !whole_bridge {
         remove_owned(&mut out, st, &net_chains(&net.short_id));
         return out;
     }
-    let bridge = format!("\"{}\"", net.bridge);
     let mut keyed: Vec<(&'static str, String, Option<String>)> = Vec::new();
     for c in [BRIDGES, ISOLATION, NETWORKS] {
-        keyed.extend(st.keyed(c, &bridge).map(|e| (c, e.key.clone(), None)));
+        for l in net_links(net) {
+            keyed.extend(st.keyed(c, &l).map(|e| (c, e.key.clone(), None)));
+        }
     }
     for c in [SUBNETS4, SUBNETS6, MASQ4, MASQ6] {
         for e in st.elems.iter().filter(|e| e.collection == c) {
@@ -304,6 +311,7 @@ mod tests {
             icc: true,
             masquerade: true,
             internal: false,
+            tunnel: None,
         }
     }
 
@@ -360,6 +368,59 @@ mod tests {
             ],
             &[],
         );
+    }
+
+    fn overlay(id: &str, vni: u32, subnet: &str, internal: bool) -> FwNetwork {
+        let mut n = net(id, &format!("rbox-ov{vni}"), subnet);
+        n.tunnel = Some(format!("rbox-vx{vni}"));
+        n.internal = internal;
+        n
+    }
+
+    /// The iptables golden file's scenario: overlays beside a bridge, one internal.
+    #[test]
+    fn golden_overlay_beside_a_bridge() {
+        golden(
+            "overlay",
+            &[
+                default_bridge(),
+                overlay("eeeeeeeeeeee", 4096, "10.232.0.0/16", false),
+                overlay("ffffffffffff", 4097, "10.233.0.0/16", true),
+            ],
+            &[],
+        );
+    }
+
+    #[test]
+    fn an_overlays_tunnel_is_installed_and_removed_with_its_bridge() {
+        let n = overlay("eeeeeeeeeeee", 4096, "10.232.0.0/16", false);
+        let b = install_networks_batch(std::slice::from_ref(&n), &State::default());
+        for want in [
+            "add element inet rbox bridges { \"rbox-ov4096\", \"rbox-vx4096\" }",
+            "add element inet rbox subnets4 { 10.232.0.0/16 . \"rbox-ov4096\", 10.232.0.0/16 . \"rbox-vx4096\" }",
+            "add rule inet rbox iso-eeeeeeeeeeee iifname \"rbox-ov4096\" oifname \"rbox-vx4096\" return",
+        ] {
+            assert!(b.contains(want), "{want} missing: {b}");
+        }
+        let st = state_with(
+            &[
+                ("bridges", "\"rbox-ov4096\"", None),
+                ("bridges", "\"rbox-vx4096\"", None),
+                ("isolation", "\"rbox-vx4096\"", Some("iso-eeeeeeeeeeee")),
+                ("networks", "\"rbox-vx4096\"", Some("net-eeeeeeeeeeee")),
+                ("subnets4", "10.232.0.0/16 . \"rbox-vx4096\"", None),
+            ],
+            &["iso-eeeeeeeeeeee", "net-eeeeeeeeeeee"],
+        );
+        let rm = remove_network_batch(&n, true, &st);
+        for gone in [
+            "delete element inet rbox bridges { \"rbox-ov4096\", \"rbox-vx4096\" }",
+            "delete element inet rbox isolation { \"rbox-vx4096\" }",
+            "delete element inet rbox networks { \"rbox-vx4096\" }",
+            "delete element inet rbox subnets4 { 10.232.0.0/16 . \"rbox-vx4096\" }",
+        ] {
+            assert!(rm.contains(gone), "{gone} missing: {rm}");
+        }
     }
 
     #[test]

@@ -184,17 +184,31 @@ pub(super) fn port_chains(id: &str) -> [String; 2] {
 
 /// One network's chains and rules, in order. Mirrors the iptables backend: isolation spares
 /// DNATed traffic (an internal network sends nothing off its bridge), icc, outbound only with
-/// replies coming back (masquerade is by source subnet, in `postrouting`).
+/// replies coming back (masquerade is by source subnet, in `postrouting`). A network's tunnel
+/// (`FwNetwork::tunnel`) is one of `@bridges` to every other network, so their isolation drops
+/// what they send it; its own chains let the bridge and the tunnel talk (as the bridge talks to
+/// itself: `icc`) and drop whatever else enters or leaves the tunnel.
 pub(super) fn net_rules(n: &FwNetwork) -> Vec<(String, Vec<String>)> {
     let b = quoted(&n.bridge);
     let [iso, net] = net_chains(&n.short_id);
-    let isolation = if n.internal {
+    let mut isolation = Vec::new();
+    if let Some(t) = n.tunnel.as_deref().map(quoted) {
+        isolation.push(format!("iifname {t} oifname != {b} drop"));
+        isolation.push(format!("iifname {b} oifname {t} return"));
+    }
+    isolation.push(if n.internal {
         format!("oifname != {b} drop")
     } else {
         format!("oifname != {b} oifname @{BRIDGES} ct status & dnat != dnat drop")
-    };
+    });
     let icc = if n.icc { "accept" } else { "drop" };
     let mut policy = vec![format!("iifname {b} oifname {b} {icc}")];
+    if let Some(t) = n.tunnel.as_deref().map(quoted) {
+        policy.push(format!("iifname {b} oifname {t} {icc}"));
+        policy.push(format!("iifname {t} oifname {b} {icc}"));
+        policy.push(format!("iifname {t} drop"));
+        policy.push(format!("oifname {t} drop"));
+    }
     if n.internal {
         policy.push(format!("iifname {b} drop"));
         policy.push(format!("oifname {b} drop"));
@@ -202,7 +216,15 @@ pub(super) fn net_rules(n: &FwNetwork) -> Vec<(String, Vec<String>)> {
         policy.push(format!("oifname {b} ct state established,related accept"));
         policy.push(format!("iifname {b} accept"));
     }
-    vec![(iso, vec![isolation]), (net, policy)]
+    vec![(iso, isolation), (net, policy)]
+}
+
+/// The interfaces a network's elements are keyed by: its bridge, and its tunnel if any.
+pub(super) fn net_links(n: &FwNetwork) -> Vec<String> {
+    std::iter::once(&n.bridge)
+        .chain(n.tunnel.as_ref())
+        .map(|l| quoted(l))
+        .collect()
 }
 
 fn masquerades(n: &FwNetwork) -> bool {
@@ -211,21 +233,21 @@ fn masquerades(n: &FwNetwork) -> bool {
 
 /// One network's elements keyed by its bridge and subnets: (collection, key, value).
 pub(super) fn net_elements(n: &FwNetwork) -> Vec<(&'static str, String, Option<String>)> {
-    let b = quoted(&n.bridge);
     let [iso, net] = net_chains(&n.short_id);
-    let mut out = vec![
-        (BRIDGES, b.clone(), None),
-        (ISOLATION, b.clone(), Some(format!("jump {iso}"))),
-        (NETWORKS, b, Some(format!("jump {net}"))),
-    ];
+    let mut out = Vec::new();
+    for l in net_links(n) {
+        out.push((BRIDGES, l.clone(), None));
+        out.push((ISOLATION, l.clone(), Some(format!("jump {iso}"))));
+        out.push((NETWORKS, l, Some(format!("jump {net}"))));
+    }
     out.extend(subnet_elements(n));
     out
 }
 
 /// One network's elements keyed by its subnets: each paired with the bridge (hairpin, and
-/// what stays on the bridge), and on its own when the network masquerades.
+/// what stays on the bridge) and the tunnel (what goes to the network's other hosts is not
+/// masqueraded), and on its own when the network masquerades.
 pub(super) fn subnet_elements(n: &FwNetwork) -> Vec<(&'static str, String, Option<String>)> {
-    let b = quoted(&n.bridge);
     let mut out = Vec::new();
     for s in &n.subnets {
         let (pairs, masq) = if s.is_ipv6() {
@@ -233,7 +255,9 @@ pub(super) fn subnet_elements(n: &FwNetwork) -> Vec<(&'static str, String, Optio
         } else {
             (SUBNETS4, MASQ4)
         };
-        out.push((pairs, format!("{s} . {b}"), None));
+        for l in net_links(n) {
+            out.push((pairs, format!("{s} . {l}"), None));
+        }
         if masquerades(n) {
             out.push((masq, s.to_string(), None));
         }

@@ -2,16 +2,14 @@
 //! what it is (`Source`), plus deadlines (`Timer`) that bound the wait. No work happens on a
 //! clock tick: the monitor sleeps until the kernel reports something or a deadline is due.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
-
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::logs::Stream;
 
 /// What a ready descriptor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
+pub enum Source {
     /// Output of the current run (a pipe, or the pty master as `Stdout`).
     Output(Stream),
     /// The current run's init exited (its pidfd).
@@ -24,20 +22,28 @@ pub(crate) enum Source {
     Control,
     /// A connected client sent its request (index into the monitor's pending clients).
     Client(usize),
+    /// The healthcheck probe printed something.
+    ProbeOutput,
+    /// The healthcheck probe exited (its pidfd).
+    ProbeExit,
 }
 
 /// Deadlines the monitor acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Timer {
+pub enum Timer {
     /// The restart policy's delay is over: run the container again.
     Backoff,
     /// The stop timeout is over: SIGKILL.
     Kill,
+    /// Time for the next healthcheck probe.
+    Probe,
+    /// The running probe's timeout is over.
+    ProbeTimeout,
 }
 
 /// What woke the monitor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Event {
+pub enum Event {
     Ready(Source),
     /// The descriptor reported hangup or an error without data.
     Hangup(Source),
@@ -46,7 +52,7 @@ pub(crate) enum Event {
 
 /// Pending deadlines; at most one per kind.
 #[derive(Debug, Default)]
-pub(crate) struct Timers {
+pub struct Timers {
     due: Vec<(Timer, Instant)>,
 }
 
@@ -60,20 +66,23 @@ impl Timers {
         self.due.retain(|(k, _)| *k != t);
     }
 
-    #[cfg(test)]
     pub fn is_set(&self, t: Timer) -> bool {
         self.due.iter().any(|(k, _)| *k == t)
     }
 
-    /// How long poll may sleep: until the nearest deadline, or for ever.
-    fn timeout(&self) -> PollTimeout {
+    /// When `t` is due, if set.
+    pub fn due_at(&self, t: Timer) -> Option<Instant> {
+        self.due.iter().find(|(k, _)| *k == t).map(|(_, at)| *at)
+    }
+
+    /// How long poll may sleep, in ms: until the nearest deadline, or for ever (-1).
+    fn timeout(&self) -> i32 {
         let Some(next) = self.due.iter().map(|(_, at)| *at).min() else {
-            return PollTimeout::NONE;
+            return -1;
         };
         let ms = next.saturating_duration_since(Instant::now()).as_millis();
         // Rounded up: waking a little early would only mean another poll.
-        PollTimeout::try_from(ms.saturating_add(1).min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX)
+        ms.saturating_add(1).min(i32::MAX as u128) as i32
     }
 
     /// Removes and returns the deadlines that are due.
@@ -86,26 +95,48 @@ impl Timers {
 }
 
 /// Sleeps until one of `fds` is ready or a timer is due; returns what happened.
-pub(crate) fn wait(fds: &[(BorrowedFd, Source)], timers: &mut Timers) -> Vec<Event> {
-    let mut pfds: Vec<PollFd> = fds
+pub fn wait(fds: &[(BorrowedFd, Source)], timers: &mut Timers) -> Vec<Event> {
+    let mut pfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|(fd, _)| PollFd::new(*fd, PollFlags::POLLIN))
+        .map(|(fd, _)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     let mut events = Vec::new();
-    match poll(&mut pfds, timers.timeout()) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-        Err(e) => tracing::warn!("monitor poll: {e}"),
-    }
+    // SAFETY: poll over descriptors borrowed for this call; EINTR just returns early.
+    unsafe {
+        libc::poll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            timers.timeout(),
+        )
+    };
     for (p, (_, src)) in pfds.iter().zip(fds) {
-        let Some(r) = p.revents() else { continue };
-        if r.contains(PollFlags::POLLIN) {
+        if p.revents & libc::POLLIN != 0 {
             events.push(Event::Ready(*src));
-        } else if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+        } else if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             events.push(Event::Hangup(*src));
         }
     }
     events.extend(timers.take_due().into_iter().map(Event::Timer));
     events
+}
+
+/// `wait`, the init's exit put last (output first, so that none of it is lost or taken for the
+/// next run's), and the control clients that have something to read.
+pub fn wait_ordered(fds: &[(BorrowedFd, Source)], timers: &mut Timers) -> (Vec<Event>, Vec<usize>) {
+    let mut evs = wait(fds, timers);
+    evs.sort_by_key(|e| matches!(e, Event::Ready(Source::Exit) | Event::Hangup(Source::Exit)));
+    let clients = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ready(Source::Client(i)) | Event::Hangup(Source::Client(i)) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    (evs, clients)
 }
 
 #[cfg(test)]
@@ -124,6 +155,6 @@ mod tests {
         assert_eq!(ev, [Event::Timer(Timer::Backoff)]);
         assert!(!t.is_set(Timer::Backoff));
         t.cancel(Timer::Kill);
-        assert_eq!(t.timeout(), PollTimeout::NONE);
+        assert_eq!(t.timeout(), -1);
     }
 }
