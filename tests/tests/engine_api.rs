@@ -226,8 +226,11 @@ fn run_ps_logs_inspect_stop_rm_and_the_service_is_not_needed() {
     let id = e.docker_ok(&["run", "-d", "-p", "22511:80", "--name", "web", "nginx"]);
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
-    let page = curl("http://127.0.0.1:22511/");
-    assert!(page.stdout.contains("Welcome to nginx"), "{}", page.stdout);
+    wait_for("nginx", 10, || {
+        curl("http://127.0.0.1:22511/")
+            .stdout
+            .contains("Welcome to nginx")
+    });
     // One set of containers: docker ps and rbox ps.
     let ps = e.docker_ok(&["ps", "--format", "{{.Names}} {{.Ports}} {{.State}}"]);
     assert_eq!(
@@ -287,10 +290,12 @@ fn run_ps_logs_inspect_stop_rm_and_the_service_is_not_needed() {
         "exited"
     );
     assert!(curl("http://127.0.0.1:22511/").stdout.is_empty());
+    // (start returns once the container runs, which may be before nginx listens)
+    let serving = || curl("http://127.0.0.1:22511/").stdout.contains("nginx");
     e.docker_ok(&["start", "web"]);
-    assert!(curl("http://127.0.0.1:22511/").stdout.contains("nginx"));
+    wait_for("nginx after start", 10, serving);
     e.docker_ok(&["restart", "-t", "1", "web"]);
-    assert!(curl("http://127.0.0.1:22511/").stdout.contains("nginx"));
+    wait_for("nginx after restart", 10, serving);
     let r = e.docker(&["rm", "web"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("container is running"), "{}", r.stderr);
@@ -618,7 +623,8 @@ fn docker_py_sdk() {
     assert_eq!(r.code, 0, "{}{}", r.stderr, r.stdout);
     assert_eq!(
         r.stdout,
-        "ping True\nversion 1.50\nrun b'sdk\\n'\nlist ['pyc']\nexec 5 b'e\\n'\n\
+        "ping True\nversion 1.50\nrun b'sdk\\n'\nlist ['pyc']\nexec 5 b'e\\n'\nstats /pyc 1\nupdate 67108864\nput True\n\
+         get a.txt 12 b'sdk-archive\\n'\nhistory True\n\
          nets ['bridge', 'rbt-e-pynet']\nvol pyvol ['pyvol']\nnotfound No such container: nosuch\n\
          conflict 409\nstatus 137\nlogs b''\nimgs ['busybox:latest', 'nginx:latest']\n"
     );
@@ -638,6 +644,18 @@ ct = c.containers.run("busybox", ["sleep", "1000"], detach=True, name="pyc", lab
 print("list", [x.name for x in c.containers.list(filters={"label": "k=v"})])
 r = ct.exec_run(["sh", "-c", "echo e; exit 5"])
 print("exec", r.exit_code, r.output)
+s = ct.stats(stream=False)
+print("stats", s["name"], s["pids_stats"]["current"])
+ct.update(mem_limit="64m"); ct.reload()
+print("update", ct.attrs["HostConfig"]["Memory"])
+import io, tarfile
+buf = io.BytesIO(); t = tarfile.open(fileobj=buf, mode="w"); data = b"sdk-archive\n"
+ti = tarfile.TarInfo("a.txt"); ti.size = len(data); t.addfile(ti, io.BytesIO(data)); t.close()
+print("put", ct.put_archive("/tmp", buf.getvalue()))
+bits, st = ct.get_archive("/tmp/a.txt")
+got = tarfile.open(fileobj=io.BytesIO(b"".join(bits))).extractfile("a.txt").read()
+print("get", st["name"], st["size"], got)
+print("history", c.images.get("busybox").history()[0]["Id"] == c.images.get("busybox").id)
 n = c.networks.create("rbt-e-pynet", driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.188.116.0/24")]))
 n.connect(ct)
 ct.reload()
@@ -679,4 +697,299 @@ fn wait_exit(c: &mut Child, secs: u64) -> Option<i32> {
     }
     rbox_tests::kill9(c.id() as i32);
     None
+}
+
+/// A `curl` on the API socket started in the background (a wait that must not answer yet).
+fn api_background(e: &Engine, method: &str, path: &str) -> Child {
+    Command::new("curl")
+        .args(["-s", "-m", "30", "-X", method, "--unix-socket"])
+        .arg(&e.sock)
+        .arg(format!("http://rbox{path}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn answer(c: Child) -> serde_json::Value {
+    let out = c.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The highest resident memory the process ever had, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `docker stats`, `docker update`, `docker history`, `docker cp` both ways (a running and a
+/// stopped container; a big file streamed, never held whole by the service), and the wait
+/// conditions with the container ended or removed by someone else than the service.
+#[test]
+fn stats_update_history_cp_and_waits() {
+    if !have(DOCKER) {
+        eprintln!("skipped: no {DOCKER}");
+        return;
+    }
+    let e = Engine::new("eapi-more", 17);
+    e.docker_ok(&["run", "-d", "--name", "st", "busybox", "sleep", "1000"]);
+    let id = e
+        .docker_ok(&["inspect", "--format", "{{.Id}}", "st"])
+        .trim()
+        .to_string();
+
+    // stats: the CLI's one-shot table, a non-streaming answer over one interval, a stream.
+    let row = e.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        "st",
+    ]);
+    assert!(row.starts_with("st 1 "), "{row}");
+    assert!(row.contains(" / "), "{row}");
+    let (code, body) = e.api("GET", "/containers/st/stats?stream=false", None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["name"], "/st");
+    assert!(
+        v["precpu_stats"]["system_cpu_usage"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(v["memory_stats"]["limit"].as_u64().unwrap() > 0, "{v}");
+    let streamed = Command::new("curl")
+        .args(["-s", "-N", "-m", "2.5", "--unix-socket"])
+        .arg(&e.sock)
+        .arg("http://rbox/containers/st/stats")
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&streamed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert_eq!(lines[1]["preread"], lines[0]["read"]);
+    let (code, body) = e.api("GET", "/containers/nosuch/stats?stream=false", None);
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains(r#""message":"No such container: nosuch""#),
+        "{body}"
+    );
+
+    // update: the cgroup and the record change; bad values change nothing.
+    e.docker_ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--restart",
+        "on-failure:3",
+        "st",
+    ]);
+    let hc = e.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+        "st",
+    ]);
+    assert_eq!(hc.trim(), "67108864 500000000 on-failure:3");
+    let limit = sh(&format!(
+        "cat /sys/fs/cgroup/rbox/{id}/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/rbox/{id}/memory.limit_in_bytes"
+    ));
+    assert_eq!(limit.stdout.trim(), "67108864");
+    let r = e.docker(&["update", "--memory", "1k", "st"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("Minimum memory limit allowed is 6MB"),
+        "{}",
+        r.stderr
+    );
+    let r = e.docker(&["update", "--restart", "sometimes", "st"]);
+    assert_ne!(r.code, 0);
+    let r = e.docker(&["update", "--memory", "64m", "nosuch"]);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        e.docker_ok(&["inspect", "--format", "{{.HostConfig.Memory}}", "st"])
+            .trim(),
+        "67108864"
+    );
+    let (code, body) = e.api("POST", "/containers/st/update", Some("{"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.starts_with(r#"{"message":"#), "{body}");
+    let (code, body) = e.api(
+        "POST",
+        "/containers/st/update",
+        Some(r#"{"BlkioWeight": 300}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+
+    // history: the rows `rbox history` prints.
+    let table = e.docker_ok(&["history", "busybox"]);
+    assert!(table.starts_with("IMAGE "), "{table}");
+    assert_eq!(
+        e.docker_ok(&["history", "-q", "--no-trunc", "busybox"]),
+        e.rbox_ok(&["history", "-q", "--no-trunc", "busybox"])
+    );
+    let r = e.docker(&["history", "nosuch:1"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("No such image"), "{}", r.stderr);
+
+    // cp into and out of a running container: a file, a directory, a big file streamed.
+    let host = e.rbox.root.join("cp");
+    std::fs::create_dir_all(host.join("dir/sub")).unwrap();
+    std::fs::write(host.join("f.txt"), "file\n").unwrap();
+    std::fs::write(host.join("dir/sub/g"), "deep\n").unwrap();
+    let p = |rel: &str| host.join(rel).display().to_string();
+    e.docker_ok(&["cp", &p("f.txt"), "st:/tmp/"]);
+    assert_eq!(e.docker_ok(&["exec", "st", "cat", "/tmp/f.txt"]), "file\n");
+    e.docker_ok(&["cp", &p("dir"), "st:/tmp/newdir"]);
+    assert_eq!(
+        e.docker_ok(&["exec", "st", "cat", "/tmp/newdir/sub/g"]),
+        "deep\n"
+    );
+    std::fs::create_dir_all(host.join("out")).unwrap();
+    e.docker_ok(&["cp", "st:/etc/hostname", &p("out/")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out/hostname"))
+            .unwrap()
+            .trim(),
+        &id[..12]
+    );
+    e.docker_ok(&["cp", "st:/tmp/newdir", &p("out/got")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out/got/sub/g")).unwrap(),
+        "deep\n"
+    );
+    let big_mib = 96;
+    assert_eq!(
+        sh(&format!("head -c {}M /dev/urandom > {}", big_mib, p("big"))).code,
+        0
+    );
+    e.docker_ok(&["cp", &p("big"), "st:/tmp/big"]);
+    e.docker_ok(&["cp", "st:/tmp/big", &p("out/big")]);
+    assert_eq!(sh(&format!("cmp {} {}", p("big"), p("out/big"))).code, 0);
+    let service_pid = e.service.as_ref().unwrap().id();
+    let peak = peak_rss_kib(service_pid);
+    assert!(
+        peak < (big_mib / 2) * 1024,
+        "the service's peak RSS {peak} KiB"
+    );
+    std::fs::remove_file(host.join("big")).unwrap();
+    std::fs::remove_file(host.join("out/big")).unwrap();
+    // A stopped container (its overlay mounted for the call).
+    e.docker_ok(&["create", "--name", "cc", "busybox", "true"]);
+    e.docker_ok(&["cp", &p("f.txt"), "cc:/f.txt"]);
+    e.docker_ok(&["cp", "cc:/f.txt", &p("out/from-stopped")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out/from-stopped")).unwrap(),
+        "file\n"
+    );
+    // Errors: Docker's messages and statuses, nothing made.
+    let r = e.docker(&["cp", "st:/nope", &p("out/")]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("Could not find the file /nope in container st"),
+        "{}",
+        r.stderr
+    );
+    // (no trailing slash: the CLI takes the 404 of its stat for a missing directory)
+    let r = e.docker(&["cp", &p("f.txt"), "nosuch:/tmp/x"]);
+    assert!(
+        r.stderr.contains("No such container: nosuch"),
+        "{}",
+        r.stderr
+    );
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--read-only",
+        "--name",
+        "ro",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let r = e.docker(&["cp", &p("f.txt"), "ro:/"]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("container rootfs is marked read-only"),
+        "{}",
+        r.stderr
+    );
+    assert_ne!(e.docker(&["exec", "ro", "test", "-e", "/f.txt"]).code, 0);
+    let head = |path: &str| {
+        sh(&format!(
+            "curl -s -m 5 -I --unix-socket {} 'http://rbox/containers/st/archive?path={path}'",
+            e.sock.display()
+        ))
+        .stdout
+    };
+    assert!(
+        head("/nope").starts_with("HTTP/1.1 404"),
+        "{}",
+        head("/nope")
+    );
+    let found = head("/etc/hostname");
+    assert!(found.starts_with("HTTP/1.1 200"), "{found}");
+    assert!(
+        found
+            .to_ascii_lowercase()
+            .contains("x-docker-container-path-stat: "),
+        "{found}"
+    );
+    let (code, body) = e.api(
+        "PUT",
+        "/containers/st/archive?path=/etc/hostname",
+        Some("x"),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("extraction point is not a directory"),
+        "{body}"
+    );
+    let (code, body) = e.api("PUT", "/containers/st/archive?path=/tmp", Some("not a tar"));
+    assert_ne!(code, 200, "{body}");
+    assert!(body.starts_with(r#"{"message":"#), "{body}");
+
+    // Waits, the container ended or removed by rbox itself (not this service).
+    e.docker_ok(&[
+        "create",
+        "--name",
+        "ww",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 5",
+    ]);
+    let next = api_background(&e, "POST", "/containers/ww/wait?condition=next-exit");
+    let gone = api_background(&e, "POST", "/containers/ww/wait?condition=removed");
+    let now = api_background(&e, "POST", "/containers/ww/wait?condition=not-running");
+    assert_eq!(
+        answer(now)["StatusCode"],
+        0,
+        "a created container is not running"
+    );
+    e.rbox_ok(&["start", "ww"]);
+    assert_eq!(answer(next)["StatusCode"], 5);
+    let mut gone = gone;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(gone.try_wait().unwrap().is_none(), "removed: not yet");
+    e.rbox_ok(&["rm", "ww"]);
+    assert_eq!(answer(gone)["StatusCode"], 5);
+    let stop = api_background(&e, "POST", "/containers/st/wait?condition=not-running");
+    e.rbox_ok(&["kill", "st"]);
+    assert_eq!(answer(stop)["StatusCode"], 137);
+    let (code, body) = e.api("POST", "/containers/st/wait?condition=sometime", None);
+    assert_eq!(code, 400, "{body}");
 }

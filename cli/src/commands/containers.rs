@@ -1,7 +1,7 @@
 //! `rbox` container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait,
 //! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
-mod commit;
+pub mod commit;
 mod cp;
 pub mod create;
 mod healthflags;

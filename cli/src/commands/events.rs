@@ -130,7 +130,7 @@ pub fn follow(
     emit: &mut dyn FnMut(&Event) -> Result<bool>,
 ) -> Result<()> {
     let now_nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let (past, mut cursor) = runtime::events::read_from(root, Default::default());
+    let (past, cursor) = runtime::events::read_from(root, Default::default());
     for e in &past {
         let from = since_nanos.unwrap_or(i64::MAX);
         if e.time_nano >= from && until_nanos.is_none_or(|u| e.time_nano <= u) && !emit(e)? {
@@ -140,8 +140,27 @@ pub fn follow(
     if until_nanos.is_some_and(|u| u <= now_nanos) {
         return Ok(());
     }
+    follow_from(root, cursor, until_nanos, emit)
+}
+
+/// The events logged after `cursor`, as they come, until `until` or until `emit` returns
+/// false (also the Engine API's wait for a container's next exit or removal).
+pub fn follow_from(
+    root: &std::path::Path,
+    mut cursor: runtime::events::Cursor,
+    until_nanos: Option<i64>,
+    emit: &mut dyn FnMut(&Event) -> Result<bool>,
+) -> Result<()> {
     let watch = Watch::new(root)?;
     loop {
+        // Read before waiting: what was logged between `cursor` and the watch woke no one.
+        let (new, c) = runtime::events::read_from(root, cursor);
+        cursor = c;
+        for e in &new {
+            if until_nanos.is_some_and(|u| e.time_nano > u) || !emit(e)? {
+                return Ok(());
+            }
+        }
         let timeout = until_nanos.map(|u| {
             let left = u - chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
             (left / 1_000_000).max(0) as i32
@@ -150,13 +169,6 @@ pub fn follow(
             return Ok(());
         }
         watch.wait(timeout.unwrap_or(-1));
-        let (new, c) = runtime::events::read_from(root, cursor);
-        cursor = c;
-        for e in &new {
-            if until_nanos.is_some_and(|u| e.time_nano > u) || !emit(e)? {
-                return Ok(());
-            }
-        }
     }
 }
 

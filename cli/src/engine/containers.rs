@@ -43,6 +43,11 @@ pub fn route(ctx: &Ctx, r: &Req, m: &Method, rest: &[&str]) -> R {
             Ok(Reply::Empty(StatusCode::NO_CONTENT))
         }
         [id, "top"] if get => top(ctx, r, id),
+        [id, "stats"] if get => super::resources::stats(ctx, r, id),
+        [id, "update"] if post => super::resources::update(ctx, r, id),
+        [id, "archive"] if *m == Method::HEAD => super::archive::head(ctx, r, id),
+        [id, "archive"] if *m == Method::GET => super::archive::get(ctx, r, id),
+        [id, "archive"] if *m == Method::PUT => super::archive::put(ctx, r, id),
         [id, "changes"] if get => {
             let rec = lifecycle::find(&ctx.root, id)?;
             let v: Vec<Value> = runtime::contents::changes(&ctx.root, &rec)?
@@ -493,21 +498,63 @@ fn wait(ctx: &Ctx, r: &Req, id: &str) -> R {
             }
         },
     };
+    // Taken before the headers go (after which the docker CLI starts the container), so an
+    // exit or removal from now on is seen however soon it comes.
+    let cursor = runtime::events::now(&ctx.root);
+    let auto_remove = found.as_ref().is_ok_and(|r| r.settings.auto_remove);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let (runs, root) = (ctx.runs.clone(), ctx.root.clone());
     let not_running = condition == "not-running" || condition.is_empty();
+    let removed = condition == "removed";
     std::thread::spawn(move || {
+        let tracked = runs.tracks(&full_id);
         let code = if !active && not_running && found.is_ok() {
             code
-        } else if active && !runs.tracks(&full_id) {
+        } else if found.is_ok() && !auto_remove && (removed || (!active && !tracked)) {
+            // Whoever ends or removes it (`rbox`, another client): its events say so. (A --rm
+            // one's removal is its run's end, followed below, which also knows a failed start.)
+            until_event(&root, &full_id, cursor, removed, code)
+        } else if active && !tracked {
             lifecycle::wait(&root, &full_id).unwrap_or(code)
         } else {
+            // What this service started (a --rm one's end is its removal): also a run that
+            // ended before the wait came.
             runs.wait_exit(&full_id)
         };
         let body = json!({"StatusCode": code, "Error": null}).to_string() + "\n";
         let _ = tx.blocking_send(bytes::Bytes::from(body));
     });
     Ok(Reply::Stream("application/json", rx))
+}
+
+/// The exit code of the container's next `die` event after `cursor` (with `removed`: of the
+/// last one before its `destroy`, as dockerd answers a wait for removal).
+fn until_event(
+    root: &std::path::Path,
+    id: &str,
+    cursor: runtime::events::Cursor,
+    removed: bool,
+    mut code: i32,
+) -> i32 {
+    let _ = crate::commands::events::follow_from(root, cursor, None, &mut |e| {
+        if e.kind != "container" || e.actor.id != id {
+            return Ok(true);
+        }
+        match e.action.as_str() {
+            "die" => {
+                code = e
+                    .actor
+                    .attributes
+                    .get("exitCode")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(code);
+                Ok(removed)
+            }
+            "destroy" => Ok(false),
+            _ => Ok(true),
+        }
+    });
+    code
 }
 
 fn rename(ctx: &Ctx, r: &Req, id: &str) -> R {

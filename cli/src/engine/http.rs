@@ -19,9 +19,19 @@ pub struct Req {
     pub path: Vec<String>,
     pub query: HashMap<String, Vec<String>>,
     pub body: Bytes,
+    /// The body as it arrives, for the routes that take archives (`body` is then empty): an
+    /// upload is never held whole.
+    pub stream: std::sync::Mutex<Option<BodyStream>>,
 }
 
+/// A request body's chunks as they arrive (an error: the client's upload broke off).
+pub type BodyStream = mpsc::Receiver<Result<Bytes, String>>;
+
 impl Req {
+    pub fn take_body_stream(&self) -> Option<BodyStream> {
+        self.stream.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     pub fn q(&self, key: &str) -> Option<&str> {
         self.query
             .get(key)
@@ -99,6 +109,8 @@ pub enum Reply {
     Stream(&'static str, mpsc::Receiver<Bytes>),
     /// 101 UPGRADED, then `Session` owns the connection (attach, exec start).
     Hijack(&'static str, Session),
+    /// Another reply with headers of its own (the archive's path stat).
+    Headers(Vec<(&'static str, String)>, Box<Reply>),
 }
 
 impl Reply {
@@ -246,6 +258,7 @@ mod tests {
             path: vec![],
             query: q,
             body: Bytes::new(),
+            stream: Default::default(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! `/images/...`: list, inspect (the `rbox image inspect` JSON), tag, delete, create (pull),
-//! load (a `docker save` tar in the body), get (save).
+//! load (a `docker save` tar in the body), get (save), history.
 //!
 //! Image names carry slashes the docker CLI does not escape (`/images/team/app:1/json`), so
 //! the name is every segment but the action.
@@ -53,6 +53,7 @@ pub fn route(ctx: &Ctx, r: &Req, m: &Method, rest: &[&str]) -> R {
                 &store, &img,
             )))
         }
+        [name @ .., "history"] if get && !name.is_empty() => history(&store, &name.join("/")),
         [name @ .., "tag"] if post && !name.is_empty() => tag(ctx, &store, r, &name.join("/")),
         [name @ .., "get"] if get && !name.is_empty() => save(&store, vec![name.join("/")]),
         name if *m == Method::DELETE && !name.is_empty() => {
@@ -63,6 +64,39 @@ pub fn route(ctx: &Ctx, r: &Req, m: &Method, rest: &[&str]) -> R {
             rest.join("/")
         ))),
     }
+}
+
+/// Docker's `image.HistoryResponseItem`s, newest first, from the entries `rbox history`
+/// prints.
+fn history(store: &Store, name: &str) -> R {
+    let img = store.resolve(name)?;
+    let all = store.list()?;
+    let entries = crate::commands::containers::commit::history_entries(store, &img)?;
+    let items: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            let tags = all
+                .iter()
+                .find(|i| i.id == e.id)
+                .map(|i| i.repo_tags.clone())
+                .filter(|t| !t.is_empty());
+            let created = e
+                .history
+                .created
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .map_or(0, |c| c.timestamp());
+            json!({
+                "Id": e.id,
+                "Created": created,
+                "CreatedBy": e.history.created_by,
+                "Tags": tags,
+                "Size": e.history.layer.as_ref().map_or(0, |l| l.1),
+                "Comment": e.history.comment,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(Value::Array(items)))
 }
 
 /// Docker's image list entry (`image.Summary`).

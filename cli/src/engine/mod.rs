@@ -7,15 +7,18 @@
 //! re-executed `rbox exec`, as a start goes through the re-executed monitor).
 //!
 //! One file per resource: `system` (`/_ping`, `/version`, `/info`), `containers`, `streams`
-//! (logs and attach), `exec`, `images`, `networks`, `volumes`; `http` holds the request,
+//! (logs and attach), `exec`, `archive` (cp), `resources` (stats, update), `images`,
+//! `networks`, `volumes`; `http` holds the request,
 //! reply and error types. The server: hyper's HTTP/1.1 with upgrades on a current-thread
 //! tokio runtime; handlers are blocking code on tokio's blocking pool.
 
+mod archive;
 mod containers;
 mod exec;
 mod http;
 mod images;
 mod networks;
+mod resources;
 mod streams;
 mod system;
 mod volumes;
@@ -174,12 +177,35 @@ async fn handle(
         Ok(v) => v,
         Err(e) => return Ok(error_response(e)),
     };
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return Ok(error_response(ApiError::bad(format!(
-                "reading the body: {e}"
-            ))))
+    // An archive upload is handed over as it arrives; other bodies are small JSON.
+    let streamed = method == Method::PUT && path.trim_end_matches('/').ends_with("/archive");
+    let (body, stream) = if streamed {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let mut incoming = req.into_body();
+        tokio::spawn(async move {
+            while let Some(f) = incoming.frame().await {
+                let chunk = match f {
+                    Ok(f) => match f.into_data() {
+                        Ok(d) => Ok(d),
+                        Err(_) => continue,
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        (Bytes::new(), Some(rx))
+    } else {
+        match req.into_body().collect().await {
+            Ok(b) => (b.to_bytes(), None),
+            Err(e) => {
+                return Ok(error_response(ApiError::bad(format!(
+                    "reading the body: {e}"
+                ))))
+            }
         }
     };
     let mut query: HashMap<String, Vec<String>> = HashMap::new();
@@ -198,6 +224,7 @@ async fn handle(
             .collect(),
         query,
         body,
+        stream: std::sync::Mutex::new(stream),
     };
     tracing::debug!("{method} {uri}");
     let is_head = method == Method::HEAD;
@@ -251,6 +278,15 @@ fn error_response(e: ApiError) -> Response<Body> {
 
 fn reply_response(r: Reply, upgrade: hyper::upgrade::OnUpgrade) -> Response<Body> {
     let built = match r {
+        Reply::Headers(headers, inner) => {
+            let mut resp = reply_response(*inner, upgrade);
+            for (k, v) in headers {
+                if let Ok(v) = ::http::HeaderValue::from_str(&v) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            return resp;
+        }
         Reply::Json(status, v) => base(status)
             .header(header::CONTENT_TYPE, "application/json")
             .body(full(v.to_string() + "\n")),

@@ -272,3 +272,70 @@ pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
     });
     Ok(Reply::Hijack(streams.content_type(), session))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_one_frame_and_streams_keep_their_order() {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let streams = Streams {
+            stdout: true,
+            stderr: true,
+            tty: false,
+        };
+        let client = Client::new(streams, tx);
+        let (mut out, mut err) = (
+            Half {
+                client: &client,
+                stderr: false,
+            },
+            Half {
+                client: &client,
+                stderr: true,
+            },
+        );
+        // As the log reader writes a record with its timestamp: two writes.
+        out.write_all(b"2026-01-01T00:00:00Z ").unwrap();
+        out.write_all(b"one\n").unwrap();
+        err.write_all(b"partial").unwrap();
+        out.write_all(b"two\n").unwrap();
+        err.flush().unwrap();
+        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            got,
+            vec![
+                frame(1, b"2026-01-01T00:00:00Z one\n"),
+                frame(2, b"partial"),
+                frame(1, b"two\n"),
+            ]
+        );
+        // A client that went away ends the reader with an error.
+        drop(rx);
+        assert!(out.write_all(b"three\n").is_err());
+    }
+
+    #[test]
+    fn unwanted_streams_are_dropped() {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let streams = Streams {
+            stdout: false,
+            stderr: true,
+            tty: true,
+        };
+        let client = Client::new(streams, tx);
+        let mut out = Half {
+            client: &client,
+            stderr: false,
+        };
+        let mut err = Half {
+            client: &client,
+            stderr: true,
+        };
+        out.write_all(b"no\n").unwrap();
+        err.write_all(b"raw\n").unwrap();
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"raw\n"));
+        assert!(rx.try_recv().is_err());
+    }
+}
