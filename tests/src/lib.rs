@@ -305,7 +305,7 @@ pub fn error_exit_code(args: &[&str]) -> i32 {
     let mut words = args
         .iter()
         .enumerate()
-        .filter(|(i, a)| !a.starts_with('-') && !(*i > 0 && VALUED.contains(&args[i - 1])))
+        .filter(|(i, a)| !(a.starts_with('-') || *i > 0 && VALUED.contains(&args[i - 1])))
         .map(|(_, a)| a);
     let first = words.next().copied();
     let cmd = match first {
