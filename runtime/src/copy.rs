@@ -308,8 +308,16 @@ pub fn unpack_on_host(dir: &Path, input: impl Read, keep_owner: bool) -> Result<
     a.set_preserve_permissions(true);
     a.set_preserve_ownerships(keep_owner);
     a.set_overwrite(true);
-    a.unpack(dir)
-        .map_err(|e| Error::io(format!("extracting into {}", dir.display()), e))
+    unpack_whole(a, dir).map_err(|e| Error::io(format!("extracting into {}", dir.display()), e))
+}
+
+/// Unpacks `a` into `dest` and reads its input to the end: the archive ends at its first zero
+/// block, and a writer still sending the rest (tar's second zero block, a record's padding)
+/// would otherwise see EPIPE and fail a copy that worked, now and then, when it is slower.
+fn unpack_whole<R: Read>(mut a: tar::Archive<R>, dest: impl AsRef<Path>) -> std::io::Result<()> {
+    a.unpack(dest)?;
+    std::io::copy(&mut a.into_inner(), &mut std::io::sink())?;
+    Ok(())
 }
 
 /// Unpacks the tar archive `feed` writes into directory `dest` of the container whose root is
@@ -344,7 +352,7 @@ pub fn unpack_in_container(
                 a.set_preserve_permissions(true);
                 a.set_preserve_ownerships(keep_owner);
                 a.set_overwrite(true);
-                a.unpack(&dest_owned).map_err(|e| e.to_string())
+                unpack_whole(a, &dest_owned).map_err(|e| e.to_string())
             })();
             let status = match code {
                 Ok(()) => 0,

@@ -294,7 +294,19 @@ pub trait RboxCli {
 
 /// The exit code Docker's CLI gives an error of the command `args` (see `RboxCli::bad`).
 pub fn error_exit_code(args: &[&str]) -> i32 {
-    let mut words = args.iter().filter(|a| !a.starts_with('-'));
+    // The global flags that take a value: their value is not the command (`--root X run`).
+    const VALUED: [&str; 5] = [
+        "--root",
+        "--firewall",
+        "--cluster-store",
+        "--cluster-advertise",
+        "--cni-conf-dir",
+    ];
+    let mut words = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !(a.starts_with('-') || *i > 0 && VALUED.contains(&args[i - 1])))
+        .map(|(_, a)| a);
     let first = words.next().copied();
     let cmd = match first {
         Some("container") => words.next().copied(),
@@ -818,5 +830,25 @@ impl Drop for DnsUpstream {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_exit_code;
+
+    #[test]
+    fn exit_codes_follow_the_command_not_a_global_flags_value() {
+        assert_eq!(error_exit_code(&["run", "busybox"]), 125);
+        assert_eq!(error_exit_code(&["--root", "/r", "run", "busybox"]), 125);
+        assert_eq!(
+            error_exit_code(&["--firewall", "none", "container", "create", "x"]),
+            125
+        );
+        assert_eq!(
+            error_exit_code(&["--root", "/r", "network", "create", "x"]),
+            1
+        );
+        assert_eq!(error_exit_code(&["-D", "rm", "run"]), 1);
     }
 }

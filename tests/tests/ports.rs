@@ -479,15 +479,33 @@ impl Upstream {
         ));
         let up = Upstream { ns };
         assert_eq!(r.code, 0, "{}", r.stderr);
+        // A server that writes the peer's address and closes. (socat's SYSTEM:echo lost its
+        // output now and then under load: socat may end on the child's exit before it copies
+        // what the child wrote, an empty reply.) Ready once it listens, not after a sleep.
         let r = sh(&format!(
-            "ip netns exec {} socat TCP-LISTEN:8000,fork,reuseaddr SYSTEM:'echo $SOCAT_PEERADDR' \
-             >/dev/null 2>&1 & sleep 0.3",
-            up.ns
+            "ip netns exec {} python3 -c '{UPSTREAM_PY}' >/dev/null 2>&1 & \
+             for i in $(seq 50); do ip netns exec {} ss -Hltn sport = :8000 | grep -q . && exit 0; \
+             sleep 0.1; done; exit 1",
+            up.ns, up.ns
         ));
         assert_eq!(r.code, 0, "{}", r.stderr);
         up
     }
 }
+
+/// The upstream's server: answers every request with the address it came from (it reads the
+/// request first: a close with unread data would be a reset, not the answer).
+const UPSTREAM_PY: &str = "import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((\"0.0.0.0\", 8000))
+s.listen(64)
+while True:
+    c, a = s.accept()
+    c.recv(4096)
+    c.sendall((a[0] + \"\\n\").encode())
+    c.close()
+";
 
 impl Drop for Upstream {
     fn drop(&mut self) {
