@@ -774,6 +774,20 @@ fn stats_update_history_cp_and_waits() {
         .collect();
     assert!(lines.len() >= 2, "{lines:?}");
     assert_eq!(lines[1]["preread"], lines[0]["read"]);
+    // The CLI's own stream: a table per sample until it is stopped.
+    let cli_stream = Command::new(DOCKER)
+        .args(["stats", "--format", "{{.Name}} {{.PIDs}}", "st"])
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .env("DOCKER_CONFIG", e.rbox.root.join("docker-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    rbox_tests::kill9(cli_stream.id() as i32);
+    let shown = cli_stream.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.matches("st 1").count() >= 2, "{shown:?}");
     let (code, body) = e.api("GET", "/containers/nosuch/stats?stream=false", None);
     assert_eq!(code, 404, "{body}");
     assert!(
