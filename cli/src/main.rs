@@ -3,6 +3,7 @@
 //! found, else the container's own code; 1 for an error of any other command.
 
 mod commands;
+mod engine;
 mod exit;
 mod format;
 mod prompt;

@@ -67,6 +67,24 @@ pub fn ps_ports(bindings: &[PortBinding]) -> String {
         .join(", ")
 }
 
+/// The `Ports` of Docker's container list (`types.Port`):
+/// `[{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}]`.
+pub fn list_ports(bindings: &[PortBinding]) -> Value {
+    Value::Array(
+        bindings
+            .iter()
+            .map(|b| {
+                json!({
+                    "IP": b.host_ip.to_string(),
+                    "PrivatePort": b.container_port,
+                    "PublicPort": b.host_port,
+                    "Type": b.proto.to_string(),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// Docker's `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`,
 /// with `null` for `exposed` ports ("80/tcp") that are not published.
 pub fn ports(bindings: &[PortBinding], exposed: &[String]) -> Value {

@@ -149,6 +149,18 @@ pub struct Cursor {
     offset: u64,
 }
 
+/// Where the log ends now: a reader from here sees only what happens from now on (records
+/// are whole lines, written with one append each, so the end is always between two).
+pub fn now(root: &Path) -> Cursor {
+    match std::fs::metadata(log_path(root)) {
+        Ok(m) => Cursor {
+            ino: m.ino(),
+            offset: m.len(),
+        },
+        Err(_) => Cursor::default(),
+    }
+}
+
 /// The events logged since `from` (whole lines), oldest first, and where to go on from. After a
 /// rotation the rest of the renamed file comes first, then the new log from its start.
 pub fn read_from(root: &Path, from: Cursor) -> (Vec<Event>, Cursor) {

@@ -1,12 +1,12 @@
 //! `rbox` container commands: run, create, start, stop, kill, restart, rm, ps, logs, wait,
 //! exec, inspect, rename, top, container prune, system prune (and the hidden monitor).
 
-mod commit;
+pub mod commit;
 mod cp;
-mod create;
+pub mod create;
 mod healthflags;
 mod hostflags;
-mod ps;
+pub mod ps;
 mod resources;
 
 use std::io::Write;
@@ -817,8 +817,12 @@ fn ps_cmd(cli: &Cli, a: &PsArgs) -> Result<i32> {
 /// A container's writable layer and its image, in bytes (Docker's SizeRw, and SizeRootFs
 /// less SizeRw).
 pub fn sizes(cli: &Cli, r: &runtime::Record) -> (u64, u64) {
-    let rw = runtime::usage::disk_usage(&runtime::Paths::new(&cli.root, &r.id).upper());
-    let image = images::Store::open(&cli.root)
+    sizes_in(&cli.root, r)
+}
+
+pub fn sizes_in(root: &std::path::Path, r: &runtime::Record) -> (u64, u64) {
+    let rw = runtime::usage::disk_usage(&runtime::Paths::new(root, &r.id).upper());
+    let image = images::Store::open(root)
         .and_then(|s| s.resolve(&r.image_id))
         .map(|i| i.size)
         .unwrap_or(0);
@@ -895,7 +899,7 @@ fn top(cli: &Cli, container: &str, ps_options: &[String]) -> Result<i32> {
 }
 
 /// The header and the rows of `ps` output whose PID column is in `pids`.
-fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
+pub fn ps_rows(ps: &str, pids: &[i32]) -> Result<String> {
     let mut lines = ps.lines();
     let header = lines.next().unwrap_or_default();
     let col = header
@@ -930,11 +934,17 @@ fn container_prune(cli: &Cli, a: &PruneArgs) -> Result<i32> {
 
 /// Removes the stopped containers `f` selects; their ids and writable layers' bytes.
 pub fn prune_containers(cli: &Cli, f: &runtime::filter::Filters) -> Result<(Vec<String>, u64)> {
-    let root = &cli.root;
+    prune_containers_in(&cli.root, f)
+}
+
+pub fn prune_containers_in(
+    root: &std::path::Path,
+    f: &runtime::filter::Filters,
+) -> Result<(Vec<String>, u64)> {
     let mut chosen = Vec::new();
     for r in lifecycle::list(root) {
         if !r.active() && f.prune_matches(r.created, &r.settings.labels)? {
-            chosen.push((r.id.clone(), sizes(cli, &r).0));
+            chosen.push((r.id.clone(), sizes_in(root, &r).0));
         }
     }
     // Without filters, lifecycle's own prune also clears what crashes left.

@@ -52,7 +52,7 @@ fn pretty(e: &Event) -> String {
 }
 
 /// Docker's `events.Message` JSON (with its legacy `status`, `id`, `from`).
-fn message(e: &Event) -> Value {
+pub fn message(e: &Event) -> Value {
     let mut v = json!({});
     if e.kind == "container" || e.kind == "image" {
         v["status"] = json!(e.action);
@@ -90,7 +90,6 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
         .map_err(|e| anyhow!("template parsing error: {e}"))?;
     let until_nanos = until.and_then(|u| u.timestamp_nanos_opt());
     let since_nanos = since.and_then(|s| s.timestamp_nanos_opt());
-    let now_nanos = now.timestamp_nanos_opt().unwrap_or(0);
     let print = |e: &Event, out: &mut dyn Write| -> Result<()> {
         if !runtime::events::matches(e, &filters) {
             return Ok(());
@@ -112,39 +111,64 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> Result<i32> {
         writeln!(out, "{line}")?;
         Ok(())
     };
-    let root = &cli.root;
-    let (past, mut cursor) = runtime::events::read_from(root, Default::default());
     let mut out = std::io::stdout().lock();
-    // Without --since only what happens from now on, as Docker.
+    follow(&cli.root, since_nanos, until_nanos, &mut |e| {
+        print(e, &mut out)?;
+        out.flush()?;
+        Ok(true)
+    })?;
+    Ok(0)
+}
+
+/// The events from `since` (none of the past without it, as Docker) and then as they come,
+/// until `until` (for ever without it) or until `emit` returns false. `rbox events` and the
+/// Engine API's `/events` (which filters in `emit`).
+pub fn follow(
+    root: &std::path::Path,
+    since_nanos: Option<i64>,
+    until_nanos: Option<i64>,
+    emit: &mut dyn FnMut(&Event) -> Result<bool>,
+) -> Result<()> {
+    let now_nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let (past, cursor) = runtime::events::read_from(root, Default::default());
     for e in &past {
         let from = since_nanos.unwrap_or(i64::MAX);
-        if e.time_nano >= from && until_nanos.is_none_or(|u| e.time_nano <= u) {
-            print(e, &mut out)?;
+        if e.time_nano >= from && until_nanos.is_none_or(|u| e.time_nano <= u) && !emit(e)? {
+            return Ok(());
         }
     }
-    out.flush()?;
     if until_nanos.is_some_and(|u| u <= now_nanos) {
-        return Ok(0);
+        return Ok(());
     }
+    follow_from(root, cursor, until_nanos, emit)
+}
+
+/// The events logged after `cursor`, as they come, until `until` or until `emit` returns
+/// false (also the Engine API's wait for a container's next exit or removal).
+pub fn follow_from(
+    root: &std::path::Path,
+    mut cursor: runtime::events::Cursor,
+    until_nanos: Option<i64>,
+    emit: &mut dyn FnMut(&Event) -> Result<bool>,
+) -> Result<()> {
     let watch = Watch::new(root)?;
     loop {
+        // Read before waiting: what was logged between `cursor` and the watch woke no one.
+        let (new, c) = runtime::events::read_from(root, cursor);
+        cursor = c;
+        for e in &new {
+            if until_nanos.is_some_and(|u| e.time_nano > u) || !emit(e)? {
+                return Ok(());
+            }
+        }
         let timeout = until_nanos.map(|u| {
             let left = u - chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
             (left / 1_000_000).max(0) as i32
         });
         if timeout == Some(0) {
-            return Ok(0);
+            return Ok(());
         }
         watch.wait(timeout.unwrap_or(-1));
-        let (new, c) = runtime::events::read_from(root, cursor);
-        cursor = c;
-        for e in &new {
-            if until_nanos.is_some_and(|u| e.time_nano > u) {
-                return Ok(0);
-            }
-            print(e, &mut out)?;
-        }
-        out.flush()?;
     }
 }
 

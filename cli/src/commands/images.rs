@@ -498,10 +498,18 @@ pub fn prune_images(
     all: bool,
     f: &runtime::filter::Filters,
 ) -> anyhow::Result<(Vec<String>, u64)> {
-    let store = Store::open(&cli.root)?;
-    let in_use = |id: &str| runtime::image_in_use(&cli.root, id);
+    prune_images_in(&cli.root, all, f)
+}
+
+pub fn prune_images_in(
+    root: &Path,
+    all: bool,
+    f: &runtime::filter::Filters,
+) -> anyhow::Result<(Vec<String>, u64)> {
+    let store = Store::open(root)?;
+    let in_use = |id: &str| runtime::image_in_use(root, id);
     // Held while checking for users and deleting (as `rmi`).
-    let _names = runtime::store::names_lock(&cli.root)?;
+    let _names = runtime::store::names_lock(root)?;
     let (mut lines, mut bytes) = (Vec::new(), 0);
     for img in store.list()? {
         let created = img
@@ -528,31 +536,45 @@ pub fn prune_images(
     Ok((lines, bytes))
 }
 
-fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
-    let in_use = |id: &str| runtime::image_in_use(&cli.root, id);
+/// `rmi REF` of one image (also the Engine API's `DELETE /images/REF`), with its events.
+pub fn remove_image(
+    root: &Path,
+    store: &Store,
+    r: &str,
+    force: bool,
+) -> anyhow::Result<Vec<Removed>> {
+    let in_use = |id: &str| runtime::image_in_use(root, id);
     // Held while checking for users and deleting, so no `create` records a container on an
     // image being removed (create resolves the image again under the same lock).
-    let _names = runtime::store::names_lock(&cli.root)?;
+    let _names = runtime::store::names_lock(root)?;
+    let done = store.remove(r, force, &in_use)?;
+    for d in &done {
+        match d {
+            Removed::Untagged(t) => runtime::events::object(root, "image", "untag", r, t),
+            Removed::Deleted(id) => runtime::events::object(root, "image", "delete", id, r),
+        }
+    }
+    Ok(done)
+}
+
+fn remove(cli: &Cli, store: &Store, a: &RmArgs) -> anyhow::Result<i32> {
     let mut errors = Vec::new();
     let mut fatal = false;
     for r in &a.images {
-        match store.remove(r, a.force, &in_use) {
+        match remove_image(&cli.root, store, r, a.force) {
             Ok(done) => {
                 for d in done {
                     match d {
-                        Removed::Untagged(t) => {
-                            println!("Untagged: {t}");
-                            runtime::events::object(&cli.root, "image", "untag", r, &t);
-                        }
-                        Removed::Deleted(id) => {
-                            println!("Deleted: {id}");
-                            runtime::events::object(&cli.root, "image", "delete", &id, r);
-                        }
+                        Removed::Untagged(t) => println!("Untagged: {t}"),
+                        Removed::Deleted(id) => println!("Deleted: {id}"),
                     }
                 }
             }
             Err(e) => {
-                fatal |= !matches!(e, images::Error::NotFound(_));
+                fatal |= !matches!(
+                    e.downcast_ref::<images::Error>(),
+                    Some(images::Error::NotFound(_))
+                );
                 errors.push(e.to_string());
             }
         }

@@ -29,6 +29,10 @@ pub fn owns_processes(cmd: &Command) -> bool {
         Command::Containers(c) => c.owns_processes(),
         Command::Networks(c) => c.owns_processes(),
         Command::Dns(_) | Command::Cluster(_) => true,
+        // The API service writes to sockets its clients may close.
+        Command::System(system::Cmd::System {
+            cmd: system::SystemCmd::Service(_),
+        }) => true,
         _ => false,
     }
 }

@@ -215,12 +215,11 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
                 labels: a.label.clone(),
                 options: a.opt.clone(),
             };
-            let (n, warnings) = net::manage::create(root, &opts)?;
+            let (n, warnings) = create(root, &opts)?;
             for w in warnings {
                 eprintln!("WARNING: {w}");
             }
             println!("{}", n.id);
-            runtime::events::object(root, "network", "create", &n.id, &n.name);
             Ok(0)
         }
         NetworkCmd::Inspect { format, networks } => inspect(root, format.as_deref(), networks),
@@ -287,6 +286,17 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         NetworkCmd::Sandbox(s) => sandbox(root, s),
         NetworkCmd::PortProxy { to, .. } => Ok(net::port_proxy(to)),
     }
+}
+
+/// `network create` (also the Engine API's), with its event; the warnings the driver has for
+/// the user (a Wi-Fi parent).
+pub fn create(
+    root: &std::path::Path,
+    opts: &net::CreateOptions,
+) -> Result<(net::Network, Vec<String>)> {
+    let (n, warnings) = net::manage::create(root, opts)?;
+    runtime::events::object(root, "network", "create", &n.id, &n.name);
+    Ok((n, warnings))
 }
 
 /// Splits repeated `--subnet`/`--gateway` values into the IPv4 one and the IPv6 one.
@@ -422,7 +432,7 @@ fn row(n: &net::Network, no_trunc: bool) -> Row {
     Row::new("*formatter.NetworkContext", fields, &n.labels)
 }
 
-fn matches(n: &net::Network, filters: &runtime::filter::Filters) -> Result<bool> {
+pub fn matches(n: &net::Network, filters: &runtime::filter::Filters) -> Result<bool> {
     let type_ok = filters.values("type").iter().try_fold(
         filters.values("type").is_empty(),
         |ok, v| match v.as_str() {
@@ -488,7 +498,7 @@ fn parse_ip(s: Option<&str>, flag: &str) -> Result<Option<std::net::IpAddr>> {
 }
 
 /// `network connect`: a new `ethN` in the running container, and at every later start.
-fn connect(
+pub fn connect(
     root: &std::path::Path,
     network: &str,
     ctr: &str,
@@ -507,7 +517,7 @@ fn connect(
 }
 
 /// `network disconnect`: the container's `ethN` on that network vanishes and its lease is freed.
-fn disconnect(root: &std::path::Path, network: &str, ctr: &str, force: bool) -> Result<i32> {
+pub fn disconnect(root: &std::path::Path, network: &str, ctr: &str, force: bool) -> Result<i32> {
     let netw = net::Store::new(root).find(network)?;
     let c = match runtime::Container::find(root, ctr) {
         Ok(c) => c,

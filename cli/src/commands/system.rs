@@ -39,6 +39,19 @@ pub enum SystemCmd {
     Df(FormatArg),
     /// Get real time events from the server
     Events(super::events::EventsArgs),
+    /// Serve Docker's Engine API on a unix socket (for the docker CLI, docker-compose and the
+    /// Docker SDKs); containers do not depend on it
+    Service(ServiceArgs),
+}
+
+#[derive(Args)]
+pub struct ServiceArgs {
+    /// The socket to listen on (unix://PATH); a systemd-activated socket is used instead
+    #[arg(long = "host", short = 'H', default_value = "unix:///run/rbox.sock")]
+    host: String,
+    /// Exit after this many seconds without a connection (0: never)
+    #[arg(short = 't', long, default_value = "0")]
+    timeout: u64,
 }
 
 #[derive(Args)]
@@ -88,6 +101,14 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
         Cmd::System {
             cmd: SystemCmd::Df(f),
         } => df(cli, f),
+        Cmd::System {
+            cmd: SystemCmd::Service(a),
+        } => crate::engine::serve(
+            &cli.root,
+            cli.debug,
+            &a.host,
+            (a.timeout > 0).then(|| std::time::Duration::from_secs(a.timeout)),
+        ),
         Cmd::Events(a)
         | Cmd::System {
             cmd: SystemCmd::Events(a),
@@ -267,7 +288,7 @@ Server:{{if ne .Platform.Name ""}} {{.Platform.Name}}{{end}}
 {{- end}}
 "#;
 
-fn version_json() -> Value {
+pub fn version_json() -> Value {
     json!({
         "Client": {
             "Platform": {"Name": "rbox"},
@@ -350,17 +371,17 @@ fn cgroup_version() -> &'static str {
     }
 }
 
-fn info_json(cli: &Cli) -> Value {
-    let recs = runtime::lifecycle::list(&cli.root);
+pub fn info_json(root: &std::path::Path, debug: bool) -> Value {
+    let recs = runtime::lifecycle::list(root);
     let running = recs.iter().filter(|r| r.running()).count();
-    let images = images::Store::open(&cli.root)
+    let images = images::Store::open(root)
         .and_then(|s| s.list())
         .map_or(0, |l| l.len());
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let id = engine_id(&cli.root);
+    let id = engine_id(root);
     let controllers = |c: &str| runtime::cgroup::controller_available(c);
     let forwarding =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1");
@@ -387,7 +408,7 @@ fn info_json(cli: &Cli) -> Value {
         "CPUSet": controllers("cpuset"),
         "PidsLimit": controllers("pids"),
         "IPv4Forwarding": forwarding,
-        "Debug": cli.debug,
+        "Debug": debug,
         "NFd": 0,
         "OomKillDisable": cgroup_version() == "1",
         "NGoroutines": 0,
@@ -407,7 +428,7 @@ fn info_json(cli: &Cli) -> Value {
         "IndexServerAddress": "https://index.docker.io/v1/",
         "NCPU": ncpu,
         "MemTotal": mem_total(),
-        "DockerRootDir": cli.root,
+        "DockerRootDir": root,
         "HttpProxy": std::env::var("HTTP_PROXY").unwrap_or_default(),
         "HttpsProxy": std::env::var("HTTPS_PROXY").unwrap_or_default(),
         "NoProxy": std::env::var("NO_PROXY").unwrap_or_default(),
@@ -423,7 +444,7 @@ fn info_json(cli: &Cli) -> Value {
         "InitBinary": "",
         "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
         "Warnings": null,
-        "ClientInfo": {"Debug": cli.debug, "Version": VERSION, "Context": "default", "Plugins": []},
+        "ClientInfo": {"Debug": debug, "Version": VERSION, "Context": "default", "Plugins": []},
     });
     let (Value::Object(mut a), Value::Object(b)) = (first, rest) else {
         unreachable!("JSON object literals")
@@ -498,7 +519,7 @@ Server:
 "#;
 
 fn info(cli: &Cli, f: &FormatArg) -> Result<i32> {
-    let v = info_json(cli);
+    let v = info_json(&cli.root, cli.debug);
     let text = match f.format.as_deref() {
         Some("json") => serde_json::to_string(&v)? + "\n",
         Some(t) => format::render_one(t, &v, &schema::INFO)? + "\n",

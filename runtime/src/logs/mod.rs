@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 pub use follow::follow;
-pub use read::Position;
+pub use read::{Log, Position};
 pub use shim::logs::{Lost, Stream, Writer};
 
 use crate::error::{Error, Result};

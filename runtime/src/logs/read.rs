@@ -152,6 +152,14 @@ pub struct Position {
     pub(crate) offset: u64,
 }
 
+impl Position {
+    /// False when there was no current file to read (not written yet, or removed with its
+    /// container): following opens it by name.
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
 impl Log {
     pub(crate) fn new(path: PathBuf, cfg: &Config) -> Log {
         Log {
@@ -266,6 +274,27 @@ impl Log {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The current file opened now, at the end of its whole records, made first if the
+    /// container never wrote it (as the writer makes it): a reader that holds it from before
+    /// the start reads a `run --rm`'s output after the container's directory is gone.
+    pub fn hold(&self) -> io::Result<Position> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .mode(0o640)
+            .open(&self.path)?;
+        let offset = self.end_of_records(&f, f.metadata()?.len())?;
+        Ok(Position {
+            file: Some(f),
+            offset,
+        })
     }
 
     /// The plain rotated files newer than the one with inode `ino`, oldest first: what a

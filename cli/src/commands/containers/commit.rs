@@ -103,16 +103,20 @@ const HEADER: &[(&str, &str)] = &[
     ("Comment", "COMMENT"),
 ];
 
-pub fn history(cli: &Cli, a: &HistoryArgs) -> Result<i32> {
-    let store = images::Store::open(&cli.root)?;
-    let img = store.resolve(&a.image)?;
-    let entries = store.history(&img)?;
+/// One entry of an image's history, newest first: the id of the image it made (the image's
+/// own on its newest entry, a local image whose layers are the first ones otherwise, else
+/// Docker's `<missing>`). `history` and the Engine API's `/images/{name}/history`.
+pub struct HistoryEntry {
+    pub id: String,
+    pub history: images::History,
+}
+
+pub fn history_entries(store: &images::Store, img: &images::Image) -> Result<Vec<HistoryEntry>> {
+    let entries = store.history(img)?;
     let all = store.list()?;
     let n = entries.len();
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     for (i, h) in entries.iter().enumerate().rev() {
-        // The image's own id on its newest entry; a local image whose layers are the first
-        // ones otherwise (its parent), else Docker's <missing>.
         let upto: Vec<&String> = entries[..=i]
             .iter()
             .filter_map(|e| e.layer.as_ref().map(|l| &l.0))
@@ -129,6 +133,19 @@ pub fn history(cli: &Cli, a: &HistoryArgs) -> Result<i32> {
                 .map(|o| o.id.clone())
                 .unwrap_or_else(|| "<missing>".into())
         };
+        out.push(HistoryEntry {
+            id,
+            history: h.clone(),
+        });
+    }
+    Ok(out)
+}
+
+pub fn history(cli: &Cli, a: &HistoryArgs) -> Result<i32> {
+    let store = images::Store::open(&cli.root)?;
+    let img = store.resolve(&a.image)?;
+    let mut rows = Vec::new();
+    for HistoryEntry { id, history: h } in history_entries(&store, &img)? {
         let shown_id = match (a.no_trunc, id.as_str()) {
             (_, "<missing>") | (true, _) => id.clone(),
             _ => images::short_id(&id),

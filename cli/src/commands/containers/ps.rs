@@ -129,6 +129,32 @@ pub fn row(r: &Record, trunc: bool, sizes: Option<(u64, u64)>) -> Row {
     Row::new("*formatter.ContainerContext", fields, &r.settings.labels)
 }
 
+/// Docker's container list entry (`types.Container`, `GET /containers/json`), from the same
+/// record and inspect JSON as `ps` and `inspect`.
+pub fn summary(root: &std::path::Path, r: &Record, sizes: Option<(u64, u64)>) -> serde_json::Value {
+    let inspect = runtime::inspect::to_json(root, r);
+    let mut v = json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.image,
+        "ImageID": r.image_id,
+        "Command": r.argv().join(" "),
+        "Created": r.created.timestamp(),
+        "Ports": net::docker::list_ports(&r.ports),
+        "Labels": r.settings.labels,
+        "State": r.state_name(),
+        "Status": status(r),
+        "HostConfig": {"NetworkMode": inspect["HostConfig"]["NetworkMode"]},
+        "NetworkSettings": {"Networks": inspect["NetworkSettings"]["Networks"]},
+        "Mounts": inspect["Mounts"],
+    });
+    if let Some((rw, image)) = sizes {
+        v["SizeRw"] = json!(rw);
+        v["SizeRootFs"] = json!(rw + image);
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
