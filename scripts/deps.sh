@@ -12,6 +12,7 @@ packages=(
   docker-registry skopeo python3 openssl  # pull tests: registry, pusher, tiny test servers, TLS
   dnsmasq-base                # the upstream DNS server the resolver tests run themselves
   etcd-server etcd-client iperf3  # overlay tests: the cluster store (etcdctl for its keys); bench/overlay.sh
+  docker-compose python3-docker  # Engine API tests: compose 1.29 and docker-py (Debian's; a PyPI docker-py 7 on python3's path is used first)
   containernetworking-plugins # CNI tests: Debian's reference plugins in /usr/lib/cni (bridge, host-local, portmap, firewall, macvlan)
 )
 missing=()
