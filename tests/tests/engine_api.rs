@@ -630,7 +630,7 @@ fn docker_py_sdk() {
     assert_eq!(r.code, 0, "{}{}", r.stderr, r.stdout);
     assert_eq!(
         r.stdout,
-        "ping True\nversion 1.50\nrun b'sdk\\n'\nlist ['pyc']\nexec 5 b'e\\n'\nstats /pyc 1\nupdate 67108864\nput True\n\
+        "ping True\nversion 1.50\nrun b'sdk\\n'\nlist ['pyc']\nexec 5 b'e\\n'\nresize b'33 111'\nstats /pyc 1\nupdate 67108864\nput True\n\
          get a.txt 12 b'sdk-archive\\n'\nhistory True\n\
          nets ['bridge', 'rbt-e-pynet']\nvol pyvol ['pyvol']\nnotfound No such container: nosuch\n\
          conflict 409\nstatus 137\nlogs b''\nimgs ['busybox:latest', 'nginx:latest']\n"
@@ -651,6 +651,15 @@ ct = c.containers.run("busybox", ["sleep", "1000"], detach=True, name="pyc", lab
 print("list", [x.name for x in c.containers.list(filters={"label": "k=v"})])
 r = ct.exec_run(["sh", "-c", "echo e; exit 5"])
 print("exec", r.exit_code, r.output)
+x = c.api.exec_create(ct.id, ["sh", "-c", "sleep 1; stty size"], tty=True)
+sk = c.api.exec_start(x["Id"], socket=True, tty=True)
+c.api.exec_resize(x["Id"], height=33, width=111)
+sk = getattr(sk, "_sock", sk); got = b""
+while True:
+    b = sk.recv(4096)
+    if not b: break
+    got += b
+print("resize", got.strip())
 s = ct.stats(stream=False)
 print("stats", s["name"], s["pids_stats"]["current"])
 ct.update(mem_limit="64m"); ct.reload()

@@ -33,6 +33,8 @@ struct Exec {
     running: bool,
     exit_code: Option<i32>,
     pid: u32,
+    /// The pty's master while a `Tty` exec runs: `/exec/{id}/resize` sets its size.
+    master: Option<Arc<OwnedFd>>,
 }
 
 /// The execs this service made, by id.
@@ -98,6 +100,7 @@ pub fn create(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
         running: false,
         exit_code: None,
         pid: 0,
+        master: None,
     };
     ctx.execs
         .0
@@ -140,6 +143,46 @@ pub fn inspect(ctx: &Ctx, id: &str) -> Result<Reply, ApiError> {
         "DetachKeys": "",
         "Pid": e.pid,
     })))
+}
+
+/// `/exec/{id}/resize?h=&w=`: the pty's new size, and SIGWINCH to the `rbox exec` that relays
+/// it (it copies its terminal's size, this pty's, to the container's pty, as for a user's
+/// terminal). Without a tty there is nothing to resize, as in Docker.
+pub fn resize(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
+    let e = ctx.execs.get(id)?;
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        r.q(k)
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| ApiError::bad(format!("invalid resize {k}: {:?}", r.q(k).unwrap_or(""))))
+    };
+    let (h, w) = (dim("h")?, dim("w")?);
+    if let Some(m) = &e.master {
+        let ws = libc::winsize {
+            ws_row: h,
+            ws_col: w,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ with a winsize struct on the pty master this registry holds.
+        if unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(m.as_ref()),
+                libc::TIOCSWINSZ,
+                &ws,
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        if e.pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(e.pid as i32),
+                nix::sys::signal::Signal::SIGWINCH,
+            );
+        }
+    }
+    Ok(Reply::Empty(StatusCode::OK))
 }
 
 /// `rbox exec` for `e`, re-executed.
@@ -216,9 +259,14 @@ pub fn start(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
     }
     let mut child = cmd.spawn()?;
     let pid = child.id();
+    let sizer = match &master {
+        Some(m) => Some(Arc::new(OwnedFd::from(m.try_clone()?))),
+        None => None,
+    };
     registry.update(id, |x| {
         x.running = true;
         x.pid = pid;
+        x.master = sizer;
     });
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let mut input: Option<Box<dyn Write + Send>> = None;
@@ -252,6 +300,7 @@ pub fn start(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
         registry.update(&exec_id, |x| {
             x.running = false;
             x.exit_code = Some(code);
+            x.master = None;
         });
         drop(tx);
     });

@@ -340,7 +340,7 @@ fn route(ctx: &Ctx, r: &Req) -> std::result::Result<Reply, ApiError> {
         ["events"] if get => system::events(ctx, r),
         ["containers", rest @ ..] => containers::route(ctx, r, m, rest),
         ["exec", id, "start"] if post => exec::start(ctx, r, id),
-        ["exec", id, "resize"] if post => Ok(Reply::Empty(StatusCode::OK)),
+        ["exec", id, "resize"] if post => exec::resize(ctx, r, id),
         ["exec", id, "json"] if get => exec::inspect(ctx, id),
         ["images", rest @ ..] => images::route(ctx, r, m, rest),
         ["networks", rest @ ..] => networks::route(ctx, r, m, rest),
