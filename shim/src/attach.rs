@@ -10,10 +10,10 @@
 //! holds whole lines only (a shell's prompt or the echo of what one types on a tty would show
 //! late), and a container logging to `none` has no log at all.
 //!
-//! Messages (SOCK_SEQPACKET keeps their bounds): `1` + bytes (stdout, or a tty's output), `2`
-//! + bytes (stderr), `x` + the exit code in decimal. The monitor never blocks on a client: a
-//! client whose socket buffer is full (it does not read fast enough) is dropped, and sees the
-//! connection end without an exit code.
+//! Messages (SOCK_SEQPACKET keeps their bounds): `1` and bytes (stdout, or a tty's output),
+//! `2` and bytes (stderr), `x` and the exit code in decimal. The monitor never blocks on a
+//! client: a client whose socket buffer is full (it does not read fast enough) is dropped, and
+//! sees the connection end without an exit code.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
