@@ -88,7 +88,7 @@ pub fn attach(root: &Path, key: &str, opts: &AttachOptions) -> Result<Ended> {
         return Err(Error::NotATty);
     }
     let paths = Paths::new(root, &rec.id);
-    let attachment = match shim::attach::attach(&paths.dir, rec.state.monitor_pid, true)
+    let attachment = match shim::attach::attach(&paths.dir, rec.state.monitor_pid, true, false)
         .map_err(|e| Error::io(format!("attaching to {}", rec.id), e))?
     {
         Some(Ok(a)) => a,
@@ -257,6 +257,30 @@ impl Session<'_> {
         }
         Ok(Ended::Exited(lifecycle::wait(self.root, self.id)?))
     }
+}
+
+/// The input of the running container `key` (its stdin pipe or pty master), for a client that
+/// reads its output elsewhere (the Engine API follows the log); `None` when it has none (not
+/// created with -i, or not running). `once`: Docker's StdinOnce, the container's stdin ends
+/// when this descriptor is closed.
+pub fn input(root: &Path, key: &str, once: bool) -> Result<Option<std::os::fd::OwnedFd>> {
+    let rec = lifecycle::find(root, key)?;
+    if !rec.running() || !rec.settings.open_stdin {
+        return Ok(None);
+    }
+    let paths = Paths::new(root, &rec.id);
+    match shim::attach::attach(&paths.dir, rec.state.monitor_pid, false, once)
+        .map_err(|e| Error::io(format!("attaching to {}", rec.id), e))?
+    {
+        Some(Ok(a)) => Ok(a.input),
+        Some(Err(m)) => Err(Error::Invalid(m)),
+        None => Ok(None),
+    }
+}
+
+/// `write_all` for the container's input from `input`.
+pub fn write_input(fd: BorrowedFd, data: &[u8]) {
+    write_all(fd.as_raw_fd(), data)
 }
 
 fn pollin(fd: BorrowedFd) -> libc::pollfd {

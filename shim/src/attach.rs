@@ -264,17 +264,19 @@ impl Attachment {
     }
 }
 
-/// Attaches to the monitor in `dir` (pid `monitor_pid`). `None` when no monitor answers;
+/// Attaches to the monitor in `dir` (pid `monitor_pid`); `output` and `once` as
+/// `Request::Attach` has them. `None` when no monitor answers;
 /// `Some(Err)` with the monitor's refusal.
 pub fn attach(
     dir: &Path,
     monitor_pid: i32,
     output: bool,
+    once: bool,
 ) -> io::Result<Option<Result<Attachment, String>>> {
     let Some((conn, pidfd)) = control::connect(dir, monitor_pid)? else {
         return Ok(None);
     };
-    if control::send_request(conn.as_fd(), &Request::Attach { output }).is_err() {
+    if control::send_request(conn.as_fd(), &Request::Attach { output, once }).is_err() {
         return Ok(None);
     }
     loop {
@@ -319,7 +321,8 @@ mod tests {
         let mut server = control::Server::listen(d.path()).unwrap();
         let me = std::process::id() as i32;
         let dir = d.path().to_path_buf();
-        let client = std::thread::spawn(move || attach(&dir, me, true).unwrap().unwrap().unwrap());
+        let client =
+            std::thread::spawn(move || attach(&dir, me, true, false).unwrap().unwrap().unwrap());
         let (req, conn) = loop {
             let mut fds = vec![control::pollfd(server.fd())];
             fds.extend(server.pending().map(|(_, fd)| control::pollfd(fd)));
@@ -331,7 +334,13 @@ mod tests {
             }
             server.accept();
         };
-        assert_eq!(req, Request::Attach { output: true });
+        assert_eq!(
+            req,
+            Request::Attach {
+                output: true,
+                once: false
+            }
+        );
         let (r, w) = crate::sys::pipe().unwrap();
         let mut attachers = Attachers::default();
         attachers.add(conn, Some(w.as_fd()), true);

@@ -49,8 +49,10 @@ pub enum Request {
     /// of its stdin pipe, or its pty master) as SCM_RIGHTS when the monitor holds one; with
     /// `output` the connection then carries the run's output and its exit code
     /// (`crate::attach`). Without it (the Engine API, which reads output from the log) only
-    /// the descriptor.
-    Attach { output: bool },
+    /// the descriptor. With `once` (Docker's StdinOnce) the monitor lets go of its own end of
+    /// a stdin pipe once it handed it over, so the container sees end of file when the client
+    /// closes it.
+    Attach { output: bool, once: bool },
 }
 
 impl Request {
@@ -65,7 +67,9 @@ impl Request {
             Request::Restart { signal, timeout } => format!("restart {signal} {}", secs(timeout)),
             Request::Wait => "wait".into(),
             Request::Status => "status".into(),
-            Request::Attach { output } => format!("attach {}", *output as u8),
+            Request::Attach { output, once } => {
+                format!("attach {} {}", *output as u8, *once as u8)
+            }
         }
     }
 
@@ -93,13 +97,17 @@ impl Request {
             }),
             ["wait"] => Some(Request::Wait),
             ["status"] => Some(Request::Status),
-            ["attach", o] => Some(Request::Attach {
-                output: match o {
-                    "1" => true,
-                    "0" => false,
-                    _ => return None,
-                },
-            }),
+            ["attach", o, once] => {
+                let flag = |v: &str| match v {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                };
+                Some(Request::Attach {
+                    output: flag(o)?,
+                    once: flag(once)?,
+                })
+            }
             _ => None,
         }
     }
@@ -471,8 +479,14 @@ mod tests {
             },
             Request::Wait,
             Request::Status,
-            Request::Attach { output: true },
-            Request::Attach { output: false },
+            Request::Attach {
+                output: true,
+                once: false,
+            },
+            Request::Attach {
+                output: false,
+                once: true,
+            },
         ] {
             assert_eq!(Request::decode(&r.encode()), Some(r));
         }

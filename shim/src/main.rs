@@ -143,11 +143,15 @@ impl Small {
                         conn.reply(&Reply::Status(Status::of_log(self.log.as_ref())))
                     }
                     Request::Wait => self.waiters.push(conn),
-                    Request::Attach { output } => {
+                    Request::Attach { output, once } => {
                         // The container's input as the full monitor gives it: the pty master,
                         // else the stdin pipe held for -i.
                         let input = self.streams.master.as_ref().or(self.stdin.as_ref());
                         self.attachers.add(conn, input.map(|f| f.as_fd()), output);
+                        if once && self.streams.master.is_none() {
+                            // StdinOnce: the client's end is the last.
+                            self.stdin = None;
+                        }
                     }
                     other => self.hand_back(Reason::Request(other), Some(conn)),
                 }

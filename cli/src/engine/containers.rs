@@ -301,7 +301,14 @@ fn create(ctx: &Ctx, r: &Req) -> R {
         )
     })?;
     let auto_remove = body["HostConfig"]["AutoRemove"].as_bool() == Some(true);
-    let opts = line.args.options(auto_remove, true)?;
+    let mut opts = line.args.options(auto_remove, true)?;
+    // The streams the client will attach, as its body says (the flags above are those of a
+    // detached run): with stdin, inspect's StdinOnce, which ends an attached stdin with the
+    // client's (the docker CLI's `run -i`, not its `run -di`).
+    let s = &mut opts.settings;
+    s.attach_stdin = body["AttachStdin"].as_bool() == Some(true);
+    s.attach_stdout = body["AttachStdout"].as_bool() == Some(true);
+    s.attach_stderr = body["AttachStderr"].as_bool() == Some(true);
     let rec = lifecycle::create(&ctx.root, &opts)?;
     for (net, ep) in more {
         let c = runtime::Connect {

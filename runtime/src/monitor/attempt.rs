@@ -244,6 +244,11 @@ impl Attempt {
             .map(|f| f.as_fd())
     }
 
+    /// Lets go of the stdin pipe held for `-i` (a StdinOnce attach took it over).
+    pub fn release_stdin(&mut self) {
+        self._stdin = None;
+    }
+
     /// The init is this process's child (not an adopted run's).
     pub fn is_ours(&self) -> bool {
         self.ours

@@ -557,9 +557,15 @@ impl<'a> Monitor<'a> {
     fn request(&mut self, req: Request, conn: Conn) {
         match req {
             Request::Wait => self.waiters.push(conn),
-            Request::Attach { output } => {
+            Request::Attach { output, once } => {
                 let input = self.run.as_ref().and_then(Attempt::input);
                 self.sink.attachers.add(conn, input, output);
+                if once {
+                    // StdinOnce: the client's end is the last.
+                    if let Some(run) = &mut self.run {
+                        run.release_stdin();
+                    }
+                }
             }
             Request::Status => conn.reply(&Reply::Status(control::Status::of_log(
                 self.sink.log.as_ref(),
