@@ -278,6 +278,44 @@ pub fn input(root: &Path, key: &str, once: bool) -> Result<Option<std::os::fd::O
     }
 }
 
+/// Sets the size of the running container's pty (the Engine API's `/containers/{id}/resize`):
+/// its monitor hands over the master as for an attach, and the kernel tells the container's
+/// foreground processes (SIGWINCH). Without a tty there is nothing to resize.
+pub fn resize(root: &Path, key: &str, rows: u16, cols: u16) -> Result<()> {
+    let rec = lifecycle::find(root, key)?;
+    if !rec.running() {
+        return Err(Error::NotRunning(rec.id));
+    }
+    if !rec.settings.tty {
+        return Ok(());
+    }
+    let paths = Paths::new(root, &rec.id);
+    let master = match shim::attach::attach(&paths.dir, rec.state.monitor_pid, false, false)
+        .map_err(|e| Error::io(format!("attaching to {}", rec.id), e))?
+    {
+        Some(Ok(a)) => a.input,
+        Some(Err(m)) => return Err(Error::Invalid(m)),
+        None => None,
+    };
+    let Some(m) = master else {
+        return Err(Error::NotRunning(rec.id));
+    };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a winsize struct on the pty master we were handed.
+    if unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(Error::io(
+            "resizing the pty",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// `write_all` for the container's input from `input`.
 pub fn write_input(fd: BorrowedFd, data: &[u8]) {
     write_all(fd.as_raw_fd(), data)

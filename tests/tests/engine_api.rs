@@ -415,6 +415,22 @@ fn run_rm_attach_exec_and_exit_codes() {
     std::io::Read::read_to_string(&mut run_i.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!((code, out.as_str()), (Some(0), "typed-in\n"), "{err}");
     e.docker_ok(&["rm", "-f", "in"]);
+    // A tty container's resize reaches its pty (the monitor hands the master over).
+    e.rbox_ok(&[
+        "run",
+        "-dit",
+        "--network",
+        "none",
+        "--name",
+        "rz",
+        "busybox",
+        "sh",
+    ]);
+    let (code, body) = e.api("POST", "/containers/rz/resize?h=33&w=91", None);
+    assert_eq!(code, 200, "{body}");
+    let size = e.rbox_ok(&["exec", "rz", "sh", "-c", "stty size </proc/1/fd/0"]);
+    assert_eq!(size, "33 91\n");
+    e.docker_ok(&["rm", "-f", "rz"]);
     // kill, wait.
     e.docker_ok(&["kill", "bb"]);
     assert_eq!(e.docker_ok(&["wait", "bb"]).trim(), "137");
