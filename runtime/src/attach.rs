@@ -189,13 +189,22 @@ impl Session<'_> {
                     .read(&mut msg)
                     .map_err(|e| Error::io("reading the container's output", e))?
                 {
-                    Message::Output(s, n) => write_all(
-                        match s {
+                    Message::Output(s, n) => {
+                        let fd = match s {
                             Stream::Stdout => 1,
                             Stream::Stderr => 2,
-                        },
-                        &msg[1..=n],
-                    ),
+                        };
+                        // Our output went away (`attach c | head`): so does this client,
+                        // silently and with a shell's code for SIGPIPE, as a CLI that died of
+                        // it (once the terminal is restored); the container runs on.
+                        match write_all(fd, &msg[1..=n]) {
+                            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                                return Ok(Ended::Exited(128 + libc::SIGPIPE))
+                            }
+                            Err(e) => return Err(Error::io("writing the container's output", e)),
+                            Ok(()) => {}
+                        }
+                    }
                     Message::Exit(code) => return Ok(Ended::Exited(code)),
                     Message::Closed => return self.closed(),
                 }
@@ -243,7 +252,8 @@ impl Session<'_> {
             Some(Keys::Detach(d)) => (d, true),
         };
         if let Some(i) = &self.attachment.input {
-            write_all(i.as_raw_fd(), &data);
+            // A container that closed its stdin just does not get it (Docker drops it too).
+            let _ = write_all(i.as_raw_fd(), &data);
         }
         detach.then_some(Ended::Detached)
     }
@@ -253,7 +263,7 @@ impl Session<'_> {
     /// enough. The run's code then comes from `wait`.
     fn closed(&self) -> Result<Ended> {
         if lifecycle::find(self.root, self.id).is_ok_and(|r| r.running()) {
-            eprintln!("rbox: the container's output is no longer shown (this terminal did not keep up); waiting for it to exit");
+            eprintln!("rbox: the container's monitor ended this attachment (its output was not read fast enough, or the monitor was replaced); waiting for the container to exit");
         }
         Ok(Ended::Exited(lifecycle::wait(self.root, self.id)?))
     }
@@ -318,7 +328,8 @@ pub fn resize(root: &Path, key: &str, rows: u16, cols: u16) -> Result<()> {
 
 /// `write_all` for the container's input from `input`.
 pub fn write_input(fd: BorrowedFd, data: &[u8]) {
-    write_all(fd.as_raw_fd(), data)
+    // A container that closed its stdin just does not get it (Docker drops it too).
+    let _ = write_all(fd.as_raw_fd(), data);
 }
 
 fn pollin(fd: BorrowedFd) -> libc::pollfd {
@@ -331,19 +342,20 @@ fn pollin(fd: BorrowedFd) -> libc::pollfd {
 
 /// Writes all of `data` to `fd`, waiting when it is full: the pty master is non-blocking (the
 /// monitor set that on the open file this descriptor shares).
-fn write_all(fd: i32, mut data: &[u8]) {
+fn write_all(fd: i32, mut data: &[u8]) -> std::io::Result<()> {
     // SAFETY: fds 1 and 2, or the container's input we hold, for the duration of this call.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
-            Ok(0) => return,
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
                 let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
                 let _ = nix::poll::poll(&mut p, nix::poll::PollTimeout::NONE);
             }
-            Err(_) => return,
+            Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
 }

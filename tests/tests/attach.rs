@@ -374,3 +374,27 @@ fn exec_it_detaches_with_the_keys_and_the_process_runs_on() {
     assert!(ps.contains("sleep 777"), "{ps}");
     r.ok(&["rm", "-f", "rbt-at-ex"]);
 }
+
+/// A reader that goes away (`attach c | head`) ends the attach quietly, with the shell's code
+/// for SIGPIPE, and the container runs on.
+#[test]
+fn a_closed_stdout_ends_the_attach_not_the_container() {
+    let r = Rbox::with_busybox("attach-pipe");
+    let lines = "while :; do echo line; sleep 0.1; done";
+    run_d(
+        &r,
+        Mode::Shim,
+        &["--name", "rbt-at-pipe", "busybox", "sh", "-c", lines],
+    );
+    let err = r.root.join("pipe.err");
+    let run = sh(&format!(
+        "timeout 30 {} --root {} attach rbt-at-pipe 2>{} | head -2",
+        rbox_tests::rbox_bin().display(),
+        r.root.display(),
+        err.display()
+    ));
+    assert_eq!(run.stdout, "line\nline\n");
+    assert_eq!(std::fs::read_to_string(&err).unwrap(), "");
+    assert_eq!(r.inspect("rbt-at-pipe", "{{.State.Status}}"), "running");
+    r.ok(&["rm", "-f", "rbt-at-pipe"]);
+}

@@ -363,6 +363,9 @@ impl Cmd {
             Common::Run(_)
                 | Common::Exec(_)
                 | Common::Start { attach: true, .. }
+                // It may hold the terminal in raw mode: a closed stdout ends it through
+                // EPIPE, which restores the terminal, not through SIGPIPE.
+                | Common::Attach(_)
                 // They mount a stopped container's rootfs for the time of the call.
                 | Common::Export { .. }
                 | Common::Cp { .. }
