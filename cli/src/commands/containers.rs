@@ -256,7 +256,7 @@ pub struct AttachArgs {
     #[arg(long = "no-stdin")]
     no_stdin: bool,
     /// Proxy all received signals to the process
-    #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     sig_proxy: bool,
     container: String,
 }
