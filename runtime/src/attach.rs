@@ -205,7 +205,16 @@ impl Session<'_> {
                             Ok(()) => {}
                         }
                     }
-                    Message::Exit(code) => return Ok(Ended::Exited(code)),
+                    Message::Exit(code) => {
+                        // The record says how the run ended; a monitor that ends with it
+                        // still holds monitor.lock for a moment, and a `start` right after
+                        // this command must not find it there (a wait on the lock).
+                        let paths = Paths::new(self.root, self.id);
+                        if lifecycle::find(self.root, self.id).is_ok_and(|r| !r.active()) {
+                            crate::store::wait_monitor(&paths);
+                        }
+                        return Ok(Ended::Exited(code));
+                    }
                     Message::Closed => return self.closed(),
                 }
             }

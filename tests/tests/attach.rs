@@ -307,8 +307,8 @@ fn sig_proxy_forwards_signals_without_a_tty() {
         std::thread::sleep(Duration::from_millis(800));
         // SAFETY: as above.
         unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
-        let (code, _, _) = finish(a);
-        assert_eq!(code, 143);
+        let (code, out, err) = finish(a);
+        assert_eq!(code, 143, "{mode:?}: {out}{err}");
         assert_eq!(r.inspect(&name, "{{.State.Status}}"), "running");
         r.ok(&["rm", "-f", &name]);
     }

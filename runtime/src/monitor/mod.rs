@@ -667,10 +667,15 @@ impl<'a> Monitor<'a> {
         for w in self.waiters.drain(..) {
             w.reply(&Reply::Ok(Some(code)));
         }
-        self.sink.attachers.finish(code);
+        // Attached clients get the code once the record says how the run ended (a client
+        // that then starts the container again must find it stopped): here when the
+        // container restarts, in `end` when the monitor ends with it.
         match self.ending {
             Ending::Stop => self.done = true,
-            Ending::Restart => self.restart_now(),
+            Ending::Restart => {
+                self.sink.attachers.finish(code);
+                self.restart_now()
+            }
             Ending::Policy => {
                 let stopped = self.rec.state.manually_stopped;
                 match self.restarts.after_exit(code, stopped, ran) {
@@ -685,6 +690,7 @@ impl<'a> Monitor<'a> {
                             r.state.finished_at = Some(Utc::now());
                             r.restart_count = count;
                         });
+                        self.sink.attachers.finish(code);
                         self.timers.set(Timer::Backoff, delay);
                     }
                     None => self.done = true,
@@ -727,13 +733,13 @@ impl<'a> Monitor<'a> {
         for c in self.restarters.drain(..).chain(self.waiters.drain(..)) {
             c.reply(&Reply::Ok(Some(code)));
         }
-        self.sink.attachers.finish(code);
         drop(self.terminal.take());
         let Monitor {
             paths,
             rec,
             attached,
             last,
+            mut sink,
             ..
         } = self;
         drop(attached);
@@ -747,6 +753,7 @@ impl<'a> Monitor<'a> {
             cleanup::remove_dir(paths);
             crate::events::container(&paths.root, &rec, "destroy", &[]);
             tracing::debug!(id = %paths.id, "removed");
+            sink.attachers.finish(code);
             return Ok(code);
         }
         let error = rec.state.error.clone();
@@ -765,6 +772,7 @@ impl<'a> Monitor<'a> {
             r.sandbox_key.clear();
             r.ports.clear();
         })?;
+        sink.attachers.finish(code);
         Ok(code)
     }
 }
