@@ -19,6 +19,22 @@ pub enum Error {
     RunningRemove(String),
     #[error("cannot remove container \"/{0}\": container is restarting: stop the container before removing or force remove")]
     RestartingRemove(String),
+    #[error("You cannot attach to a stopped container, start it first")]
+    AttachStopped,
+    #[error("You cannot attach to a paused container, unpause it first")]
+    AttachPaused,
+    #[error("You cannot attach to a restarting container, wait until it is running")]
+    AttachRestarting,
+    /// A `--detach-keys` value moby's `term.ToBytes` refuses (run, start, attach).
+    #[error("Invalid detach keys ({0}) provided")]
+    DetachKeys(String),
+    /// The same for `exec`, in dockerd's exec wording.
+    #[error("Invalid escape keys ({0}) provided")]
+    EscapeKeys(String),
+    /// Attaching a tty container's stdin from something that is not a terminal (docker/cli's
+    /// `CheckTty`).
+    #[error("the input device is not a TTY")]
+    NotATty,
     #[error("container {0} is already running")]
     AlreadyRunning(String),
     /// The command cannot be invoked (Docker's 126).

@@ -27,10 +27,17 @@ pub struct ExecOptions {
     /// `exec -d`: the process runs on with no stdio and nobody waits for it (its orphan is
     /// reaped by whoever adopts it).
     pub detach: bool,
+    /// `--detach-keys` (Docker's ctrl-p,ctrl-q when `None`), looked for with `-it`.
+    pub detach_keys: Option<String>,
 }
 
 /// Runs `opts.cmd` in the container with this process's stdio; returns its exit code.
 pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
+    // dockerd checks them before it looks the container up, in its own words for exec.
+    let keys = match &opts.detach_keys {
+        None => crate::detachkeys::DEFAULT.to_vec(),
+        Some(k) => crate::detachkeys::parse(k).map_err(|_| Error::EscapeKeys(k.clone()))?,
+    };
     let rec = lifecycle::find(root, key)?;
     if rec.state.status == crate::record::Status::Restarting {
         return Err(Error::Invalid(format!(
@@ -160,7 +167,18 @@ pub fn exec(root: &Path, key: &str, opts: &ExecOptions) -> Result<i32> {
             return Ok(0);
         }
         let code = match &listener {
-            Some(l) => crate::monitor::proxy_tty(pid, tty::receive_master(l)?, opts.interactive),
+            Some(l) => {
+                match crate::monitor::proxy_tty(
+                    pid,
+                    tty::receive_master(l)?,
+                    opts.interactive,
+                    keys,
+                ) {
+                    Some(code) => code,
+                    // Detached: the process runs on (no exec_die yet); docker/cli's exit 1.
+                    None => return Ok(1),
+                }
+            }
             None => crate::process::exit_code(waitpid(pid, None).unwrap_or(WaitStatus::StillAlive)),
         };
         crate::events::container(

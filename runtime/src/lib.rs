@@ -20,12 +20,14 @@
 //! alive" is a lock probe (immune to pid reuse) and waiting for its end is a blocking lock.
 //! `<dir>/control.sock` is the owner's control socket (`monitor::control`).
 
+pub mod attach;
 pub mod caps;
 pub mod cgroup;
 mod cleanup;
 mod container;
 pub mod contents;
 pub mod copy;
+pub mod detachkeys;
 pub mod devices;
 mod error;
 mod etcfiles;

@@ -45,6 +45,14 @@ pub enum Request {
     Wait,
     /// Answered at once with what the monitor knows that no file may show (`Status`).
     Status,
+    /// `rbox attach`: answered at once, with a dup of the container's input (the write end
+    /// of its stdin pipe, or its pty master) as SCM_RIGHTS when the monitor holds one; with
+    /// `output` the connection then carries the run's output and its exit code
+    /// (`crate::attach`). Without it (the Engine API, which reads output from the log) only
+    /// the descriptor. With `once` (Docker's StdinOnce) the monitor lets go of its own end of
+    /// a stdin pipe once it handed it over, so the container sees end of file when the client
+    /// closes it.
+    Attach { output: bool, once: bool },
 }
 
 impl Request {
@@ -59,6 +67,9 @@ impl Request {
             Request::Restart { signal, timeout } => format!("restart {signal} {}", secs(timeout)),
             Request::Wait => "wait".into(),
             Request::Status => "status".into(),
+            Request::Attach { output, once } => {
+                format!("attach {} {}", *output as u8, *once as u8)
+            }
         }
     }
 
@@ -86,6 +97,17 @@ impl Request {
             }),
             ["wait"] => Some(Request::Wait),
             ["status"] => Some(Request::Status),
+            ["attach", o, once] => {
+                let flag = |v: &str| match v {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                };
+                Some(Request::Attach {
+                    output: flag(o)?,
+                    once: flag(once)?,
+                })
+            }
             _ => None,
         }
     }
@@ -214,7 +236,7 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-fn pollfd(fd: BorrowedFd) -> libc::pollfd {
+pub(crate) fn pollfd(fd: BorrowedFd) -> libc::pollfd {
     libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
@@ -228,6 +250,12 @@ pub struct Conn(OwnedFd);
 impl Conn {
     pub fn reply(self, r: &Reply) {
         let _ = send(self.0.as_raw_fd(), r.encode().as_bytes());
+    }
+
+    /// `reply` with `fd` passed along (SCM_RIGHTS): the receiver gets its own descriptor of
+    /// the same open file.
+    pub fn reply_with_fd(&self, r: &Reply, fd: Option<BorrowedFd>) -> io::Result<()> {
+        crate::attach::send_with_fd(self.0.as_fd(), r.encode().as_bytes(), fd)
     }
 
     pub fn into_fd(self) -> OwnedFd {
@@ -362,10 +390,9 @@ pub fn socket_path(dir: &Path) -> PathBuf {
     dir.join(NAME)
 }
 
-/// Sends `req` to the monitor in `dir` (pid `monitor_pid`) and waits for its reply. `None`
-/// when no monitor answers: none listens, or it died before replying (a monitor that hands
-/// over to its next program keeps its pid: its pidfd does not report it).
-pub fn request(dir: &Path, monitor_pid: i32, req: Request) -> io::Result<Option<Reply>> {
+/// A connection to the monitor in `dir` (pid `monitor_pid`) and that monitor's pidfd (which
+/// tells its death); `None` when none listens.
+pub(crate) fn connect(dir: &Path, monitor_pid: i32) -> io::Result<Option<(OwnedFd, OwnedFd)>> {
     if monitor_pid <= 0 {
         return Ok(None);
     }
@@ -387,6 +414,20 @@ pub fn request(dir: &Path, monitor_pid: i32, req: Request) -> io::Result<Option<
     {
         return Ok(None);
     }
+    Ok(Some((fd, pidfd)))
+}
+
+pub(crate) fn send_request(fd: BorrowedFd, req: &Request) -> io::Result<()> {
+    send(fd.as_raw_fd(), req.encode().as_bytes())
+}
+
+/// Sends `req` to the monitor in `dir` (pid `monitor_pid`) and waits for its reply. `None`
+/// when no monitor answers: none listens, or it died before replying (a monitor that hands
+/// over to its next program keeps its pid: its pidfd does not report it).
+pub fn request(dir: &Path, monitor_pid: i32, req: Request) -> io::Result<Option<Reply>> {
+    let Some((fd, pidfd)) = connect(dir, monitor_pid)? else {
+        return Ok(None);
+    };
     if send(fd.as_raw_fd(), req.encode().as_bytes()).is_err() {
         return Ok(None);
     }
@@ -438,6 +479,14 @@ mod tests {
             },
             Request::Wait,
             Request::Status,
+            Request::Attach {
+                output: true,
+                once: false,
+            },
+            Request::Attach {
+                output: false,
+                once: true,
+            },
         ] {
             assert_eq!(Request::decode(&r.encode()), Some(r));
         }

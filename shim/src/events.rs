@@ -22,6 +22,8 @@ pub enum Source {
     Control,
     /// A connected client sent its request (index into the monitor's pending clients).
     Client(usize),
+    /// An attached client hung up (index into the monitor's `Attachers`).
+    Attacher(usize),
     /// The healthcheck probe printed something.
     ProbeOutput,
     /// The healthcheck probe exited (its pidfd).

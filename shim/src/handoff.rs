@@ -19,7 +19,7 @@ use crate::logs::{Driver, Lost};
 use crate::time::Timestamp;
 
 /// Changes whenever the format does.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Why the receiving program runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub struct Handoff {
     pub pending: Vec<RawFd>,
     /// `wait` clients, answered when the run ends.
     pub waiters: Vec<RawFd>,
+    /// Attached clients (`rbox attach`), sent the run's output.
+    pub attachers: Vec<RawFd>,
     /// The client whose request is `Reason::Request`.
     pub request_conn: Option<RawFd>,
     pub pid: i32,
@@ -166,6 +168,7 @@ impl Handoff {
         put("listener", self.listener.to_string());
         put("pending", fds(&self.pending));
         put("waiters", fds(&self.waiters));
+        put("attachers", fds(&self.attachers));
         put("request_conn", opt(&self.request_conn));
         put("pid", self.pid.to_string());
         put("pidfd", self.pidfd.to_string());
@@ -436,6 +439,7 @@ impl Handoff {
             listener: fd("listener")?,
             pending: fd_list("pending")?,
             waiters: fd_list("waiters")?,
+            attachers: fd_list("attachers")?,
             request_conn: opt_fd("request_conn")?,
             pid: num("pid")? as i32,
             pidfd: fd("pidfd")?,
@@ -459,6 +463,7 @@ impl Handoff {
         let mut v = vec![self.claim, self.exe, self.listener, self.pidfd];
         v.extend(&self.pending);
         v.extend(&self.waiters);
+        v.extend(&self.attachers);
         v.extend(self.request_conn);
         v.extend(
             [self.out, self.err, self.master, self.stdin]
@@ -559,6 +564,7 @@ mod tests {
             listener: 7,
             pending: vec![8, 9],
             waiters: vec![],
+            attachers: vec![15, 16],
             request_conn: Some(10),
             pid: 1234,
             pidfd: 11,

@@ -4,6 +4,7 @@
 //!
 //! - `logs`: json-file and local logs, bounded (rotation, compression), written in batches;
 //! - `control`: the monitor's control socket (protocol, server, client);
+//! - `attach`: clients attached to the run's output and input over that socket;
 //! - `events`: the monitor's event loop (one poll over typed sources, plus deadlines);
 //! - `health`: Docker's healthcheck state machine and the probe process it runs;
 //! - `handoff`: the state one program of the monitor passes to the next across execve;
@@ -12,6 +13,7 @@
 //!
 //! The full monitor (runtime::monitor) uses the same code, so both modes write the same files.
 
+pub mod attach;
 pub mod control;
 pub mod events;
 pub mod handoff;

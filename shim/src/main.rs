@@ -2,7 +2,8 @@
 //! monitor (the rbox binary, with libcontainer and everything else mapped) execs this small
 //! program, which keeps every descriptor and the process itself (pid, the init as its child,
 //! the lock on monitor.lock) and does what the steady state needs: copies output to the log,
-//! runs the healthcheck, answers `status` and queues `wait`. Anything else (the init's exit,
+//! runs the healthcheck, answers `status` and `attach` (sending output to attached clients too)
+//! and queues `wait`. Anything else (the init's exit,
 //! `stop`, `kill`, `restart`, an unhealthy container with `--health-on-failure`) needs the
 //! record or libcontainer: it execs the rbox binary again (held open since, so an upgrade in
 //! between changes nothing), handing over its state (`shim::handoff`), and that program goes
@@ -15,6 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use shim::attach::Attachers;
 use shim::control::{Conn, Reply, Request, Server, Status};
 use shim::events::{self, Event, Source, Timer, Timers};
 use shim::handoff::{self, Handoff, Reason};
@@ -30,6 +32,7 @@ struct Small {
     exe: OwnedFd,
     server: Server,
     waiters: Vec<Conn>,
+    attachers: Attachers,
     pid: i32,
     pidfd: OwnedFd,
     start_time: u64,
@@ -82,6 +85,7 @@ impl Small {
                 .filter_map(adopt)
                 .map(Conn::from_fd)
                 .collect(),
+            attachers: Attachers::from_fds(h.attachers.into_iter().filter_map(adopt).collect()),
             pid: h.pid,
             pidfd: need(h.pidfd, "pidfd"),
             start_time: h.start_time,
@@ -109,6 +113,7 @@ impl Small {
     fn sources(&self) -> Vec<(std::os::fd::BorrowedFd<'_>, Source)> {
         let mut v = vec![(self.server.fd(), Source::Control)];
         v.extend(self.server.pending().map(|(i, fd)| (fd, Source::Client(i))));
+        v.extend(self.attachers.sources());
         v.extend(self.streams.sources());
         v.push((self.pidfd.as_fd(), Source::Exit));
         if let Some(p) = &self.prober {
@@ -118,11 +123,12 @@ impl Small {
     }
 
     fn copy(&mut self, stream: shim::logs::Stream) {
-        let log = &mut self.log;
+        let (log, attachers) = (&mut self.log, &mut self.attachers);
         self.streams.copy(stream, &mut |s, d| {
             if let Some(l) = log.as_mut() {
                 l.write(s, d);
             }
+            attachers.send(s, d);
         });
     }
 
@@ -137,21 +143,36 @@ impl Small {
                         conn.reply(&Reply::Status(Status::of_log(self.log.as_ref())))
                     }
                     Request::Wait => self.waiters.push(conn),
+                    Request::Attach { output, once } => {
+                        // The container's input as the full monitor gives it: the pty master,
+                        // else the stdin pipe held for -i.
+                        let input = self.streams.master.as_ref().or(self.stdin.as_ref());
+                        self.attachers.add(conn, input.map(|f| f.as_fd()), output);
+                        if once && self.streams.master.is_none() {
+                            // StdinOnce: the client's end is the last.
+                            self.stdin = None;
+                        }
+                    }
                     other => self.hand_back(Reason::Request(other), Some(conn)),
                 }
             }
+            let mut gone = Vec::new();
             for ev in evs {
                 match ev {
+                    Event::Ready(Source::Attacher(i)) | Event::Hangup(Source::Attacher(i)) => {
+                        gone.push(i)
+                    }
                     Event::Ready(Source::Control) => self.server.accept(),
                     Event::Ready(Source::Output(s)) | Event::Hangup(Source::Output(s)) => {
                         self.copy(s)
                     }
                     Event::Ready(Source::Exit) | Event::Hangup(Source::Exit) => {
-                        let log = &mut self.log;
+                        let (log, attachers) = (&mut self.log, &mut self.attachers);
                         self.streams.drain(&mut |s, d| {
                             if let Some(l) = log.as_mut() {
                                 l.write(s, d);
                             }
+                            attachers.send(s, d);
                         });
                         self.hand_back(Reason::Exited, None);
                     }
@@ -184,6 +205,8 @@ impl Small {
                     _ => {}
                 }
             }
+            // After the batch: the indices are those of `sources`.
+            self.attachers.remove(&gone);
         }
     }
 
@@ -220,6 +243,7 @@ impl Small {
             listener,
             pending,
             waiters: self.waiters.iter().map(Conn::raw).collect(),
+            attachers: self.attachers.raw_fds(),
             request_conn,
             pid: self.pid,
             pidfd: fd(&self.pidfd),

@@ -5,6 +5,7 @@
 //! Names of this file: roots of the harness, default bridges `rbt-e<N>`, subnets
 //! 10.188.N.0/24, host ports 22500-22999, sockets /run/rbox-tests/engine-<test>.sock.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -391,12 +392,45 @@ fn run_rm_attach_exec_and_exit_codes() {
     rbox_tests::kill9(dropped.id() as i32);
     let _ = dropped.wait();
     assert_eq!(e.docker_ok(&["exec", "bb", "echo", "still"]), "still\n");
-    // stdin of a container is its monitor's: refused, not dropped.
-    let r = e.docker(&["run", "-i", "--name", "in", "busybox", "cat"]);
-    assert_ne!(r.code, 0);
-    // (the docker CLI shows only the status of a refused upgrade)
-    assert!(r.stderr.contains("received 501"), "{}", r.stderr);
+    // stdin reaches the container through its monitor (StdinOnce: cat sees the end of it).
+    let mut run_i = Command::new(DOCKER)
+        .args(["run", "-i", "--name", "in", "busybox", "cat"])
+        .env("DOCKER_HOST", format!("unix://{}", e.sock.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    run_i
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed-in\n")
+        .unwrap();
+    // A stdin that does not end would keep cat (and the docker CLI) waiting: bounded.
+    let code = wait_exit(&mut run_i, 30);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut run_i.stdout.take().unwrap(), &mut out).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut run_i.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!((code, out.as_str()), (Some(0), "typed-in\n"), "{err}");
     e.docker_ok(&["rm", "-f", "in"]);
+    // A tty container's resize reaches its pty (the monitor hands the master over).
+    e.rbox_ok(&[
+        "run",
+        "-dit",
+        "--network",
+        "none",
+        "--name",
+        "rz",
+        "busybox",
+        "sh",
+    ]);
+    let (code, body) = e.api("POST", "/containers/rz/resize?h=33&w=91", None);
+    assert_eq!(code, 200, "{body}");
+    let size = e.rbox_ok(&["exec", "rz", "sh", "-c", "stty size </proc/1/fd/0"]);
+    assert_eq!(size, "33 91\n");
+    e.docker_ok(&["rm", "-f", "rz"]);
     // kill, wait.
     e.docker_ok(&["kill", "bb"]);
     assert_eq!(e.docker_ok(&["wait", "bb"]).trim(), "137");

@@ -81,6 +81,9 @@ pub enum Common {
         /// Attach container's STDIN
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Override the key sequence for detaching a container
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -119,6 +122,8 @@ pub enum Common {
     },
     /// Fetch the logs of a container
     Logs(LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait {
         #[arg(required = true)]
@@ -243,6 +248,20 @@ pub struct LogsArgs {
 }
 
 #[derive(Args)]
+pub struct AttachArgs {
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    detach_keys: Option<String>,
+    /// Do not attach STDIN
+    #[arg(long = "no-stdin")]
+    no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    sig_proxy: bool,
+    container: String,
+}
+
+#[derive(Args)]
 pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short = 'd', long)]
@@ -257,6 +276,9 @@ pub struct ExecArgs {
     workdir: Option<String>,
     #[arg(short = 'u', long)]
     user: Option<String>,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    detach_keys: Option<String>,
     container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     cmd: Vec<String>,
@@ -341,6 +363,9 @@ impl Cmd {
             Common::Run(_)
                 | Common::Exec(_)
                 | Common::Start { attach: true, .. }
+                // It may hold the terminal in raw mode: a closed stdout ends it through
+                // EPIPE, which restores the terminal, not through SIGPIPE.
+                | Common::Attach(_)
                 // They mount a stopped container's rootfs for the time of the call.
                 | Common::Export { .. }
                 | Common::Cp { .. }
@@ -402,8 +427,13 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
         Common::Start {
             attach,
             interactive,
+            detach_keys,
             containers,
         } => {
+            // Checked as dockerd checks it at attach. A foreground start is this process as
+            // the container's monitor, which cannot outlive the command: the keys are not
+            // honoured there (`rbox attach` honours them).
+            runtime::attach::detach_keys(detach_keys.as_deref()).map_err(rt)?;
             if *attach {
                 let [c] = containers.as_slice() else {
                     return Err(anyhow!(
@@ -464,6 +494,19 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             }
         }),
         Common::Logs(a) => logs_cmd(cli, a),
+        Common::Attach(a) => {
+            let opts = runtime::attach::AttachOptions {
+                stdin: !a.no_stdin,
+                sig_proxy: a.sig_proxy,
+                detach_keys: a.detach_keys.clone(),
+            };
+            // Docker's attach: the container's code once it ran; a detach is the CLI's
+            // "read escape sequence" error, exit 1.
+            match runtime::attach::attach(root, &a.container, &opts).map_err(rt)? {
+                runtime::attach::Ended::Exited(code) => Ok(code),
+                runtime::attach::Ended::Detached => Ok(1),
+            }
+        }
         Common::Wait { containers } => {
             for c in containers {
                 let code = lifecycle::wait(root, c).map_err(rt)?;
@@ -480,6 +523,7 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                 interactive: a.interactive,
                 tty: a.tty,
                 detach: a.detach,
+                detach_keys: a.detach_keys.clone(),
                 ..Default::default()
             };
             exec::exec(root, &a.container, &opts).map_err(rt)

@@ -65,7 +65,7 @@ pub fn route(ctx: &Ctx, r: &Req, m: &Method, rest: &[&str]) -> R {
         }
         [id, "logs"] if get => super::streams::logs(ctx, r, id),
         [id, "attach"] if post => super::streams::attach(ctx, r, id),
-        [id, "resize"] if post => Ok(Reply::Empty(StatusCode::OK)),
+        [id, "resize"] if post => resize(ctx, r, id),
         [id, "exec"] if post => super::exec::create(ctx, r, id),
         [id] if *m == Method::DELETE => remove(ctx, r, id),
         _ => Err(ApiError::not_found(format!(
@@ -301,7 +301,14 @@ fn create(ctx: &Ctx, r: &Req) -> R {
         )
     })?;
     let auto_remove = body["HostConfig"]["AutoRemove"].as_bool() == Some(true);
-    let opts = line.args.options(auto_remove, true)?;
+    let mut opts = line.args.options(auto_remove, true)?;
+    // The streams the client will attach, as its body says (the flags above are those of a
+    // detached run): with stdin, inspect's StdinOnce, which ends an attached stdin with the
+    // client's (the docker CLI's `run -i`, not its `run -di`).
+    let s = &mut opts.settings;
+    s.attach_stdin = body["AttachStdin"].as_bool() == Some(true);
+    s.attach_stdout = body["AttachStdout"].as_bool() == Some(true);
+    s.attach_stderr = body["AttachStderr"].as_bool() == Some(true);
     let rec = lifecycle::create(&ctx.root, &opts)?;
     for (net, ep) in more {
         let c = runtime::Connect {
@@ -325,6 +332,19 @@ fn create(ctx: &Ctx, r: &Req) -> R {
         StatusCode::CREATED,
         json!({"Id": rec.id, "Warnings": []}),
     ))
+}
+
+/// `resize?h=&w=`: the container's pty size (the docker CLI sends it at `run -it`/`attach`
+/// and on each SIGWINCH).
+fn resize(ctx: &Ctx, r: &Req, id: &str) -> R {
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        r.q(k)
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| ApiError::bad(format!("invalid resize {k}: {:?}", r.q(k).unwrap_or(""))))
+    };
+    runtime::attach::resize(&ctx.root, id, dim("h")?, dim("w")?)?;
+    Ok(Reply::Empty(StatusCode::OK))
 }
 
 fn list(ctx: &Ctx, r: &Req) -> R {

@@ -1,6 +1,6 @@
 //! Container output for clients: `logs` (tail, timestamps, since/until, follow) and `attach`
-//! (hijacked), both read from the container's json-file log, which the monitor writes
-//! whoever is attached. Without a tty each record is one stdcopy frame (stream 1 or 2);
+//! (hijacked, with the client's input passed on to the container's), both read from the
+//! container's json-file log, which the monitor writes whoever is attached. Without a tty each record is one stdcopy frame (stream 1 or 2);
 //! with a tty the bytes go raw, as dockerd sends them.
 
 use std::cell::RefCell;
@@ -207,15 +207,12 @@ pub fn logs(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
 /// `attach`: hijacked; output from the moment of the attach (with `logs=1`, from the
 /// start) until the container's monitor ends. A container that has not started yet (the
 /// docker CLI attaches before it starts) is followed from its start by this service.
-/// Input is not forwarded: the detached monitor owns the container's stdin.
+/// With `stdin=1` the client's input goes to the container's (a `-i` container's stdin pipe or
+/// its pty master), which the monitor hands over once the container runs (`attach::input`):
+/// a thread of this session writes it there, so a full pipe blocks only this session. A
+/// StdinOnce container's stdin ends when the client closes its side, as with dockerd.
 pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
     let rec = lifecycle::find(&ctx.root, id)?;
-    if r.flag("stdin") {
-        // Refused rather than silently dropped (a `run -i` would wait for ever).
-        return Err(ApiError::not_implemented(
-            "attaching to a container's stdin (the container's monitor owns it; use exec -i)",
-        ));
-    }
     let streams = Streams {
         stdout: r.flag("stdout"),
         stderr: r.flag("stderr"),
@@ -231,9 +228,18 @@ pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
     let wait_start = (!rec.active()).then(|| (ctx.runs.clone(), ctx.runs.started_count(&rec.id)));
     let stream = r.flag("stream");
     let id = rec.id.clone();
+    // inspect's StdinOnce (the settings of `run -i`, not those of `run -di`).
+    let once = rec.settings.open_stdin && rec.settings.attach_stdin;
+    let input =
+        (r.flag("stdin") && rec.settings.open_stdin).then(std::sync::mpsc::channel::<Vec<u8>>);
+    let root = ctx.root.clone();
     let session: super::http::Session = Box::new(move |io: Upgraded| {
         Box::pin(async move {
             let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+            let (in_tx, in_rx) = match input {
+                Some((t, r)) => (Some(t), Some(r)),
+                None => (None, None),
+            };
             std::thread::spawn(move || {
                 let client = Client::new(streams, tx);
                 let pos = match from_start {
@@ -244,19 +250,37 @@ pub fn attach(ctx: &Ctx, r: &Req, id: &str) -> Result<Reply, ApiError> {
                     },
                     false => held,
                 };
-                if !stream {
+                if !stream && in_rx.is_none() {
                     return;
                 }
                 if let Some((runs, seen)) = wait_start {
                     runs.wait_started(&id, seen);
                 }
+                if let Some(chunks) = in_rx {
+                    if let Ok(Some(fd)) = runtime::attach::input(&root, &id, once) {
+                        std::thread::spawn(move || {
+                            // Ends when the client closes its input (the sender goes).
+                            for chunk in chunks {
+                                runtime::attach::write_input(std::os::fd::AsFd::as_fd(&fd), &chunk);
+                            }
+                        });
+                    }
+                }
+                if !stream {
+                    return;
+                }
                 follow(&paths, &log, pos, &logs::ReadOptions::default(), &client);
             });
             let (mut rd, mut wr) = tokio::io::split(io);
-            // The client's input is read (and dropped) so that its close is seen.
+            // The client's input goes to the container's (with stdin=1), else it is read and
+            // dropped so that its close is seen.
             let reader = tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+                while let Ok(n @ 1..) = rd.read(&mut buf).await {
+                    if let Some(t) = &in_tx {
+                        let _ = t.send(buf[..n].to_vec());
+                    }
+                }
             });
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {

@@ -234,6 +234,21 @@ impl Attempt {
         )
     }
 
+    /// The container's input an attached client writes to: the pty master, else the stdin
+    /// pipe held for `-i` (a foreground run's stdin is the caller's own: none).
+    pub fn input(&self) -> Option<BorrowedFd<'_>> {
+        self.streams
+            .master
+            .as_ref()
+            .or(self._stdin.as_ref())
+            .map(|f| f.as_fd())
+    }
+
+    /// Lets go of the stdin pipe held for `-i` (a StdinOnce attach took it over).
+    pub fn release_stdin(&mut self) {
+        self._stdin = None;
+    }
+
     /// The init is this process's child (not an adopted run's).
     pub fn is_ours(&self) -> bool {
         self.ours

@@ -87,6 +87,7 @@ impl Monitor<'_> {
             listener,
             pending,
             waiters: self.waiters.iter().map(Conn::raw).collect(),
+            attachers: self.sink.attachers.raw_fds(),
             request_conn: None,
             pid: run.pid.as_raw(),
             pidfd,
@@ -200,6 +201,9 @@ pub fn resume(paths: &Paths, fd: RawFd) -> crate::error::Result<i32> {
         sink: Sink {
             log,
             shown: [false, false],
+            attachers: shim::attach::Attachers::from_fds(
+                h.attachers.iter().filter_map(|f| adopt_fd(*f)).collect(),
+            ),
         },
         run: Some(run),
         control,

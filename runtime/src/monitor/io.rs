@@ -17,6 +17,8 @@ pub(crate) struct Sink {
     pub log: Option<Writer>,
     /// Also to our stdout and stderr (foreground run; `run -a` names which).
     pub shown: [bool; 2],
+    /// And to the clients attached over the control socket (`rbox attach`).
+    pub attachers: shim::attach::Attachers,
 }
 
 impl Sink {
@@ -31,6 +33,7 @@ impl Sink {
         if shown {
             write_all_fd(target, data);
         }
+        self.attachers.send(stream, data);
     }
 }
 
@@ -116,15 +119,32 @@ impl Terminal {
     }
 
     /// Copies the user's keystrokes to the container's pty; stops forwarding at end of file.
-    pub fn forward_input(&mut self, master: Option<BorrowedFd>, buf: &mut [u8]) {
+    /// With `escape`, returns true when the detach keys were typed (what preceded them in this
+    /// read was sent on; they were not).
+    pub fn forward_input(
+        &mut self,
+        master: Option<BorrowedFd>,
+        buf: &mut [u8],
+        escape: Option<&mut crate::detachkeys::Escape>,
+    ) -> bool {
+        use crate::detachkeys::Keys;
         match read_some(0, buf) {
-            Some(0) => {}
+            Some(0) => false,
             Some(n) => {
+                let (data, detach) = match escape.map(|e| e.feed(&buf[..n])) {
+                    None => (buf[..n].to_vec(), false),
+                    Some(Keys::Forward(d)) => (d, false),
+                    Some(Keys::Detach(d)) => (d, true),
+                };
                 if let Some(m) = master {
-                    write_all_fd(m.as_raw_fd(), &buf[..n]);
+                    write_all_fd(m.as_raw_fd(), &data);
                 }
+                detach
             }
-            None => self.stdin = false,
+            None => {
+                self.stdin = false;
+                false
+            }
         }
     }
 }
@@ -136,19 +156,23 @@ impl Drop for Terminal {
     }
 }
 
-/// Proxies an exec'd process's pty to our terminal until it exits; returns its exit code.
-pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool) -> i32 {
+/// Proxies an exec'd process's pty to our terminal until it exits; returns its exit code, or
+/// `None` when the detach keys (`keys`, looked for in what we forward) were typed: the process
+/// runs on, its pty held by a child of ours (`keep_pty`).
+pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool, keys: Vec<u8>) -> Option<i32> {
     let Ok(pidfd) = crate::process::pidfd_open(pid.as_raw()) else {
-        return crate::process::exit_code(
+        return Some(crate::process::exit_code(
             nix::sys::wait::waitpid(pid, None).unwrap_or(nix::sys::wait::WaitStatus::StillAlive),
-        );
+        ));
     };
     let mut term = Terminal::open(stdin);
     term.attach_pty(master.as_fd());
+    let mut escape = crate::detachkeys::Escape::new(keys);
     let mut streams = Streams::new(None, None, Some(master));
     let mut sink = Sink {
         log: None,
         shown: [true, true],
+        attachers: Default::default(),
     };
     let mut buf = vec![0u8; 16 * 1024];
     let mut timers = Timers::default();
@@ -175,7 +199,15 @@ pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool) -> i32 {
                 },
                 Event::Ready(Source::Input) | Event::Hangup(Source::Input) => {
                     let m = streams.master.as_ref().map(|m| m.as_fd());
-                    term.forward_input(m, &mut buf);
+                    if term.forward_input(m, &mut buf, Some(&mut escape)) {
+                        let [_, _, master] = streams.into_fds();
+                        drop(term);
+                        if let Some(m) = master {
+                            keep_pty(m, pidfd);
+                        }
+                        eprintln!("read escape sequence");
+                        return None;
+                    }
                 }
                 _ => {}
             }
@@ -183,9 +215,50 @@ pub(crate) fn proxy_tty(pid: Pid, master: OwnedFd, stdin: bool) -> i32 {
     }
     sink.drain(&mut streams);
     drop(term);
-    crate::process::exit_code(
+    Some(crate::process::exit_code(
         nix::sys::wait::waitpid(pid, None).unwrap_or(nix::sys::wait::WaitStatus::StillAlive),
-    )
+    ))
+}
+
+/// After a detach from `exec -it`: the exec'd process must not lose its terminal (the last
+/// close of a pty master hangs up its session), so a forked child of ours holds the master,
+/// reads and drops what it prints, and exits with it. Nobody watches that output any more,
+/// as with Docker, where a detached exec's output goes nowhere either.
+fn keep_pty(master: OwnedFd, pidfd: OwnedFd) {
+    // SAFETY: `rbox exec` is single-threaded here; the child only polls, reads and exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // Off the user's terminal: it must not keep it (or a `script` session) open.
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                for fd in 0..3 {
+                    // SAFETY: dup2 of /dev/null over our own stdio.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let mut fds = [
+                    nix::poll::PollFd::new(master.as_fd(), nix::poll::PollFlags::POLLIN),
+                    nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN),
+                ];
+                if nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE).is_err() {
+                    continue;
+                }
+                let exited = fds[1].revents().is_some_and(|r| !r.is_empty());
+                if exited || read_some(master.as_raw_fd(), &mut buf).is_none() {
+                    // SAFETY: leave the forked child without running our parent's exit code.
+                    unsafe { libc::_exit(0) };
+                }
+            }
+        }
+        // Without the child the process loses its terminal, as when the terminal goes away.
+        Ok(nix::unistd::ForkResult::Parent { .. }) | Err(_) => {}
+    }
 }
 
 use shim::sys::read_some;

@@ -8,7 +8,7 @@
 //!   policy (`policy::Restarts`) makes a new one after each exit, with Docker's backoff.
 //!
 //! The monitor is one event loop (`events`): output to copy, the init's exit (pidfd),
-//! requests on its control socket (`control`: stop, kill, restart, wait), a foreground run's
+//! requests on its control socket (`control`: stop, kill, restart, wait, attach), a foreground run's
 //! signals and keystrokes, and its timers (the backoff, the stop timeout). Everything it does
 //! is a reaction to one of those, so `stop` is obeyed at once also while it waits to restart.
 //!
@@ -310,6 +310,7 @@ impl<'a> Monitor<'a> {
                     Attach::Detached => [false, false],
                     Attach::Foreground { stdout, stderr, .. } => [stdout, stderr],
                 },
+                attachers: Default::default(),
             },
             run: None,
             control,
@@ -401,6 +402,7 @@ impl<'a> Monitor<'a> {
                 .pending()
                 .map(|(i, fd)| (fd, Source::Client(i))),
         );
+        v.extend(self.sink.attachers.sources());
         let mut pty = false;
         if let Some(run) = &self.run {
             v.extend(run.streams.sources());
@@ -428,9 +430,17 @@ impl<'a> Monitor<'a> {
             for (req, conn) in self.control.read(&clients) {
                 self.request(req, conn);
             }
+            let mut gone = Vec::new();
             for ev in evs {
-                self.handle(ev);
+                match ev {
+                    Event::Ready(Source::Attacher(i)) | Event::Hangup(Source::Attacher(i)) => {
+                        gone.push(i)
+                    }
+                    ev => self.handle(ev),
+                }
             }
+            // After the batch: the indices are those of `sources`.
+            self.sink.attachers.remove(&gone);
         }
         self.last.0
     }
@@ -438,7 +448,8 @@ impl<'a> Monitor<'a> {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Ready(Source::Control) => self.control.accept(),
-            Event::Ready(Source::Client(_)) | Event::Hangup(Source::Client(_)) => {}
+            Event::Ready(Source::Client(_) | Source::Attacher(_))
+            | Event::Hangup(Source::Client(_) | Source::Attacher(_)) => {}
             Event::Ready(Source::Output(s)) | Event::Hangup(Source::Output(s)) => {
                 if let Some(run) = &mut self.run {
                     run.streams.copy(s, &mut self.sink.as_fn());
@@ -470,7 +481,7 @@ impl<'a> Monitor<'a> {
                         .as_ref()
                         .and_then(|r| r.streams.master.as_ref())
                         .map(std::os::fd::AsFd::as_fd);
-                    t.forward_input(m, &mut self.buf);
+                    t.forward_input(m, &mut self.buf, None);
                 }
             }
             Event::Hangup(Source::Control) | Event::Hangup(Source::Signal) => {}
@@ -546,6 +557,16 @@ impl<'a> Monitor<'a> {
     fn request(&mut self, req: Request, conn: Conn) {
         match req {
             Request::Wait => self.waiters.push(conn),
+            Request::Attach { output, once } => {
+                let input = self.run.as_ref().and_then(Attempt::input);
+                self.sink.attachers.add(conn, input, output);
+                if once {
+                    // StdinOnce: the client's end is the last.
+                    if let Some(run) = &mut self.run {
+                        run.release_stdin();
+                    }
+                }
+            }
             Request::Status => conn.reply(&Reply::Status(control::Status::of_log(
                 self.sink.log.as_ref(),
             ))),
@@ -646,9 +667,15 @@ impl<'a> Monitor<'a> {
         for w in self.waiters.drain(..) {
             w.reply(&Reply::Ok(Some(code)));
         }
+        // Attached clients get the code once the record says how the run ended (a client
+        // that then starts the container again must find it stopped): here when the
+        // container restarts, in `end` when the monitor ends with it.
         match self.ending {
             Ending::Stop => self.done = true,
-            Ending::Restart => self.restart_now(),
+            Ending::Restart => {
+                self.sink.attachers.finish(code);
+                self.restart_now()
+            }
             Ending::Policy => {
                 let stopped = self.rec.state.manually_stopped;
                 match self.restarts.after_exit(code, stopped, ran) {
@@ -663,6 +690,7 @@ impl<'a> Monitor<'a> {
                             r.state.finished_at = Some(Utc::now());
                             r.restart_count = count;
                         });
+                        self.sink.attachers.finish(code);
                         self.timers.set(Timer::Backoff, delay);
                     }
                     None => self.done = true,
@@ -711,6 +739,7 @@ impl<'a> Monitor<'a> {
             rec,
             attached,
             last,
+            mut sink,
             ..
         } = self;
         drop(attached);
@@ -724,6 +753,7 @@ impl<'a> Monitor<'a> {
             cleanup::remove_dir(paths);
             crate::events::container(&paths.root, &rec, "destroy", &[]);
             tracing::debug!(id = %paths.id, "removed");
+            sink.attachers.finish(code);
             return Ok(code);
         }
         let error = rec.state.error.clone();
@@ -742,6 +772,7 @@ impl<'a> Monitor<'a> {
             r.sandbox_key.clear();
             r.ports.clear();
         })?;
+        sink.attachers.finish(code);
         Ok(code)
     }
 }
