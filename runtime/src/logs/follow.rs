@@ -53,15 +53,23 @@ pub fn follow(
                 if read_new(log, f, &mut offset, opts, until, out, err)? {
                     return Ok(());
                 }
+                // The live file is opened first and then read from its start, not opened by
+                // name after the files in between: a rotation while those are read would
+                // rename it away, and the lines it held were lost.
+                let next = File::open(log.path()).ok();
+                let next_ino = next
+                    .as_ref()
+                    .and_then(|n| n.metadata().ok())
+                    .map(|m| m.ino());
                 // Rotated more than once since: the files in between come first.
                 let ours = f.metadata()?.ino();
-                for newer in log.newer_than(ours) {
+                for newer in log.newer_than(ours, next_ino) {
                     let mut off = 0;
                     if read_new(log, &newer, &mut off, opts, until, out, err)? {
                         return Ok(());
                     }
                 }
-                file = None;
+                (file, offset) = (next, 0);
                 continue;
             }
         }

@@ -297,24 +297,37 @@ impl Log {
         })
     }
 
-    /// The plain rotated files newer than the one with inode `ino`, oldest first: what a
-    /// follower holding that file missed when the log rotated more than once.
-    pub(crate) fn newer_than(&self, ino: u64) -> Vec<File> {
+    /// The plain rotated files newer than the one with inode `ino` and older than the one with
+    /// inode `next` (the live file the follower opened before asking; `None`: all), oldest
+    /// first: what a follower holding `ino` missed when the log rotated more than once. Each
+    /// path is opened once and known by its descriptor's inode, so a rotation meanwhile (every
+    /// file renamed one step) shows as a file seen twice, not as one read in place of another.
+    /// A follower holding a file that was deleted since has no lines of it lost: it holds it.
+    pub(crate) fn newer_than(&self, ino: u64, next: Option<u64>) -> Vec<File> {
         use std::os::unix::fs::MetadataExt;
-        let plain: Vec<PathBuf> = shim::logs::rotated(&self.path, self.max_file)
+        let mut seen = std::collections::HashSet::new();
+        let opened: Vec<(u64, File)> = shim::logs::rotated(&self.path, self.max_file)
             .into_iter()
-            .map(|(p, _)| p)
+            .filter_map(|(p, _)| File::open(p).ok())
+            .filter_map(|f| Some((f.metadata().ok()?.ino(), f)))
+            .filter(|(i, _)| seen.insert(*i))
             .collect();
-        let Some(k) = plain
+        // Gone (rotated out, or compressed): every plain file left is newer than it, as files
+        // leave oldest first. (Was: none, and a file rotated past while the follower lagged
+        // two behind was skipped whole.)
+        let k = opened
             .iter()
-            .position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino))
-        else {
-            return Vec::new();
-        };
-        plain[..k]
-            .iter()
+            .position(|(i, _)| *i == ino)
+            .unwrap_or(opened.len());
+        let j = next
+            .and_then(|n| opened.iter().position(|(i, _)| *i == n))
+            .map_or(0, |j| j + 1);
+        opened
+            .into_iter()
+            .take(k)
+            .skip(j)
             .rev()
-            .filter_map(|p| File::open(p).ok())
+            .map(|(_, f)| f)
             .collect()
     }
 
