@@ -34,10 +34,24 @@ pub fn follow(
     let (mut file, mut offset) = (pos.file, pos.offset);
     let mut events = [0u8; 4096];
     let mut done = false;
+    // The file finished last when the live one could not be opened then (the writer between
+    // its rename and its new file): once one opens, the files rotated past meanwhile come
+    // first (was: they were skipped, a whole file lost when the follower was slow).
+    // Held open, so that its inode cannot be reused by a new file meanwhile.
+    let mut finished: Option<File> = None;
     loop {
         if file.is_none() {
             file = File::open(log.path()).ok();
             offset = 0;
+            if let (Some(f), Some(prev)) = (&file, finished.take()) {
+                let now = f.metadata().ok().map(|m| m.ino());
+                for newer in log.newer_than(prev.metadata()?.ino(), now) {
+                    let mut off = 0;
+                    if read_new(log, &newer, &mut off, opts, until, out, err)? {
+                        return Ok(());
+                    }
+                }
+            }
         }
         if let Some(f) = &file {
             if read_new(log, f, &mut offset, opts, until, out, err)? {
@@ -62,12 +76,19 @@ pub fn follow(
                     .and_then(|n| n.metadata().ok())
                     .map(|m| m.ino());
                 // Rotated more than once since: the files in between come first.
-                let ours = f.metadata()?.ino();
-                for newer in log.newer_than(ours, next_ino) {
+                let mut last = None;
+                for newer in log.newer_than(f.metadata()?.ino(), next_ino) {
                     let mut off = 0;
                     if read_new(log, &newer, &mut off, opts, until, out, err)? {
                         return Ok(());
                     }
+                    last = Some(newer);
+                }
+                if next.is_none() {
+                    finished = match last {
+                        Some(l) => Some(l),
+                        None => Some(f.try_clone()?),
+                    };
                 }
                 (file, offset) = (next, 0);
                 continue;
