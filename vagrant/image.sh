@@ -59,9 +59,13 @@ set -eu
 r=$1
 cat > "$r/etc/fstab" <<'F'
 /dev/vda  /         ext4  rw,noatime  0 0
-vagrant   /vagrant  9p    trans=virtio,version=9p2000.L,ro,nofail,msize=262144  0 0
-lab       /lab      9p    trans=virtio,version=9p2000.L,ro,nofail,msize=262144  0 0
+vagrant   /vagrant  9p    trans=virtio,version=9p2000.L,ro,nofail,msize=262144,x-systemd.automount  0 0
+lab       /lab      9p    trans=virtio,version=9p2000.L,ro,nofail,msize=262144,x-systemd.automount  0 0
 F
+# automount: mounted at first use (sshd reading /lab/authorized_keys), and tried again at the
+# next use if that failed. A boot-time mount failed now and then on the slow 256 MiB node
+# ("9pnet_virtio: no channels available for device lab": the 9p device not probed yet), and
+# with no authorized_keys that node never answered ssh.
 mkdir -p "$r/vagrant" "$r/lab"
 # The lab network from the kernel command line; the link is matched by driver so that networkd
 # never touches the bridges and veths rbox makes, and leaves other routes and rules alone.
