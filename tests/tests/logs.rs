@@ -218,9 +218,10 @@ fn follow_reads_every_line_while_the_log_rotates() {
     let out = follower.wait_with_output().unwrap();
     let got = numbers(&String::from_utf8_lossy(&out.stdout));
     let missing = (1..=3000).filter(|n| !got.contains(n)).count();
+    let gaps: Vec<_> = got.windows(2).filter(|w| w[1] != w[0] + 1).collect();
     assert!(
         got.len() == 3000 && contiguous(&got) && missing == 0,
-        "{} lines, {missing} missing, first {:?}, last {:?}",
+        "{} lines, {missing} missing, first {:?}, last {:?}, gaps {gaps:?}",
         got.len(),
         got.first(),
         got.last()

@@ -43,7 +43,15 @@ pub fn follow(
         if file.is_none() {
             file = File::open(log.path()).ok();
             offset = 0;
-            if let (Some(f), Some(prev)) = (&file, finished.take()) {
+            // Taken only once the live file opened: the retry right after a rotation often
+            // finds the writer still between its rename and its new file (was: taken then and
+            // dropped, and the files rotated past were skipped, a whole file lost).
+            let prev = if file.is_some() {
+                finished.take()
+            } else {
+                None
+            };
+            if let (Some(f), Some(prev)) = (&file, prev) {
                 let now = f.metadata().ok().map(|m| m.ino());
                 for newer in log.newer_than(prev.metadata()?.ino(), now) {
                     let mut off = 0;
