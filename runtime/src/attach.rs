@@ -108,6 +108,76 @@ pub fn attach(root: &Path, key: &str, opts: &AttachOptions) -> Result<Ended> {
     session.run(opts.sig_proxy)
 }
 
+/// A container started with this process as its first attached client (`start_attached`).
+pub struct Started {
+    root: std::path::PathBuf,
+    id: String,
+    tty: bool,
+    open_stdin: bool,
+    keys: Vec<u8>,
+    attachment: Option<Attachment>,
+}
+
+/// Starts the created container `key` under a detached monitor that serves this process as
+/// an attached client from its first output on: a foreground `run -it` or `start -ai` whose
+/// detach keys (`keys`, else the container's `--detach-keys`, else Docker's) leave the
+/// container running, as Docker's do. An error means it did not start.
+pub fn start_attached(root: &Path, key: &str, keys: Option<&str>) -> Result<Started> {
+    let rec = lifecycle::find(root, key)?;
+    let keys =
+        keys.or((!rec.settings.detach_keys.is_empty()).then_some(&*rec.settings.detach_keys));
+    let keys = detach_keys(keys)?;
+    let (ours, theirs) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::io("socketpair", e.into()))?;
+    lifecycle::start_with_client(root, &rec.id, Some(theirs))?;
+    let attachment = match shim::attach::answer(ours)
+        .map_err(|e| Error::io(format!("attaching to {}", rec.id), e))?
+    {
+        Some(Ok(a)) => Some(a),
+        Some(Err(m)) => return Err(Error::Invalid(m)),
+        // The monitor died right after the start (the next command adopts the container).
+        None => None,
+    };
+    Ok(Started {
+        root: root.to_path_buf(),
+        id: rec.id,
+        tty: rec.settings.tty,
+        open_stdin: rec.settings.open_stdin,
+        keys,
+        attachment,
+    })
+}
+
+/// Whether a foreground run of a container with `settings` is `start_attached`'s: a tty with
+/// input from our terminal, where detach keys apply (Docker looks for them there only).
+pub fn can_detach(settings: &crate::record::Settings, stdin: bool) -> bool {
+    stdin && settings.tty && settings.open_stdin && std::io::stdin().is_terminal()
+}
+
+impl Started {
+    /// Relays our stdio until the run ends (its code) or the detach keys are typed.
+    pub fn session(self, opts: &AttachOptions) -> Result<Ended> {
+        let Some(attachment) = self.attachment else {
+            return Ok(Ended::Exited(lifecycle::wait(&self.root, &self.id)?));
+        };
+        let forward = opts.stdin && self.open_stdin && attachment.input.is_some();
+        let mut session = Session {
+            root: &self.root,
+            id: &self.id,
+            escape: (self.tty && forward).then(|| Escape::new(self.keys)),
+            forward,
+            tty: self.tty,
+            attachment,
+        };
+        session.run(opts.sig_proxy)
+    }
+}
+
 struct Session<'a> {
     root: &'a Path,
     id: &'a str,
@@ -139,12 +209,7 @@ impl Session<'_> {
         let r = self.relay(sigfd.as_ref());
         drop(raw);
         let _ = mask.thread_unblock();
-        let r = r?;
-        if r == Ended::Detached {
-            // Docker's CLI says so once the terminal is back to normal.
-            eprintln!("read escape sequence");
-        }
-        Ok(r)
+        r
     }
 
     /// The pty gets our terminal's size (stdout's, as docker/cli's, else stdin's).
@@ -209,8 +274,12 @@ impl Session<'_> {
                         // The record says how the run ended; a monitor that ends with it
                         // still holds monitor.lock for a moment, and a `start` right after
                         // this command must not find it there (a wait on the lock).
+                        // (Also when the record is gone: a --rm container is removed by
+                        // then.)
                         let paths = Paths::new(self.root, self.id);
-                        if lifecycle::find(self.root, self.id).is_ok_and(|r| !r.active()) {
+                        if lifecycle::find(self.root, self.id).is_ok_and(|r| !r.active())
+                            || !paths.dir.exists()
+                        {
                             crate::store::wait_monitor(&paths);
                         }
                         return Ok(Ended::Exited(code));

@@ -296,19 +296,32 @@ pub fn attach(
             // The monitor exited without answering.
             return Ok(None);
         }
-        let mut buf = [0u8; 4096];
-        let (n, input) = recv_with_fd(conn.as_fd(), &mut buf)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        return Ok(Some(
-            match Reply::decode(&String::from_utf8_lossy(&buf[..n])) {
-                Reply::Ok(_) => Ok(Attachment { conn, input }),
-                Reply::Err(m) => Err(m),
-                Reply::Status(_) => Err("unexpected answer from the container's monitor".into()),
-            },
-        ));
+        return answer(conn);
     }
+}
+
+/// The monitor's answer to an attach on `conn`: also the end of a socket pair a monitor was
+/// started with (`--attached`), which it answers as an `attach` with output once the run is
+/// up. `None` when the monitor closed it without an answer (it died, or the run never
+/// started).
+pub fn answer(conn: OwnedFd) -> io::Result<Option<Result<Attachment, String>>> {
+    let mut buf = [0u8; 4096];
+    let (n, input) = loop {
+        match recv_with_fd(conn.as_fd(), &mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r?,
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        match Reply::decode(&String::from_utf8_lossy(&buf[..n])) {
+            Reply::Ok(_) => Ok(Attachment { conn, input }),
+            Reply::Err(m) => Err(m),
+            Reply::Status(_) => Err("unexpected answer from the container's monitor".into()),
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -287,6 +287,72 @@ fn a_tty_attach_is_raw_resizes_and_detaches() {
 }
 
 #[test]
+fn run_it_and_start_ai_detach_with_the_keys_and_the_container_runs_on() {
+    let r = Rbox::with_busybox("attach-runit");
+    let bin = rbox_tests::rbox_bin();
+    let root = r.root.display().to_string();
+    for mode in MODES {
+        let env = match mode {
+            Mode::Full => "RBOX_SHIM=0 ",
+            Mode::Shim => "",
+        };
+        let name = format!("rbt-at-runit-{mode:?}").to_lowercase();
+        // The first output is shown (the client is attached before the start), what is typed
+        // reaches the shell, Docker's default keys detach: exit 0 and no message (docker/cli
+        // run.go returns nil on its EscapeError).
+        let run = sh(&format!(
+            "(sleep 1.5; printf 'echo typed-$((40+2))\\r'; sleep 0.5; printf '\\020'; sleep 0.3; printf '\\021'; sleep 1) \
+             | timeout 30 script -qec \"{env}{bin} --root {root} run -it --name {name} {NONE} busybox sh -c 'echo early-$((2+3)); exec sh'\" /dev/null",
+            bin = bin.display()
+        ));
+        assert_eq!(run.code, 0, "{mode:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("early-5"), "{mode:?}: {}", run.stdout);
+        assert!(run.stdout.contains("typed-42"), "{mode:?}: {}", run.stdout);
+        assert!(
+            !run.stdout.contains("escape sequence"),
+            "{mode:?}: {}",
+            run.stdout
+        );
+        assert_eq!(r.inspect(&name, "{{.State.Status}}"), "running");
+        assert!(r.ok(&["logs", &name]).contains("early-5"));
+        // `start -ai` with keys of its own.
+        let run = sh(&format!(
+            "(sleep 1; printf 'exit 4\\r'; sleep 2) | timeout 30 script -qec \"{bin} --root {root} attach {name}\" /dev/null",
+            bin = bin.display()
+        ));
+        assert_eq!(run.code, 4, "{mode:?}: {}{}", run.stdout, run.stderr);
+        let run = sh(&format!(
+            "(sleep 1.5; printf 'echo again-$((3+4))\\r'; sleep 0.5; printf '\\030'; sleep 0.3; printf 'x'; sleep 1) \
+             | timeout 30 script -qec \"{env}{bin} --root {root} start -ai --detach-keys ctrl-x,x {name}\" /dev/null",
+            bin = bin.display()
+        ));
+        assert_eq!(run.code, 0, "{mode:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("again-7"), "{mode:?}: {}", run.stdout);
+        assert_eq!(r.inspect(&name, "{{.State.Status}}"), "running");
+        r.ok(&["rm", "-f", &name]);
+        // `run --detach-keys` is the run's own; the run's end is still the command's.
+        let run = sh(&format!(
+            "(sleep 1.5; printf '\\030'; sleep 0.3; printf 'y'; sleep 1) \
+             | timeout 30 script -qec \"{env}{bin} --root {root} run -it --detach-keys ctrl-x,y --name {name} {NONE} busybox sh\" /dev/null",
+            bin = bin.display()
+        ));
+        assert_eq!(run.code, 0, "{mode:?}: {}{}", run.stdout, run.stderr);
+        assert_eq!(r.inspect(&name, "{{.State.Status}}"), "running");
+        r.ok(&["rm", "-f", &name]);
+        let run = sh(&format!(
+            "(sleep 1.5; printf 'exit 6\\r'; sleep 1) | timeout 30 script -qec \"{env}{bin} --root {root} run -it --rm {NONE} busybox sh; echo code=\\$? left=\\$({bin} --root {root} ps -aq | wc -l)\" /dev/null",
+            bin = bin.display()
+        ));
+        assert!(
+            run.stdout.contains("code=6 left=0"),
+            "{mode:?}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn sig_proxy_forwards_signals_without_a_tty() {
     let r = Rbox::with_busybox("attach-sig");
     let trap = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done";

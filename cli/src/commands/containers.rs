@@ -47,6 +47,10 @@ pub enum Cmd {
         /// Take the container back from the monitor's small mode (state in descriptor FD)
         #[arg(long = "continue", value_name = "FD")]
         cont: Option<i32>,
+        /// Serve descriptor 4 as an attached client from the start (a `run -it` that may
+        /// detach)
+        #[arg(long)]
+        attached: bool,
         id: String,
     },
 }
@@ -398,14 +402,18 @@ pub fn run(cli: &Cli, cmd: &Cmd) -> Result<i32> {
             cont: Some(fd), id, ..
         } => Ok(lifecycle::continue_main(root, id, *fd)),
         Cmd::Monitor {
-            adopt, resume, id, ..
+            adopt,
+            resume,
+            attached,
+            id,
+            ..
         } => {
             let begin = match (adopt, resume) {
                 (true, _) => lifecycle::Begin::Adopt,
                 (_, true) => lifecycle::Begin::Resume,
                 _ => lifecycle::Begin::Start,
             };
-            Ok(lifecycle::monitor_main(root, id, begin))
+            Ok(lifecycle::monitor_main(root, id, begin, *attached))
         }
     }
 }
@@ -430,9 +438,8 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             detach_keys,
             containers,
         } => {
-            // Checked as dockerd checks it at attach. A foreground start is this process as
-            // the container's monitor, which cannot outlive the command: the keys are not
-            // honoured there (`rbox attach` honours them).
+            // Checked as dockerd checks it at attach. The keys detach where Docker's do: a
+            // tty with our terminal's input forwarded (`start -ai`).
             runtime::attach::detach_keys(detach_keys.as_deref()).map_err(rt)?;
             if *attach {
                 let [c] = containers.as_slice() else {
@@ -441,8 +448,13 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
                     ));
                 };
                 // Docker's `start -a` fails with exit 1 whatever kept the container from
-                // starting; once it ran, the container's own code.
+                // starting; once it ran, the container's own code (0 after a detach).
                 let rec = lifecycle::find(root, c)?;
+                if runtime::attach::can_detach(&rec.settings, *interactive) {
+                    let started =
+                        runtime::attach::start_attached(root, &rec.id, detach_keys.as_deref())?;
+                    return Ok(attached_session(started)?);
+                }
                 return Ok(lifecycle::run_attached(root, &rec.id, *interactive)?);
             }
             start_all(root, containers)
@@ -504,7 +516,11 @@ fn common(cli: &Cli, c: &Common) -> Result<i32> {
             // "read escape sequence" error, exit 1.
             match runtime::attach::attach(root, &a.container, &opts).map_err(rt)? {
                 runtime::attach::Ended::Exited(code) => Ok(code),
-                runtime::attach::Ended::Detached => Ok(1),
+                runtime::attach::Ended::Detached => {
+                    // Docker's CLI says so once the terminal is back to normal.
+                    eprintln!("read escape sequence");
+                    Ok(1)
+                }
             }
         }
         Common::Wait { containers } => {
@@ -697,6 +713,18 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
         };
     }
     let s = &opts.settings;
+    if a.create.host.attach.is_empty() && runtime::attach::can_detach(s, true) {
+        // `-it` from a terminal: a detached monitor with this process as its client, so the
+        // detach keys can leave the container running.
+        let started = match runtime::attach::start_attached(root, &rec.id, None) {
+            Ok(st) => st,
+            Err(e) => {
+                forget(root, &rec.id);
+                return Err(rt(e));
+            }
+        };
+        return attached_session(started).map_err(rt);
+    }
     let attached = match a.create.host.attach.is_empty() {
         true => lifecycle::run_attached(root, &rec.id, a.create.interactive),
         false => lifecycle::run_attached_streams(
@@ -718,6 +746,17 @@ fn run_container(cli: &Cli, a: &RunArgs) -> Result<i32> {
             Err(rt(e))
         }
     }
+}
+
+/// The foreground part of `run -it`/`start -ai`: the container's code, 0 after a detach
+/// (docker/cli's run and start return nil, silently, on the escape sequence).
+fn attached_session(started: runtime::attach::Started) -> runtime::Result<i32> {
+    Ok(
+        match started.session(&runtime::attach::AttachOptions::default())? {
+            runtime::attach::Ended::Exited(code) => code,
+            runtime::attach::Ended::Detached => 0,
+        },
+    )
 }
 
 /// `export`: the container's merged filesystem as a tar archive, to `-o FILE` (written beside

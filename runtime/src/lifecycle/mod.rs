@@ -21,7 +21,8 @@ pub use boot::{boot, shutdown, Booted};
 pub use create::{create, CreateOptions};
 pub use repair::{find, list, repair};
 pub use start::{
-    continue_main, monitor_main, run_attached, run_attached_streams, start, MONITOR_REPORT_FD,
+    continue_main, monitor_main, run_attached, run_attached_streams, start, start_with_client,
+    MONITOR_REPORT_FD,
 };
 pub use stop::{kill, restart, stop, wait, StopOptions};
 

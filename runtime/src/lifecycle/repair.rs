@@ -64,7 +64,7 @@ pub fn repair(root: &Path, rec: Record) -> Option<Record> {
     tracing::debug!(id = %rec.id, ?begin, "owner of the container is gone: taking it over");
     // Outside the record lock, which the new monitor takes to claim it. Two commands may
     // both get here: the monitor lock lets one monitor win, the other reports so and exits.
-    if let Err(e) = super::start::spawn_monitor(root, &rec.id, begin) {
+    if let Err(e) = super::start::spawn_monitor(root, &rec.id, begin, None) {
         tracing::warn!(id = %rec.id, "taking the container over: {e}");
     }
     store::load(&paths).ok()

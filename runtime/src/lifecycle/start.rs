@@ -20,6 +20,9 @@ use crate::store::Paths;
 /// The descriptor the monitor reports on ("ok" or "<code> <message>").
 pub const MONITOR_REPORT_FD: i32 = 3;
 
+/// The descriptor of the client a monitor started with `--attached` answers as an attach.
+const MONITOR_CLIENT_FD: i32 = 4;
+
 /// Runs the container in this process (foreground `run`, `start -a`); returns its exit code.
 pub fn run_attached(root: &Path, id: &str, stdin: bool) -> Result<i32> {
     run_attached_streams(root, id, stdin, true, true)
@@ -39,33 +42,50 @@ pub fn run_attached_streams(
         stdout,
         stderr,
     };
-    monitor::run(&paths, Begin::Start, attach, &mut |_| {})
+    monitor::run(&paths, Begin::Start, attach, None, &mut |_| {})
 }
 
 /// Starts the container under a detached monitor; returns once it runs, or with the reason
 /// it could not start.
 pub fn start(root: &Path, key: &str) -> Result<Record> {
+    start_with_client(root, key, None)
+}
+
+/// `start`, the monitor serving `client` (one end of a SOCK_SEQPACKET pair) as an attached
+/// client from the run's first output on: a foreground run that can detach and leave the
+/// container running (`run -it`, `start -ai`).
+pub fn start_with_client(root: &Path, key: &str, client: Option<OwnedFd>) -> Result<Record> {
     let rec = find(root, key)?;
     if rec.active() {
         return Err(Error::AlreadyRunning(rec.name));
     }
-    spawn_monitor(root, &rec.id, Begin::Start)?;
+    spawn_monitor(root, &rec.id, Begin::Start, client)?;
     find(root, &rec.id)
 }
 
 /// Starts a detached monitor for container `id` and waits for its report. A monitor that dies
 /// before reporting is noticed at once (its pidfd), also when the container's init, stuck
 /// before its start, still holds the report pipe.
-pub(crate) fn spawn_monitor(root: &Path, id: &str, begin: Begin) -> Result<()> {
+pub(crate) fn spawn_monitor(
+    root: &Path,
+    id: &str,
+    begin: Begin,
+    client: Option<OwnedFd>,
+) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("pipe", e.into()))?;
     let wfd = w.as_raw_fd();
+    let cfd = client.as_ref().map(|c| c.as_raw_fd());
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("rbox")
         .arg("--root")
         .arg(root)
         .arg("container-monitor");
-    cmd.args(begin.arg()).arg(id);
+    cmd.args(begin.arg());
+    if client.is_some() {
+        cmd.arg("--attached");
+    }
+    cmd.arg(id);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -73,8 +93,14 @@ pub(crate) fn spawn_monitor(root: &Path, id: &str, begin: Begin) -> Result<()> {
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
-            if libc::dup2(wfd, MONITOR_REPORT_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+            // The client's end first out of the report's way, then each to its number.
+            let c = match cfd {
+                Some(c) if c == MONITOR_REPORT_FD => libc::fcntl(c, libc::F_DUPFD_CLOEXEC, 5),
+                c => c.unwrap_or(-1),
+            };
+            place(wfd, MONITOR_REPORT_FD)?;
+            if cfd.is_some() {
+                place(c, MONITOR_CLIENT_FD)?;
             }
             Ok(())
         });
@@ -83,6 +109,8 @@ pub(crate) fn spawn_monitor(root: &Path, id: &str, begin: Begin) -> Result<()> {
         .spawn()
         .map_err(|e| Error::io("starting the container monitor", e))?;
     drop(w);
+    // Only the monitor holds its end now: a monitor that dies closes it for the client.
+    drop(client);
     let pidfd = crate::process::pidfd_open(child.id() as i32)
         .map_err(|e| Error::io("pidfd of the container monitor", e))?;
     let mut report = File::from(r);
@@ -129,8 +157,24 @@ pub(crate) fn spawn_monitor(root: &Path, id: &str, begin: Begin) -> Result<()> {
     }
 }
 
+/// `fd` as descriptor `to` of the exec'd program (a dup2 onto itself keeps close-on-exec).
+/// Async-signal-safe, for `pre_exec`.
+fn place(fd: i32, to: i32) -> std::io::Result<()> {
+    // SAFETY: plain descriptor calls on numbers of this process.
+    let r = unsafe {
+        match fd == to {
+            true => libc::fcntl(fd, libc::F_SETFD, 0),
+            false => libc::dup2(fd, to),
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Body of the hidden `container-monitor` subcommand.
-pub fn monitor_main(root: &Path, id: &str, begin: Begin) -> i32 {
+pub fn monitor_main(root: &Path, id: &str, begin: Begin, attached: bool) -> i32 {
     // `ps` and `top` show the monitor as rbox, not as the /proc/self/exe it was run as.
     crate::process::set_name("rbox");
     // SAFETY: fd 3 was set up by `spawn_monitor`; we take ownership once.
@@ -141,8 +185,17 @@ pub fn monitor_main(root: &Path, id: &str, begin: Begin) -> i32 {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     let mut report = Some(File::from(report));
+    let client = attached.then(|| {
+        // SAFETY: fd 4 was set up by `spawn_monitor` for `--attached`; taken once.
+        let c = unsafe { OwnedFd::from_raw_fd(MONITOR_CLIENT_FD) };
+        let _ = nix::fcntl::fcntl(
+            c.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+        c
+    });
     let paths = Paths::new(root, id);
-    let r = monitor::run(&paths, begin, Attach::Detached, &mut |res| {
+    let r = monitor::run(&paths, begin, Attach::Detached, client, &mut |res| {
         if let Some(mut f) = report.take() {
             let line = match res {
                 Ok(()) => "ok\n".to_string(),

@@ -84,11 +84,15 @@ impl Begin {
 
 /// Owns the container until it ends for good. `started` is called once: with `Ok` when the
 /// process runs (or, adopting, is watched), or with the error that kept it from starting
-/// (then nothing is left running or mounted). Returns the last run's exit code.
+/// (then nothing is left running or mounted). Returns the last run's exit code. `client`: a
+/// socket a detached monitor was started with, answered as an `attach` request with output
+/// right after the start, before any output is read (a foreground `run -it` that may detach:
+/// it sees the output from the first byte).
 pub fn run(
     paths: &Paths,
     begin: Begin,
     attach: Attach,
+    client: Option<std::os::fd::OwnedFd>,
     started: &mut dyn FnMut(std::result::Result<(), &Error>),
 ) -> Result<i32> {
     let warm_up = (begin != Begin::Adopt).then(cgroup::MigrationWarmUp::start);
@@ -118,6 +122,15 @@ pub fn run(
     drop(warm_up);
     tracing::debug!(id = %paths.id, "started");
     started(Ok(()));
+    if let Some(fd) = client {
+        m.request(
+            Request::Attach {
+                output: true,
+                once: false,
+            },
+            Conn::from_fd(fd),
+        );
+    }
     m.claim = Some(std::os::fd::AsRawFd::as_raw_fd(&claim));
     let code = m.supervise();
     m.end(claim, code)
