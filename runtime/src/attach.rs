@@ -96,24 +96,14 @@ pub fn attach(root: &Path, key: &str, opts: &AttachOptions) -> Result<Ended> {
         // The monitor is gone: the container ended meanwhile (or is being adopted).
         None => return Err(Error::AttachStopped),
     };
-    let forward = opts.stdin && rec.settings.open_stdin && attachment.input.is_some();
-    let mut session = Session {
-        root,
-        id: &rec.id,
-        escape: (tty_mode && forward).then(|| Escape::new(keys)),
-        forward,
-        tty: tty_mode,
-        attachment,
-    };
-    session.run(opts.sig_proxy)
+    Session::new(root, &rec.id, attachment, &rec.settings, keys, opts).run(opts.sig_proxy)
 }
 
 /// A container started with this process as its first attached client (`start_attached`).
 pub struct Started {
     root: std::path::PathBuf,
     id: String,
-    tty: bool,
-    open_stdin: bool,
+    settings: crate::record::Settings,
     keys: Vec<u8>,
     attachment: Option<Attachment>,
 }
@@ -146,8 +136,7 @@ pub fn start_attached(root: &Path, key: &str, keys: Option<&str>) -> Result<Star
     Ok(Started {
         root: root.to_path_buf(),
         id: rec.id,
-        tty: rec.settings.tty,
-        open_stdin: rec.settings.open_stdin,
+        settings: rec.settings,
         keys,
         attachment,
     })
@@ -165,16 +154,15 @@ impl Started {
         let Some(attachment) = self.attachment else {
             return Ok(Ended::Exited(lifecycle::wait(&self.root, &self.id)?));
         };
-        let forward = opts.stdin && self.open_stdin && attachment.input.is_some();
-        let mut session = Session {
-            root: &self.root,
-            id: &self.id,
-            escape: (self.tty && forward).then(|| Escape::new(self.keys)),
-            forward,
-            tty: self.tty,
+        Session::new(
+            &self.root,
+            &self.id,
             attachment,
-        };
-        session.run(opts.sig_proxy)
+            &self.settings,
+            self.keys,
+            opts,
+        )
+        .run(opts.sig_proxy)
     }
 }
 
@@ -189,7 +177,28 @@ struct Session<'a> {
     escape: Option<Escape>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// Our stdin goes to the container's input when asked, the container has one (`-i`) and
+    /// the monitor handed it over; the detach keys are looked for on a tty only, as Docker's.
+    fn new(
+        root: &'a Path,
+        id: &'a str,
+        attachment: Attachment,
+        settings: &crate::record::Settings,
+        keys: Vec<u8>,
+        opts: &AttachOptions,
+    ) -> Session<'a> {
+        let forward = opts.stdin && settings.open_stdin && attachment.input.is_some();
+        Session {
+            root,
+            id,
+            escape: (settings.tty && forward).then(|| Escape::new(keys)),
+            forward,
+            tty: settings.tty,
+            attachment,
+        }
+    }
+
     fn run(&mut self, sig_proxy: bool) -> Result<Ended> {
         let mut mask = SigSet::empty();
         if self.tty {
@@ -274,12 +283,8 @@ impl Session<'_> {
                         // The record says how the run ended; a monitor that ends with it
                         // still holds monitor.lock for a moment, and a `start` right after
                         // this command must not find it there (a wait on the lock).
-                        // (Also when the record is gone: a --rm container is removed by
-                        // then.)
                         let paths = Paths::new(self.root, self.id);
-                        if lifecycle::find(self.root, self.id).is_ok_and(|r| !r.active())
-                            || !paths.dir.exists()
-                        {
+                        if lifecycle::find(self.root, self.id).is_ok_and(|r| !r.active()) {
                             crate::store::wait_monitor(&paths);
                         }
                         return Ok(Ended::Exited(code));
