@@ -45,6 +45,7 @@ pub mod links;
 pub mod logs;
 mod monitor;
 pub mod mounts;
+mod names;
 mod network;
 pub mod pause;
 pub mod policy;

@@ -140,22 +140,10 @@ pub fn save_transient(paths: &Paths, rec: &Record) -> Result<()> {
 
 /// All container records (not repaired; see `lifecycle::list`).
 pub fn all(root: &Path) -> Vec<Record> {
-    let dir = containers_dir(root);
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.len() != 64 {
-            continue;
-        }
-        if let Ok(Some(rec)) = statefile::read_json_opt::<Record>(&e.path().join("container.json"))
-        {
-            out.push(with_health(&Paths::new(root, &name), rec));
-        }
-    }
-    out
+    ids(root)
+        .into_iter()
+        .filter_map(|id| load(&Paths::new(root, &id)).ok())
+        .collect()
 }
 
 /// Docker's lookup order: full id, exact name, unique id prefix.
@@ -171,14 +159,13 @@ pub fn resolve(root: &Path, key: &str) -> Result<Record> {
             return Ok(with_health(&paths, rec));
         }
     }
-    let all = all(root);
-    if let Some(r) = all.iter().find(|r| r.id == key) {
-        return Ok(r.clone());
+    if let Some(r) = crate::names::holder(root, key) {
+        return Ok(r);
     }
-    if let Some(r) = all.iter().find(|r| r.name == key) {
-        return Ok(r.clone());
-    }
-    let mut hits = all.into_iter().filter(|r| r.id.starts_with(key));
+    let mut hits = ids(root)
+        .into_iter()
+        .filter(|id| id.starts_with(key))
+        .filter_map(|id| load(&Paths::new(root, &id)).ok());
     match (hits.next(), hits.next()) {
         (Some(r), None) => Ok(r),
         (Some(_), Some(_)) => Err(Error::Ambiguous(key.to_string())),
@@ -309,8 +296,8 @@ const NAMES: &[&str] = &[
     "yalow",
 ];
 
-/// A Docker-style random name (`adjective_scientist`), unique in `taken`.
-pub fn random_name(taken: &[String]) -> String {
+/// A Docker-style random name (`adjective_scientist`) that `taken` says is free.
+pub fn random_name(taken: impl Fn(&str) -> bool) -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     loop {
@@ -319,11 +306,34 @@ pub fn random_name(taken: &[String]) -> String {
             ADJECTIVES[rng.gen_range(0..ADJECTIVES.len())],
             NAMES[rng.gen_range(0..NAMES.len())]
         );
-        if taken.contains(&n) {
+        if taken(&n) {
             n.push_str(&rng.gen_range(0..100).to_string());
         }
-        if !taken.contains(&n) {
+        if !taken(&n) {
             return n;
+        }
+    }
+}
+
+/// The ids of the container directories under `root` (a read of the directory, no record).
+fn ids(root: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(containers_dir(root)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect()
+}
+
+/// A fresh id whose 12-character short form no other container has.
+pub fn new_unique_id(root: &Path) -> String {
+    let taken = ids(root);
+    loop {
+        let id = new_id();
+        if !taken.iter().any(|t| t[..12] == id[..12]) {
+            return id;
         }
     }
 }

@@ -511,6 +511,102 @@ fn memory_limit_oom_kills() {
     assert_clean(&r, &[&id]);
 }
 
+/// The name index (`<root>/names/<name>` -> id) against what a record says: a root from
+/// before the index gets one built on the first create, an entry a crash left behind blocks
+/// nothing, rename/rm/--rm keep it exact, prune sweeps what names nobody, and concurrent
+/// creates of one name still give it to exactly one.
+#[test]
+fn names_stay_unique_through_the_index() {
+    let r = Rbox::with_busybox("nameindex");
+    let names = r.root.join("names");
+    let points = |name: &str| {
+        std::fs::read_link(names.join(name))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    };
+    let web = r
+        .ok(&["create", "--name", "web", NONE, "busybox"])
+        .trim()
+        .to_string();
+    assert_eq!(points("web").as_deref(), Some(web.as_str()));
+    // A root made by an older rbox: no index, the name is still taken.
+    std::fs::remove_dir_all(&names).unwrap();
+    let e = r.fails(125, &["create", "--name", "web", NONE, "busybox"]);
+    assert!(
+        e.contains(&format!("is already in use by container \"{web}\"")),
+        "{e}"
+    );
+    assert_eq!(
+        points("web").as_deref(),
+        Some(web.as_str()),
+        "index not rebuilt"
+    );
+    assert_eq!(inspect(&r, "web", "{{.Id}}"), web);
+    assert_eq!(inspect(&r, &web[..7], "{{.Name}}"), "/web");
+    // An entry left by a create killed between its entry and its record.
+    std::os::unix::fs::symlink("f".repeat(64), names.join("db")).unwrap();
+    let db = r
+        .ok(&["create", "--name", "db", NONE, "busybox"])
+        .trim()
+        .to_string();
+    assert_eq!(points("db").as_deref(), Some(db.as_str()));
+    // rename moves the entry; the old name is free at once.
+    r.ok(&["rename", "web", "api"]);
+    assert_eq!(points("web"), None);
+    assert_eq!(points("api").as_deref(), Some(web.as_str()));
+    r.fails(125, &["create", "--name", "api", NONE, "busybox"]);
+    let web2 = r
+        .ok(&["create", "--name", "web", NONE, "busybox"])
+        .trim()
+        .to_string();
+    r.fails(1, &["rename", "db", "web"]);
+    // rm and an --rm container's own end drop their entries.
+    r.ok(&["rm", "db"]);
+    assert_eq!(points("db"), None);
+    r.ok(&["run", "--rm", "--name", "once", NONE, "busybox", "true"]);
+    assert_eq!(points("once"), None);
+    // Eight creates of one name at once: one wins, seven are told who has it.
+    let root = r.root.clone();
+    let outs: Vec<_> = (0..8)
+        .map(|_| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                std::process::Command::new(rbox_tests::rbox_bin())
+                    .args(["--root", root.to_str().unwrap(), "create", "--name", "race"])
+                    .args([NONE, "busybox"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let won: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(won.len(), 1, "{outs:?}");
+    let winner = String::from_utf8_lossy(&won[0].stdout).trim().to_string();
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert_eq!(o.status.code(), Some(125));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(&format!("by container \"{winner}\"")), "{e}");
+    }
+    assert_eq!(points("race").as_deref(), Some(winner.as_str()));
+    let left: Vec<_> = std::fs::read_dir(&names)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(left, ["api", "race", "web"]);
+    r.ok(&["rm", "api", "web"]);
+    // prune sweeps what names nobody (and removes the stopped `race`).
+    std::os::unix::fs::symlink("e".repeat(64), names.join("ghost")).unwrap();
+    r.ok(&["container", "prune", "-f"]);
+    assert_eq!(std::fs::read_dir(&names).unwrap().count(), 0);
+    assert_clean(&r, &[&web, &web2, &db, &winner]);
+}
+
 #[test]
 fn twenty_concurrent_runs_and_removals() {
     let r = Rbox::with_busybox("concurrent");

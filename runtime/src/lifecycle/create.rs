@@ -90,26 +90,21 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     let _names = store::names_lock(root)?;
     // `rmi` checks for users under this lock too: the image must still be there once we hold it.
     store.resolve(&image.id)?;
-    let all = store::all(root);
+    crate::names::ensure(root, &_names)?;
     let name = match &opts.name {
         Some(n) => {
             let n = n.trim_start_matches('/').to_string();
             if !store::valid_name(&n) {
                 return Err(Error::InvalidName(n));
             }
-            if let Some(other) = all.iter().find(|r| r.name == n) {
-                return Err(Error::NameInUse(n, other.id.clone()));
+            if let Some(other) = crate::names::holder(root, &n) {
+                return Err(Error::NameInUse(n, other.id));
             }
             n
         }
-        None => store::random_name(&all.iter().map(|r| r.name.clone()).collect::<Vec<_>>()),
+        None => store::random_name(|n| crate::names::holder(root, n).is_some()),
     };
-    let id = loop {
-        let id = store::new_id();
-        if !all.iter().any(|r| r.id[..12] == id[..12]) {
-            break id;
-        }
-    };
+    let id = store::new_unique_id(root);
     if let Some(h) = joined_hostname {
         s.hostname = h;
     } else if s.hostname.is_empty() {
@@ -150,12 +145,15 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
     } else {
         store::save
     };
-    // Last, so that no other error leaves a host directory behind.
-    if let Err(e) = save(&paths, &rec)
+    // Last, so that no other error leaves a host directory behind. The name's entry goes
+    // first: a record must never exist without it (`names`).
+    if let Err(e) = crate::names::claim(root, &rec.name, &id, !rec.settings.auto_remove, &_names)
+        .and_then(|_| save(&paths, &rec))
         .and_then(|_| crate::mounts::create_sources(&rec.settings.mounts))
         .and_then(|_| crate::volume::create_for(root, &rec))
     {
         let _ = std::fs::remove_dir_all(&paths.dir);
+        crate::names::release(root, &rec.name, &id, &_names);
         return Err(e);
     }
     crate::events::container(root, &rec, "create", &[]);

@@ -53,11 +53,12 @@ pub fn remove(root: &Path, key: &str, force: bool) -> Result<Record> {
         }
         stop::kill_and_wait(&paths, &rec);
     }
-    let _names = store::names_lock(root)?;
+    let names = store::names_lock(root)?;
     if paths.dir.exists() {
         crate::cleanup::remove_files(&paths);
         crate::events::container(root, &rec, "destroy", &[]);
     }
+    crate::names::release(root, &rec.name, &rec.id, &names);
     Ok(rec)
 }
 
@@ -67,16 +68,23 @@ pub fn rename(root: &Path, key: &str, new: &str) -> Result<()> {
     if !store::valid_name(new) {
         return Err(Error::InvalidName(new.to_string()));
     }
-    let _names = store::names_lock(root)?;
+    let names = store::names_lock(root)?;
+    crate::names::ensure(root, &names)?;
     let rec = find(root, key)?;
-    if let Some(other) = store::all(root).iter().find(|r| r.name == new) {
-        return Err(Error::NameInUse(new.to_string(), other.id.clone()));
+    if let Some(other) = crate::names::holder(root, new) {
+        return Err(Error::NameInUse(new.to_string(), other.id));
     }
     let paths = Paths::new(root, &rec.id);
     let _l = statefile::Lock::exclusive(&paths.lock())?;
     let mut r = store::load(&paths)?;
     let old = std::mem::replace(&mut r.name, new.to_string());
-    store::save(&paths, &r)?;
+    // The new entry before the record, the old one after it (`names`).
+    crate::names::claim(root, new, &r.id, true, &names)?;
+    if let Err(e) = store::save(&paths, &r) {
+        crate::names::release(root, new, &r.id, &names);
+        return Err(e);
+    }
+    crate::names::release(root, &old, &r.id, &names);
     // Its endpoints answer to the new name (and no longer to the old) when this returns.
     net::rename(root, &r.id, new)?;
     crate::events::container(root, &r, "rename", &[("oldName", format!("/{old}"))]);
@@ -101,11 +109,12 @@ pub fn prune(root: &Path) -> Vec<String> {
 
 /// Removes container directories without a readable record (a power loss before an unsynced
 /// record reached the disk) whose monitor is gone. Under the names lock, which `create` holds
-/// from making a directory to writing its record.
+/// from making a directory to writing its record; and the name entries that name nobody.
 fn remove_recordless(root: &Path) {
-    let Ok(_names) = store::names_lock(root) else {
+    let Ok(names) = store::names_lock(root) else {
         return;
     };
+    crate::names::sweep(root, &names);
     let Ok(entries) = std::fs::read_dir(store::containers_dir(root)) else {
         return;
     };

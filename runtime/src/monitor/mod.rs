@@ -763,7 +763,12 @@ impl<'a> Monitor<'a> {
             .set_len(0)
             .and_then(|_| claim.write_all(code.to_string().as_bytes()));
         if rec.settings.auto_remove {
+            // The name now, not at the start: `rename` works on a running container.
+            let name = store::load(paths).map_or(rec.name.clone(), |r| r.name);
             cleanup::remove_dir(paths);
+            if let Ok(names) = store::names_lock(&paths.root) {
+                crate::names::release(&paths.root, &name, &paths.id, &names);
+            }
             crate::events::container(&paths.root, &rec, "destroy", &[]);
             tracing::debug!(id = %paths.id, "removed");
             sink.attachers.finish(code);
