@@ -25,33 +25,62 @@ pub enum V1MountPointError {
 /// The cgroup mount points in /proc/self/mountinfo, in its order; read once per process
 /// (rbox patch: upstream reads the whole file once per controller, and a controller that is
 /// not mounted reads all of it, which made every container start cost more as the host's
-/// mount table grew).
+/// mount table grew). The read stops once every v1 hierarchy this process is in
+/// (/proc/self/cgroup) has been seen mounted where the lookups below would find it: the
+/// cgroup mounts come early in the table, the containers' mounts after them.
 static CGROUP_MOUNTS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
 
 fn cgroup_mounts() -> Result<&'static [PathBuf], V1MountPointError> {
     if let Some(m) = CGROUP_MOUNTS.get() {
         return Ok(m);
     }
+    let mut pending = hierarchies();
     let reader = BufReader::new(ProcfsHandle::new()?.open(
         ProcfsBase::ProcSelf,
         "mountinfo",
         OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
     )?);
-    let found = reader
-        .lines()
-        .map(|lr| {
-            lr.map_err(V1MountPointError::Io)
-                .and_then(|line| MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo))
-        })
-        .try_fold(Vec::new(), |mut mount_points, r| {
-            r.map(|m| {
-                if m.fs_type == "cgroup" {
-                    mount_points.push(m.mount_point);
-                }
-                mount_points
-            })
-        })?;
+    let mut found = Vec::new();
+    for line in reader.lines() {
+        let m = MountInfo::from_line(&line?).map_err(V1MountPointError::MountInfo)?;
+        if m.fs_type != "cgroup" {
+            continue;
+        }
+        if let Some(p) = pending.as_mut() {
+            p.retain(|h| !covers(&m, h));
+        }
+        found.push(m.mount_point);
+        if pending.as_ref().is_some_and(|p| p.is_empty()) {
+            break;
+        }
+    }
     Ok(CGROUP_MOUNTS.get_or_init(|| found))
+}
+
+/// The v1 hierarchies of /proc/self/cgroup, each as its controllers ("cpu,cpuacct",
+/// "name=systemd"); `None` (read every line) when it cannot be read.
+fn hierarchies() -> Option<Vec<String>> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (id, controllers) = (f.next()?, f.next()?);
+        if id != "0" && !controllers.is_empty() {
+            out.push(controllers.to_string());
+        }
+    }
+    Some(out)
+}
+
+/// `m` mounts hierarchy `h` where a lookup finds it: its super options name every controller
+/// of `h`, and a hierarchy of controllers sits at a path ending in their names. A hierarchy
+/// seen only elsewhere stays pending, which at worst reads the whole table as upstream does.
+fn covers(m: &MountInfo, h: &str) -> bool {
+    let has = |token: &str| match token.split_once('=') {
+        Some((k, v)) => m.super_options.get(k).is_some_and(|o| o.as_deref() == Some(v)),
+        None => m.super_options.contains_key(token),
+    };
+    h.split(',').all(has) && (h.contains("name=") || m.mount_point.ends_with(h))
 }
 
 /// List all cgroup v1 subsystem mount points on the system. This can include unsupported
