@@ -73,7 +73,12 @@ pub fn ensure(root: &Path, _held: &statefile::Lock) -> Result<()> {
         fs::create_dir_all(&tmp)?;
         for rec in store::all(root) {
             if rec.name.len() <= NAME_MAX {
-                symlink(&rec.id, tmp.join(&rec.name))?;
+                // Two records with one name (state from a bug) must not make every create
+                // fail: the first keeps the entry, the other is still found by its id.
+                match symlink(&rec.id, tmp.join(&rec.name)) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    r => r?,
+                }
             }
         }
         fs::File::open(&tmp)?.sync_all()?;
