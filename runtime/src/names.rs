@@ -162,21 +162,13 @@ mod tests {
     fn record(root: &Path, id: &str, name: &str) {
         let paths = Paths::new(root, id);
         fs::create_dir_all(&paths.dir).unwrap();
-        let rec = Record {
-            id: id.to_string(),
-            name: name.to_string(),
-            created: chrono::Utc::now(),
-            image: "busybox".into(),
-            image_id: "sha256:x".into(),
-            settings: Default::default(),
-            state: Default::default(),
-            networks: Default::default(),
-            sandbox_key: String::new(),
-            ports: Vec::new(),
-            restart_count: 0,
-            connected: Vec::new(),
-            health: None,
-        };
+        let rec = Record::new(
+            id.into(),
+            name.into(),
+            "busybox".into(),
+            "sha256:x".into(),
+            Default::default(),
+        );
         store::save(&paths, &rec).unwrap();
     }
 

@@ -250,6 +250,31 @@ pub struct Record {
 }
 
 impl Record {
+    /// A container just created: nothing run, joined or published yet.
+    pub fn new(
+        id: String,
+        name: String,
+        image: String,
+        image_id: String,
+        settings: Settings,
+    ) -> Record {
+        Record {
+            id,
+            name,
+            created: Utc::now(),
+            image,
+            image_id,
+            settings,
+            state: RunState::default(),
+            networks: Default::default(),
+            sandbox_key: String::new(),
+            ports: Vec::new(),
+            restart_count: 0,
+            connected: Vec::new(),
+            health: None,
+        }
+    }
+
     /// Entrypoint + Cmd: what the container runs.
     pub fn argv(&self) -> Vec<String> {
         let mut v = self.settings.entrypoint.clone();

@@ -3,10 +3,8 @@
 
 use std::path::Path;
 
-use chrono::Utc;
-
 use crate::error::{Error, Result};
-use crate::record::{Record, RunState, Settings};
+use crate::record::{Record, Settings};
 use crate::store::{self, Paths};
 
 /// What `create`/`run` ask for.
@@ -120,21 +118,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Record> {
             _ => id[..12].to_string(),
         };
     }
-    let rec = Record {
-        id: id.clone(),
-        name,
-        created: Utc::now(),
-        image: opts.image.clone(),
-        image_id: image.id.clone(),
-        settings: s,
-        state: RunState::default(),
-        networks: Default::default(),
-        sandbox_key: String::new(),
-        ports: Vec::new(),
-        restart_count: 0,
-        connected: Vec::new(),
-        health: None,
-    };
+    let rec = Record::new(id.clone(), name, opts.image.clone(), image.id.clone(), s);
     let paths = Paths::new(root, &id);
     store::create_topdir(&store::containers_dir(root))?;
     std::fs::create_dir_all(&paths.dir).map_err(|e| Error::io(paths.dir.display(), e))?;
