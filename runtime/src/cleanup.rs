@@ -3,6 +3,7 @@
 //! leases and published ports). Every function keeps going past errors and is idempotent, so
 //! crash repair can call it on whatever a killed process left.
 
+use crate::record::Record;
 use crate::store::{self, Paths};
 use crate::{cgroup, rootfs};
 
@@ -45,22 +46,26 @@ pub(crate) fn teardown(paths: &Paths) {
     release_container(paths);
 }
 
-/// Deletes the container's files; the caller made sure nothing runs.
-pub(crate) fn remove_files(paths: &Paths) {
+/// Deletes the container's files; the caller made sure nothing runs. Returns the record as it
+/// was last (what `remove_dir` returns).
+pub(crate) fn remove_files(paths: &Paths) -> Option<Record> {
     if store::load(paths).is_ok() {
         teardown(paths);
     }
-    remove_dir(paths);
+    remove_dir(paths)
 }
 
-/// Deletes the container's directory once everything it held was released.
-pub(crate) fn remove_dir(paths: &Paths) {
+/// Deletes the container's directory once everything it held was released. Returns the record
+/// read just before, for what the caller still has to release by it (its name's entry: the
+/// name may have changed since the caller read the record, `rename` works on a running one).
+pub(crate) fn remove_dir(paths: &Paths) -> Option<Record> {
     let rec = store::load(paths).ok();
     // Never recurse into a still-mounted rootfs.
     rootfs::unmount(paths);
     let _ = std::fs::remove_dir_all(&paths.dir);
     // Docker drops the anonymous volumes of an --rm container with it.
-    if let Some(r) = rec.filter(|r| r.settings.auto_remove) {
-        crate::volume::remove_anonymous(&paths.root, &r);
+    if let Some(r) = rec.as_ref().filter(|r| r.settings.auto_remove) {
+        crate::volume::remove_anonymous(&paths.root, r);
     }
+    rec
 }

@@ -565,6 +565,16 @@ fn names_stay_unique_through_the_index() {
     assert_eq!(points("db"), None);
     r.ok(&["run", "--rm", "--name", "once", NONE, "busybox", "true"]);
     assert_eq!(points("once"), None);
+    // ...by the name it has at its end, after a rename while it ran.
+    let moved = detached(&r, &["--rm", "--name", "early", "busybox", "sleep", "100"]);
+    r.ok(&["rename", "early", "late"]);
+    assert_eq!(points("late").as_deref(), Some(moved.as_str()));
+    r.ok(&["kill", "late"]);
+    // (the monitor drops the entry just after the directory)
+    rbox_tests::wait_for("the --rm container's removal", 10, || {
+        !r.root.join("containers").join(&moved).exists() && points("late").is_none()
+    });
+    assert_eq!(points("early"), None);
     // Eight creates of one name at once: one wins, seven are told who has it.
     let root = r.root.clone();
     let outs: Vec<_> = (0..8)
@@ -604,7 +614,7 @@ fn names_stay_unique_through_the_index() {
     std::os::unix::fs::symlink("e".repeat(64), names.join("ghost")).unwrap();
     r.ok(&["container", "prune", "-f"]);
     assert_eq!(std::fs::read_dir(&names).unwrap().count(), 0);
-    assert_clean(&r, &[&web, &web2, &db, &winner]);
+    assert_clean(&r, &[&web, &web2, &db, &winner, &moved]);
 }
 
 #[test]

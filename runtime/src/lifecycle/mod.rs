@@ -54,11 +54,14 @@ pub fn remove(root: &Path, key: &str, force: bool) -> Result<Record> {
         stop::kill_and_wait(&paths, &rec);
     }
     let names = store::names_lock(root)?;
+    let mut name = rec.name.clone();
     if paths.dir.exists() {
-        crate::cleanup::remove_files(&paths);
+        if let Some(last) = crate::cleanup::remove_files(&paths) {
+            name = last.name;
+        }
         crate::events::container(root, &rec, "destroy", &[]);
     }
-    crate::names::release(root, &rec.name, &rec.id, &names);
+    crate::names::release(root, &name, &rec.id, &names);
     Ok(rec)
 }
 

@@ -764,8 +764,7 @@ impl<'a> Monitor<'a> {
             .and_then(|_| claim.write_all(code.to_string().as_bytes()));
         if rec.settings.auto_remove {
             // The name now, not at the start: `rename` works on a running container.
-            let name = store::load(paths).map_or(rec.name.clone(), |r| r.name);
-            cleanup::remove_dir(paths);
+            let name = cleanup::remove_dir(paths).map_or(rec.name.clone(), |r| r.name);
             if let Ok(names) = store::names_lock(&paths.root) {
                 crate::names::release(&paths.root, &name, &paths.id, &names);
             }
