@@ -124,7 +124,7 @@ pub fn port_bindings(specs: &[PortSpec]) -> Value {
 }
 
 /// Docker's `network inspect` JSON for `net`.
-pub fn network(net: &Network) -> Value {
+pub fn network(net: &Network, endpoints: &crate::Endpoints) -> Value {
     let config: Vec<Value> = net
         .ipam
         .iter()
@@ -149,8 +149,7 @@ pub fn network(net: &Network) -> Value {
                 .map(|c| json!({"Subnet": c.subnet.to_string(), "Gateway": c.gateway.to_string()})),
         )
         .collect();
-    let containers: BTreeMap<_, _> = net
-        .endpoints
+    let containers: BTreeMap<_, _> = endpoints
         .iter()
         .map(|(id, e)| {
             let (v4, v6) = crate::endpoint::addressing(net, e);

@@ -14,14 +14,17 @@ use crate::sandbox::{self, Sandbox};
 use crate::{EndpointRequest, EndpointSettings};
 
 /// The container's endpoints on every network of the root.
-fn container_endpoints(nets: &[Network], container_id: &str) -> Vec<(Network, EndpointRecord)> {
-    nets.iter()
-        .filter_map(|n| {
-            n.endpoints
-                .get(container_id)
-                .map(|e| (n.clone(), e.clone()))
-        })
-        .collect()
+fn container_endpoints(
+    store: &Store,
+    container_id: &str,
+) -> Result<Vec<(Network, EndpointRecord)>> {
+    let mut mine = Vec::new();
+    for n in store.list()? {
+        if let Some(e) = store.endpoint(&n.id, container_id)? {
+            mine.push((n, e));
+        }
+    }
+    Ok(mine)
 }
 
 /// A prefix length and the gateway of an address.
@@ -137,8 +140,28 @@ fn check_request(ctx: &Context, net: &Network, req: &EndpointRequest) -> Result<
     drv.check_endpoint(net, req)
 }
 
-/// Leases addresses from `net`'s pools for a new endpoint `rec`.
-fn lease(net: &Network, req: &EndpointRequest, rec: &mut EndpointRecord) -> Result<()> {
+/// Leases addresses from `net`'s pools for a new endpoint `rec`. An address that looks taken
+/// may be a crash's leftover: those are given back and the lease tried once more.
+fn lease(
+    store: &Store,
+    net: &Network,
+    req: &EndpointRequest,
+    rec: &mut EndpointRecord,
+) -> Result<()> {
+    match lease_from(store, net, req, rec) {
+        Err(Error::Conflict(_)) if store.repair_leases(&net.id)? => {
+            lease_from(store, net, req, rec)
+        }
+        r => r,
+    }
+}
+
+fn lease_from(
+    store: &Store,
+    net: &Network,
+    req: &EndpointRequest,
+    rec: &mut EndpointRecord,
+) -> Result<()> {
     let requested = match req.ip {
         Some(IpAddr::V4(ip)) => Some(ip),
         _ => None,
@@ -152,17 +175,17 @@ fn lease(net: &Network, req: &EndpointRequest, rec: &mut EndpointRecord) -> Resu
         }
         return Ok(());
     };
-    let leased: BTreeSet<_> = net.endpoints.values().filter_map(|e| e.ip).collect();
-    let ip = ipam::allocate(cfg, &leased, requested)?;
+    let leased = store.leased(&net.id)?;
+    let ip = ipam::allocate(cfg, &leased.v4, requested)?;
     rec.ip = Some(ip);
     if let Some(v6) = &net.ipam6 {
-        let leased6: BTreeSet<_> = net.endpoints.values().filter_map(|e| e.ip6).collect();
+        let leased6 = &leased.v6;
         let want6 = match req.ip6 {
             Some(IpAddr::V6(a)) => Some(a),
             Some(other) => return Err(Error::Invalid(format!("invalid IPv6 address: {other}"))),
             None => None,
         };
-        rec.ip6 = Some(ipam::allocate6(v6, &leased6, want6)?);
+        rec.ip6 = Some(ipam::allocate6(v6, leased6, want6)?);
     } else if req.ip6.is_some() {
         return Err(Error::Invalid(format!(
             "network {} does not have IPv6 enabled",
@@ -191,18 +214,17 @@ pub(crate) fn connect(
     let caps = drv.caps();
 
     // Lease under the network's lock.
-    let mut record = {
+    let (net, mut record) = {
         let _lock = store.lock(&net.id)?;
         let mut net = store.load(&net.id)?;
-        drop_stale(ctx, &mut net);
-        if net.endpoints.contains_key(container_id) {
+        drop_stale(ctx, &net);
+        if store.endpoint(&net.id, container_id)?.is_some() {
             return Err(Error::Conflict(format!(
                 "endpoint with name {} already exists in network {}",
                 req.container_name, net.name
             )));
         }
-        let all = store.list()?;
-        let mine = container_endpoints(&all, container_id);
+        let mine = container_endpoints(store, container_id)?;
         let exclusive = |n: &Network| ctx.driver(n).is_ok_and(|d| d.caps().exclusive);
         if caps.exclusive && !mine.is_empty() || mine.iter().any(|(n, _)| exclusive(n)) {
             return Err(Error::Conflict(format!(
@@ -211,18 +233,27 @@ pub(crate) fn connect(
                 req.container_name, net.name
             )));
         }
+        let before = net.clone();
         drv.attach_host(&mut net, ctx.fw)?;
-        let leased = new_lease(ctx, &mut net, container_id, req, &mine, drv.as_ref());
+        // A network defined outside the root gets its state file with its first endpoint.
+        let leased =
+            new_lease(ctx, &mut net, container_id, req, &mine, drv.as_ref()).and_then(|rec| {
+                match net != before || crate::driver::is_external(&net) {
+                    true => store.save(&net).map(|()| rec),
+                    false => Ok(rec),
+                }
+            });
         if leased.is_err() {
-            net.endpoints.remove(container_id);
-            if net.endpoints.is_empty() && drv.detach_host(&mut net, ctx.fw).is_ok() {
+            let _ = store.remove_endpoint(&net.id, container_id);
+            if !store.has_endpoints(&net.id).unwrap_or(true)
+                && drv.detach_host(&mut net, ctx.fw).is_ok()
+            {
                 let _ = store.save(&net);
             }
         }
-        leased?
+        (net, leased?)
     };
 
-    let net = store.load(&net.id)?;
     let leased = record.clone();
     if let Err(e) = drv.join(&net, &mut record, sandbox, ctx.fw) {
         // A failed join left nothing of itself in the kernel.
@@ -271,7 +302,7 @@ fn new_lease(
         rec.ports = req.ports.clone();
     }
     match caps.ipam {
-        Ipam::Local => lease(net, req, &mut rec)?,
+        Ipam::Local => lease(&ctx.store, net, req, &mut rec)?,
         Ipam::None if req.ip.is_some() => {
             return Err(Error::Invalid(format!(
                 "network {} has no address pool for --ip",
@@ -305,8 +336,7 @@ fn new_lease(
             caps.default_route && !net.internal && !mine.iter().any(|(_, e)| e.default_route);
         drv.new_endpoint(net, container_id, &mut rec);
     }
-    net.endpoints.insert(container_id.to_string(), rec.clone());
-    ctx.store.save(net)?;
+    ctx.store.put_endpoint(&net.id, &rec)?;
     Ok(rec)
 }
 
@@ -317,42 +347,56 @@ fn update_endpoint(
     rec: &EndpointRecord,
 ) -> Result<()> {
     let _lock = store.lock(network_id)?;
-    let mut net = store.load(network_id)?;
-    net.endpoints.insert(container_id.to_string(), rec.clone());
-    store.save(&net)
+    // Released meanwhile (a `rm -f` of the container): not brought back.
+    if store.endpoint(network_id, container_id)?.is_none() {
+        return Err(Error::Conflict(format!(
+            "container {container_id} left network {network_id} while joining it"
+        )));
+    }
+    store.put_endpoint(network_id, rec)
 }
 
 /// Forgets leases whose sandbox is gone: their holder was killed (kill -9) before it could
 /// release them; the driver releases what they held outside the sandbox. A live endpoint always
 /// has its sandbox file, which is made before the lease and removed after it, so this never
 /// drops a lease in use. Endpoints of host-namespace networks have no sandbox and are kept.
-pub(crate) fn drop_stale(ctx: &Context, net: &mut Network) -> bool {
+/// The caller holds the network's lock. Two directory listings, whatever the number of
+/// endpoints: only the stale ones are read.
+pub(crate) fn drop_stale(ctx: &Context, net: &Network) -> bool {
     let Ok(drv) = ctx.driver(net) else {
         return false;
     };
     if drv.caps().namespace == Namespace::Host {
         return false;
     }
-    let stale: Vec<String> = net
-        .endpoints
-        .keys()
-        .filter(|cid| !sandbox::netns_path(ctx.root(), cid).exists())
-        .cloned()
-        .collect();
-    for cid in &stale {
-        if let Some(ep) = net.endpoints.remove(cid) {
-            if let Err(e) = drv.release(net, &ep) {
-                tracing::warn!(container = %cid, network = %net.name, "releasing endpoint: {e}");
-            }
+    let Ok(ids) = ctx.store.endpoint_ids(&net.id) else {
+        return false;
+    };
+    if ids.is_empty() {
+        return false;
+    }
+    let live = sandbox::ids(ctx.root());
+    let mut dropped = false;
+    for cid in ids.iter().filter(|cid| !live.contains(*cid)) {
+        let Ok(Some(ep)) = ctx.store.endpoint(&net.id, cid) else {
+            continue;
+        };
+        // Released by the driver first: a failure leaves the record for the next repair.
+        if let Err(e) = drv.release(net, &ep) {
+            tracing::warn!(container = %cid, network = %net.name, "releasing endpoint: {e}");
+        }
+        match ctx.store.remove_endpoint(&net.id, cid) {
+            Ok(_) => dropped = true,
+            Err(e) => tracing::warn!(container = %cid, network = %net.name, "{e}"),
         }
     }
-    !stale.is_empty()
+    dropped
 }
 
 /// Once `net` has no endpoint left here, its driver detaches it from this host (the caller
 /// holds the network's lock and saves `net`).
 pub(crate) fn vacate(ctx: &Context, net: &mut Network) -> Result<()> {
-    if !net.endpoints.is_empty() {
+    if ctx.store.has_endpoints(&net.id)? {
         return Ok(());
     }
     ctx.driver(net)?.detach_host(net, ctx.fw)
@@ -365,9 +409,9 @@ fn drop_lease(
 ) -> Result<Option<EndpointRecord>> {
     let store = &ctx.store;
     let _lock = store.lock(network_id)?;
-    let mut net = store.load(network_id)?;
-    let rec = net.endpoints.remove(container_id);
-    if rec.is_some() {
+    let rec = store.remove_endpoint(network_id, container_id)?;
+    if rec.is_some() && !store.has_endpoints(network_id)? {
+        let mut net = store.load(network_id)?;
         let vacated = vacate(ctx, &mut net);
         store.save(&net)?;
         vacated?;
@@ -378,7 +422,7 @@ fn drop_lease(
 pub(crate) fn disconnect(ctx: &Context, container_id: &str, network: &str) -> Result<()> {
     let store = &ctx.store;
     let net = store.find(network)?;
-    let Some(rec) = net.endpoints.get(container_id).cloned() else {
+    let Some(rec) = store.endpoint(&net.id, container_id)? else {
         return Err(Error::Conflict(format!(
             "container {container_id} is not connected to network {}",
             net.name
@@ -408,8 +452,7 @@ fn hand_over_default_route(ctx: &Context, container_id: &str) -> Result<()> {
     let Some(sandbox) = Sandbox::open(ctx.root(), container_id) else {
         return Ok(());
     };
-    let nets = store.list()?;
-    let mut mine = container_endpoints(&nets, container_id);
+    let mut mine = container_endpoints(store, container_id)?;
     mine.sort_by(|a, b| a.1.interface.cmp(&b.1.interface));
     let candidate = mine.into_iter().find_map(|(n, e)| {
         let drv = ctx.driver(&n).ok()?;
@@ -420,10 +463,9 @@ fn hand_over_default_route(ctx: &Context, container_id: &str) -> Result<()> {
     };
     drv.set_default_route(&net, &ep, &sandbox)?;
     let _lock = store.lock(&net.id)?;
-    let mut net = store.load(&net.id)?;
-    if let Some(e) = net.endpoints.get_mut(container_id) {
+    if let Some(mut e) = store.endpoint(&net.id, container_id)? {
         e.default_route = true;
-        store.save(&net)?;
+        store.put_endpoint(&net.id, &e)?;
     }
     Ok(())
 }
@@ -439,8 +481,8 @@ pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
     errors.check(crate::ports::unpublish(ctx, container_id));
     let sandbox = Sandbox::open(ctx.root(), container_id);
     let mut named = false;
-    if let Some(nets) = errors.check(ctx.store.list()) {
-        for (net, ep) in container_endpoints(&nets, container_id) {
+    if let Some(mine) = errors.check(container_endpoints(&ctx.store, container_id)) {
+        for (net, ep) in mine {
             named |= ctx.serves(&net);
             let drv = ctx.driver(&net);
             if let (Some(sb), Ok(d)) = (&sandbox, &drv) {
@@ -461,15 +503,11 @@ pub(crate) fn release(ctx: &Context, container_id: &str) -> Result<()> {
 pub(crate) fn rename(ctx: &Context, container_id: &str, name: &str) -> Result<()> {
     let store = &ctx.store;
     let mut named = false;
-    for net in store.list()? {
-        if !net.endpoints.contains_key(container_id) {
-            continue;
-        }
+    for (net, _) in container_endpoints(store, container_id)? {
         let _lock = store.lock(&net.id)?;
-        let mut net = store.load(&net.id)?;
-        if let Some(ep) = net.endpoints.get_mut(container_id) {
+        if let Some(mut ep) = store.endpoint(&net.id, container_id)? {
             ep.container_name = name.to_string();
-            store.save(&net)?;
+            store.put_endpoint(&net.id, &ep)?;
             named |= ctx.serves(&net);
         }
     }
@@ -480,8 +518,7 @@ pub(crate) fn rename(ctx: &Context, container_id: &str, name: &str) -> Result<()
 }
 
 pub fn endpoints(store: &Store, container_id: &str) -> Result<Vec<EndpointSettings>> {
-    let nets = store.list()?;
-    let mut eps: Vec<_> = container_endpoints(&nets, container_id)
+    let mut eps: Vec<_> = container_endpoints(store, container_id)?
         .iter()
         .map(|(n, e)| settings(n, e))
         .collect();
@@ -622,10 +659,43 @@ mod tests {
         assert!(!r.path().join("netns/c1").exists());
         // c2's holder was killed: its sandbox file is gone, its lease is still recorded.
         std::fs::remove_file(r.path().join("netns/c2")).unwrap();
-        let mut n = r.store().load(&net.id).unwrap();
-        assert!(drop_stale(&r.ctx(), &mut n));
+        let n = r.store().load(&net.id).unwrap();
+        assert!(drop_stale(&r.ctx(), &n));
         assert!(r.log.has("release n1 b"));
-        assert!(n.endpoints.is_empty());
+        assert!(r.endpoints(&net).is_empty());
+        assert!(
+            r.store().leased(&net.id).unwrap().v4.is_empty(),
+            "address kept"
+        );
+    }
+
+    #[test]
+    fn an_address_a_crash_left_leased_to_nobody_is_given_out_again() {
+        let r = Root::new();
+        let net = r.network("n1", "10.180.10.0/24");
+        // Killed between the lease and its endpoint's file: .2 taken by nobody.
+        let leases = r.store().records_dir(&net.id).join("leases");
+        std::fs::create_dir_all(&leases).unwrap();
+        std::os::unix::fs::symlink("ghost", leases.join("10.180.10.2")).unwrap();
+        let sb = r.sandbox("c1");
+        let s = connect(&r.ctx(), "c1", &sb, &req("n1", "a")).unwrap();
+        assert_eq!(
+            s.ip_address, "10.180.10.3",
+            "the pool has room: no repair needed"
+        );
+        // Asked for by --ip, it is repaired and given.
+        let sb2 = r.sandbox("c2");
+        let mut want = req("n1", "b");
+        want.ip = Some("10.180.10.2".parse().unwrap());
+        let s = connect(&r.ctx(), "c2", &sb2, &want).unwrap();
+        assert_eq!(s.ip_address, "10.180.10.2");
+        // One held for real is refused.
+        let sb3 = r.sandbox("c3");
+        let mut taken = req("n1", "c");
+        taken.ip = Some("10.180.10.3".parse().unwrap());
+        let e = connect(&r.ctx(), "c3", &sb3, &taken).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
+        assert_eq!(r.endpoints(&net).len(), 2);
     }
 
     #[test]

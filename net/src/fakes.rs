@@ -281,6 +281,6 @@ impl Root {
     }
 
     pub fn endpoints(&self, net: &Network) -> BTreeMap<String, EndpointRecord> {
-        self.store().load(&net.id).unwrap().endpoints
+        self.store().endpoints(&net.id).unwrap()
     }
 }

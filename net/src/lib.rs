@@ -72,6 +72,7 @@ mod netlink;
 pub mod network;
 pub mod ports;
 mod proxy;
+mod records;
 mod sandbox;
 
 use std::net::IpAddr;
@@ -83,6 +84,7 @@ pub use error::{Error, Result};
 pub use manage::CreateOptions;
 pub use network::{Network, Store};
 pub use ports::{PortBinding, PortRange, PortSpec, Proto, Reservation, Reserved};
+pub use records::Endpoints;
 pub use sandbox::Sandbox;
 
 /// What a container asks of one network when it joins it.

@@ -298,12 +298,12 @@ pub(crate) fn remove_in(ctx: &Context, key: &str) -> Result<Network> {
     let mut net = store.load(&net.id)?;
     // A host-side part left without endpoints (a crash before the last leave finished) goes
     // too, before the network is given back.
-    if crate::endpoint::drop_stale(ctx, &mut net) || net.endpoints.is_empty() {
+    if crate::endpoint::drop_stale(ctx, &net) || !store.has_endpoints(&net.id)? {
         let vacated = crate::endpoint::vacate(ctx, &mut net);
         store.save(&net)?;
         vacated?;
     }
-    if !net.endpoints.is_empty() {
+    if store.has_endpoints(&net.id)? {
         return Err(Error::Conflict(format!(
             "error while removing network: network {} id {} has active endpoints",
             net.name, net.id
@@ -342,6 +342,9 @@ pub fn prune(root: &Path) -> Result<Vec<String>> {
 fn sweep(ctx: &Context, id: &str) -> Result<()> {
     let _lock = ctx.store.lock(id)?;
     let net = ctx.store.load(id)?;
+    // Endpoints whose holder was killed, then leases a crash left to nobody.
+    crate::endpoint::drop_stale(ctx, &net);
+    ctx.store.repair_leases(id)?;
     ctx.driver(&net)?.sweep(&net)
 }
 

@@ -37,11 +37,21 @@ pub fn host_handle() -> Result<Handle> {
 /// A netlink handle bound to the network namespace `ns`: the socket is opened on a throw-away
 /// thread that entered `ns` and stays bound to it after the thread ends. Call inside `block_on`.
 pub fn ns_handle(ns: &File) -> Result<Handle> {
+    ns_handle_after(ns, &[])
+}
+
+/// `ns_handle`, writing the `/proc/sys/net/...` files `sysctls` (path below `net/`, value)
+/// inside `ns` first, on the same thread (best effort: a kernel without IPv6 has no
+/// `ipv6/` files).
+pub fn ns_handle_after(ns: &File, sysctls: &[(String, &str)]) -> Result<Handle> {
     let rt = tokio::runtime::Handle::current();
     std::thread::scope(|s| {
         s.spawn(|| -> Result<Handle> {
             setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
                 .map_err(|e| io("entering sandbox network namespace")(e.into()))?;
+            for (path, value) in sysctls {
+                let _ = std::fs::write(format!("/proc/sys/net/{path}"), value);
+            }
             let _guard = rt.enter();
             let (conn, handle, _) =
                 rtnetlink::new_connection().map_err(io("opening netlink socket in sandbox"))?;

@@ -1,6 +1,7 @@
-//! `Network`: one segment owned by a driver, stored with its IPAM leases in
-//! `<root>/networks/<id>.json`. Names and subnets are checked under the root's networks lock;
-//! leases are changed under the network's own lock.
+//! `Network`: one segment owned by a driver, stored in `<root>/networks/<id>.json`; its
+//! endpoints and leases are files of their own (`records`). Names and subnets are checked
+//! under the root's networks lock; endpoints and leases are changed under the network's own
+//! lock.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -20,8 +21,8 @@ pub const DEFAULT_BRIDGE_NAME: &str = "bridge";
 /// One container's endpoint on a network: its lease and the interfaces carrying it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndpointRecord {
-    /// The container it belongs to (also its key in `Network::endpoints`), for drivers whose
-    /// host-side state is keyed by the container (a CNI attachment).
+    /// The container it belongs to (also the name of its file), for drivers whose host-side
+    /// state is keyed by the container (a CNI attachment).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container_id: String,
     pub container_name: String,
@@ -69,7 +70,7 @@ pub struct Assigned {
     pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Network {
     pub id: String,
     pub name: String,
@@ -97,18 +98,18 @@ pub struct Network {
     /// The driver's typed settings.
     #[serde(default)]
     pub driver_opts: DriverOpts,
-    /// Endpoints by container id.
-    #[serde(default)]
-    pub endpoints: BTreeMap<String, EndpointRecord>,
 }
 
-/// A network's state file as read: today's fields, plus those an older rbox kept elsewhere.
+/// A network's state file as read: today's fields, plus those an older rbox kept elsewhere
+/// (the driver's settings at the top; every endpoint in this one file).
 #[derive(Deserialize)]
 struct Stored {
     #[serde(flatten)]
     net: Network,
     #[serde(flatten)]
     legacy: driver::Legacy,
+    #[serde(default)]
+    endpoints: crate::records::Endpoints,
 }
 
 impl Network {
@@ -128,7 +129,6 @@ impl Network {
             labels: BTreeMap::new(),
             default: false,
             driver_opts: DriverOpts::None,
-            endpoints: BTreeMap::new(),
         }
     }
 
@@ -198,7 +198,8 @@ impl Store {
 
     pub fn save(&self, net: &Network) -> Result<()> {
         // A network defined outside the root has a state file only while it has endpoints.
-        if net.endpoints.is_empty() && driver::is_external(net) {
+        if driver::is_external(net) && !self.has_endpoints(&net.id)? {
+            self.remove_records(&net.id)?;
             return match fs::remove_file(self.file(&net.id)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(io(format!("removing network {}", net.id))(e))
@@ -212,6 +213,7 @@ impl Store {
     }
 
     pub fn delete(&self, id: &str) -> Result<()> {
+        self.remove_records(id)?;
         let _ = fs::remove_file(self.root.join(format!("locks/network-{id}.lock")));
         fs::remove_file(self.file(id)).map_err(io(format!("removing network {id}")))
     }
@@ -220,7 +222,7 @@ impl Store {
     /// none yet (a CNI conflist of the config dir).
     pub fn load(&self, id: &str) -> Result<Network> {
         match read(&self.file(id))? {
-            Some(n) => Ok(n),
+            Some((n, _)) => Ok(n),
             None => driver::external(id).ok_or_else(|| Error::NetworkNotFound(id.to_string())),
         }
     }
@@ -238,7 +240,7 @@ impl Store {
         let entries = match fs::read_dir(self.dir()) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                driver::merge_external(&mut nets);
+                driver::merge_external(&mut nets, &|_| false);
                 return Ok(nets);
             }
             Err(e) => return Err(io("reading networks")(e)),
@@ -248,11 +250,11 @@ impl Store {
             if name.starts_with('.') || !name.ends_with(".json") {
                 continue;
             }
-            if let Some(n) = read(&entry.path())? {
+            if let Some((n, _)) = read(&entry.path())? {
                 nets.push(n);
             }
         }
-        driver::merge_external(&mut nets);
+        driver::merge_external(&mut nets, &|id| self.has_endpoints(id).unwrap_or(true));
         Ok(nets)
     }
 
@@ -279,9 +281,11 @@ impl Store {
         }
     }
 
-    /// Creates the records of `bridge`, `host` and `none` on first use of a root.
+    /// Creates the records of `bridge`, `host` and `none` on first use of a root, and gives
+    /// the endpoints an older rbox kept in the network files files of their own. Called
+    /// before any network's lock is taken (`Context::new`, `list`): it takes them itself.
     pub fn ensure_defaults(&self) -> Result<()> {
-        let marker = self.dir().join(".defaults");
+        let marker = self.dir().join(SPLIT_MARKER);
         if marker.exists() {
             return Ok(());
         }
@@ -289,28 +293,70 @@ impl Store {
         if marker.exists() {
             return Ok(());
         }
-        let existing = self.list_raw()?;
-        let used: Vec<_> = existing
-            .iter()
-            .filter_map(|n| n.ipam.as_ref().map(|i| i.subnet))
-            .collect();
-        for n in driver::predefined(&used)? {
-            if !existing.iter().any(|e| e.name == n.name) {
-                self.save(&n)?;
+        let defaults = self.dir().join(".defaults");
+        if !defaults.exists() {
+            let existing = self.list_raw()?;
+            let used: Vec<_> = existing
+                .iter()
+                .filter_map(|n| n.ipam.as_ref().map(|i| i.subnet))
+                .collect();
+            for n in driver::predefined(&used)? {
+                if !existing.iter().any(|e| e.name == n.name) {
+                    self.save(&n)?;
+                }
             }
+            statefile::write_atomic(&defaults, b"")?;
         }
+        self.split_endpoints()?;
         statefile::write_atomic(&marker, b"")?;
+        Ok(())
+    }
+
+    /// Moves the endpoints of network files of an older rbox into their own files, one network
+    /// at a time under its lock (the caller holds the networks lock). Rerun after a crash, it
+    /// writes the same files again.
+    fn split_endpoints(&self) -> Result<()> {
+        let Ok(entries) = fs::read_dir(self.dir()) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name
+                .strip_suffix(".json")
+                .filter(|_| !name.starts_with('.'))
+            else {
+                continue;
+            };
+            let _lock = self.lock(id)?;
+            let Some((net, eps)) = read(&entry.path())? else {
+                continue;
+            };
+            if eps.is_empty() {
+                continue;
+            }
+            for (cid, mut ep) in eps {
+                if ep.container_id.is_empty() {
+                    ep.container_id = cid;
+                }
+                self.put_endpoint(&net.id, &ep)?;
+            }
+            self.save(&net)?;
+        }
         Ok(())
     }
 }
 
-/// Reads a network's state file, moving what an older rbox stored elsewhere into place.
-fn read(path: &Path) -> Result<Option<Network>> {
+/// In `networks/`: the endpoints of this root's networks have files of their own.
+const SPLIT_MARKER: &str = ".endpoint-files";
+
+/// Reads a network's state file, moving what an older rbox stored elsewhere into place; with
+/// the endpoints an older rbox kept in it (`Store::split_endpoints` gives them files).
+fn read(path: &Path) -> Result<Option<(Network, crate::records::Endpoints)>> {
     Ok(statefile::read_json_opt::<Stored>(path)?.map(|s| {
         let mut net = s.net;
         s.legacy.migrate(&mut net);
         driver::refresh(&mut net);
-        net
+        (net, s.endpoints)
     }))
 }
 
@@ -383,7 +429,7 @@ mod tests {
                 host_binding: Some("127.0.0.1".parse().unwrap()),
             })
         );
-        let ep = &web.endpoints["c1"];
+        let ep = &store.endpoint(&web.id, "c1").unwrap().unwrap();
         assert_eq!(ep.ip, Some("10.180.30.2".parse().unwrap()));
         assert_eq!(
             (ep.host_veth.as_str(), ep.default_route),
@@ -412,14 +458,18 @@ mod tests {
         // Predefined first, then by name; saved again, the new form reads back the same.
         let names: Vec<&str> = nets.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["bridge", "host", "web"]);
+        // The endpoint has a file of its own and its address a lease; the network file lost it.
+        assert_eq!(ep.container_id, "c1");
+        let leased = store.leased(&web.id).unwrap();
+        assert!(leased.v4.contains(&"10.180.30.2".parse().unwrap()));
+        assert!(leased.v6.contains(&"fd00:180:30::2".parse().unwrap()));
         store.save(&web).unwrap();
         let again = store.load(&web.id).unwrap();
         assert_eq!(again.driver_opts, web.driver_opts);
-        assert_eq!(again.endpoints, web.endpoints);
         let v: serde_json::Value =
             serde_json::from_slice(&fs::read(dir.join(format!("{}.json", web.id))).unwrap())
                 .unwrap();
-        for legacy in ["bridge", "mtu", "icc", "masquerade"] {
+        for legacy in ["bridge", "mtu", "icc", "masquerade", "endpoints"] {
             assert!(v.get(legacy).is_none(), "{legacy} written at the top: {v}");
         }
         assert_eq!(v["driver_opts"]["bridge"]["name"], "rbt-f30");

@@ -25,6 +25,17 @@ pub fn netns_path(root: &Path, container_id: &str) -> PathBuf {
     root.join("netns").join(container_id)
 }
 
+/// The containers that have a sandbox file: one listing instead of a lookup per container.
+pub(crate) fn ids(root: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_dir(root.join("netns"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Sandbox {
     /// Creates a new network namespace with `lo` up and pins it at `<root>/netns/<id>`.
     pub fn create(root: &Path, container_id: &str) -> Result<Sandbox> {

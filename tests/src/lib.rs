@@ -748,19 +748,19 @@ impl CtrFixture {
             .to_string()
     }
 
-    /// The host end of the container's veth (bridge networks), from the networks' state.
+    /// The host end of the container's veth (bridge networks), from its endpoint records
+    /// (`networks/<id>/endpoints/<container id>.json`).
     pub fn host_veth(&self, container_id: &str) -> Option<String> {
         std::fs::read_dir(self.fx.rbox.root.join("networks"))
             .ok()?
             .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|e| {
+                let f = e.path().join(format!("endpoints/{container_id}.json"));
+                std::fs::read_to_string(f).ok()
+            })
             .find_map(|s| {
                 let v: serde_json::Value = serde_json::from_str(&s).ok()?;
-                Some(
-                    v["endpoints"][container_id]["host_veth"]
-                        .as_str()?
-                        .to_string(),
-                )
+                Some(v["host_veth"].as_str()?.to_string())
             })
     }
 

@@ -164,6 +164,10 @@ impl Cni {
                 .exists(),
             "state file of {name} left"
         );
+        assert!(
+            !self.net.rbox.root.join(format!("networks/{id}")).exists(),
+            "endpoint records of {name} left"
+        );
         assert!(self.leases(name).is_empty(), "{:?}", self.leases(name));
         assert!(self.records().is_empty(), "{:?}", self.records());
         assert_eq!(self.sandboxes(), 0, "a sandbox is left");

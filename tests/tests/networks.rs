@@ -63,34 +63,54 @@ impl Net {
         v[0].clone()
     }
 
-    /// Host veths recorded in the root's leases.
-    fn host_veths(&self) -> Vec<String> {
+    /// The endpoint records of every network (`networks/<id>/endpoints/<cid>.json`).
+    fn endpoint_records(&self) -> Vec<Value> {
+        let Ok(dir) = std::fs::read_dir(self.rbox.root.join("networks")) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        for e in std::fs::read_dir(self.rbox.root.join("networks"))
-            .unwrap()
-            .flatten()
-        {
-            if e.file_name().to_string_lossy().ends_with(".json") {
-                let v: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-                for ep in v["endpoints"].as_object().unwrap().values() {
-                    out.push(ep["host_veth"].as_str().unwrap().to_string());
+        for net in dir.flatten().filter(|e| e.path().is_dir()) {
+            let Ok(eps) = std::fs::read_dir(net.path().join("endpoints")) else {
+                continue;
+            };
+            for e in eps.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".json") {
+                    out.push(serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap());
                 }
             }
         }
         out
     }
 
+    /// Host veths recorded in the root's endpoints.
+    fn host_veths(&self) -> Vec<String> {
+        self.endpoint_records()
+            .iter()
+            .map(|ep| ep["host_veth"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The endpoints recorded in the root; their addresses' leases must match them.
+    #[track_caller]
     fn leases(&self) -> usize {
-        let Ok(dir) = std::fs::read_dir(self.rbox.root.join("networks")) else {
-            return 0;
-        };
-        dir.flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-            .map(|e| {
-                let v: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-                v["endpoints"].as_object().map_or(0, |o| o.len())
+        let eps = self.endpoint_records();
+        let addresses = eps
+            .iter()
+            .map(|e| e.get("ip").is_some() as usize + e.get("ip6").is_some() as usize)
+            .sum::<usize>();
+        let leased = std::fs::read_dir(self.rbox.root.join("networks"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|n| std::fs::read_dir(n.path().join("leases")).ok())
+                    .map(|l| l.count())
+                    .sum::<usize>()
             })
-            .sum()
+            .unwrap_or(0);
+        assert_eq!(
+            leased, addresses,
+            "address leases do not match the endpoints {eps:?}"
+        );
+        eps.len()
     }
 
     fn link_exists(&self, name: &str) -> bool {
@@ -1219,4 +1239,104 @@ fn ipv6_dual_stack_between_containers() {
         "{v6rules}"
     );
     n.clean_and_check(&["rbt-v20", "rbt-u20"], &veths);
+}
+
+/// A root whose network state an older rbox wrote (every endpoint inside the network's one
+/// file) is split into a file per endpoint and a lease per address on the next command: the
+/// running container keeps its address (the next one does not get it), its `rm` gives it
+/// back, and IPv6 stays off the bridge ports and the IPv4-only containers' interfaces.
+#[test]
+fn old_one_file_network_state_is_split_and_keeps_its_leases() {
+    let n = Net::with_busybox("net-split", 43);
+    let _c = Containers(&n);
+    let ip_of = |name: &str| {
+        n.ok(&[
+            "inspect",
+            "--format",
+            "{{.NetworkSettings.IPAddress}}",
+            name,
+        ])
+        .trim()
+        .to_string()
+    };
+    n.ok(&["run", "-d", "--name", "old", "busybox", "sleep", "300"]);
+    assert_eq!(ip_of("old"), "10.201.43.2");
+    assert_eq!(n.leases(), 1);
+    // IPv6 is off on the bridge port and on the container's end of this IPv4-only network
+    // (no link-local address, no DAD or MLD flooded to every port); lo keeps ::1.
+    let veth = n.host_veths().pop().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{veth}/disable_ipv6"))
+            .unwrap()
+            .trim(),
+        "1",
+        "IPv6 on bridge port {veth}"
+    );
+    assert_eq!(
+        n.ok(&["exec", "old", "ip", "-6", "addr", "show", "dev", "eth0"])
+            .trim(),
+        "",
+        "an IPv6 address on an IPv4-only network's interface"
+    );
+    assert!(n
+        .ok(&["exec", "old", "ip", "-6", "addr", "show", "dev", "lo"])
+        .contains("::1/128"));
+    assert!(n.ctr_ping("old", "10.201.43.1"), "IPv4 to the gateway");
+
+    // Rewrite the state as an older rbox kept it.
+    let nets = n.rbox.root.join("networks");
+    let id = n.inspect("bridge")["Id"].as_str().unwrap().to_string();
+    let file = nets.join(format!("{id}.json"));
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mut eps = serde_json::Map::new();
+    for e in std::fs::read_dir(nets.join(&id).join("endpoints"))
+        .unwrap()
+        .flatten()
+    {
+        let ep: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+        eps.insert(ep["container_id"].as_str().unwrap().to_string(), ep);
+    }
+    assert_eq!(eps.len(), 1);
+    v["endpoints"] = Value::Object(eps);
+    std::fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::remove_dir_all(nets.join(&id)).unwrap();
+    std::fs::remove_file(nets.join(".endpoint-files")).unwrap();
+    assert_eq!(n.leases(), 0, "the old form has no endpoint files");
+
+    n.ok(&["run", "-d", "--name", "new", "busybox", "sleep", "300"]);
+    assert_eq!(
+        ip_of("new"),
+        "10.201.43.3",
+        "the old container's address was handed out"
+    );
+    assert_eq!(n.leases(), 2, "both endpoints have files and leases");
+    let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        v.get("endpoints").is_none(),
+        "endpoints left in the network file: {v}"
+    );
+    assert_eq!(
+        n.inspect("bridge")["Containers"].as_object().unwrap().len(),
+        2
+    );
+    n.ok(&["rm", "-f", "old"]);
+    assert_eq!(n.leases(), 1);
+    n.ok(&["run", "-d", "--name", "third", "busybox", "sleep", "300"]);
+    assert_eq!(
+        ip_of("third"),
+        "10.201.43.2",
+        "the removed container's address is free"
+    );
+    assert!(n.ctr_ping("third", "10.201.43.3"), "between containers");
+    // A lease a crash left to nobody (killed between the lease and the endpoint's file) is
+    // given back by `network prune`; the running containers keep theirs.
+    let ghost = nets.join(&id).join("leases/10.201.43.9");
+    std::os::unix::fs::symlink("ghost", &ghost).unwrap();
+    n.ok(&["network", "prune", "-f"]);
+    assert!(
+        ghost.symlink_metadata().is_err(),
+        "the orphan lease is left"
+    );
+    assert_eq!(n.leases(), 2);
+    assert!(n.ctr_ping("third", "10.201.43.3"), "after the prune");
 }

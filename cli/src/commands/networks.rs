@@ -432,7 +432,11 @@ fn row(n: &net::Network, no_trunc: bool) -> Row {
     Row::new("*formatter.NetworkContext", fields, &n.labels)
 }
 
-pub fn matches(n: &net::Network, filters: &runtime::filter::Filters) -> Result<bool> {
+pub fn matches(
+    store: &net::Store,
+    n: &net::Network,
+    filters: &runtime::filter::Filters,
+) -> Result<bool> {
     let type_ok = filters.values("type").iter().try_fold(
         filters.values("type").is_empty(),
         |ok, v| match v.as_str() {
@@ -442,7 +446,7 @@ pub fn matches(n: &net::Network, filters: &runtime::filter::Filters) -> Result<b
         },
     )?;
     // Dangling: a user network no container uses.
-    let dangling = !n.is_predefined() && n.endpoints.is_empty();
+    let dangling = !n.is_predefined() && !store.has_endpoints(&n.id)?;
     Ok(type_ok
         && filters.bool_matches("dangling", dangling)?
         && filters.any("name", |v| runtime::filter::regex_match(v, &n.name))
@@ -462,12 +466,13 @@ fn ls(root: &std::path::Path, a: &LsArgs) -> Result<i32> {
         eprintln!("Warning: global networks may be out of date: {e}");
     }
     let mut rows = Vec::new();
-    let nets = net::Store::new(root).list()?;
+    let store = net::Store::new(root);
+    let nets = store.list()?;
     for p in net::driver::cni::problems(&nets) {
         eprintln!("WARNING: CNI configuration {p}");
     }
     for n in nets {
-        if matches(&n, &filters)? {
+        if matches(&store, &n, &filters)? {
             rows.push(row(&n, a.no_trunc));
         }
     }
@@ -523,12 +528,12 @@ pub fn disconnect(root: &std::path::Path, network: &str, ctr: &str, force: bool)
         Ok(c) => c,
         Err(e) if force => {
             // A container that is gone: free whatever lease still carries its name or id.
-            let stale = netw
-                .endpoints
-                .iter()
+            let stale = net::Store::new(root)
+                .endpoints(&netw.id)?
+                .into_iter()
                 .find(|(id, ep)| id.starts_with(ctr) || ep.container_name == ctr);
             match stale {
-                Some((id, _)) => net::disconnect(root, id, &netw.id)?,
+                Some((id, _)) => net::disconnect(root, &id, &netw.id)?,
                 None => return Err(e.into()),
             }
             return Ok(0);

@@ -22,8 +22,12 @@ pub fn route(ctx: &Ctx, r: &Req, m: &Method, rest: &[&str]) -> R {
             Ok(Reply::ok(json!({ "NetworksDeleted": gone })))
         }
         [id] if get => {
-            let n = net::Store::new(root).find(id)?;
-            Ok(Reply::ok(net::docker::network(&n)))
+            let store = net::Store::new(root);
+            let n = store.find(id)?;
+            Ok(Reply::ok(net::docker::network(
+                &n,
+                &store.endpoints(&n.id)?,
+            )))
         }
         [id, "connect"] if post => {
             let body = r.json()?;
@@ -87,9 +91,10 @@ fn list(ctx: &Ctx, r: &Req) -> R {
         &["name", "driver", "id", "label", "type", "scope", "dangling"],
     )?;
     let mut out = Vec::new();
-    for n in net::Store::new(&ctx.root).list()? {
-        if crate::commands::networks::matches(&n, &filters)? {
-            out.push(net::docker::network(&n));
+    let store = net::Store::new(&ctx.root);
+    for n in store.list()? {
+        if crate::commands::networks::matches(&store, &n, &filters)? {
+            out.push(net::docker::network(&n, &store.endpoints(&n.id)?));
         }
     }
     Ok(Reply::ok(Value::Array(out)))

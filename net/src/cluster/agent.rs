@@ -271,8 +271,10 @@ impl State {
         let stored = registry::endpoints(cfg, &net.id)?;
         // Read after the store: a command records an endpoint here before it puts it there, so
         // every endpoint of this host in `stored` is in `net` (or gone from it since).
-        let net = &Store::new(&root).load(&net.id)?;
-        for (cid, ep) in &net.endpoints {
+        let local = Store::new(&root);
+        let net = &local.load(&net.id)?;
+        let endpoints = local.endpoints(&net.id)?;
+        for (cid, ep) in &endpoints {
             if !crate::sandbox::netns_path(&root, cid).exists() {
                 continue;
             }
@@ -282,11 +284,7 @@ impl State {
             }
         }
         for e in stored.iter().filter(|e| e.host == self.host.ip) {
-            if !net
-                .endpoints
-                .values()
-                .any(|l| l.endpoint_id == e.endpoint_id)
-            {
+            if !endpoints.values().any(|l| l.endpoint_id == e.endpoint_id) {
                 let _ = registry::delete_endpoint(cfg, &net.id, &e.endpoint_id);
             }
         }

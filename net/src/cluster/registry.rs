@@ -132,9 +132,7 @@ pub fn create(
             )));
         }
         let claims = claim(net, &others)?;
-        let mut stored = net.clone();
-        stored.endpoints.clear();
-        let def = serde_json::to_vec(&stored).map_err(|e| Error::Invalid(e.to_string()))?;
+        let def = serde_json::to_vec(net).map_err(|e| Error::Invalid(e.to_string()))?;
         let (nk, namek) = (network_key(&net.id), name_key(&net.name));
         let mut cmps = vec![
             Cmp::Absent(&namek, false),

@@ -39,9 +39,7 @@ pub(crate) fn sync_networks(ctx: &Context, prune: bool) -> Result<()> {
             );
             continue;
         }
-        let mut m = g.clone();
-        m.endpoints.clear();
-        store.save(&m)?;
+        store.save(g)?;
     }
     if !prune {
         return Ok(());
@@ -62,8 +60,8 @@ fn forget(ctx: &Context, l: &Network) -> Result<()> {
     let store = &ctx.store;
     let _lock = store.lock(&l.id)?;
     let mut net = store.load(&l.id)?;
-    crate::endpoint::drop_stale(ctx, &mut net);
-    if !net.endpoints.is_empty() {
+    crate::endpoint::drop_stale(ctx, &net);
+    if store.has_endpoints(&net.id)? {
         return Ok(());
     }
     let drv = ctx.driver(&net)?;
@@ -96,10 +94,10 @@ pub fn inspect(root: &Path, key: &str) -> Result<Value> {
     let net = store.find(key)?;
     let cfg = match current(root) {
         Some(cfg) if net.scope() == "global" => cfg,
-        _ => return Ok(crate::docker::network(&net)),
+        _ => return Ok(crate::docker::network(&net, &store.endpoints(&net.id)?)),
     };
     let global = registry::get(cfg, &net.id)?.ok_or_else(|| Error::NetworkNotFound(key.into()))?;
-    let mut v = crate::docker::network(&global);
+    let mut v = crate::docker::network(&global, &Default::default());
     let prefix = global.ipam.as_ref().map_or(32, |c| c.subnet.prefix());
     let mut containers = BTreeMap::new();
     let mut peers = BTreeSet::new();

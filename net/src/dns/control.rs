@@ -51,7 +51,7 @@ fn request(root: &Path, cmd: &str) -> Result<Outcome> {
 /// if it is not running, stopped when nothing is left. Returns once it answers from the new
 /// state. Leaves no thread behind (plain blocking sockets and a child that daemonises).
 pub fn sync(root: &Path) -> Result<()> {
-    let wanted = !Table::load(root, Vec::new())?.is_empty();
+    let wanted = Table::wanted(root)?;
     let _lock = statefile::Lock::exclusive(&root.join("locks/dns.lock"))?;
     match request(root, if wanted { "reload" } else { "stop" })? {
         Outcome::Done => Ok(()),

@@ -11,6 +11,7 @@ use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use crate::driver::Caps;
 use crate::network::{Network, Store};
+use crate::records::Endpoints;
 use crate::sandbox;
 
 /// One container's endpoint on a network.
@@ -113,27 +114,55 @@ pub enum Kind {
 
 impl Table {
     pub fn load(root: &Path, host_upstreams: Vec<IpAddr>) -> crate::Result<Table> {
-        let nets = Store::new(root).list()?;
-        let mut t = Table::from_networks(&nets, host_upstreams, |cid| {
-            sandbox::netns_path(root, cid).exists()
-        });
+        let store = Store::new(root);
+        let nets = store.list()?;
+        // Every endpoint of the served networks; of the others only who is on them.
+        let mut served = Vec::new();
+        let mut connected = BTreeSet::new();
+        for n in &nets {
+            if !n.internal {
+                connected.extend(store.endpoint_ids(&n.id)?);
+            }
+            if serves(n) {
+                served.push((n.clone(), store.endpoints(&n.id)?));
+            }
+        }
+        let live = sandbox::ids(root);
+        let mut t =
+            Table::from_networks(&served, connected, host_upstreams, |cid| live.contains(cid));
         // Global networks: the other hosts' containers too.
         crate::cluster::names::add_remote(root, &nets, &mut t);
         Ok(t)
     }
 
+    /// Whether `load` would give a table with names to serve, without reading the endpoints
+    /// (a listing of the served networks' endpoints and of the sandboxes). May say yes for an
+    /// endpoint without an address; the resolver then finds nothing and stops.
+    pub fn wanted(root: &Path) -> crate::Result<bool> {
+        let store = Store::new(root);
+        let live = sandbox::ids(root);
+        for n in store.list()?.iter().filter(|n| serves(n)) {
+            if store.endpoint_ids(&n.id)?.iter().any(|c| live.contains(c)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The table of the served networks `nets` with their endpoints; `connected`: the
+    /// containers on external networks.
     pub fn from_networks(
-        nets: &[Network],
+        nets: &[(Network, Endpoints)],
+        connected: BTreeSet<String>,
         host_upstreams: Vec<IpAddr>,
         alive: impl Fn(&str) -> bool,
     ) -> Table {
         let segments = nets
             .iter()
-            .filter(|n| serves(n))
-            .filter_map(|n| {
+            .filter(|(n, _)| serves(n))
+            .filter_map(|(n, endpoints)| {
                 let ipam = n.ipam.as_ref()?;
-                let entries: Vec<Entry> = n
-                    .endpoints
+                let entries: Vec<Entry> = endpoints
                     .iter()
                     .filter(|(cid, ep)| ep.ip.is_some() && alive(cid))
                     .map(|(cid, ep)| {
@@ -158,11 +187,6 @@ impl Table {
                     entries,
                 })
             })
-            .collect();
-        let connected = nets
-            .iter()
-            .filter(|n| !n.internal)
-            .flat_map(|n| n.endpoints.keys().cloned())
             .collect();
         Table {
             segments,

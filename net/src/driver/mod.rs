@@ -348,8 +348,9 @@ pub(crate) fn predefined(used: &[ipnetwork::Ipv4Network]) -> Result<Vec<Network>
 
 /// Adds to a root's stored networks those defined outside it (the CNI configuration
 /// directory's), as `Store::list` shows them.
-pub(crate) fn merge_external(stored: &mut Vec<Network>) {
-    cni::merge(stored);
+/// `has_endpoints` tells a stored network with endpoints (kept while they last).
+pub(crate) fn merge_external(stored: &mut Vec<Network>, has_endpoints: &dyn Fn(&str) -> bool) {
+    cni::merge(stored, has_endpoints);
 }
 
 /// Whether `net` is defined outside the root (a CNI list of the configuration directory).

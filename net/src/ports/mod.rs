@@ -43,7 +43,11 @@ fn carrier(ctx: &Context, container_id: &str) -> Result<Option<Network>> {
         if n.internal || !ctx.driver(&n).is_ok_and(|d| d.caps().ports) {
             continue;
         }
-        if let Some(ep) = n.endpoints.get(container_id).filter(|e| e.ip.is_some()) {
+        if let Some(ep) = ctx
+            .store
+            .endpoint(&n.id, container_id)?
+            .filter(|e| e.ip.is_some())
+        {
             found.push((ep.interface.clone(), n.clone()));
         }
     }
@@ -142,7 +146,8 @@ pub(crate) fn publish_reserved(
     reserved: Reserved,
 ) -> Result<(Vec<PortBinding>, Reservation)> {
     let net = ctx.store.load(&reserved.network_id)?;
-    let ep = net.endpoints.get(container_id);
+    let ep = ctx.store.endpoint(&net.id, container_id)?;
+    let ep = ep.as_ref();
     let Some((ip, ip6)) = ep.and_then(|e| Some((IpAddr::from(e.ip?), e.ip6.map(IpAddr::from))))
     else {
         return Err(Error::Invalid(format!(

@@ -17,8 +17,8 @@ use crate::firewall::{Firewall, FwNetwork};
 use crate::ipam::parse_mac;
 pub(super) use crate::netlink::alias;
 use crate::netlink::{
-    self, add_addr, add_default_routes, delete_link, is_exists, link_by_name, ns_handle, set_alias,
-    set_up, DefaultVia,
+    self, add_addr, add_default_routes, delete_link, is_exists, link_by_name, set_alias, set_up,
+    DefaultVia,
 };
 use crate::network::{EndpointRecord, Network};
 
@@ -262,9 +262,7 @@ pub(super) async fn add_veth(
         .name(ep.interface.clone())
         .setns_by_fd(ns.as_raw_fd())
         .address(mac);
-    let mut veth = LinkVeth::new(&ep.host_veth, &ep.interface)
-        .controller(netlink::index(bridge))
-        .up();
+    let mut veth = LinkVeth::new(&ep.host_veth, &ep.interface).controller(netlink::index(bridge));
     if let Some(m) = mtu {
         peer = peer.mtu(m);
         veth = veth.mtu(m);
@@ -280,6 +278,15 @@ pub(super) async fn add_veth(
             ep.host_veth, ep.container_name
         )))?;
     let inside = async {
+        // IPv6 off on a bridge port, and on the container's end of an IPv4-only network (as
+        // Docker up to 25 did): each end's link-local address, DAD and MLD reports would be
+        // multicast the bridge floods to every other port, so each start cost every running
+        // container's namespace a share of softirq work (O(N) per start). Set while the ends
+        // are down, before the kernel starts any of it.
+        let _ = fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", ep.host_veth),
+            "1",
+        );
         let host_end = link_by_name(handle, &ep.host_veth)
             .await?
             .ok_or_else(|| Error::Invalid(format!("veth {} vanished", ep.host_veth)))?;
@@ -293,7 +300,12 @@ pub(super) async fn add_veth(
             .execute()
             .await
             .map_err(nl(format!("enabling hairpin on {}", ep.host_veth)))?;
-        let nsh = ns_handle(ns)?;
+        set_up(handle, netlink::index(&host_end), &ep.host_veth).await?;
+        let sysctls = match ep.ip6 {
+            Some(_) => Vec::new(),
+            None => vec![(format!("ipv6/conf/{}/disable_ipv6", ep.interface), "1")],
+        };
+        let nsh = netlink::ns_handle_after(ns, &sysctls)?;
         let link = link_by_name(&nsh, &ep.interface)
             .await?
             .ok_or_else(|| Error::Invalid(format!("{} missing in sandbox", ep.interface)))?;

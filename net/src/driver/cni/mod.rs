@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use super::{Caps, Driver, DriverOpts, Ipam, Namespace, PortPath};
 use crate::error::{Error, Result};
 use crate::firewall::Firewall;
-use crate::network::{Assigned, EndpointRecord, Network};
+use crate::network::{Assigned, EndpointRecord, Network, Store};
 use crate::ports::PortBinding;
 use crate::sandbox::Sandbox;
 pub use conflist::conf_dir;
@@ -138,7 +138,7 @@ fn from_found(f: &Found) -> Network {
 /// with endpoints) takes the file's current list; a file whose name a network of the root
 /// already has is hidden by it; a copy whose file is gone stays while it has endpoints, so
 /// that they can still be removed.
-pub(crate) fn merge(stored: &mut Vec<Network>) {
+pub(crate) fn merge(stored: &mut Vec<Network>, has_endpoints: &dyn Fn(&str) -> bool) {
     let (found, _) = conflist::scan(&conf_dir());
     let mut present = Vec::new();
     for f in &found {
@@ -154,7 +154,7 @@ pub(crate) fn merge(stored: &mut Vec<Network>) {
     }
     stored.retain(|n| {
         let discovered = options(n).is_ok_and(|o| o.discovered);
-        !discovered || present.contains(&n.id) || !n.endpoints.is_empty()
+        !discovered || present.contains(&n.id) || has_endpoints(&n.id)
     });
 }
 
@@ -331,9 +331,8 @@ impl Driver for Cni {
         let dirs = exec::plugin_dirs();
         let mut errors = crate::error::Errors::default();
         for a in attach::recorded(root, &net.id) {
-            let live = net
-                .endpoints
-                .get(&a.container_id)
+            let live = Store::new(root)
+                .endpoint(&net.id, &a.container_id)?
                 .is_some_and(|e| e.interface == a.ifname);
             if !live {
                 errors.check(attach::remove(

@@ -151,7 +151,6 @@ fn host_ipam(subnet: Ipv4Network, share: &Share) -> IpamConfig {
 fn bridged(net: &Network, o: &Options, joined: &Joined) -> Network {
     let mut b = net.clone();
     b.driver = Bridge::NAME.into();
-    b.endpoints.clear();
     b.driver_opts = DriverOpts::Bridge(bridge::Options {
         name: bridge_name(o.vni),
         mtu: Some(joined.mtu),
