@@ -8,7 +8,8 @@
 #   bench/scale.sh [COUNT] [STEP]        COUNT=600 STEP=50
 #
 # Environment: RBOX_BIN (default target/release/rbox), NET (default `none`; `bridge` puts
-# them all on the default bridge), RBOX_BASE_BIN (another build, measured the same way on its
+# them all on the default bridge; `user` on a user network with names, bridge rbs-scale,
+# subnet USER_SUBNET, default 10.233.0.0/20), RBOX_BASE_BIN (another build, measured the same way on its
 # own root after this one, for before/after figures; SETTLE seconds between the two).
 set -eu
 COUNT=${1:-600}
@@ -44,13 +45,19 @@ series() {
     root=$WORK/root-$label
     ROOTS="$ROOTS $bin=$root"
     "$bin" --root "$root" import --change 'CMD ["sh"]' "$TAR" busybox:latest >/dev/null
+    net=$NET
+    if [ "$NET" = user ]; then
+        net=scale
+        "$bin" --root "$root" network create --subnet "${USER_SUBNET:-10.233.0.0/20}" \
+            -o com.docker.network.bridge.name=rbs-scale "$net" >/dev/null
+    fi
     times=$WORK/times-$label
     : >"$times"
     echo "== $label: $bin, --network $NET, load $(cut -d' ' -f1-3 /proc/loadavg)"
     i=1
     while [ "$i" -le "$COUNT" ]; do
         t0=$(now_us)
-        "$bin" --root "$root" run -d --network "$NET" busybox sleep 36000 >/dev/null
+        "$bin" --root "$root" run -d --network "$net" busybox sleep 36000 >/dev/null
         t1=$(now_us)
         us=$((t1 - t0))
         echo "$i $((us / 1000)).$((us % 1000 / 100))" >>"$times"
@@ -67,6 +74,9 @@ series() {
     awk -v f="$first" -v m="$middle" -v l="$last" 'BEGIN {printf "  ratio middle/first %.2fx, last/first %.2fx\n", m/f, l/f}'
     echo "  host mounts now: $(wc -l </proc/self/mountinfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
     "$bin" --root "$root" ps -aq --no-trunc | xargs -r -n 50 "$bin" --root "$root" rm -f >/dev/null
+    if [ "$NET" = user ]; then
+        "$bin" --root "$root" network rm "$net" >/dev/null
+    fi
 }
 
 echo "host mounts before: $(wc -l </proc/self/mountinfo)"
