@@ -12,8 +12,9 @@ use crate::network::{Network, Store};
 
 /// Driver lookup by name, for a root.
 pub(crate) type Drivers<'a> = &'a dyn Fn(&str, &Path) -> Result<Box<dyn Driver>>;
-/// Brings the resolver of a root in line with its state (`dns::sync`).
-pub(crate) type Names<'a> = &'a dyn Fn(&Path) -> Result<()>;
+/// Brings the resolver of a root in line with its state (`dns::sync`); given (network id,
+/// container id), after that one join only (`dns::joined`).
+pub(crate) type Names<'a> = &'a dyn Fn(&Path, Option<(&str, &str)>) -> Result<()>;
 
 pub(crate) struct Context<'a> {
     pub store: Store,
@@ -26,6 +27,13 @@ fn real_driver(name: &str, root: &Path) -> Result<Box<dyn Driver>> {
     driver::for_root(name, Some(root))
 }
 
+fn real_names(root: &Path, joined: Option<(&str, &str)>) -> Result<()> {
+    match joined {
+        Some((network, container)) => crate::dns::joined(root, network, container),
+        None => crate::dns::sync(root),
+    }
+}
+
 impl Context<'static> {
     /// The process's own: real drivers, the chosen firewall, the root's resolver.
     pub fn new(root: &Path) -> Result<Context<'static>> {
@@ -34,7 +42,7 @@ impl Context<'static> {
             store: Store::new(root),
             fw: firewall::current()?,
             drivers: &real_driver,
-            names: &crate::dns::sync,
+            names: &real_names,
         })
     }
 }
@@ -69,6 +77,11 @@ impl<'a> Context<'a> {
     }
 
     pub fn sync_names(&self) -> Result<()> {
-        (self.names)(self.root())
+        (self.names)(self.root(), None)
+    }
+
+    /// `sync_names` after `container_id` joined `network_id`, and nothing else changed.
+    pub fn sync_joined(&self, network_id: &str, container_id: &str) -> Result<()> {
+        (self.names)(self.root(), Some((network_id, container_id)))
     }
 }

@@ -268,7 +268,7 @@ pub(crate) fn connect(
         Ok(())
     }
     .and_then(|()| match ctx.serves(&net) {
-        true => ctx.sync_names(),
+        true => ctx.sync_joined(&net.id, container_id),
         false => Ok(()),
     });
     if let Err(e) = done {

@@ -195,7 +195,7 @@ impl Firewall for RecordingFirewall {
 }
 
 type DriverFn = Box<dyn Fn(&str, &Path) -> Result<Box<dyn Driver>>>;
-type NamesFn = Box<dyn Fn(&Path) -> Result<()>>;
+type NamesFn = Box<dyn Fn(&Path, Option<(&str, &str)>) -> Result<()>>;
 
 /// A root in a temp dir with the fakes wired in: its networks use `RecordingDriver`, its
 /// firewall is `RecordingFirewall`, and the resolver "sync" succeeds unless `names_fail`.
@@ -232,7 +232,7 @@ impl Root {
             }
         });
         let (nf, nlog) = (names_fail.clone(), log.clone());
-        let names: NamesFn = Box::new(move |_| {
+        let names: NamesFn = Box::new(move |_, _| {
             nlog.push("sync_names".into());
             match *nf.lock().unwrap() {
                 true => Err(Error::Invalid("resolver failed (as the test asked)".into())),

@@ -289,9 +289,23 @@ impl Store {
         if marker.exists() {
             return Ok(());
         }
+        if self.make_defaults(&marker)? {
+            // A resolver an older rbox started reads endpoints from the network files, now
+            // empty: it would stop answering. Replaced by one of this binary (once the
+            // networks lock is given back: the new one lists the networks).
+            let _ = crate::dns::stop(&self.root);
+            if let Err(e) = crate::dns::sync(&self.root) {
+                tracing::warn!("restarting the DNS resolver after the state split: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// `ensure_defaults` under the networks lock; whether endpoints were moved.
+    fn make_defaults(&self, marker: &Path) -> Result<bool> {
         let _lock = self.lock_all()?;
         if marker.exists() {
-            return Ok(());
+            return Ok(false);
         }
         let defaults = self.dir().join(".defaults");
         if !defaults.exists() {
@@ -307,18 +321,19 @@ impl Store {
             }
             statefile::write_atomic(&defaults, b"")?;
         }
-        self.split_endpoints()?;
-        statefile::write_atomic(&marker, b"")?;
-        Ok(())
+        let moved = self.split_endpoints()?;
+        statefile::write_atomic(marker, b"")?;
+        Ok(moved)
     }
 
     /// Moves the endpoints of network files of an older rbox into their own files, one network
-    /// at a time under its lock (the caller holds the networks lock). Rerun after a crash, it
-    /// writes the same files again.
-    fn split_endpoints(&self) -> Result<()> {
+    /// at a time under its lock (the caller holds the networks lock); whether there were any.
+    /// Rerun after a crash, it writes the same files again.
+    fn split_endpoints(&self) -> Result<bool> {
         let Ok(entries) = fs::read_dir(self.dir()) else {
-            return Ok(());
+            return Ok(false);
         };
+        let mut moved = false;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(id) = name
@@ -341,8 +356,9 @@ impl Store {
                 self.put_endpoint(&net.id, &ep)?;
             }
             self.save(&net)?;
+            moved = true;
         }
-        Ok(())
+        Ok(moved)
     }
 }
 

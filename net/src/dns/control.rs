@@ -64,6 +64,21 @@ pub fn sync(root: &Path) -> Result<()> {
     }
 }
 
+/// `sync` after `container_id` joined the served network `network_id`: the resolver adds that
+/// one endpoint instead of reading every endpoint again (O(1) per join, not O(containers)).
+pub fn joined(root: &Path, network_id: &str, container_id: &str) -> Result<()> {
+    let _lock = statefile::Lock::exclusive(&root.join("locks/dns.lock"))?;
+    let outcome = match request(root, &format!("joined {network_id} {container_id}")) {
+        // A resolver an older rbox started (still running after an upgrade) knows "reload".
+        Err(crate::Error::Invalid(e)) if e.contains("unknown request") => request(root, "reload")?,
+        r => r?,
+    };
+    match outcome {
+        Outcome::Done => Ok(()),
+        Outcome::NotRunning => spawn(root),
+    }
+}
+
 /// Restarts the resolver of `root` if it died (kill -9) while names are served; cheap when it
 /// is alive or was never needed: no fork, no request (see the module docs).
 pub fn ensure(root: &Path) -> Result<()> {

@@ -61,7 +61,7 @@ pub use config::{
     check_alias, check_dns_option, check_dns_search, parse_add_host, parse_dns_server, resolv_conf,
     valid_name, DnsSettings, HOST_GATEWAY,
 };
-pub use control::{ensure, pid, pid_file, serve_main, stop, sync};
+pub use control::{ensure, joined, pid, pid_file, serve_main, stop, sync};
 pub use table::{serves, serves_with};
 
 /// Where containers on user networks find the resolver (their resolv.conf), as in Docker.

@@ -27,6 +27,7 @@ use super::answer::{self, Reply, Turns};
 use super::config;
 use super::listen::{self, Bound, Home};
 use super::table::Table;
+use crate::network::Store;
 use crate::sandbox::netns_path;
 
 type Shared = Arc<RwLock<Arc<Table>>>;
@@ -155,27 +156,61 @@ impl State {
         }
         let empty = table.is_empty();
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
-        let mut errors = Vec::new();
-        for cid in want {
-            if self.sandboxes.contains_key(&cid) {
-                continue;
-            }
-            let path = netns_path(&self.root, &cid);
-            match listen::bind_in(&path, &self.home) {
-                Ok(Some(b)) => {
-                    if let Err(e) = self.attach(cid.clone(), b) {
-                        errors.push(format!("answering in sandbox {cid}: {e}"));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => errors.push(format!("answering in sandbox {cid}: {e}")),
-            }
-        }
+        let errors: Vec<String> = want
+            .into_iter()
+            .filter_map(|cid| self.answer_in(cid).err())
+            .collect();
         if errors.is_empty() {
             Ok(empty)
         } else {
             Err(errors.join("; "))
         }
+    }
+
+    /// Answers in the sandbox of `cid` if it does not yet.
+    fn answer_in(&mut self, cid: String) -> Result<(), String> {
+        if self.sandboxes.contains_key(&cid) {
+            return Ok(());
+        }
+        let path = netns_path(&self.root, &cid);
+        match listen::bind_in(&path, &self.home) {
+            Ok(Some(b)) => self
+                .attach(cid.clone(), b)
+                .map_err(|e| format!("answering in sandbox {cid}: {e}")),
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("answering in sandbox {cid}: {e}")),
+        }
+    }
+
+    /// What `container_id` joining network `network_id` changes: its entry added to the
+    /// table and answers in its sandbox, reading its endpoint only (a full `reload` when the
+    /// network has no names yet, or the endpoint is gone).
+    async fn joined(&mut self, network_id: &str, container_id: &str) -> Result<bool, String> {
+        let store = Store::new(&self.root);
+        // As `Table::load` has it: on some network with a way out (this one or an earlier).
+        let connected = |nets: Vec<crate::Network>| {
+            nets.iter().any(|n| {
+                !n.internal
+                    && store
+                        .endpoint(&n.id, container_id)
+                        .is_ok_and(|e| e.is_some())
+            })
+        };
+        let added = match (
+            store.load(network_id),
+            store.endpoint(network_id, container_id),
+            store.list(),
+        ) {
+            (Ok(net), Ok(Some(ep)), Ok(nets)) => {
+                snapshot(&self.table).with_endpoint(&net, container_id, &ep, connected(nets))
+            }
+            _ => None,
+        };
+        let Some(table) = added else {
+            return self.reload().await;
+        };
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        self.answer_in(container_id.to_string()).map(|()| false)
     }
 }
 
@@ -394,7 +429,8 @@ pub fn run(server: Server, pid_file: &Path, sock_path: &Path) -> io::Result<()> 
     result
 }
 
-/// One control exchange: a line ("reload" or "stop"), answered "ok" once done or "error ...".
+/// One control exchange: a line ("reload", "joined NETWORK CONTAINER" or "stop"), answered
+/// "ok" once done or "error ...".
 /// Returns true when the resolver should exit.
 async fn control_request(state: &mut State, conn: tokio::net::UnixStream) -> bool {
     let (r, mut w) = conn.into_split();
@@ -406,13 +442,15 @@ async fn control_request(state: &mut State, conn: tokio::net::UnixStream) -> boo
     {
         return false;
     }
-    let (reply, exit) = match line.trim() {
-        "stop" => ("ok\n".to_string(), true),
-        "reload" => match state.reload().await {
-            Ok(empty) => ("ok\n".to_string(), empty),
-            Err(e) => (format!("error {e}\n"), false),
-        },
-        other => (format!("error unknown request {other:?}\n"), false),
+    let done = match line.split_whitespace().collect::<Vec<_>>()[..] {
+        ["stop"] => Ok(true),
+        ["reload"] => state.reload().await,
+        ["joined", network, container] => state.joined(network, container).await,
+        _ => Err(format!("unknown request {:?}", line.trim())),
+    };
+    let (reply, exit) = match done {
+        Ok(exit) => ("ok\n".to_string(), exit),
+        Err(e) => (format!("error {e}\n"), false),
     };
     if exit {
         // Close every sandbox's sockets before answering (the sandboxes are being released),

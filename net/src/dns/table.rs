@@ -10,6 +10,7 @@ use std::path::Path;
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
 use crate::driver::Caps;
+use crate::network::EndpointRecord;
 use crate::network::{Network, Store};
 use crate::records::Endpoints;
 use crate::sandbox;
@@ -112,6 +113,22 @@ pub enum Kind {
     Other,
 }
 
+/// The names and addresses `ep` gives container `cid` on its network.
+fn entry(cid: &str, ep: &EndpointRecord) -> Entry {
+    let mut names = vec![ep.container_name.to_ascii_lowercase()];
+    names.push(cid.chars().take(12).collect());
+    names.extend(ep.aliases.iter().map(|a| a.to_ascii_lowercase()));
+    names.retain(|s| !s.is_empty());
+    Entry {
+        container_id: cid.to_string(),
+        names,
+        ip4: ep.ip,
+        ip6: ep.ip6,
+        upstreams: ep.dns_servers.clone(),
+        interface: ep.interface.clone(),
+    }
+}
+
 impl Table {
     pub fn load(root: &Path, host_upstreams: Vec<IpAddr>) -> crate::Result<Table> {
         let store = Store::new(root);
@@ -165,20 +182,7 @@ impl Table {
                 let entries: Vec<Entry> = endpoints
                     .iter()
                     .filter(|(cid, ep)| ep.ip.is_some() && alive(cid))
-                    .map(|(cid, ep)| {
-                        let mut names = vec![ep.container_name.to_ascii_lowercase()];
-                        names.push(cid.chars().take(12).collect());
-                        names.extend(ep.aliases.iter().map(|a| a.to_ascii_lowercase()));
-                        names.retain(|s| !s.is_empty());
-                        Entry {
-                            container_id: cid.clone(),
-                            names,
-                            ip4: ep.ip,
-                            ip6: ep.ip6,
-                            upstreams: ep.dns_servers.clone(),
-                            interface: ep.interface.clone(),
-                        }
-                    })
+                    .map(|(cid, ep)| entry(cid, ep))
                     .collect();
                 (!entries.is_empty()).then(|| Segment {
                     name: n.name.to_ascii_lowercase(),
@@ -193,6 +197,30 @@ impl Table {
             host_upstreams,
             connected,
         }
+    }
+
+    /// This table with `container_id`'s endpoint `ep` on `net` added (or replaced): what a
+    /// join changes, without reading every other endpoint again; `connected`: whether the
+    /// container has an endpoint on a network that is not internal. `None` when `net` has no
+    /// segment yet (its first name: a full `load` builds it) or `ep` has no address.
+    pub fn with_endpoint(
+        &self,
+        net: &Network,
+        container_id: &str,
+        ep: &EndpointRecord,
+        connected: bool,
+    ) -> Option<Table> {
+        let name = net.name.to_ascii_lowercase();
+        let at = self.segments.iter().position(|s| s.name == name)?;
+        ep.ip?;
+        let mut t = self.clone();
+        let seg = &mut t.segments[at];
+        seg.entries.retain(|e| e.container_id != container_id);
+        seg.entries.push(entry(container_id, ep));
+        if connected {
+            t.connected.insert(container_id.to_string());
+        }
+        Some(t)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -374,6 +402,55 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_join_adds_its_entry_as_a_full_load_would() {
+        let t = table();
+        let net = |name: &str| crate::Network::new(name, "bridge", Default::default());
+        const NEW: &str = "dddddddddddddddd";
+        let ep = EndpointRecord {
+            container_id: NEW.into(),
+            container_name: "New".into(),
+            ip: Some("10.1.0.9".parse().unwrap()),
+            aliases: vec!["N2".into()],
+            interface: "eth0".into(),
+            ..Default::default()
+        };
+        let t2 = t.with_endpoint(&net("front"), NEW, &ep, false).unwrap();
+        for n in ["new", "n2", "dddddddddddd", "new.front"] {
+            assert_eq!(
+                t2.lookup(CLI, n, Kind::A, 0),
+                Answer::Addrs(vec![ip("10.1.0.9")]),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            t2.lookup(NEW, "web", Kind::A, 0),
+            Answer::Addrs(vec![ip("10.1.0.2")])
+        );
+        assert!(
+            !t2.connected.contains(NEW),
+            "only internal networks: no way out"
+        );
+        assert_eq!(
+            t.lookup(CLI, "new", Kind::A, 0),
+            t.lookup(CLI, "nosuch", Kind::A, 0)
+        );
+        // Joined again (a changed endpoint): replaced, not doubled; and now with a way out.
+        let mut moved = ep.clone();
+        moved.ip = Some("10.1.0.10".parse().unwrap());
+        let t3 = t2.with_endpoint(&net("front"), NEW, &moved, true).unwrap();
+        assert_eq!(t3.segments[0].entries.len(), 3);
+        assert_eq!(
+            t3.lookup(CLI, "new", Kind::A, 0),
+            Answer::Addrs(vec![ip("10.1.0.10")])
+        );
+        assert!(t3.connected.contains(NEW));
+        // A network without names yet, or no address: left to a full load.
+        assert!(t.with_endpoint(&net("other"), NEW, &ep, true).is_none());
+        let bare = EndpointRecord { ip: None, ..ep };
+        assert!(t.with_endpoint(&net("front"), NEW, &bare, true).is_none());
     }
 
     #[test]
