@@ -61,7 +61,11 @@ fn run_d(r: &Rbox, mode: Mode, args: &[&str]) -> String {
 /// timeout passes on the signals it gets), stdio piped.
 fn attach(r: &Rbox, args: &[&str]) -> Child {
     let mut c = Command::new("timeout");
-    c.arg("30")
+    // --foreground: a signal sent to timeout reaches rbox once. Without it timeout passes it
+    // to rbox and then to its whole process group, rbox again: two SIGTERMs that the
+    // container's trap saw twice when they came apart (seen once in CI under load).
+    c.arg("--foreground")
+        .arg("30")
         .arg(rbox_tests::rbox_bin())
         .arg("--root")
         .arg(&r.root)
