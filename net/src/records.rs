@@ -146,7 +146,8 @@ impl Store {
                     {
                         continue;
                     }
-                    // Taken by nobody (a crash's leftover, or this endpoint's own): now ours.
+                    // Held by another id: the caller chose it free from `leased`, so it is
+                    // a crash's leftover (taken by nobody): now ours.
                     let tmp = leases.join(format!(".{a}"));
                     let _ = fs::remove_file(&tmp);
                     std::os::unix::fs::symlink(&rec.container_id, &tmp)
